@@ -1,0 +1,197 @@
+"""`pixme`: run the bots, or render and edit images from the command line.
+
+This is the composition root: settings are built once here and everything else is handed what it
+needs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from core.config import ConfigError, Settings, load_settings
+from core.engines.base import EngineError, ImageEngine
+from core.engines.factory import build_engine
+from core.intake import IntakeError, prepare
+from core.logsafe import configure_logging
+from core.studio import Studio
+from core.styles import STYLES, get_style
+from storage.images import FileImageStore
+from storage.sqlite import SqliteStore
+
+log = logging.getLogger("pixme")
+
+NO_TOKEN = (
+    "pixme: no bot token is set, so there is nothing to run.\n"
+    "  Telegram: talk to @BotFather, create a bot, then set TELEGRAM_BOT_TOKEN=<token>\n"
+    "            (or [telegram] token = \"…\" in config.toml).\n"
+    "  Discord:  set DISCORD_BOT_TOKEN=<token> (or [discord] token in config.toml).\n"
+    "  Optional: GEMINI_API_KEY=<key> for the Gemini engine; without it the offline engine is used."
+)
+
+
+@contextlib.asynccontextmanager
+async def open_studio(settings: Settings, engine: ImageEngine | None = None) -> AsyncIterator[Studio]:
+    """The core, wired to SQLite and the image store under `[storage] dir`."""
+    data_dir = settings.storage.dir
+    store = await SqliteStore.open(data_dir / "pixme.sqlite3")
+    engine = engine or build_engine(settings)
+    studio = Studio(store=store, images=FileImageStore(data_dir, store), engine=engine,
+                    concurrency=settings.limits.concurrency, input_max_px=settings.engine.input_max_px)
+    try:
+        yield studio
+    finally:
+        await studio.aclose()
+        await engine.aclose()
+        await store.close()
+
+
+async def run_bots(settings: Settings, stop: asyncio.Event | None = None) -> int:
+    """Start every platform with a token in this event loop; return when `stop` is set (or a signal)."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    async with open_studio(settings) as studio:
+        warning = await studio.engine.check()
+        if warning:
+            log.warning("%s", warning)
+        log.info("engine: %s (%s)", studio.engine.name, studio.engine.model)
+        started = []
+        if settings.telegram.token.get_secret_value():
+            from bots.telegram_bot import TelegramBot
+
+            telegram = TelegramBot(settings.telegram, studio, engine_name=studio.engine.name)
+            try:
+                await telegram.start()
+            except Exception as exc:
+                log.error("telegram: could not start: %s", exc)
+                await telegram.stop()
+                return 1
+            started.append(telegram)
+        await studio.resume()
+        try:
+            await stop.wait()
+        finally:
+            log.info("shutting down")
+            for bot in started:
+                await bot.stop()
+    return 0
+
+
+def _read_image(path: Path, max_px: int) -> bytes:
+    try:
+        return prepare(path.read_bytes(), max_px=max_px).data
+    except IntakeError as refusal:
+        raise SystemExit(f"pixme: {path}: {refusal.message}") from None
+    except OSError as exc:
+        raise SystemExit(f"pixme: {path}: {exc.strerror}") from None
+
+
+async def _render(settings: Settings, args: argparse.Namespace) -> int:
+    style = get_style(args.style)
+    if style is None:
+        raise SystemExit(f"pixme: unknown style {args.style!r}; `pixme styles` lists them")
+    engine = build_engine(settings, args.engine)
+    try:
+        result = await engine.stylize(_read_image(args.image, settings.engine.input_max_px), style)
+    finally:
+        await engine.aclose()
+    return _write_result(args.output, result.image, result.commentary)
+
+
+async def _edit(settings: Settings, args: argparse.Namespace) -> int:
+    engine = build_engine(settings, args.engine)
+    identity = _read_image(args.identity, settings.engine.input_max_px) if args.identity else None
+    try:
+        result = await engine.edit(_read_image(args.image, settings.engine.input_max_px), args.instruction,
+                                   identity=identity)
+    finally:
+        await engine.aclose()
+    return _write_result(args.output, result.image, result.commentary)
+
+
+def _write_result(output: Path, image: bytes, commentary: str) -> int:
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_bytes(image)
+    print(f"wrote {output}" + (f" — {commentary}" if commentary else ""))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pixme", description="Pix Me! — turn selfies into avatars on Telegram and Discord.",
+        epilog="Settings come from the config file and PIXME_<SECTION>__<KEY> environment variables "
+               "(plus TELEGRAM_BOT_TOKEN, DISCORD_BOT_TOKEN, GEMINI_API_KEY). See config.example.toml.",
+    )
+    parser.add_argument("--config", type=Path, default=None,
+                        help="TOML config file (default: ./config.toml if it exists)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    sub.add_parser("run", help="start every platform that has a token (Ctrl-C or SIGTERM stops it)")
+    sub.add_parser("styles", help="list the styles, one a line, command name first")
+
+    render = sub.add_parser("render", help="turn an image into an avatar in one style")
+    render.add_argument("image", type=Path)
+    render.add_argument("--style", required=True, help="style name, e.g. zombie")
+    render.add_argument("-o", "--output", type=Path, required=True)
+    render.add_argument("--engine", choices=["offline", "gemini"], default=None,
+                        help="default: gemini when an API key is set, otherwise offline")
+
+    edit = sub.add_parser("edit", help="apply an edit instruction to an image")
+    edit.add_argument("image", type=Path)
+    edit.add_argument("instruction", help='e.g. "add a crown"')
+    edit.add_argument("-o", "--output", type=Path, required=True)
+    edit.add_argument("--engine", choices=["offline", "gemini"], default=None)
+    edit.add_argument("--identity", type=Path, default=None,
+                      help="the original selfie, to keep the face recognisable")
+    for sp in (render, edit, *(sub.choices[n] for n in ("run", "styles"))):
+        sp.add_argument("--config", type=Path, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    if args.command == "styles":
+        for style in STYLES:
+            print(f"{style.id}\t{style.title} — {style.description}")
+        return 0
+    config = args.config
+    if config is None and Path("config.toml").exists():
+        config = Path("config.toml")
+    try:
+        settings = load_settings(config)
+    except ConfigError as exc:
+        print(f"pixme: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.secrets(), level=logging.DEBUG if args.verbose else logging.INFO)
+    try:
+        if args.command == "run":
+            if not (settings.telegram.token.get_secret_value() or settings.discord.token.get_secret_value()):
+                print(NO_TOKEN, file=sys.stderr)
+                return 2
+            return asyncio.run(run_bots(settings))
+        if args.command == "render":
+            return asyncio.run(_render(settings, args))
+        return asyncio.run(_edit(settings, args))
+    except (EngineError, ValueError) as exc:
+        print(f"pixme: {getattr(exc, 'message', exc)}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,165 @@
+"""The one typed settings object: config.toml, overridden by the environment.
+
+Built once by the CLI and passed down; no other module reads the environment. Precedence, highest
+first: `PIXME_<SECTION>__<KEY>` variables, the conventional `GEMINI_API_KEY` /
+`TELEGRAM_BOT_TOKEN` / `DISCORD_BOT_TOKEN`, then the TOML file, then the defaults below.
+"""
+
+from __future__ import annotations
+
+import os
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+DEFAULT_MODEL = "gemini-3.1-flash-image"
+
+
+class TelegramSettings(BaseModel):
+    token: SecretStr = SecretStr("")
+    api_url: str = "https://api.telegram.org/bot"
+    file_url: str = "https://api.telegram.org/file/bot"
+    # Simultaneous HTTP connections to the Bot API; each in-flight upload or download holds one.
+    connections: int = Field(default=32, ge=2, le=256)
+
+
+class DiscordSettings(BaseModel):
+    token: SecretStr = SecretStr("")
+    api_url: str = ""
+    gateway_url: str = ""
+    guild_ids: list[int] = Field(default_factory=list)
+
+
+class GeminiSettings(BaseModel):
+    api_key: SecretStr = SecretStr("")
+    base_url: str = ""
+    model: str = DEFAULT_MODEL
+    request_timeout_s: float = Field(default=120.0, gt=0)
+    retry_budget_s: float = Field(default=90.0, ge=0)
+
+
+class EngineSettings(BaseModel):
+    default: Literal["gemini", "offline"] = "gemini"
+    input_max_px: int = Field(default=1024, ge=256, le=4096)
+
+
+class StorageSettings(BaseModel):
+    dir: Path = Path("data")
+    retention_days: int = Field(default=30, ge=0)
+
+
+class LimitsSettings(BaseModel):
+    concurrency: int = Field(default=8, ge=1, le=512)
+    queue_per_user: int = Field(default=3, ge=1)
+    user_daily: int = Field(default=0, ge=0)
+    chat_daily: int = Field(default=0, ge=0)
+    daily_images: int = Field(default=0, ge=0)
+
+
+class AccessSettings(BaseModel):
+    admins: list[str] = Field(default_factory=list)
+    allow: list[str] = Field(default_factory=list)
+    deny: list[str] = Field(default_factory=list)
+
+    @field_validator("admins", "allow", "deny", mode="before")
+    @classmethod
+    def _ids_as_strings(cls, value: Any) -> Any:
+        # Ids may be written as TOML integers; platforms hand them to us as strings.
+        return [str(v) for v in value] if isinstance(value, list) else value
+
+
+_config_file: ContextVar[Path | None] = ContextVar("pixme_config_file", default=None)
+
+# Conventional variable names people already have set, mapped onto our settings.
+_CONVENTIONAL_ENV = {
+    "GEMINI_API_KEY": ("gemini", "api_key"),
+    "GOOGLE_API_KEY": ("gemini", "api_key"),
+    "TELEGRAM_BOT_TOKEN": ("telegram", "token"),
+    "DISCORD_BOT_TOKEN": ("discord", "token"),
+}
+
+
+class _ConventionalEnv(PydanticBaseSettingsSource):
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+        for var, (section, key) in _CONVENTIONAL_ENV.items():
+            value = os.environ.get(var)
+            if value and key not in found.get(section, {}):
+                found.setdefault(section, {})[key] = value
+        return found
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="PIXME_", env_nested_delimiter="__", extra="ignore", case_sensitive=False
+    )
+
+    telegram: TelegramSettings = Field(default_factory=TelegramSettings)
+    discord: DiscordSettings = Field(default_factory=DiscordSettings)
+    gemini: GeminiSettings = Field(default_factory=GeminiSettings)
+    engine: EngineSettings = Field(default_factory=EngineSettings)
+    storage: StorageSettings = Field(default_factory=StorageSettings)
+    limits: LimitsSettings = Field(default_factory=LimitsSettings)
+    access: AccessSettings = Field(default_factory=AccessSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings, _ConventionalEnv(settings_cls)]
+        path = _config_file.get()
+        if path is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)
+
+    @property
+    def engine_name(self) -> Literal["gemini", "offline"]:
+        """The engine actually used: Gemini needs a key, so without one the bot runs offline."""
+        if self.engine.default == "gemini" and self.gemini.api_key.get_secret_value():
+            return "gemini"
+        return "offline"
+
+    def secrets(self) -> list[str]:
+        """Every secret value set, so log redaction can scrub them."""
+        values = [self.telegram.token, self.discord.token, self.gemini.api_key]
+        return [v.get_secret_value() for v in values if v.get_secret_value()]
+
+
+class ConfigError(Exception):
+    """The configuration file is missing or invalid; the message says what to fix."""
+
+
+def load_settings(path: Path | None, **overrides: Any) -> Settings:
+    """Read `path` (if it exists) plus the environment. A named but missing file is an error."""
+    from pydantic import ValidationError
+
+    if path is not None and not path.exists():
+        raise ConfigError(f"config file {path} not found (copy config.example.toml to start one)")
+    token = _config_file.set(path)
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(f"invalid configuration: {problems}") from None
+    except ValueError as exc:  # TOML syntax errors
+        raise ConfigError(f"could not read {path}: {exc}") from None
+    finally:
+        _config_file.reset(token)

@@ -1,0 +1,48 @@
+"""Logging set-up that never writes a secret: the Telegram token sits inside every file URL."""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+
+# A Bot API token anywhere in a URL or message, even one we were not told about.
+_TOKEN_RE = re.compile(r"\d{5,}:[A-Za-z0-9_-]{20,}")
+
+
+class RedactingFilter(logging.Filter):
+    """Rewrites each record's message with every known secret (and token-shaped text) masked."""
+
+    def __init__(self, secrets: list[str]) -> None:
+        super().__init__()
+        self._secrets = [s for s in secrets if len(s) >= 6]
+
+    def redact(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, "[redacted]")
+        return _TOKEN_RE.sub("[redacted]", text)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        record.msg, record.args = self.redact(message), None
+        if record.exc_text:
+            record.exc_text = self.redact(record.exc_text)
+        return True
+
+
+def configure_logging(secrets: list[str], *, level: int = logging.INFO) -> RedactingFilter:
+    """Log to stderr through the redacting filter; quiet the HTTP clients that log full URLs."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    redactor = RedactingFilter(secrets)
+    handler.addFilter(redactor)
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level)
+    for noisy in ("httpx", "httpcore", "telegram.ext.Updater", "aiohttp.access", "discord.gateway"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    return redactor

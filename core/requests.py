@@ -1,0 +1,89 @@
+"""Platform-neutral request and reply types: what adapters hand the studio and what they send back.
+
+Ids are strings everywhere in core (Telegram uses integers, Discord snowflakes); adapters convert.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from core.styles import Style
+
+
+@dataclass(frozen=True)
+class Chat:
+    platform: str  # "telegram", "discord", "playground", "cli"
+    id: str
+    is_private: bool
+
+
+@dataclass(frozen=True)
+class Person:
+    id: str
+    name: str
+    language: str | None = None
+
+
+@dataclass(frozen=True)
+class Context:
+    """Who asked, where, and with which message."""
+
+    chat: Chat
+    person: Person
+    message_id: str  # the message that carries the request; results reply to it
+
+
+@dataclass(frozen=True)
+class PhotoRef:
+    """A photo in a chat, fetched only when needed. `size` is what the platform declared, if anything."""
+
+    fetch: Callable[[], Awaitable[bytes]]
+    message_id: str | None = None  # the message that shows the photo, so replies to it resolve
+    size: int | None = None
+    mime: str | None = None
+    file_name: str | None = None
+
+
+@dataclass(frozen=True)
+class ReplyTarget:
+    """Where a reply goes. JSON-serialisable so it survives in the job table across restarts."""
+
+    platform: str
+    chat_id: str
+    reply_to: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)  # platform-specific (thread id, interaction token…)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"platform": self.platform, "chat_id": self.chat_id, "reply_to": self.reply_to,
+                "extra": self.extra}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ReplyTarget:
+        return cls(data["platform"], data["chat_id"], data.get("reply_to"), data.get("extra") or {})
+
+
+@dataclass(frozen=True)
+class ImageReply:
+    """A result to show. `node_id` lets the adapter offer buttons that come back to this node."""
+
+    node_id: int
+    image: bytes
+    mime: str
+    caption: str
+
+
+class Messenger(Protocol):
+    """What each adapter implements so core can speak in its chats, now or after a restart.
+
+    Each send returns the platform message id of what it posted.
+    """
+
+    async def send_image(self, target: ReplyTarget, reply: ImageReply) -> str: ...
+
+    async def send_text(self, target: ReplyTarget, text: str) -> str: ...
+
+    async def send_style_menu(self, target: ReplyTarget, text: str, styles: list[Style]) -> str: ...
+
+    async def show_working(self, target: ReplyTarget) -> None: ...

@@ -1,0 +1,175 @@
+"""SQLite persistence (aiosqlite, WAL) for the edit tree and the job table.
+
+Schema changes are numbered files in `storage/migrations/`, applied in order and tracked with
+`PRAGMA user_version`, so an old database is upgraded in place at start-up.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from core.ports import Job, JobStatus, NewNode, Node
+from core.requests import ReplyTarget
+
+_NODE_COLUMNS = ("id, platform, chat_id, user_id, parent_id, root_id, kind, image_sha, mime, style, "
+                 "instruction, engine, model, commentary, depth, created_at")
+_JOB_COLUMNS = ("id, platform, chat_id, user_id, kind, payload, target, status, attempts, result_node, "
+                "delivered_message, error, created_at")
+
+
+def _migrations() -> list[tuple[int, str]]:
+    folder = resources.files("storage") / "migrations"
+    found = []
+    for entry in folder.iterdir():
+        if entry.name.endswith(".sql"):
+            found.append((int(entry.name.split("_", 1)[0]), entry.read_text(encoding="utf-8")))
+    return sorted(found)
+
+
+class SqliteStore:
+    """Implements `core.ports.Store` on one SQLite file."""
+
+    def __init__(self, db: aiosqlite.Connection) -> None:
+        self._db = db
+
+    @classmethod
+    async def open(cls, path: Path | str) -> SqliteStore:
+        if str(path) != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        db = await aiosqlite.connect(str(path))
+        db.row_factory = aiosqlite.Row
+        # WAL lets readers proceed during a write; NORMAL sync is durable across process crashes.
+        await db.execute("PRAGMA journal_mode=WAL")
+        await db.execute("PRAGMA synchronous=NORMAL")
+        await db.execute("PRAGMA foreign_keys=ON")
+        await db.execute("PRAGMA busy_timeout=5000")
+        store = cls(db)
+        await store._migrate()
+        return store
+
+    async def _migrate(self) -> None:
+        async with self._db.execute("PRAGMA user_version") as cur:
+            row = await cur.fetchone()
+        version = int(row[0]) if row else 0
+        for number, script in _migrations():
+            if number > version:
+                await self._db.executescript(f"BEGIN;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;")
+        await self._db.commit()
+
+    async def close(self) -> None:
+        await self._db.close()
+
+    # -- images --------------------------------------------------------------------------------
+
+    async def record_image(self, sha: str, size: int) -> None:
+        await self._db.execute(
+            "INSERT OR IGNORE INTO images (sha, size, created_at) VALUES (?, ?, ?)", (sha, size, time.time())
+        )
+        await self._db.commit()
+
+    # -- edit tree -----------------------------------------------------------------------------
+
+    async def add_node(self, node: NewNode) -> Node:
+        parent = node.parent
+        root_id = None if parent is None else (parent.root_id or parent.id)
+        depth = 0 if parent is None else parent.depth + 1
+        now = time.time()
+        cur = await self._db.execute(
+            "INSERT INTO nodes (platform, chat_id, user_id, parent_id, root_id, kind, image_sha, mime, style, "
+            "instruction, engine, model, commentary, depth, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (node.platform, node.chat_id, node.user_id, parent.id if parent else None, root_id, node.kind,
+             node.image_sha, node.mime, node.style, node.instruction, node.engine, node.model,
+             node.commentary, depth, now),
+        )
+        await self._db.commit()
+        assert cur.lastrowid is not None
+        return Node(id=cur.lastrowid, platform=node.platform, chat_id=node.chat_id, user_id=node.user_id,
+                    parent_id=parent.id if parent else None, root_id=root_id, kind=node.kind,
+                    image_sha=node.image_sha, mime=node.mime, style=node.style, instruction=node.instruction,
+                    engine=node.engine, model=node.model, commentary=node.commentary, depth=depth,
+                    created_at=now)
+
+    async def get_node(self, node_id: int) -> Node | None:
+        async with self._db.execute(f"SELECT {_NODE_COLUMNS} FROM nodes WHERE id = ?", (node_id,)) as cur:
+            row = await cur.fetchone()
+        return _node(row) if row else None
+
+    async def node_for_message(self, platform: str, chat_id: str, message_id: str) -> Node | None:
+        async with self._db.execute(
+            "SELECT n.* FROM node_messages m JOIN nodes n ON n.id = m.node_id "
+            "WHERE m.platform = ? AND m.chat_id = ? AND m.message_id = ?",
+            (platform, chat_id, message_id),
+        ) as cur:
+            row = await cur.fetchone()
+        return _node(row) if row else None
+
+    async def link_message(self, node: Node, message_id: str) -> None:
+        await self._db.execute(
+            "INSERT OR REPLACE INTO node_messages (platform, chat_id, message_id, node_id) VALUES (?, ?, ?, ?)",
+            (node.platform, node.chat_id, message_id, node.id),
+        )
+        await self._db.commit()
+
+    # -- jobs ----------------------------------------------------------------------------------
+
+    async def add_job(self, platform: str, chat_id: str, user_id: str, kind: str,
+                      payload: dict[str, Any], target: ReplyTarget) -> Job:
+        now = time.time()
+        cur = await self._db.execute(
+            "INSERT INTO jobs (platform, chat_id, user_id, kind, payload, target, status, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?)",
+            (platform, chat_id, user_id, kind, json.dumps(payload), json.dumps(target.to_json()), now, now),
+        )
+        await self._db.commit()
+        assert cur.lastrowid is not None
+        return Job(id=cur.lastrowid, platform=platform, chat_id=chat_id, user_id=user_id, kind=kind,
+                   payload=payload, target=target, status="queued", created_at=now)
+
+    async def get_job(self, job_id: int) -> Job | None:
+        async with self._db.execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,)) as cur:
+            row = await cur.fetchone()
+        return _job(row) if row else None
+
+    async def update_job(self, job_id: int, *, status: JobStatus | None = None,
+                         result_node: int | None = None, delivered_message: str | None = None,
+                         error: str | None = None, attempt: bool = False) -> None:
+        sets, args = ["updated_at = ?"], [time.time()]
+        for column, value in (("status", status), ("result_node", result_node),
+                              ("delivered_message", delivered_message), ("error", error)):
+            if value is not None:
+                sets.append(f"{column} = ?")
+                args.append(value)
+        if attempt:
+            sets.append("attempts = attempts + 1")
+        await self._db.execute(f"UPDATE jobs SET {', '.join(sets)} WHERE id = ?", (*args, job_id))
+        await self._db.commit()
+
+    async def unfinished_jobs(self) -> list[Job]:
+        async with self._db.execute(
+            f"SELECT {_JOB_COLUMNS} FROM jobs WHERE status IN ('queued', 'running', 'done') ORDER BY id"
+        ) as cur:
+            rows = await cur.fetchall()
+        return [_job(r) for r in rows]
+
+
+def _node(row: Any) -> Node:
+    return Node(id=row["id"], platform=row["platform"], chat_id=row["chat_id"], user_id=row["user_id"],
+                parent_id=row["parent_id"], root_id=row["root_id"], kind=row["kind"],
+                image_sha=row["image_sha"], mime=row["mime"], style=row["style"],
+                instruction=row["instruction"], engine=row["engine"], model=row["model"],
+                commentary=row["commentary"], depth=row["depth"], created_at=row["created_at"])
+
+
+def _job(row: Any) -> Job:
+    return Job(id=row["id"], platform=row["platform"], chat_id=row["chat_id"], user_id=row["user_id"],
+               kind=row["kind"], payload=json.loads(row["payload"]),
+               target=ReplyTarget.from_json(json.loads(row["target"])), status=row["status"],
+               attempts=row["attempts"], result_node=row["result_node"],
+               delivered_message=row["delivered_message"], error=row["error"], created_at=row["created_at"])

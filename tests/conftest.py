@@ -1,0 +1,28 @@
+"""Shared fixtures: the real face photo, and small builders used across test modules."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def jpeg_bytes(image: Image.Image, quality: int = 92, **save: object) -> bytes:
+    out = io.BytesIO()
+    image.convert("RGB").save(out, "JPEG", quality=quality, **save)
+    return out.getvalue()
+
+
+@pytest.fixture(scope="session")
+def face_image() -> Image.Image:
+    """The public-domain astronaut portrait (Eileen Collins) shipped with scikit-image."""
+    return Image.open(FIXTURES / "astronaut.png").convert("RGB")
+
+
+@pytest.fixture(scope="session")
+def selfie(face_image: Image.Image) -> bytes:
+    return jpeg_bytes(face_image)

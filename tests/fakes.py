@@ -1,0 +1,104 @@
+"""In-memory stand-ins for core's own collaborators (engine, messenger), for core unit tests.
+
+End-to-end tests use the loopback protocol stand-ins in tests/standins instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from dataclasses import dataclass, field
+
+from PIL import Image, ImageOps
+
+from core.engines.base import EngineError, EngineResult, Portrait
+from core.requests import ImageReply, ReplyTarget
+from core.styles import Style
+
+
+def invert(image: bytes) -> bytes:
+    out = io.BytesIO()
+    ImageOps.invert(Image.open(io.BytesIO(image)).convert("RGB")).save(out, "PNG")
+    return out.getvalue()
+
+
+@dataclass
+class FakeEngine:
+    """Inverts the image; can be told to fail or to take a while."""
+
+    name: str = "fake"
+    model: str = "fake-model"
+    delay: float = 0.0
+    fail_with: EngineError | None = None
+    calls: list[tuple[str, bytes, str, bytes | None]] = field(default_factory=list)
+
+    async def _answer(self, kind: str, image: bytes, what: str, identity: bytes | None = None) -> EngineResult:
+        self.calls.append((kind, image, what, identity))
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        if self.fail_with is not None:
+            raise self.fail_with
+        return EngineResult(invert(image), "image/png", f"{kind}: {what}", self.model)
+
+    async def stylize(self, selfie: bytes, style: Style) -> EngineResult:
+        return await self._answer("style", selfie, style.id)
+
+    async def edit(self, image: bytes, instruction: str, *, identity: bytes | None = None) -> EngineResult:
+        return await self._answer("edit", image, instruction, identity)
+
+    async def fuse(self, portraits: list[Portrait], style: Style, theme: str = "") -> EngineResult:
+        return await self._answer("fuse", portraits[0].image, style.id)
+
+    async def check(self) -> str | None:
+        return None
+
+    async def aclose(self) -> None:
+        return None
+
+
+@dataclass
+class Sent:
+    kind: str  # "image" | "text" | "menu"
+    target: ReplyTarget
+    text: str
+    message_id: str
+    image: bytes | None = None
+    node_id: int | None = None
+
+
+class FakeMessenger:
+    """Records what core sends; message ids count up from 1000."""
+
+    def __init__(self) -> None:
+        self.sent: list[Sent] = []
+        self.working: list[ReplyTarget] = []
+        self._next = 1000
+        self._arrived = asyncio.Event()
+
+    def _record(self, sent: Sent) -> str:
+        self.sent.append(sent)
+        self._arrived.set()
+        return sent.message_id
+
+    def _id(self) -> str:
+        self._next += 1
+        return str(self._next)
+
+    async def send_image(self, target: ReplyTarget, reply: ImageReply) -> str:
+        return self._record(Sent("image", target, reply.caption, self._id(), reply.image, reply.node_id))
+
+    async def send_text(self, target: ReplyTarget, text: str) -> str:
+        return self._record(Sent("text", target, text, self._id()))
+
+    async def send_style_menu(self, target: ReplyTarget, text: str, styles: list[Style]) -> str:
+        return self._record(Sent("menu", target, text + " " + ",".join(s.id for s in styles), self._id()))
+
+    async def show_working(self, target: ReplyTarget) -> None:
+        self.working.append(target)
+
+    async def wait_for(self, count: int, timeout: float = 5.0) -> list[Sent]:
+        async with asyncio.timeout(timeout):
+            while len(self.sent) < count:
+                self._arrived.clear()
+                await self._arrived.wait()
+        return self.sent
