@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import logging
+import warnings
 from dataclasses import dataclass
 
 import pillow_heif
@@ -27,6 +28,8 @@ OUTPUT_QUALITY = 90
 
 # Pillow's own bomb check fires at twice its MAX_IMAGE_PIXELS; ours is stricter and runs first.
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+# We check the pixel count ourselves with a clearer message, so Pillow's warning is only noise.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 _TRANSPOSE = {
     2: Image.Transpose.FLIP_LEFT_RIGHT,
@@ -74,7 +77,10 @@ def prepare(data: bytes, *, max_px: int = 1024) -> PreparedImage:
         raise IntakeError(too_big_message(len(data)))
     try:
         image = Image.open(io.BytesIO(data))
-    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError, SyntaxError):
+    except Image.DecompressionBombError:
+        raise IntakeError("That image has far too many pixels to process safely; please send a normal photo.") \
+            from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
         raise IntakeError(
             "That doesn't look like a photo I can read — please send a JPEG, PNG, WebP, GIF, HEIC or TIFF image."
         ) from None

@@ -39,8 +39,9 @@ def configure_logging(secrets: list[str], *, level: int = logging.INFO) -> Redac
     redactor = RedactingFilter(secrets)
     handler.addFilter(redactor)
     root = logging.getLogger()
-    for old in list(root.handlers):
-        root.removeHandler(old)
+    for old in list(root.handlers):  # configuring twice replaces our handler, not anyone else's
+        if any(isinstance(f, RedactingFilter) for f in old.filters):
+            root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
     for noisy in ("httpx", "httpcore", "telegram.ext.Updater", "aiohttp.access", "discord.gateway"):
