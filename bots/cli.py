@@ -43,7 +43,7 @@ async def open_studio(settings: Settings, engine: ImageEngine | None = None) -> 
     store = await SqliteStore.open(data_dir / "pixme.sqlite3")
     engine = engine or build_engine(settings)
     studio = Studio(store=store, images=FileImageStore(data_dir, store), engine=engine,
-                    concurrency=settings.limits.concurrency, input_max_px=settings.engine.input_max_px)
+                    limits=settings.limits, access=settings.access, input_max_px=settings.engine.input_max_px)
     try:
         yield studio
     finally:

@@ -1,10 +1,16 @@
-"""Durable job running: persisted before work starts, one job per person at a time, a global cap on
-concurrent model calls, and resumption of whatever was unfinished when the process last stopped.
+"""Durable, fair job running.
+
+Every job is written to SQLite before any work starts and resumed after a restart. At most
+`concurrency` jobs run at once and one per person. Waiting jobs are served in rounds (fair queuing):
+a person's first waiting job belongs to the current round, their second to the next, and so on, so
+one person's burst never holds up another person by more than one round.
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
+import itertools
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -15,80 +21,210 @@ from core.requests import ReplyTarget
 log = logging.getLogger(__name__)
 
 Work = Callable[[Job], Awaitable[None]]
+PositionsChanged = Callable[[list[tuple[Job, int]]], Awaitable[None]]
+
+
+class Requeue(Exception):
+    """Raised by `work` to put its job back at the front of the line and pause dispatch for a while."""
+
+    def __init__(self, pause_s: float) -> None:
+        super().__init__(f"requeue after {pause_s:.1f}s")
+        self.pause_s = pause_s
+
+
+def _person(job: Job) -> tuple[str, str]:
+    return (job.platform, job.user_id)
 
 
 class JobRunner:
-    """Runs `work(job)` for every submitted job, in the background, surviving restarts.
-
-    `work` owns the job's status transitions and delivery; the runner owns ordering and limits:
-    a person's jobs run one after another (FIFO), and at most `concurrency` run at once overall.
-    """
-
-    def __init__(self, store: JobStore, work: Work, *, concurrency: int) -> None:
+    def __init__(self, store: JobStore, work: Work, *, concurrency: int,
+                 on_positions: PositionsChanged | None = None) -> None:
         self._store = store
         self._work = work
-        self._slots = asyncio.Semaphore(concurrency)
-        # Per-person lock plus how many jobs hold or await it, so idle people's locks are dropped.
-        self._person_locks: dict[tuple[str, str], tuple[asyncio.Lock, int]] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._concurrency = concurrency
+        self._on_positions = on_positions
+        self._waiting: list[Job] = []  # in serving order: by (round, arrival)
+        self._keys: dict[int, tuple[int, int]] = {}  # job id -> (round, arrival), fixed at enqueue
+        self._last_round: dict[tuple[str, str], int] = {}  # each person's latest round
+        self._round = 0  # the round of the job dispatched last
+        self._arrivals = itertools.count()
+        self._running: dict[int, tuple[Job, asyncio.Task[None]]] = {}
+        self._busy: set[tuple[str, str]] = set()
+        self._cancelled: set[int] = set()
+        self._positions: dict[int, int] = {}
+        self._paused_until = 0.0
+        self._wake: asyncio.TimerHandle | None = None
         self._closing = False
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._side_tasks: set[asyncio.Task[None]] = set()
+
+    # -- submitting and resuming -------------------------------------------------------------
 
     async def submit(self, platform: str, chat_id: str, user_id: str, kind: str,
                      payload: dict[str, Any], target: ReplyTarget) -> Job:
-        """Persist the job, then start it. Once this returns, the job will be delivered."""
+        """Persist the job, then queue it. Once this returns, the job will be delivered."""
         job = await self._store.add_job(platform, chat_id, user_id, kind, payload, target)
-        self._schedule(job)
+        self._enqueue(job)
         return job
 
     async def resume(self, platforms: set[str] | None = None) -> int:
-        """Restart every unfinished job (for `platforms`, or all); returns how many."""
-        jobs = [j for j in await self._store.unfinished_jobs() if platforms is None or j.platform in platforms]
+        """Queue every unfinished job (for `platforms`, or all) in the order they were accepted."""
+        known = {j.id for j in self._waiting} | set(self._running)
+        jobs = [j for j in await self._store.unfinished_jobs()
+                if (platforms is None or j.platform in platforms) and j.id not in known]
         for job in jobs:
-            self._schedule(job)
+            self._enqueue(job)
         if jobs:
             log.info("resuming %d unfinished job(s)", len(jobs))
         return len(jobs)
 
+    # -- what people ask about --------------------------------------------------------------
+
+    def pending_for(self, platform: str, user_id: str) -> int:
+        """How many of this person's jobs are waiting or running."""
+        return self._count(lambda j: _person(j) == (platform, user_id))
+
+    def pending_in_chat(self, platform: str, chat_id: str) -> int:
+        return self._count(lambda j: (j.platform, j.chat_id) == (platform, chat_id))
+
+    def _count(self, matches: Callable[[Job], bool]) -> int:
+        return sum(1 for j in self._waiting if matches(j)) + sum(1 for j, _ in self._running.values() if matches(j))
+
+    def position(self, job_id: int) -> int | None:
+        """1 for the next job to start; None if the job is running or unknown."""
+        return next((i + 1 for i, j in enumerate(self._waiting) if j.id == job_id), None)
+
+    def is_running(self, job_id: int) -> bool:
+        return job_id in self._running
+
     @property
-    def active(self) -> int:
-        return len(self._tasks)
+    def queue_length(self) -> int:
+        return len(self._waiting)
+
+    @property
+    def running_count(self) -> int:
+        return len(self._running)
+
+    async def cancel_for(self, platform: str, user_id: str, chat_id: str | None = None) -> list[Job]:
+        """Cancel this person's waiting and running jobs (in one chat, or everywhere)."""
+
+        def mine(job: Job) -> bool:
+            return _person(job) == (platform, user_id) and (chat_id is None or job.chat_id == chat_id)
+
+        cancelled = [j for j in self._waiting if mine(j)]
+        self._waiting = [j for j in self._waiting if not mine(j)]
+        for job in cancelled:
+            self._keys.pop(job.id, None)
+        for job, task in list(self._running.values()):
+            if mine(job):
+                self._cancelled.add(job.id)
+                task.cancel()
+                cancelled.append(job)
+        for job in cancelled:
+            await self._store.update_job(job.id, status="cancelled")
+        self._dispatch()
+        return cancelled
+
+    # -- lifecycle ---------------------------------------------------------------------------
 
     async def wait_idle(self, timeout: float | None = None) -> None:
-        """Wait until no job is running or queued (tests and graceful shutdown)."""
+        """Wait until nothing is waiting or running (tests and graceful shutdown)."""
         async with asyncio.timeout(timeout):
-            while self._tasks:
-                await asyncio.gather(*list(self._tasks), return_exceptions=True)
+            await self._idle.wait()
 
     async def aclose(self) -> None:
-        """Stop running jobs; their rows stay unfinished and are resumed at the next start."""
+        """Stop; unfinished rows stay in the table and are resumed at the next start."""
         self._closing = True
-        for task in list(self._tasks):
+        if self._wake is not None:
+            self._wake.cancel()
+        tasks = [task for _, task in self._running.values()] + list(self._side_tasks)
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
 
-    def _schedule(self, job: Job) -> None:
+    # -- dispatching -------------------------------------------------------------------------
+
+    def _enqueue(self, job: Job, *, front: bool = False) -> None:
+        """Place `job` by its round; `front` (a retry after an outage) keeps the place it had."""
+        key = self._keys.get(job.id)
+        if key is None or not front:
+            person = _person(job)
+            job_round = max(self._round, self._last_round.get(person, -1) + 1)
+            self._last_round[person] = job_round
+            key = (job_round, next(self._arrivals))
+            self._keys[job.id] = key
+        bisect.insort(self._waiting, job, key=lambda j: self._keys[j.id])
+        self._idle.clear()
+        self._dispatch()
+
+    def _dispatch(self) -> None:
         if self._closing:
             return
-        task = asyncio.create_task(self._run(job), name=f"job-{job.id}")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        loop = asyncio.get_running_loop()
+        if loop.time() >= self._paused_until:
+            index = 0
+            while len(self._running) < self._concurrency and index < len(self._waiting):
+                job = self._waiting[index]
+                if _person(job) in self._busy:
+                    index += 1
+                    continue
+                del self._waiting[index]
+                self._round = max(self._round, self._keys[job.id][0])
+                self._busy.add(_person(job))
+                task = loop.create_task(self._run(job), name=f"job-{job.id}")
+                self._running[job.id] = (job, task)
+        if not self._waiting and not self._running:
+            self._idle.set()
+        self._report_positions()
+
+    def _report_positions(self) -> None:
+        current = {job.id: i + 1 for i, job in enumerate(self._waiting)}
+        changed = [(job, current[job.id]) for job in self._waiting if self._positions.get(job.id) != current[job.id]]
+        self._positions = current
+        if changed and self._on_positions is not None:
+            self._side_task(self._on_positions(changed))
+
+    def _side_task(self, coro: Awaitable[None]) -> None:
+        async def guarded() -> None:
+            try:
+                await coro
+            except Exception:
+                log.exception("queue notification failed")
+
+        task = asyncio.get_running_loop().create_task(guarded())
+        self._side_tasks.add(task)
+        task.add_done_callback(self._side_tasks.discard)
+
+    def _pause(self, seconds: float) -> None:
+        loop = asyncio.get_running_loop()
+        self._paused_until = max(self._paused_until, loop.time() + seconds)
+        if self._wake is not None:
+            self._wake.cancel()
+        self._wake = loop.call_at(self._paused_until, self._dispatch)
 
     async def _run(self, job: Job) -> None:
-        key = (job.platform, job.user_id)
-        lock, users = self._person_locks.get(key, (asyncio.Lock(), 0))
-        self._person_locks[key] = (lock, users + 1)
+        requeue: Requeue | None = None
         try:
-            async with lock, self._slots:
-                await self._work(job)
+            await self._work(job)
+        except Requeue as signal:
+            requeue = signal
         except asyncio.CancelledError:
-            raise
+            if job.id not in self._cancelled:
+                raise  # shutting down: the row stays unfinished and is resumed next time
         except Exception:
             # `work` handles expected failures itself; this is the last line of defence.
             log.exception("job %s crashed", job.id)
             await self._store.update_job(job.id, status="failed", error="crash")
         finally:
-            lock, users = self._person_locks[key]
-            if users <= 1:
-                del self._person_locks[key]
-            else:
-                self._person_locks[key] = (lock, users - 1)
+            self._running.pop(job.id, None)
+            self._busy.discard(_person(job))
+            self._cancelled.discard(job.id)
+        if requeue is not None and not self._closing:
+            fresh = await self._store.get_job(job.id)
+            if fresh is not None and fresh.status in ("queued", "running", "done"):
+                self._pause(requeue.pause_s)
+                self._enqueue(fresh, front=True)
+                return
+        self._keys.pop(job.id, None)
+        self._dispatch()

@@ -74,10 +74,21 @@ class ImageReply:
     caption: str
 
 
+@dataclass(frozen=True)
+class Button:
+    label: str
+    action: str  # short, e.g. "forget:yes"; comes back to `Studio.press`
+
+
+class DeliveryRefused(Exception):
+    """The platform will never accept messages to this chat (e.g. the person blocked the bot)."""
+
+
 class Messenger(Protocol):
     """What each adapter implements so core can speak in its chats, now or after a restart.
 
-    Each send returns the platform message id of what it posted.
+    Each send returns the platform message id of what it posted; a send raises `DeliveryRefused`
+    when the chat will never accept it, and anything else for a fault worth retrying.
     """
 
     async def send_image(self, target: ReplyTarget, reply: ImageReply) -> str: ...
@@ -85,5 +96,11 @@ class Messenger(Protocol):
     async def send_text(self, target: ReplyTarget, text: str) -> str: ...
 
     async def send_style_menu(self, target: ReplyTarget, text: str, styles: list[Style]) -> str: ...
+
+    async def send_buttons(self, target: ReplyTarget, text: str, buttons: list[Button]) -> str: ...
+
+    async def edit_text(self, target: ReplyTarget, message_id: str, text: str) -> None: ...
+
+    async def delete(self, target: ReplyTarget, message_id: str) -> None: ...
 
     async def show_working(self, target: ReplyTarget) -> None: ...

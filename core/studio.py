@@ -1,4 +1,4 @@
-"""The use cases, the same on every platform: style a photo, edit a result, undo, offer styles.
+"""The use cases, the same on every platform: style a photo, edit a result, undo, cancel, forget, stats.
 
 Adapters call these with a `Context` and whatever the platform gave them; the studio answers through
 the adapter's `Messenger`. No method here raises: every failure becomes a one-line message.
@@ -8,15 +8,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
+import errno
 import logging
+import sqlite3
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 
 from core import texts
-from core.engines.base import EngineError, EngineResult, ImageEngine
+from core.access import Access
+from core.breaker import CircuitBreaker
+from core.config import AccessSettings, LimitsSettings
+from core.engines.base import Busy, EngineError, EngineResult, ImageEngine
+from core.engines.models import model_info
 from core.intake import IntakeError, check_declared_size, prepare
-from core.jobs import JobRunner
+from core.jobs import JobRunner, Requeue
 from core.ports import ImageStore, Job, NewNode, Node, Store
-from core.requests import Context, ImageReply, Messenger, PhotoRef, ReplyTarget
+from core.requests import Button, Context, DeliveryRefused, ImageReply, Messenger, PhotoRef, ReplyTarget
 from core.styles import STYLES, Style, get_style
 
 log = logging.getLogger(__name__)
@@ -24,19 +33,39 @@ log = logging.getLogger(__name__)
 MAX_INSTRUCTION_CHARS = 1000
 WORKING_REFRESH_S = 4.5  # Telegram shows a chat action for 5 seconds
 DELIVERY_RETRY_DELAYS_S = (1.0, 3.0, 10.0)
+MAX_BUSY_ATTEMPTS = 8  # a job that met an outage this often is told to try later
+REFUSAL_REPEAT_S = 3600.0  # tell a refused person at most once an hour
 
 _Send = Callable[[], Awaitable[str]]
 
 
+@dataclass
+class _Waiting:
+    """The "you're #N in line" message shown for a queued job."""
+
+    message_id: str
+    shown: int
+
+
 class Studio:
     def __init__(self, *, store: Store, images: ImageStore, engine: ImageEngine,
-                 concurrency: int = 8, input_max_px: int = 1024) -> None:
+                 limits: LimitsSettings | None = None, access: AccessSettings | None = None,
+                 input_max_px: int = 1024, breaker: CircuitBreaker | None = None,
+                 delivery_retry_delays: tuple[float, ...] = DELIVERY_RETRY_DELAYS_S) -> None:
         self.store = store
         self.images = images
         self.engine = engine
+        self.limits = limits or LimitsSettings()
+        self.access = Access(access or AccessSettings())
         self.input_max_px = input_max_px
-        self.jobs = JobRunner(store, self._run_job, concurrency=concurrency)
+        self.breaker = breaker or CircuitBreaker()
+        self.jobs = JobRunner(store, self._run_job, concurrency=self.limits.concurrency,
+                              on_positions=self._show_positions)
+        self._delivery_retry_delays = delivery_retry_delays
         self._messengers: dict[str, Messenger] = {}
+        self._waiting: dict[int, _Waiting] = {}
+        self._refused_at: dict[tuple[str, str], float] = {}
+        self._blocked_chats: set[tuple[str, str]] = set()
 
     # -- wiring --------------------------------------------------------------------------------
 
@@ -55,46 +84,48 @@ class Studio:
 
     async def offer_styles(self, ctx: Context, photo_message_id: str) -> None:
         """A bare photo: answer with a menu of styles; nothing is downloaded until one is picked."""
-        async with self._handling(ctx):
-            await self._messenger(ctx).send_style_menu(
-                self._target(ctx, photo_message_id), texts.PICK_STYLE, list(STYLES))
+        async with self._handling(ctx) as allowed:
+            if allowed:
+                await self._messenger(ctx).send_style_menu(
+                    self._target(ctx, photo_message_id), texts.PICK_STYLE, list(STYLES))
 
     async def style(self, ctx: Context, style_name: str, photo: PhotoRef | None,
                     replied_message_id: str | None = None) -> None:
         """Turn `photo` (or the photo behind the replied-to message) into an avatar in a style."""
-        async with self._handling(ctx):
+        async with self._handling(ctx) as allowed:
+            if not allowed:
+                return
             style = get_style(style_name)
             if style is None:
                 await self._say(ctx, texts.unknown_style(style_name))
                 return
-            source = await self._source_for(ctx, style, photo, replied_message_id)
-            if source is None:
+            if await self._refuse_over_limit(ctx):
                 return
-            await self.jobs.submit(ctx.chat.platform, ctx.chat.id, ctx.person.id, "style",
-                                   {"style": style.id, "node": source.id}, self._target(ctx))
-            await self._messenger(ctx).show_working(self._target(ctx))
+            source = await self._source_for(ctx, style, photo, replied_message_id)
+            if source is not None:
+                await self._submit(ctx, "style", {"style": style.id, "node": source.id})
 
     async def edit(self, ctx: Context, instruction: str, replied_message_id: str) -> None:
         """Apply a free-text instruction to the result the person replied to."""
-        async with self._handling(ctx):
+        async with self._handling(ctx) as allowed:
+            if not allowed:
+                return
             instruction = instruction.strip()
             node = await self.store.node_for_message(ctx.chat.platform, ctx.chat.id, replied_message_id)
             if node is None:
                 await self._say(ctx, texts.REPLY_TO_RESULT)
-                return
-            if not instruction:
+            elif not instruction:
                 await self._say(ctx, texts.EMPTY_INSTRUCTION)
-                return
-            if len(instruction) > MAX_INSTRUCTION_CHARS:
+            elif len(instruction) > MAX_INSTRUCTION_CHARS:
                 await self._say(ctx, texts.instruction_too_long(MAX_INSTRUCTION_CHARS))
-                return
-            await self.jobs.submit(ctx.chat.platform, ctx.chat.id, ctx.person.id, "edit",
-                                   {"node": node.id, "instruction": instruction}, self._target(ctx))
-            await self._messenger(ctx).show_working(self._target(ctx))
+            elif not await self._refuse_over_limit(ctx):
+                await self._submit(ctx, "edit", {"node": node.id, "instruction": instruction})
 
     async def undo(self, ctx: Context, replied_message_id: str | None) -> None:
         """Re-send the step before the replied-to result, so it can be replied to again."""
-        async with self._handling(ctx):
+        async with self._handling(ctx) as allowed:
+            if not allowed:
+                return
             node = None
             if replied_message_id is not None:
                 node = await self.store.node_for_message(ctx.chat.platform, ctx.chat.id, replied_message_id)
@@ -109,6 +140,127 @@ class Studio:
                                texts.undo_caption(parent.depth, parent.commentary))
             message_id = await self._messenger(ctx).send_image(self._target(ctx), reply)
             await self.store.link_message(parent, message_id)
+
+    async def cancel(self, ctx: Context) -> None:
+        """Stop the person's waiting and running jobs in this chat."""
+        async with self._handling(ctx) as allowed:
+            if not allowed:
+                return
+            cancelled = await self.jobs.cancel_for(ctx.chat.platform, ctx.person.id, ctx.chat.id)
+            for job in cancelled:
+                await self._clear_waiting(job)
+            await self._say(ctx, texts.cancelled(len(cancelled)))
+
+    async def stats(self, ctx: Context) -> None:
+        """Today's numbers, for admins."""
+        async with self._handling(ctx) as allowed:
+            if not allowed:
+                return
+            if not self.access.is_admin(ctx):
+                await self._say(ctx, texts.ADMINS_ONLY)
+                return
+            since = _start_of_day()
+            counts = await self.store.job_counts(since)
+            spend = sum(model_info(model).usd_per_image * n
+                        for model, n in (await self.store.delivered_by_model(since)).items())
+            await self._say(ctx, texts.stats(counts, self.jobs.queue_length, self.jobs.running_count, spend,
+                                             self.engine.name, self.engine.model))
+
+    async def forget(self, ctx: Context) -> None:
+        """Ask the person to confirm deleting everything the bot keeps about them."""
+        async with self._handling(ctx) as allowed:
+            if allowed:
+                await self._messenger(ctx).send_buttons(self._target(ctx), texts.FORGET_CONFIRM, [
+                    Button(texts.FORGET_YES, f"forget:yes:{ctx.person.id}"),
+                    Button(texts.FORGET_NO, f"forget:no:{ctx.person.id}"),
+                ])
+
+    async def press(self, ctx: Context, action: str) -> str:
+        """A button from `send_buttons` was pressed; returns a short toast for the presser."""
+        async with self._handling(ctx):
+            verb, _, rest = action.partition(":")
+            if verb == "forget":
+                answer, _, owner = rest.partition(":")
+                if owner != ctx.person.id:
+                    return texts.NOT_YOUR_BUTTON
+                if answer != "yes":
+                    await self._say(ctx, texts.FORGET_KEPT)
+                    return texts.FORGET_KEPT
+                deleted = await self._forget_person(ctx.chat.platform, ctx.person.id)
+                await self._say(ctx, texts.forgotten(deleted))
+                return texts.forgotten(deleted)
+        return texts.UNKNOWN_BUTTON
+
+    async def purge_expired(self, retention_days: int) -> int:
+        """Delete images and history older than the retention period; returns files deleted."""
+        if retention_days <= 0:
+            return 0
+        orphans = await self.store.purge_older_than(time.time() - retention_days * 86400)
+        for sha in orphans:
+            await self.images.delete(sha)
+        if orphans:
+            log.info("retention: deleted %d image(s) older than %d days", len(orphans), retention_days)
+        return len(orphans)
+
+    async def housekeeping(self, retention_days: int, every_s: float = 3600.0) -> None:
+        """Run retention forever, once at start and then every `every_s` seconds."""
+        while True:
+            try:
+                await self.purge_expired(retention_days)
+            except Exception:
+                log.exception("retention purge failed")
+            await asyncio.sleep(every_s)
+
+    # -- admission -------------------------------------------------------------------------------
+
+    async def _admit(self, ctx: Context) -> bool:
+        """Access control: refused people hear why in private chats; groups see silence."""
+        key = (ctx.chat.platform, ctx.chat.id)
+        if key in self._blocked_chats:  # they wrote to us again, so they unblocked the bot
+            self._blocked_chats.discard(key)
+            await self.store.set_chat_blocked(*key, False)
+        if self.access.allows(ctx):
+            return True
+        person = (ctx.chat.platform, ctx.person.id)
+        now = time.monotonic()
+        if ctx.chat.is_private and now - self._refused_at.get(person, -REFUSAL_REPEAT_S) >= REFUSAL_REPEAT_S:
+            self._refused_at[person] = now
+            await self._say(ctx, texts.NOT_ALLOWED)
+        return False
+
+    async def _refuse_over_limit(self, ctx: Context) -> bool:
+        """Queue and daily limits; says which one was hit and when it resets."""
+        platform, person = ctx.chat.platform, ctx.person.id
+        pending = self.jobs.pending_for(platform, person)
+        if pending > self.limits.queue_per_user:
+            await self._say(ctx, texts.one_at_a_time(pending))
+            return True
+        limits, since = self.limits, _start_of_day()
+        resets = texts.resets_in(_start_of_day() + 86400 - time.time())
+        if limits.daily_images:
+            used = await self.store.count_delivered(since) + self.jobs.queue_length + self.jobs.running_count
+            if used >= limits.daily_images:
+                await self._say(ctx, texts.bot_daily_limit(resets))
+                return True
+        if limits.user_daily and not self.access.is_admin(ctx):
+            used = await self.store.count_delivered(since, platform=platform, user_id=person) + pending
+            if used >= limits.user_daily:
+                await self._say(ctx, texts.user_daily_limit(limits.user_daily, resets))
+                return True
+        if limits.chat_daily and not ctx.chat.is_private:
+            used = await self.store.count_delivered(since, platform=platform, chat_id=ctx.chat.id)
+            if used + self.jobs.pending_in_chat(platform, ctx.chat.id) >= limits.chat_daily:
+                await self._say(ctx, texts.chat_daily_limit(limits.chat_daily, resets))
+                return True
+        return False
+
+    async def _submit(self, ctx: Context, kind: str, payload: dict[str, object]) -> None:
+        target = self._target(ctx)
+        job = await self.jobs.submit(ctx.chat.platform, ctx.chat.id, ctx.person.id, kind, payload, target)
+        if self.breaker.is_open:
+            await self._say(ctx, texts.SERVICE_DOWN_SAVED)
+        elif self.jobs.is_running(job.id):
+            await self._messenger(ctx).show_working(target)
 
     # -- resolving what to work on ----------------------------------------------------------------
 
@@ -160,23 +312,45 @@ class Studio:
             return
         result_node = await self.store.get_node(job.result_node) if job.result_node else None
         if result_node is None:
+            await self._mark_working(messenger, job)
             await self.store.update_job(job.id, status="running", attempt=True)
             try:
                 async with self._working(messenger, job.target):
                     result = await self._call_engine(job)
-            except EngineError as failure:
-                log.info("job %s: %s (%s)", job.id, type(failure).__name__, failure.detail)
-                await self._deliver_text(messenger, job, texts.engine_failure(failure))
-                await self.store.update_job(job.id, status="failed", error=type(failure).__name__)
+            except Busy as outage:
+                await self._after_outage(messenger, job, outage)
                 return
+            except EngineError as failure:
+                self.breaker.record_success()  # the service answered; it is up
+                log.info("job %s: %s (%s)", job.id, type(failure).__name__, failure.detail)
+                await self._finish_with_text(messenger, job, texts.engine_failure(failure), type(failure).__name__)
+                return
+            self.breaker.record_success()
             result_node = await self._save_result(job, result)
             await self.store.update_job(job.id, status="done", result_node=result_node.id)
         reply = ImageReply(result_node.id, await self.images.get(result_node.image_sha), result_node.mime,
                            result_node.commentary or texts.DEFAULT_CAPTION)
-        message_id = await self._with_delivery_retries(job, lambda: messenger.send_image(job.target, reply))
+        message_id = await self._deliver(job, lambda: messenger.send_image(job.target, reply))
         if message_id is not None:
             await self.store.link_message(result_node, message_id)
             await self.store.update_job(job.id, status="delivered", delivered_message=message_id)
+            await self._clear_waiting(job)
+
+    async def _after_outage(self, messenger: Messenger, job: Job, outage: Busy) -> None:
+        pause = self.breaker.record_failure()
+        log.warning("job %s: image service unavailable (%s); attempt %d", job.id, outage.detail, job.attempts + 1)
+        if job.attempts + 1 >= MAX_BUSY_ATTEMPTS:
+            await self._finish_with_text(messenger, job, outage.message, "Busy")
+            return
+        await self.store.update_job(job.id, status="queued")
+        if job.attempts == 0:  # say it once per request, not at every retry
+            await self._deliver(job, lambda: messenger.send_text(job.target, texts.SERVICE_DOWN_SAVED))
+        raise Requeue(pause)
+
+    async def _finish_with_text(self, messenger: Messenger, job: Job, text: str, error: str) -> None:
+        await self._deliver(job, lambda: messenger.send_text(job.target, text))
+        await self.store.update_job(job.id, status="failed", error=error)
+        await self._clear_waiting(job)
 
     async def _call_engine(self, job: Job) -> EngineResult:
         node = await self.store.get_node(int(job.payload["node"]))
@@ -201,15 +375,19 @@ class Studio:
             engine=self.engine.name, model=result.model, commentary=result.commentary.strip(),
         ))
 
-    async def _deliver_text(self, messenger: Messenger, job: Job, text: str) -> None:
-        await self._with_delivery_retries(job, lambda: messenger.send_text(job.target, text))
-
-    async def _with_delivery_retries(self, job: Job, send: _Send) -> str | None:
-        for delay in (*DELIVERY_RETRY_DELAYS_S, None):
+    async def _deliver(self, job: Job, send: _Send) -> str | None:
+        """Send with retries; a chat that refuses us for good is marked and not retried."""
+        for delay in (*self._delivery_retry_delays, None):
             try:
                 return await send()
             except asyncio.CancelledError:
                 raise
+            except DeliveryRefused:
+                log.info("job %s: %s:%s refuses messages; marked", job.id, job.platform, job.chat_id)
+                self._blocked_chats.add((job.platform, job.chat_id))
+                await self.store.set_chat_blocked(job.platform, job.chat_id, True)
+                await self.store.update_job(job.id, status="failed", error="chat_blocked")
+                return None
             except Exception as exc:
                 if delay is None:
                     log.error("job %s: delivery failed for good (%s); will retry at next start",
@@ -219,23 +397,65 @@ class Studio:
                 await asyncio.sleep(delay)
         return None
 
+    # -- queue positions -------------------------------------------------------------------------
+
+    async def _show_positions(self, changes: list[tuple[Job, int]]) -> None:
+        for job, position in changes:
+            messenger = self._messengers.get(job.platform)
+            # A job back in line after an outage was already told its request is saved.
+            if messenger is None or self.breaker.is_open or job.attempts:
+                continue
+            shown = self._waiting.get(job.id)
+            if shown is None:
+                message_id = await messenger.send_text(job.target, texts.in_line(position))
+                self._waiting[job.id] = _Waiting(message_id, position)
+            elif position <= 5 or position <= shown.shown * 0.8:
+                # Every step near the front; further back, only noticeable moves (chat edit limits).
+                shown.shown = position
+                with contextlib.suppress(Exception):
+                    await messenger.edit_text(job.target, shown.message_id, texts.in_line(position))
+
+    async def _mark_working(self, messenger: Messenger, job: Job) -> None:
+        shown = self._waiting.get(job.id)
+        if shown is not None:
+            with contextlib.suppress(Exception):
+                await messenger.edit_text(job.target, shown.message_id, texts.WORKING)
+
+    async def _clear_waiting(self, job: Job) -> None:
+        shown = self._waiting.pop(job.id, None)
+        messenger = self._messengers.get(job.platform)
+        if shown is not None and messenger is not None:
+            with contextlib.suppress(Exception):
+                await messenger.delete(job.target, shown.message_id)
+
+    # -- privacy -----------------------------------------------------------------------------------
+
+    async def _forget_person(self, platform: str, user_id: str) -> int:
+        for job in await self.jobs.cancel_for(platform, user_id):
+            await self._clear_waiting(job)
+        orphans = await self.store.forget_person(platform, user_id)
+        for sha in orphans:
+            await self.images.delete(sha)
+        log.info("forgot %s person: %d image(s) deleted", platform, len(orphans))
+        return len(orphans)
+
+    # -- helpers -------------------------------------------------------------------------------
+
     @contextlib.asynccontextmanager
     async def _working(self, messenger: Messenger, target: ReplyTarget) -> AsyncIterator[None]:
         """Keep the chat's "sending photo…" indicator alive while the engine works."""
 
         async def refresh() -> None:
             while True:
-                await asyncio.sleep(WORKING_REFRESH_S)
                 with contextlib.suppress(Exception):
                     await messenger.show_working(target)
+                await asyncio.sleep(WORKING_REFRESH_S)
 
         task = asyncio.create_task(refresh())
         try:
             yield
         finally:
             task.cancel()
-
-    # -- helpers -------------------------------------------------------------------------------
 
     def _messenger(self, ctx: Context) -> Messenger:
         return self._messengers[ctx.chat.platform]
@@ -248,14 +468,31 @@ class Studio:
         await self._messenger(ctx).send_text(self._target(ctx), text)
 
     @contextlib.asynccontextmanager
-    async def _handling(self, ctx: Context) -> AsyncIterator[None]:
-        """Nothing escapes a use case: log it and tell the person, once."""
+    async def _handling(self, ctx: Context) -> AsyncIterator[bool]:
+        """Admission, then the use case; nothing escapes: log it and tell the person once."""
         try:
-            yield
+            yield await self._admit(ctx)
         except asyncio.CancelledError:
             raise
-        except Exception:
+        except Exception as exc:
             log.exception("request %s:%s failed", ctx.chat.platform, ctx.message_id)
             with contextlib.suppress(Exception):
-                await self._say(ctx, texts.INTERNAL_ERROR)
+                await self._say(ctx, _storage_trouble(exc) or texts.INTERNAL_ERROR)
 
+
+def _start_of_day() -> float:
+    """Midnight UTC today: daily limits reset then."""
+    now = dt.datetime.now(dt.UTC)
+    return dt.datetime(now.year, now.month, now.day, tzinfo=dt.UTC).timestamp()
+
+
+def _storage_trouble(exc: Exception) -> str | None:
+    if isinstance(exc, sqlite3.OperationalError):
+        text = str(exc).lower()
+        if "full" in text:
+            return texts.STORAGE_FULL
+        if "locked" in text or "busy" in text:
+            return texts.STORAGE_BUSY
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return texts.STORAGE_FULL
+    return None

@@ -34,6 +34,9 @@ class FileImageStore:
     async def get(self, sha: str) -> bytes:
         return await asyncio.to_thread(self.path(sha).read_bytes)
 
+    async def delete(self, sha: str) -> None:
+        await asyncio.to_thread(self.path(sha).unlink, missing_ok=True)
+
     def _write(self, data: bytes) -> tuple[str, bool]:
         sha = hashlib.sha256(data).hexdigest()
         final = self.path(sha)

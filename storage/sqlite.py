@@ -140,7 +140,8 @@ class SqliteStore:
     async def update_job(self, job_id: int, *, status: JobStatus | None = None,
                          result_node: int | None = None, delivered_message: str | None = None,
                          error: str | None = None, attempt: bool = False) -> None:
-        sets, args = ["updated_at = ?"], [time.time()]
+        sets: list[str] = ["updated_at = ?"]
+        args: list[object] = [time.time()]
         for column, value in (("status", status), ("result_node", result_node),
                               ("delivered_message", delivered_message), ("error", error)):
             if value is not None:
@@ -157,6 +158,97 @@ class SqliteStore:
         ) as cur:
             rows = await cur.fetchall()
         return [_job(r) for r in rows]
+
+    # -- usage and quotas ----------------------------------------------------------------------
+
+    async def count_delivered(self, since: float, *, platform: str | None = None,
+                              user_id: str | None = None, chat_id: str | None = None) -> int:
+        sql = "SELECT COUNT(*) FROM jobs WHERE status = 'delivered' AND updated_at >= ?"
+        args: list[object] = [since]
+        for column, value in (("platform", platform), ("user_id", user_id), ("chat_id", chat_id)):
+            if value is not None:
+                sql += f" AND {column} = ?"
+                args.append(value)
+        async with self._db.execute(sql, args) as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
+    async def job_counts(self, since: float) -> dict[str, int]:
+        """Jobs touched since `since`, by status (failed jobs by their error kind too)."""
+        async with self._db.execute(
+            "SELECT status, COALESCE(error, ''), COUNT(*) FROM jobs WHERE updated_at >= ? GROUP BY 1, 2",
+            (since,),
+        ) as cur:
+            rows = await cur.fetchall()
+        counts: dict[str, int] = {}
+        for status, error, n in rows:
+            counts[status] = counts.get(status, 0) + n
+            if status == "failed" and error:
+                counts[f"failed:{error}"] = counts.get(f"failed:{error}", 0) + n
+        return counts
+
+    async def delivered_by_model(self, since: float) -> dict[str, int]:
+        async with self._db.execute(
+            "SELECT COALESCE(n.model, ''), COUNT(*) FROM jobs j JOIN nodes n ON n.id = j.result_node "
+            "WHERE j.status = 'delivered' AND j.updated_at >= ? GROUP BY 1",
+            (since,),
+        ) as cur:
+            rows = await cur.fetchall()
+        return {model: n for model, n in rows}
+
+    # -- forgetting ------------------------------------------------------------------------------
+
+    async def forget_person(self, platform: str, user_id: str) -> list[str]:
+        """Delete a person's nodes and jobs; returns image hashes no node refers to any more."""
+        async with self._db.execute(
+            "SELECT DISTINCT image_sha FROM nodes WHERE platform = ? AND user_id = ?", (platform, user_id)
+        ) as cur:
+            shas = [r[0] for r in await cur.fetchall()]
+        await self._db.execute("DELETE FROM nodes WHERE platform = ? AND user_id = ?", (platform, user_id))
+        await self._db.execute("DELETE FROM jobs WHERE platform = ? AND user_id = ?", (platform, user_id))
+        await self._db.commit()
+        return await self._unreferenced(shas)
+
+    async def purge_older_than(self, cutoff: float) -> list[str]:
+        """Delete nodes created before `cutoff`; returns image hashes no node refers to any more."""
+        async with self._db.execute(
+            "SELECT DISTINCT image_sha FROM nodes WHERE created_at < ?", (cutoff,)
+        ) as cur:
+            shas = [r[0] for r in await cur.fetchall()]
+        await self._db.execute("DELETE FROM nodes WHERE created_at < ?", (cutoff,))
+        await self._db.execute(
+            "DELETE FROM jobs WHERE updated_at < ? AND status IN ('delivered', 'failed', 'cancelled')", (cutoff,)
+        )
+        await self._db.commit()
+        return await self._unreferenced(shas)
+
+    async def _unreferenced(self, shas: list[str]) -> list[str]:
+        orphans = []
+        for sha in shas:
+            async with self._db.execute("SELECT 1 FROM nodes WHERE image_sha = ? LIMIT 1", (sha,)) as cur:
+                if await cur.fetchone() is None:
+                    orphans.append(sha)
+        if orphans:
+            await self._db.executemany("DELETE FROM images WHERE sha = ?", [(s,) for s in orphans])
+            await self._db.commit()
+        return orphans
+
+    # -- chats that refuse us --------------------------------------------------------------------
+
+    async def set_chat_blocked(self, platform: str, chat_id: str, blocked: bool) -> None:
+        if blocked:
+            await self._db.execute("INSERT OR REPLACE INTO blocked_chats VALUES (?, ?, ?)",
+                                   (platform, chat_id, time.time()))
+        else:
+            await self._db.execute("DELETE FROM blocked_chats WHERE platform = ? AND chat_id = ?",
+                                   (platform, chat_id))
+        await self._db.commit()
+
+    async def is_chat_blocked(self, platform: str, chat_id: str) -> bool:
+        async with self._db.execute(
+            "SELECT 1 FROM blocked_chats WHERE platform = ? AND chat_id = ?", (platform, chat_id)
+        ) as cur:
+            return await cur.fetchone() is not None
 
 
 def _node(row: Any) -> Node:

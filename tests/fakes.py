@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from PIL import Image, ImageOps
 
 from core.engines.base import EngineError, EngineResult, Portrait
-from core.requests import ImageReply, ReplyTarget
+from core.requests import Button, ImageReply, ReplyTarget
 from core.styles import Style
 
 
@@ -58,7 +58,7 @@ class FakeEngine:
 
 @dataclass
 class Sent:
-    kind: str  # "image" | "text" | "menu"
+    kind: str  # "image" | "text" | "menu" | "buttons"
     target: ReplyTarget
     text: str
     message_id: str
@@ -72,6 +72,9 @@ class FakeMessenger:
     def __init__(self) -> None:
         self.sent: list[Sent] = []
         self.working: list[ReplyTarget] = []
+        self.edits: list[tuple[str, str]] = []
+        self.deleted: list[str] = []
+        self.buttons: list[Button] = []
         self._next = 1000
         self._arrived = asyncio.Event()
 
@@ -93,8 +96,21 @@ class FakeMessenger:
     async def send_style_menu(self, target: ReplyTarget, text: str, styles: list[Style]) -> str:
         return self._record(Sent("menu", target, text + " " + ",".join(s.id for s in styles), self._id()))
 
+    async def send_buttons(self, target: ReplyTarget, text: str, buttons: list[Button]) -> str:
+        self.buttons = buttons
+        return self._record(Sent("buttons", target, text, self._id()))
+
+    async def edit_text(self, target: ReplyTarget, message_id: str, text: str) -> None:
+        self.edits.append((message_id, text))
+
+    async def delete(self, target: ReplyTarget, message_id: str) -> None:
+        self.deleted.append(message_id)
+
     async def show_working(self, target: ReplyTarget) -> None:
         self.working.append(target)
+
+    def texts(self) -> list[str]:
+        return [s.text for s in self.sent if s.kind == "text"]
 
     async def wait_for(self, count: int, timeout: float = 5.0) -> list[Sent]:
         async with asyncio.timeout(timeout):

@@ -47,7 +47,7 @@ def test_conventional_token_variable(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_bad_config_says_what_is_wrong(tmp_path: Path) -> None:
     config = tmp_path / "c.toml"
     config.write_text('[engine]\ndefault = "dall-e"\n')
-    with pytest.raises(ConfigError, match="engine.default"):
+    with pytest.raises(ConfigError, match=r"engine\.default"):
         load_settings(config)
     with pytest.raises(ConfigError, match="not found"):
         load_settings(tmp_path / "missing.toml")

@@ -90,7 +90,7 @@ def test_animated_gif_uses_the_first_of_thousands_of_frames() -> None:
     frames[0] = Image.new("RGB", (96, 96), (0, 0, 255)).convert("P")
     out = io.BytesIO()
     frames[0].save(out, "GIF", save_all=True, append_images=frames[1:], duration=10)
-    r, g, b = decoded(prepare(out.getvalue()).data).getpixel((48, 48))
+    r, _g, b = decoded(prepare(out.getvalue()).data).getpixel((48, 48))
     assert b > 200 and r < 60
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from core.config import LimitsSettings
 from core.engines.base import Blocked, NoImage
 from core.requests import Chat, Context, Person, PhotoRef
 from core.studio import Studio
@@ -42,7 +44,8 @@ class Harness:
 async def make_harness(data_dir: Path, engine: FakeEngine | None = None) -> tuple[Harness, SqliteStore]:
     store = await SqliteStore.open(data_dir / "db.sqlite3")
     engine = engine or FakeEngine()
-    studio = Studio(store=store, images=FileImageStore(data_dir, store), engine=engine, concurrency=4)
+    studio = Studio(store=store, images=FileImageStore(data_dir, store), engine=engine,
+                    limits=LimitsSettings(concurrency=4))
     messenger = FakeMessenger()
     studio.attach("test", messenger)
     return Harness(studio, engine, messenger), store
@@ -63,7 +66,7 @@ async def test_style_replies_to_the_photo_with_the_engines_image(h: Harness, sel
     assert sent.kind == "image" and sent.target.reply_to == "1"
     assert sent.text == "style: zombie"  # the model's commentary is the caption
     # What was sent is the engine's output for the intake'd selfie.
-    kind, engine_input, _, _ = h.engine.calls[0]
+    _, engine_input, _, _ = h.engine.calls[0]
     assert sent.image == invert(engine_input)
     assert h.messenger.working, "the chat shows a working indicator"
 
@@ -171,5 +174,208 @@ async def test_same_image_is_stored_once(tmp_path: Path, selfie: bytes) -> None:
     files = [p for p in (tmp_path / "images").rglob("*") if p.is_file()]
     assert len(files) == 2  # one selfie + one result, although each was produced twice
     assert all(Image.open(io.BytesIO(p.read_bytes())).size for p in files)
+    await h.studio.aclose()
+    await store.close()
+
+
+# -- part 2: fairness, limits, access, privacy, outages ------------------------------------------
+
+
+async def studio_with(tmp_path: Path, **kwargs: object) -> tuple[Harness, SqliteStore]:
+    store = await SqliteStore.open(tmp_path / "db.sqlite3")
+    engine = kwargs.pop("engine", None) or FakeEngine()
+    studio = Studio(store=store, images=FileImageStore(tmp_path, store), engine=engine,  # type: ignore[arg-type]
+                    **kwargs)  # type: ignore[arg-type]
+    messenger = FakeMessenger()
+    studio.attach("test", messenger)
+    return Harness(studio, engine, messenger), store  # type: ignore[arg-type]
+
+
+def person(n: int) -> Person:
+    return Person(str(n), f"P{n}")
+
+
+async def test_waiting_people_are_told_their_place_and_the_message_moves(tmp_path: Path, selfie: bytes) -> None:
+    h, store = await studio_with(tmp_path, engine=FakeEngine(delay=0.3), limits=LimitsSettings(concurrency=1))
+    for n in range(1, 5):
+        await h.studio.style(ctx(str(n), person(n)), "zombie", photo(selfie, str(n)))
+    await asyncio.sleep(0.05)
+    places = [s.text for s in h.messenger.sent if s.kind == "text"]
+    assert places == ["⏳ You're #1 in line — your picture will appear here.",
+                      "⏳ You're #2 in line — your picture will appear here.",
+                      "⏳ You're #3 in line — your picture will appear here."]
+    await h.settle()
+    # The line moved: #3 became #2 then #1, the messages were edited, and finally removed for the result.
+    assert any("#1 in line" in text for _, text in h.messenger.edits)
+    assert len(h.messenger.deleted) == 3
+    assert sum(1 for s in h.messenger.sent if s.kind == "image") == 4
+    await h.studio.aclose()
+    await store.close()
+
+
+async def test_one_person_cannot_hog_the_queue(tmp_path: Path, selfie: bytes) -> None:
+    h, store = await studio_with(tmp_path, engine=FakeEngine(delay=0.05),
+                                 limits=LimitsSettings(concurrency=1, queue_per_user=3))
+    for n in range(1, 5):  # Ada sends four: one runs, three wait
+        await h.studio.style(ctx(f"a{n}"), "zombie", photo(selfie, f"a{n}"))
+    await h.studio.style(ctx("a5"), "zombie", photo(selfie, "a5"))
+    assert "One at a time" in h.messenger.sent[-1].text
+    await h.studio.style(ctx("b1", person(99)), "zombie", photo(selfie, "b1"))
+    await h.settle()
+    order = [s.target.reply_to for s in h.messenger.sent if s.kind == "image"]
+    # Ben arrived last but runs right after Ada's running job, not after all of Ada's queue.
+    assert order.index("b1") <= 1, order
+    await h.studio.aclose()
+    await store.close()
+
+
+async def test_cancel_stops_waiting_and_running_jobs(tmp_path: Path, selfie: bytes) -> None:
+    h, store = await studio_with(tmp_path, engine=FakeEngine(delay=5), limits=LimitsSettings(concurrency=1))
+    await h.studio.style(ctx("1"), "zombie", photo(selfie, "1"))
+    await h.studio.style(ctx("2"), "comic", photo(selfie, "2"))
+    await h.studio.cancel(ctx("3"))
+    assert h.messenger.sent[-1].text == "Cancelled 2 requests."
+    await h.settle()
+    assert not [s for s in h.messenger.sent if s.kind == "image"]
+    await h.studio.cancel(ctx("4"))
+    assert "nothing waiting" in h.messenger.sent[-1].text
+    await h.studio.aclose()
+    await store.close()
+
+
+async def test_daily_limits_say_which_and_when_and_admins_are_exempt(tmp_path: Path, selfie: bytes) -> None:
+    from core.config import AccessSettings
+
+    h, store = await studio_with(tmp_path, limits=LimitsSettings(user_daily=1),
+                                 access=AccessSettings(admins=["1"]))
+    await h.studio.style(ctx("1"), "zombie", photo(selfie, "1"))
+    await h.settle()
+    await h.studio.style(ctx("2"), "zombie", photo(selfie, "2"))
+    refusal = h.messenger.sent[-1].text
+    assert "your 1 pictures for today" in refusal and "00:00 UTC" in refusal
+    admin = person(1)
+    for n in range(3):
+        await h.studio.style(ctx(f"x{n}", admin), "comic", photo(selfie, f"x{n}"))
+    await h.settle()
+    assert sum(1 for s in h.messenger.sent if s.kind == "image" and s.target.reply_to.startswith("x")) == 3
+    await h.studio.aclose()
+    await store.close()
+
+
+async def test_failed_jobs_do_not_count_against_the_limit(tmp_path: Path, selfie: bytes) -> None:
+    engine = FakeEngine(fail_with=Blocked("blocked"))
+    h, store = await studio_with(tmp_path, engine=engine, limits=LimitsSettings(user_daily=1))
+    await h.studio.style(ctx("1"), "zombie", photo(selfie, "1"))
+    await h.settle()
+    engine.fail_with = None
+    await h.studio.style(ctx("2"), "zombie", photo(selfie, "2"))
+    await h.settle()
+    assert h.messenger.sent[-1].kind == "image"
+    await h.studio.aclose()
+    await store.close()
+
+
+async def test_access_lists_refuse_politely_in_private_and_silently_in_groups(
+        tmp_path: Path, selfie: bytes) -> None:
+    from core.config import AccessSettings
+
+    h, store = await studio_with(tmp_path, access=AccessSettings(allow=["7"], deny=["666"]))
+    stranger = person(5)
+    await h.studio.style(ctx("1", stranger), "zombie", photo(selfie, "1"))
+    await h.studio.style(ctx("2", stranger), "zombie", photo(selfie, "2"))
+    assert h.messenger.texts() == ["Sorry, this bot is private — its operator hasn't given you access."]
+    group = Context(Chat("test", "-100", is_private=False), stranger, "3")
+    await h.studio.style(group, "zombie", photo(selfie, "3"))
+    assert len(h.messenger.sent) == 1  # silence in the group
+    await h.studio.style(ctx("4"), "zombie", photo(selfie, "4"))  # Ada (7) is allowed
+    await h.settle()
+    assert h.messenger.sent[-1].kind == "image"
+    assert h.engine.calls and len(h.engine.calls) == 1
+    await h.studio.aclose()
+    await store.close()
+
+
+async def test_forget_deletes_everything_after_confirmation(tmp_path: Path, selfie: bytes) -> None:
+    h, store = await studio_with(tmp_path)
+    await h.studio.style(ctx("1"), "zombie", photo(selfie, "1"))
+    await h.settle()
+    result = h.messenger.sent[-1]
+    assert any((tmp_path / "images").rglob("*"))
+    await h.studio.forget(ctx("2"))
+    yes = next(b for b in h.messenger.buttons if b.action.startswith("forget:yes"))
+    assert await h.studio.press(Context(CHAT, person(8), "3"), yes.action) == "That button belongs to someone else."
+    toast = await h.studio.press(ctx("3"), yes.action)
+    assert toast.startswith("Done — I deleted your history and 2 stored pictures")
+    assert not [p for p in (tmp_path / "images").rglob("*") if p.is_file()]
+    await h.studio.edit(ctx("4"), "add a crown", result.message_id)
+    assert h.messenger.sent[-1].text.startswith("Reply to one of my pictures")
+    await h.studio.aclose()
+    await store.close()
+
+
+async def test_retention_purges_old_images(tmp_path: Path, selfie: bytes) -> None:
+    h, store = await studio_with(tmp_path)
+    await h.studio.style(ctx("1"), "zombie", photo(selfie, "1"))
+    await h.settle()
+    assert await h.studio.purge_expired(30) == 0  # fresh images stay
+    await store._db.execute("UPDATE nodes SET created_at = created_at - 31 * 86400")
+    await store._db.commit()
+    assert await h.studio.purge_expired(30) == 2
+    assert not [p for p in (tmp_path / "images").rglob("*") if p.is_file()]
+    await h.studio.aclose()
+    await store.close()
+
+
+async def test_outage_saves_the_request_and_runs_it_when_the_service_is_back(
+        tmp_path: Path, selfie: bytes) -> None:
+    from core.breaker import CircuitBreaker
+    from core.engines.base import Busy
+
+    engine = FakeEngine(fail_with=Busy("The image service is busy."))
+    h, store = await studio_with(tmp_path, engine=engine,
+                                 breaker=CircuitBreaker(threshold=2, cooldown_s=0.2, max_cooldown_s=0.4))
+    await h.studio.style(ctx("1"), "zombie", photo(selfie, "1"))
+    await asyncio.sleep(0.5)
+    assert h.messenger.texts() == [
+        "The image service is down right now — your request is saved and will run as soon as it's back."]
+    assert h.studio.breaker.is_open or len(engine.calls) >= 2
+    engine.fail_with = None
+    await h.settle()
+    assert h.messenger.sent[-1].kind == "image"
+    assert len(h.messenger.texts()) == 1  # told once, not at every retry
+    await h.studio.aclose()
+    await store.close()
+
+
+async def test_blocked_chat_is_marked_and_not_retried(tmp_path: Path, selfie: bytes) -> None:
+    from core.requests import DeliveryRefused
+
+    h, store = await studio_with(tmp_path)
+    attempts = 0
+
+    async def refuse(target: object, reply: object) -> str:
+        nonlocal attempts
+        attempts += 1
+        raise DeliveryRefused("Forbidden: bot was blocked by the user")
+
+    h.messenger.send_image = refuse  # type: ignore[method-assign]
+    await h.studio.style(ctx("1"), "zombie", photo(selfie, "1"))
+    await h.settle()
+    assert attempts == 1
+    assert await store.is_chat_blocked("test", "42")
+    await h.studio.aclose()
+    await store.close()
+
+
+async def test_admin_stats(tmp_path: Path, selfie: bytes) -> None:
+    from core.config import AccessSettings
+
+    h, store = await studio_with(tmp_path, access=AccessSettings(admins=["7"]))
+    await h.studio.style(ctx("1"), "zombie", photo(selfie, "1"))
+    await h.settle()
+    await h.studio.stats(ctx("2"))
+    assert "1 jobs — 1 delivered" in h.messenger.sent[-1].text
+    await h.studio.stats(ctx("3", person(9)))
+    assert h.messenger.sent[-1].text == "Only the bot's admins can see its stats."
     await h.studio.aclose()
     await store.close()
