@@ -77,10 +77,13 @@ async def run_bots(settings: Settings, stop: asyncio.Event | None = None) -> int
                 return 1
             started.append(telegram)
         await studio.resume()
+        # Retention runs once now and then hourly; it never stops the bot if it fails.
+        housekeeping = asyncio.create_task(studio.housekeeping(settings.storage.retention_days))
         try:
             await stop.wait()
         finally:
             log.info("shutting down")
+            housekeeping.cancel()
             for bot in started:
                 await bot.stop()
     return 0

@@ -1,0 +1,103 @@
+"""The `pixme` command line as an operator uses it."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from bots.cli import main
+from core.styles import STYLES
+
+TOKENS = ("TELEGRAM_BOT_TOKEN", "DISCORD_BOT_TOKEN", "GEMINI_API_KEY", "GOOGLE_API_KEY",
+          "PIXME_TELEGRAM__TOKEN", "PIXME_DISCORD__TOKEN", "PIXME_GEMINI__API_KEY")
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for name in TOKENS:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)  # no stray config.toml
+
+
+def test_styles_lists_one_style_a_line_command_first(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["styles"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [line.split()[0] for line in lines] == [s.id for s in STYLES]
+
+
+def test_run_without_any_token_says_what_to_set(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run"]) != 0
+    err = capsys.readouterr().err
+    assert "TELEGRAM_BOT_TOKEN" in err and "BotFather" in err and "DISCORD_BOT_TOKEN" in err
+
+
+def test_help_names_every_command(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    for command in ("run", "render", "edit", "styles"):
+        assert command in out
+
+
+def test_a_missing_config_file_is_named(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    assert main(["--config", str(tmp_path / "nope.toml"), "styles"]) == 0  # styles needs no config
+    assert main(["--config", str(tmp_path / "nope.toml"), "run"]) == 2
+    assert "nope.toml not found" in capsys.readouterr().err
+
+
+def _pixels(path: Path) -> np.ndarray:  # type: ignore[type-arg]
+    return np.asarray(Image.open(path).convert("RGB").resize((256, 256)), dtype=np.int16)
+
+
+def test_render_offline_makes_a_distinct_picture_for_every_style(tmp_path: Path,
+                                                                 face_image: Image.Image) -> None:
+    selfie = tmp_path / "selfie.jpg"
+    face_image.resize((384, 384)).save(selfie, quality=90)
+    outputs = {}
+    for style in STYLES:
+        out = tmp_path / "out" / f"{style.id}.png"
+        assert main(["render", str(selfie), "--style", style.id, "-o", str(out), "--engine", "offline"]) == 0
+        outputs[style.id] = _pixels(out)
+    original = _pixels(selfie)
+    for sid, pixels in outputs.items():
+        assert np.abs(pixels - original).mean() > 12, f"{sid} barely changed the photo"
+    ids = list(outputs)
+    for i, a in enumerate(ids):
+        for b in ids[i + 1:]:
+            assert np.abs(outputs[a] - outputs[b]).mean() > 10, f"{a} and {b} look alike"
+
+
+def test_render_refuses_an_unknown_style_and_a_bad_file(tmp_path: Path) -> None:
+    bad = tmp_path / "doc.jpg"
+    bad.write_bytes(b"%PDF-1.7 definitely not a photo")
+    with pytest.raises(SystemExit, match="unknown style"):
+        main(["render", str(bad), "--style", "vaporwave", "-o", str(tmp_path / "x.png"), "--engine", "offline"])
+    with pytest.raises(SystemExit, match="doesn't look like a photo"):
+        main(["render", str(bad), "--style", "comic", "-o", str(tmp_path / "x.png"), "--engine", "offline"])
+
+
+def test_edit_offline_draws_understood_edits_and_explains_the_rest(
+        tmp_path: Path, face_image: Image.Image, capsys: pytest.CaptureFixture[str]) -> None:
+    selfie = tmp_path / "selfie.png"
+    face_image.resize((384, 384)).save(selfie)
+    out = tmp_path / "crowned.png"
+    assert main(["edit", str(selfie), "add a crown", "-o", str(out), "--engine", "offline"]) == 0
+    assert "Crown on" in capsys.readouterr().out
+    assert np.abs(_pixels(out) - _pixels(selfie)).max() > 100
+    assert main(["edit", str(selfie), "turn me into a dragon", "-o", str(out), "--engine", "offline"]) == 1
+    assert "Gemini" in capsys.readouterr().err
+
+
+def test_gemini_without_a_key_is_a_clear_error(tmp_path: Path, face_image: Image.Image,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    selfie = tmp_path / "s.jpg"
+    buf = io.BytesIO()
+    face_image.resize((256, 256)).save(buf, "JPEG")
+    selfie.write_bytes(buf.getvalue())
+    assert main(["render", str(selfie), "--style", "comic", "-o", str(tmp_path / "o.png"), "--engine", "gemini"]) == 1
+    assert "GEMINI_API_KEY" in capsys.readouterr().err
