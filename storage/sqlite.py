@@ -39,7 +39,8 @@ class SqliteStore:
         self._db = db
 
     @classmethod
-    async def open(cls, path: Path | str) -> SqliteStore:
+    async def open(cls, path: Path | str, *, busy_timeout_ms: int = 5000) -> SqliteStore:
+        """Open (creating and migrating) the database; a write waits up to `busy_timeout_ms` for a lock."""
         if str(path) != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         db = await aiosqlite.connect(str(path))
@@ -48,7 +49,7 @@ class SqliteStore:
         await db.execute("PRAGMA journal_mode=WAL")
         await db.execute("PRAGMA synchronous=NORMAL")
         await db.execute("PRAGMA foreign_keys=ON")
-        await db.execute("PRAGMA busy_timeout=5000")
+        await db.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         store = cls(db)
         await store._migrate()
         return store
