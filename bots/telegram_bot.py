@@ -6,11 +6,17 @@ to are Telegram questions answered here; everything else is the studio's.
 
 from __future__ import annotations
 
+import hashlib
 import logging
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from telegram import (
+    Bot,
     BotCommand,
+    Document,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
     InputFile,
@@ -19,14 +25,32 @@ from telegram import (
     Update,
 )
 from telegram import Chat as TgChat
+from telegram import User as TgUser
 from telegram.constants import ChatAction
-from telegram.error import TelegramError
-from telegram.ext import AIORateLimiter, Application, CallbackQueryHandler, ContextTypes, MessageHandler, filters
+from telegram.error import BadRequest, Forbidden, TelegramError
+from telegram.ext import (
+    AIORateLimiter,
+    Application,
+    ApplicationBuilder,
+    CallbackQueryHandler,
+    ContextTypes,
+    MessageHandler,
+    filters,
+)
 from telegram.request import HTTPXRequest
 
 from core import texts
 from core.config import TelegramSettings
-from core.requests import Chat, Context, ImageReply, Person, PhotoRef, ReplyTarget
+from core.requests import (
+    Button,
+    Chat,
+    Context,
+    DeliveryRefused,
+    ImageReply,
+    Person,
+    PhotoRef,
+    ReplyTarget,
+)
 from core.studio import Studio
 from core.styles import STYLES, Style, get_style
 
@@ -34,13 +58,26 @@ log = logging.getLogger(__name__)
 
 PLATFORM = "telegram"
 CAPTION_LIMIT = 1024
+TEXT_LIMIT = 4096
+CALLBACK_DATA_LIMIT = 64  # bytes, Telegram's limit for callback_data
+CALLBACK_ANSWER_LIMIT = 200
 STYLE_BUTTON_PREFIX = "style:"
+ACTION_BUTTON_PREFIX = "do:"
+LONG_ACTION_PREFIX = "k:"  # an action too long for callback_data, kept in memory under a hash
 BASIC_COMMANDS = {
     "start": "What this bot does",
     "help": "How to use it",
     "styles": "List every style",
-    "undo": "Reply to a result to go back a step",
+    "undo": "Reply to a result with this to go back a step",
+    "cancel": "Stop what you asked for",
+    "forget": "Delete everything the bot keeps about you",
 }
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".heic", ".heif", ".tif", ".tiff", ".bmp")
+# sendPhoto refuses some images (too big, odd dimensions); those still go out as a file.
+_PHOTO_REFUSALS = ("PHOTO_INVALID_DIMENSIONS", "PHOTO_SAVE_FILE_INVALID", "IMAGE_PROCESS_FAILED")
+
+AnyApplication = Application[Any, Any, Any, Any, Any, Any]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -53,25 +90,49 @@ def parse_command(text: str | None, bot_username: str) -> ParsedCommand | None:
     """`/zombie@MyBot add a crown` -> ("zombie", "add a crown"); None if not a command for this bot."""
     if not text or not text.startswith("/"):
         return None
-    head, _, rest = text.partition(" ")
+    # The command ends at the first whitespace of any kind: "/zombie\nmake it spooky" is common.
+    head, *tail = text.split(maxsplit=1)
+    rest = tail[0] if tail else ""
     name, _, addressee = head[1:].partition("@")
     if not name or (addressee and addressee.lower() != bot_username.lower()):
         return None
     return ParsedCommand(name.lower(), rest.strip())
 
 
-def photo_of(message: Message | None) -> PhotoRef | None:
-    """The image a message carries (the largest photo size, or an image file), fetched lazily."""
+def is_command_for_another_bot(text: str | None, bot_username: str) -> bool:
+    """`/zombie@OtherBot`: a command, but not ours."""
+    if not text or not text.startswith("/"):
+        return False
+    head = text.split(None, 1)[0]
+    _, _, addressee = head.partition("@")
+    return bool(addressee) and addressee.lower() != bot_username.lower()
+
+
+def _is_image_document(doc: Document) -> bool:
+    mime = (doc.mime_type or "").lower()
+    name = (doc.file_name or "").lower()
+    return mime.startswith("image/") or name.endswith(IMAGE_EXTENSIONS)
+
+
+def photo_of(message: Message | None, *, images_only: bool = False) -> PhotoRef | None:
+    """The image a message carries (the largest photo size, or a file), fetched lazily.
+
+    Any file counts unless `images_only`: intake gives a clear reason for files it cannot read,
+    which beats pretending a PDF sent with /zombie was not there.
+    """
     if message is None:
         return None
+    name: str | None = None
+    mime: str | None
     if message.photo:
         largest = max(message.photo, key=lambda p: p.width * p.height)
-        file_id, size, mime, name = largest.file_id, largest.file_size, "image/jpeg", None
-    elif message.document is not None:
+        file_id, size, mime = largest.file_id, largest.file_size, "image/jpeg"
+    elif message.document is not None and (not images_only or _is_image_document(message.document)):
         doc = message.document
         file_id, size, mime, name = doc.file_id, doc.file_size, doc.mime_type, doc.file_name
-    elif message.sticker is not None and not (message.sticker.is_animated or message.sticker.is_video):
-        file_id, size, mime, name = message.sticker.file_id, message.sticker.file_size, "image/webp", None
+    elif message.sticker is not None and not (images_only or message.sticker.is_animated
+                                              or message.sticker.is_video):
+        file_id, size, mime = message.sticker.file_id, message.sticker.file_size, "image/webp"
     else:
         return None
     bot = message.get_bot()
@@ -83,62 +144,183 @@ def photo_of(message: Message | None) -> PhotoRef | None:
     return PhotoRef(fetch=fetch, message_id=str(message.message_id), size=size, mime=mime, file_name=name)
 
 
-def _context(message: Message, user_message_id: int | None = None) -> Context:
-    chat, user = message.chat, message.from_user
-    person = Person(str(user.id), user.full_name, user.language_code) if user else Person("0", "someone")
-    return Context(
-        Chat(PLATFORM, str(chat.id), chat.type == TgChat.PRIVATE),
-        person,
-        str(user_message_id if user_message_id is not None else message.message_id),
-    )
+def _person(user: TgUser | None) -> Person:
+    if user is None:
+        return Person("0", "someone")
+    return Person(str(user.id), user.full_name, user.language_code)
+
+
+def _chat(chat: TgChat) -> Chat:
+    return Chat(PLATFORM, str(chat.id), chat.type == TgChat.PRIVATE)
+
+
+def _context(message: Message, user: TgUser | None = None) -> Context:
+    return Context(_chat(message.chat), _person(user or message.from_user), str(message.message_id))
+
+
+def _chunks(text: str, size: int = TEXT_LIMIT) -> list[str]:
+    """Split long text into messages, preferring line breaks, then spaces."""
+    parts: list[str] = []
+    while len(text) > size:
+        cut = text.rfind("\n", 0, size)
+        if cut <= size // 2:
+            cut = text.rfind(" ", 0, size)
+        if cut <= size // 2:
+            cut = size
+        parts.append(text[:cut].rstrip())
+        text = text[cut:].lstrip()
+    if text.strip():
+        parts.append(text)
+    return parts
+
+
+async def _refusing(call: Awaitable[T]) -> T:
+    """Run a Bot API call; a chat that will never accept messages becomes `DeliveryRefused`."""
+    try:
+        return await call
+    except Forbidden as exc:  # blocked by the person, kicked from the group, deactivated account
+        raise DeliveryRefused(exc.message) from exc
+    except BadRequest as exc:
+        if "chat not found" in exc.message.lower():
+            raise DeliveryRefused(exc.message) from exc
+        raise
 
 
 class TelegramMessenger:
     """Implements `core.requests.Messenger` with Bot API calls."""
 
-    def __init__(self, application: Application) -> None:  # type: ignore[type-arg]
-        self._app = application
+    def __init__(self, bot: Callable[[], Bot]) -> None:
+        self._get_bot = bot
+        self._long_actions: OrderedDict[str, str] = OrderedDict()
 
     @property
-    def _bot(self):  # type: ignore[no-untyped-def]
-        return self._app.bot
+    def _bot(self) -> Bot:
+        return self._get_bot()
 
     @staticmethod
-    def _reply(target: ReplyTarget) -> ReplyParameters | None:
-        if target.reply_to is None:
+    def _reply(target: ReplyTarget, to: str | None = None) -> ReplyParameters | None:
+        message_id = to or target.reply_to
+        if message_id is None:
             return None
-        return ReplyParameters(message_id=int(target.reply_to), allow_sending_without_reply=True)
+        return ReplyParameters(message_id=int(message_id), allow_sending_without_reply=True)
 
     async def send_image(self, target: ReplyTarget, reply: ImageReply) -> str:
-        caption = reply.caption if len(reply.caption) <= CAPTION_LIMIT else None
+        caption = reply.caption.strip()
+        fits = len(caption) <= CAPTION_LIMIT
         extension = "png" if reply.mime == "image/png" else "jpg"
-        sent = await self._bot.send_photo(
-            chat_id=int(target.chat_id), photo=InputFile(reply.image, filename=f"pixme.{extension}"),
-            caption=caption, reply_parameters=self._reply(target),
-        )
-        if caption is None and reply.caption:
+        upload = InputFile(reply.image, filename=f"pixme-{reply.node_id}.{extension}")
+        chat_id = int(target.chat_id)
+        try:
+            sent = await _refusing(self._bot.send_photo(
+                chat_id=chat_id, photo=upload, caption=caption if fits else None,
+                reply_parameters=self._reply(target)))
+        except BadRequest as exc:
+            if not any(code in exc.message for code in _PHOTO_REFUSALS):
+                raise
+            log.info("telegram: sendPhoto refused the image (%s); sending it as a file", exc.message)
+            upload = InputFile(reply.image, filename=f"pixme-{reply.node_id}.{extension}")
+            sent = await _refusing(self._bot.send_document(
+                chat_id=chat_id, document=upload, caption=caption if fits else None,
+                reply_parameters=self._reply(target)))
+        if not fits:
             # Commentary longer than a caption may be goes underneath, replying to the picture.
-            await self._bot.send_message(
-                chat_id=int(target.chat_id), text=reply.caption[:4096],
-                reply_parameters=ReplyParameters(message_id=sent.message_id, allow_sending_without_reply=True),
-            )
+            for part in _chunks(caption):
+                await _refusing(self._bot.send_message(
+                    chat_id=chat_id, text=part, reply_parameters=self._reply(target, str(sent.message_id))))
         return str(sent.message_id)
 
     async def send_text(self, target: ReplyTarget, text: str) -> str:
-        sent = await self._bot.send_message(chat_id=int(target.chat_id), text=text[:4096],
-                                            reply_parameters=self._reply(target))
-        return str(sent.message_id)
+        first: str | None = None
+        for part in _chunks(text) or ["…"]:
+            sent = await _refusing(self._bot.send_message(
+                chat_id=int(target.chat_id), text=part, reply_parameters=self._reply(target)))
+            first = first or str(sent.message_id)
+        assert first is not None
+        return first
 
     async def send_style_menu(self, target: ReplyTarget, text: str, styles: list[Style]) -> str:
-        buttons = [InlineKeyboardButton(s.label, callback_data=f"{STYLE_BUTTON_PREFIX}{s.id}") for s in styles]
-        rows = [buttons[i:i + 2] for i in range(0, len(buttons), 2)]
-        sent = await self._bot.send_message(chat_id=int(target.chat_id), text=text,
-                                            reply_markup=InlineKeyboardMarkup(rows),
-                                            reply_parameters=self._reply(target))
+        buttons = [InlineKeyboardButton(s.label, callback_data=STYLE_BUTTON_PREFIX + s.id) for s in styles]
+        return await self._send_keyboard(target, text, buttons, per_row=2)
+
+    async def send_buttons(self, target: ReplyTarget, text: str, buttons: list[Button]) -> str:
+        return await self._send_keyboard(target, text, [self._button(b) for b in buttons], per_row=1)
+
+    async def _send_keyboard(self, target: ReplyTarget, text: str, buttons: list[InlineKeyboardButton],
+                             per_row: int) -> str:
+        sent = await _refusing(self._bot.send_message(
+            chat_id=int(target.chat_id), text=text[:TEXT_LIMIT], reply_markup=self._keyboard(buttons, per_row),
+            reply_parameters=self._reply(target)))
         return str(sent.message_id)
 
+    def _button(self, button: Button) -> InlineKeyboardButton:
+        return InlineKeyboardButton(button.label, callback_data=self.callback_data(button.action))
+
+    @staticmethod
+    def _keyboard(buttons: list[InlineKeyboardButton], per_row: int) -> InlineKeyboardMarkup:
+        return InlineKeyboardMarkup([buttons[i:i + per_row] for i in range(0, len(buttons), per_row)])
+
+    async def edit_text(self, target: ReplyTarget, message_id: str, text: str,
+                        buttons: list[Button] | None = None) -> None:
+        markup = self._keyboard([self._button(b) for b in buttons], per_row=1) if buttons else None
+        try:
+            await _refusing(self._bot.edit_message_text(
+                chat_id=int(target.chat_id), message_id=int(message_id), text=text[:TEXT_LIMIT],
+                reply_markup=markup))
+        except BadRequest as exc:
+            if "not modified" not in exc.message.lower():
+                raise
+
+    async def delete(self, target: ReplyTarget, message_id: str) -> None:
+        try:
+            await _refusing(self._bot.delete_message(chat_id=int(target.chat_id), message_id=int(message_id)))
+        except BadRequest as exc:  # already gone, or too old to delete (48 h): nothing to do
+            log.debug("telegram: could not delete message %s: %s", message_id, exc.message)
+
     async def show_working(self, target: ReplyTarget) -> None:
-        await self._bot.send_chat_action(chat_id=int(target.chat_id), action=ChatAction.UPLOAD_PHOTO)
+        await _refusing(self._bot.send_chat_action(chat_id=int(target.chat_id),
+                                                   action=ChatAction.UPLOAD_PHOTO))
+
+    # -- button payloads -----------------------------------------------------------------------
+
+    def callback_data(self, action: str) -> str:
+        """`do:<action>`, or a short key for actions longer than Telegram's 64 bytes."""
+        data = f"{ACTION_BUTTON_PREFIX}{action}"
+        if len(data.encode()) <= CALLBACK_DATA_LIMIT:
+            return data
+        key = LONG_ACTION_PREFIX + hashlib.sha256(action.encode()).hexdigest()[:32]
+        self._long_actions[key] = action
+        self._long_actions.move_to_end(key)
+        while len(self._long_actions) > 10_000:
+            self._long_actions.popitem(last=False)
+        return key
+
+    def action_of(self, data: str) -> str | None:
+        """The studio action behind a button's callback_data, if it is one of ours."""
+        if data.startswith(ACTION_BUTTON_PREFIX):
+            return data[len(ACTION_BUTTON_PREFIX):]
+        if data.startswith(LONG_ACTION_PREFIX):
+            return self._long_actions.get(data)
+        return None
+
+
+def build_application(settings: TelegramSettings, *, concurrency: int) -> AnyApplication:
+    """The PTB application: pooled HTTP sized for bursts, flood control, concurrent updates."""
+    request = HTTPXRequest(connection_pool_size=settings.connections, pool_timeout=30.0, read_timeout=30.0,
+                           write_timeout=30.0, media_write_timeout=60.0)
+    builder: ApplicationBuilder[Any, Any, Any, Any, Any, Any] = (
+        Application.builder()
+        .token(settings.token.get_secret_value())
+        .base_url(settings.api_url)
+        .base_file_url(settings.file_url)
+        .request(request)
+        .get_updates_request(HTTPXRequest(connection_pool_size=2, read_timeout=40.0))
+        # 429 RetryAfter: every request waits the flood pause out and is retried.
+        .rate_limiter(AIORateLimiter(max_retries=3))
+        # Handlers only accept and queue work, but downloads and refusals still take a moment:
+        # many people are answered at once rather than one after another.
+        .concurrent_updates(concurrency)
+    )
+    return builder.build()
 
 
 class TelegramBot:
@@ -148,54 +330,41 @@ class TelegramBot:
                  concurrency: int = 64) -> None:
         self.studio = studio
         self.engine_name = engine_name
-        connections = settings.connections
-        request = HTTPXRequest(connection_pool_size=connections, pool_timeout=30.0, read_timeout=30.0,
-                               media_write_timeout=60.0)
-        self.application = (
-            Application.builder()
-            .token(settings.token.get_secret_value())
-            .base_url(settings.api_url)
-            .base_file_url(settings.file_url)
-            .request(request)
-            .get_updates_request(HTTPXRequest(connection_pool_size=2, read_timeout=40.0))
-            .rate_limiter(AIORateLimiter(max_retries=3))
-            # Handlers only accept and queue work, but downloads and refusals still take a moment:
-            # let many people be answered at once rather than one after another.
-            .concurrent_updates(concurrency)
-            .post_init(self._post_init)
-            .build()
-        )
+        self.application = build_application(settings, concurrency=concurrency)
         self.application.add_handler(CallbackQueryHandler(self._on_button))
         self.application.add_handler(MessageHandler(filters.UpdateType.MESSAGE, self._on_message))
         self.application.add_error_handler(self._on_error)
-        self.messenger = TelegramMessenger(self.application)
+        self.messenger = TelegramMessenger(lambda: self.application.bot)
         studio.attach(PLATFORM, self.messenger)
 
     async def start(self) -> None:
-        """Connect, announce commands, resume unfinished jobs and start polling."""
+        """Connect, announce commands and start polling (the caller resumes unfinished jobs)."""
         await self.application.initialize()
+        await self.set_commands()
         await self.application.start()
         assert self.application.updater is not None
         await self.application.updater.start_polling(
             allowed_updates=["message", "callback_query"], drop_pending_updates=False,
-            error_callback=lambda exc: log.warning("telegram polling error: %s", type(exc).__name__),
+            error_callback=self._on_polling_error,
         )
         log.info("telegram: polling as @%s", self.application.bot.username)
 
     async def stop(self) -> None:
+        """Stop polling, let running handlers finish, close the HTTP pools."""
         if self.application.updater is not None and self.application.updater.running:
             await self.application.updater.stop()
         if self.application.running:
             await self.application.stop()
         await self.application.shutdown()
 
-    async def _post_init(self, application: Application) -> None:  # type: ignore[type-arg]
+    async def set_commands(self) -> None:
+        """The command menu: the basics, then every style."""
         commands = [BotCommand(name, description) for name, description in BASIC_COMMANDS.items()]
         commands += [BotCommand(s.id, f"{s.emoji} {s.description}"[:256]) for s in STYLES]
         try:
-            await application.bot.set_my_commands(commands)
+            await self.application.bot.set_my_commands(commands)
         except TelegramError as exc:
-            log.warning("telegram: could not set the command menu: %s", exc)
+            log.warning("telegram: could not set the command menu: %s", exc.message)
 
     # -- updates ---------------------------------------------------------------------------------
 
@@ -213,33 +382,56 @@ class TelegramBot:
         private = message.chat.type == TgChat.PRIVATE
         ctx = _context(message)
         replied = message.reply_to_message
-        replied_to_bot = replied is not None and replied.from_user is not None and replied.from_user.id == bot.id
-        command = parse_command(message.text or message.caption, bot.username)
+        replied_to_bot = self._is_ours(replied)
+        body = message.text or message.caption
+        if is_command_for_another_bot(body, bot.username):
+            return
+        command = parse_command(body, bot.username)
 
         if command is not None:
-            if command.name in ("start", "help"):
-                await message.reply_text(texts.help_text(self.engine_name), do_quote=not private)
-            elif command.name == "styles":
-                await message.reply_text(texts.styles_list(), do_quote=not private)
-            elif command.name == "undo":
-                await self.studio.undo(ctx, str(replied.message_id) if replied else None)
-            elif get_style(command.name) is not None:
-                photo = photo_of(message) or (None if replied_to_bot else photo_of(replied))
-                replied_id = str(replied.message_id) if replied else None
-                await self.studio.style(ctx, command.name, photo, replied_id)
-            elif private:
-                await message.reply_text(texts.unknown_style(command.name))
+            await self._command(message, ctx, command, private)
             return
 
         text = (message.text or "").strip()
         if replied_to_bot and text:
             assert replied is not None
-            await self.studio.edit(ctx, text, str(replied.message_id))
-        elif private and photo_of(message) is not None:
+            if private or replied.photo or replied.document:
+                await self.studio.edit(ctx, text, str(replied.message_id))
+        elif private and photo_of(message, images_only=True) is not None:
             await self.studio.offer_styles(ctx, str(message.message_id))
         elif private:
-            await message.reply_text(texts.SEND_A_PHOTO)
+            await self.messenger.send_text(ReplyTarget(PLATFORM, ctx.chat.id), texts.SEND_A_PHOTO)
         # In groups, anything not addressed to the bot is none of its business.
+
+    async def _command(self, message: Message, ctx: Context, command: ParsedCommand, private: bool) -> None:
+        replied = message.reply_to_message
+        replied_id = str(replied.message_id) if replied is not None else None
+        name = command.name
+        # Groups see who asked; a private chat needs no quote.
+        info_target = ReplyTarget(PLATFORM, ctx.chat.id, None if private else ctx.message_id)
+        if name in ("start", "help"):
+            await self.messenger.send_text(info_target, texts.help_text(self.engine_name))
+        elif name == "styles":
+            await self.messenger.send_text(info_target, texts.styles_list())
+        elif name == "undo":
+            await self.studio.undo(ctx, replied_id)
+        elif name == "cancel":
+            await self.studio.cancel(ctx)
+        elif name == "stats":
+            await self.studio.stats(ctx)
+        elif name == "forget":
+            await self.studio.forget(ctx)
+        elif get_style(name) is not None:
+            # A reply to one of our results restyles the selfie behind it, found through the studio.
+            photo = photo_of(message) or (None if self._is_ours(replied) else photo_of(replied))
+            await self.studio.style(ctx, name, photo, replied_id)
+        elif private:
+            await self.messenger.send_text(ReplyTarget(PLATFORM, ctx.chat.id, ctx.message_id),
+                                           texts.unknown_style(name))
+
+    def _is_ours(self, message: Message | None) -> bool:
+        return message is not None and message.from_user is not None \
+            and message.from_user.id == self.application.bot.id
 
     async def _on_button(self, update: Update, _: ContextTypes.DEFAULT_TYPE) -> None:
         query = update.callback_query
@@ -247,20 +439,42 @@ class TelegramBot:
             return
         try:
             data = query.data or ""
-            style = get_style(data.removeprefix(STYLE_BUTTON_PREFIX)) if data.startswith(STYLE_BUTTON_PREFIX) else None
             menu = query.message if isinstance(query.message, Message) else None
-            photo_message = menu.reply_to_message if menu is not None else None
-            photo = photo_of(photo_message)
-            if style is None or photo is None or photo_message is None:
-                await query.answer(texts.DOWNLOAD_FAILED, show_alert=True)
+            if data.startswith(STYLE_BUTTON_PREFIX):
+                await self._style_button(query.answer, data.removeprefix(STYLE_BUTTON_PREFIX), menu,
+                                         query.from_user)
                 return
-            await query.answer(f"{style.emoji} {style.title} coming up…")
-            ctx = _context(photo_message)
-            ctx = Context(ctx.chat, Person(str(query.from_user.id), query.from_user.full_name,
-                                           query.from_user.language_code), ctx.message_id)
-            await self.studio.style(ctx, style.id, photo)
+            action = self.messenger.action_of(data)
+            if action is None or menu is None:
+                await query.answer(texts.UNKNOWN_BUTTON)
+                return
+            toast = await self.studio.press(_context(menu, query.from_user), action)
+            await query.answer(toast[:CALLBACK_ANSWER_LIMIT])
+            if toast != texts.NOT_YOUR_BUTTON:  # a settled question: take its buttons away
+                try:
+                    await menu.edit_reply_markup(reply_markup=None)
+                except TelegramError as exc:
+                    log.debug("telegram: could not remove buttons: %s", exc.message)
         except Exception:
             log.exception("telegram: button press failed")
+
+    async def _style_button(self, answer: Callable[..., Awaitable[bool]], style_id: str,
+                            menu: Message | None, presser: TgUser) -> None:
+        style = get_style(style_id)
+        photo_message = menu.reply_to_message if menu is not None else None
+        photo = photo_of(photo_message)
+        if style is None or photo is None or photo_message is None:
+            await answer(texts.DOWNLOAD_FAILED, show_alert=True)
+            return
+        try:
+            await answer(f"{style.emoji} {style.title} coming up…")
+        except TelegramError as exc:  # an expired query only loses its toast, not the picture
+            log.info("telegram: could not answer a button press: %s", exc.message)
+        await self.studio.style(_context(photo_message, presser), style.id, photo)
+
+    @staticmethod
+    def _on_polling_error(exc: TelegramError) -> None:
+        log.warning("telegram: polling error: %s", type(exc).__name__)
 
     async def _on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         log.error("telegram: unhandled %s", type(context.error).__name__, exc_info=context.error)

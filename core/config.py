@@ -64,6 +64,12 @@ class LimitsSettings(BaseModel):
     daily_images: int = Field(default=0, ge=0)
 
 
+class PartySettings(BaseModel):
+    min_members: int = Field(default=2, ge=2, le=8)
+    max_members: int = Field(default=8, ge=2, le=14)
+    deadline_minutes: float = Field(default=10.0, gt=0, le=24 * 60)
+
+
 class AccessSettings(BaseModel):
     admins: list[str] = Field(default_factory=list)
     allow: list[str] = Field(default_factory=list)
@@ -112,6 +118,7 @@ class Settings(BaseSettings):
     storage: StorageSettings = Field(default_factory=StorageSettings)
     limits: LimitsSettings = Field(default_factory=LimitsSettings)
     access: AccessSettings = Field(default_factory=AccessSettings)
+    party: PartySettings = Field(default_factory=PartySettings)
 
     @classmethod
     def settings_customise_sources(

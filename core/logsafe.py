@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 import re
 import sys
+from urllib.parse import quote
 
 # A Bot API token anywhere in a URL or message, even one we were not told about.
-_TOKEN_RE = re.compile(r"\d{5,}:[A-Za-z0-9_-]{20,}")
+_TOKEN_RE = re.compile(r"\d{5,}(?::|%3A|%3a)[A-Za-z0-9_-]{20,}")  # also URL-encoded (httpx quotes it)
 
 
 class RedactingFilter(logging.Filter):
@@ -15,7 +16,9 @@ class RedactingFilter(logging.Filter):
 
     def __init__(self, secrets: list[str]) -> None:
         super().__init__()
-        self._secrets = [s for s in secrets if len(s) >= 6]
+        # URL-encoded forms too: file download URLs carry the token with its colon as %3A.
+        variants = {v for s in secrets if len(s) >= 6 for v in (s, quote(s, safe=""))}
+        self._secrets = sorted(variants, key=len, reverse=True)
 
     def redact(self, text: str) -> str:
         for secret in self._secrets:

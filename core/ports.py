@@ -73,6 +73,41 @@ class Job:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+PartyStatus = Literal["open", "started", "cancelled", "closed"]
+
+
+@dataclass(frozen=True)
+class Member:
+    """A party member; `node_id` is the photo node of the selfie they brought (None: not yet)."""
+
+    user_id: str
+    name: str
+    node_id: int | None = None
+
+
+@dataclass(frozen=True)
+class Party:
+    id: int
+    platform: str
+    chat_id: str
+    host_id: str
+    style: str
+    theme: str
+    status: PartyStatus
+    lobby_message: str | None
+    reply_to: str | None
+    deadline: float
+    members: tuple[Member, ...] = ()
+
+    @property
+    def ready(self) -> tuple[Member, ...]:
+        """Members who have brought a selfie."""
+        return tuple(m for m in self.members if m.node_id is not None)
+
+    def member(self, user_id: str) -> Member | None:
+        return next((m for m in self.members if m.user_id == user_id), None)
+
+
 class History(Protocol):
     async def add_node(self, node: NewNode) -> Node: ...
 
@@ -81,6 +116,8 @@ class History(Protocol):
     async def node_for_message(self, platform: str, chat_id: str, message_id: str) -> Node | None: ...
 
     async def link_message(self, node: Node, message_id: str) -> None: ...
+
+    async def latest_photo(self, platform: str, chat_id: str, user_id: str) -> Node | None: ...
 
 
 class JobStore(Protocol):
@@ -117,7 +154,29 @@ class Reachability(Protocol):
     async def is_chat_blocked(self, platform: str, chat_id: str) -> bool: ...
 
 
-class Store(History, JobStore, Usage, Privacy, Reachability, Protocol):
+class PartyStore(Protocol):
+    async def add_party(self, platform: str, chat_id: str, host: Member, style: str, theme: str,
+                        deadline: float, reply_to: str | None) -> Party | None:
+        """The new open party, or None when the chat already has one."""
+        ...
+
+    async def get_party(self, party_id: int) -> Party | None: ...
+
+    async def open_party(self, platform: str, chat_id: str) -> Party | None: ...
+
+    async def party_for_lobby(self, platform: str, chat_id: str, message_id: str) -> Party | None: ...
+
+    async def open_parties(self) -> list[Party]: ...
+
+    async def set_party(self, party_id: int, *, status: PartyStatus | None = None,
+                        lobby_message: str | None = None) -> None: ...
+
+    async def put_member(self, party_id: int, member: Member) -> None: ...
+
+    async def remove_member(self, party_id: int, user_id: str) -> bool: ...
+
+
+class Store(History, JobStore, Usage, Privacy, Reachability, PartyStore, Protocol):
     """Everything core keeps in the database."""
 
     async def close(self) -> None: ...

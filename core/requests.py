@@ -33,6 +33,11 @@ class Context:
     chat: Chat
     person: Person
     message_id: str  # the message that carries the request; results reply to it
+    # Asks the platform whether the person administers this chat (asked only when it matters).
+    chat_admin: Callable[[], Awaitable[bool]] | None = field(default=None, compare=False, repr=False)
+
+    async def is_chat_admin(self) -> bool:
+        return bool(self.chat_admin is not None and await self.chat_admin())
 
 
 @dataclass(frozen=True)
@@ -99,7 +104,10 @@ class Messenger(Protocol):
 
     async def send_buttons(self, target: ReplyTarget, text: str, buttons: list[Button]) -> str: ...
 
-    async def edit_text(self, target: ReplyTarget, message_id: str, text: str) -> None: ...
+    async def edit_text(self, target: ReplyTarget, message_id: str, text: str,
+                        buttons: list[Button] | None = None) -> None:
+        """Make the message show exactly `text` with `buttons` (None: no buttons)."""
+        ...
 
     async def delete(self, target: ReplyTarget, message_id: str) -> None: ...
 

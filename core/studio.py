@@ -19,18 +19,20 @@ from dataclasses import dataclass
 from core import texts
 from core.access import Access
 from core.breaker import CircuitBreaker
-from core.config import AccessSettings, LimitsSettings
-from core.engines.base import Busy, EngineError, EngineResult, ImageEngine
+from core.config import AccessSettings, LimitsSettings, PartySettings
+from core.engines.base import Busy, EngineError, EngineResult, ImageEngine, Portrait
 from core.engines.models import model_info
 from core.intake import IntakeError, check_declared_size, prepare
 from core.jobs import JobRunner, Requeue
-from core.ports import ImageStore, Job, NewNode, Node, Store
+from core.parties import Parties, parse_party_args
+from core.ports import ImageStore, Job, NewNode, Node, NodeKind, Store
 from core.requests import Button, Context, DeliveryRefused, ImageReply, Messenger, PhotoRef, ReplyTarget
 from core.styles import STYLES, Style, get_style
 
 log = logging.getLogger(__name__)
 
 MAX_INSTRUCTION_CHARS = 1000
+MIN_FUSE, MAX_FUSE = 2, 8  # photos in one fusion (an album holds up to 10)
 WORKING_REFRESH_S = 4.5  # Telegram shows a chat action for 5 seconds
 DELIVERY_RETRY_DELAYS_S = (1.0, 3.0, 10.0)
 MAX_BUSY_ATTEMPTS = 8  # a job that met an outage this often is told to try later
@@ -51,6 +53,7 @@ class Studio:
     def __init__(self, *, store: Store, images: ImageStore, engine: ImageEngine,
                  limits: LimitsSettings | None = None, access: AccessSettings | None = None,
                  input_max_px: int = 1024, breaker: CircuitBreaker | None = None,
+                 party: PartySettings | None = None,
                  delivery_retry_delays: tuple[float, ...] = DELIVERY_RETRY_DELAYS_S) -> None:
         self.store = store
         self.images = images
@@ -64,8 +67,10 @@ class Studio:
         self._delivery_retry_delays = delivery_retry_delays
         self._messengers: dict[str, Messenger] = {}
         self._waiting: dict[int, _Waiting] = {}
+        self._positions_lock = asyncio.Lock()  # one notifier at a time, so notes are never doubled
         self._refused_at: dict[tuple[str, str], float] = {}
         self._blocked_chats: set[tuple[str, str]] = set()
+        self.parties = Parties(self, party or PartySettings())
 
     # -- wiring --------------------------------------------------------------------------------
 
@@ -74,10 +79,12 @@ class Studio:
         self._messengers[platform] = messenger
 
     async def resume(self) -> int:
-        """Deliver whatever was accepted but not delivered before the last stop."""
+        """Deliver whatever was accepted but not delivered before the last stop; re-arm party deadlines."""
+        await self.parties.resume()
         return await self.jobs.resume(set(self._messengers))
 
     async def aclose(self) -> None:
+        await self.parties.aclose()
         await self.jobs.aclose()
 
     # -- use cases -----------------------------------------------------------------------------
@@ -141,6 +148,26 @@ class Studio:
             message_id = await self._messenger(ctx).send_image(self._target(ctx), reply)
             await self.store.link_message(parent, message_id)
 
+    async def fuse(self, ctx: Context, photos: list[PhotoRef], args: str = "") -> None:
+        """Fuse 2–8 photos the person sent (an album) into one picture: `/fuse [style] [what to make]`."""
+        async with self._handling(ctx) as allowed:
+            if not allowed:
+                return
+            if not MIN_FUSE <= len(photos) <= MAX_FUSE:
+                await self._say(ctx, texts.fuse_count(MIN_FUSE, MAX_FUSE, len(photos)))
+                return
+            if await self._refuse_over_limit(ctx):
+                return
+            nodes = []
+            for photo in photos:
+                node = await self._ingest(ctx, photo)
+                if node is None:  # the refusal has been said; fuse nothing rather than fewer
+                    return
+                nodes.append(node)
+            style, theme = parse_party_args(args)
+            await self._submit(ctx, "fuse", {"style": style.id, "theme": theme, "name_people": False,
+                                             "portraits": [[f"Person {i + 1}", n.id] for i, n in enumerate(nodes)]})
+
     async def cancel(self, ctx: Context) -> None:
         """Stop the person's waiting and running jobs in this chat."""
         async with self._handling(ctx) as allowed:
@@ -179,6 +206,12 @@ class Studio:
         """A button from `send_buttons` was pressed; returns a short toast for the presser."""
         async with self._handling(ctx):
             verb, _, rest = action.partition(":")
+            if verb == "party":
+                what, _, rest = rest.partition(":")
+                party_id, _, owner = rest.partition(":")
+                if not party_id.isdigit():
+                    return texts.UNKNOWN_BUTTON
+                return await self.parties.press(ctx, what, int(party_id), owner)
             if verb == "forget":
                 answer, _, owner = rest.partition(":")
                 if owner != ctx.person.id:
@@ -255,12 +288,17 @@ class Studio:
         return False
 
     async def _submit(self, ctx: Context, kind: str, payload: dict[str, object]) -> None:
-        target = self._target(ctx)
-        job = await self.jobs.submit(ctx.chat.platform, ctx.chat.id, ctx.person.id, kind, payload, target)
+        await self.submit_job(ctx.chat.platform, ctx.chat.id, ctx.person.id, kind, payload, self._target(ctx))
+
+    async def submit_job(self, platform: str, chat_id: str, user_id: str, kind: str, payload: dict[str, object],
+                         target: ReplyTarget) -> None:
+        """Persist and queue a job; say so at once if the image service is down."""
+        job = await self.jobs.submit(platform, chat_id, user_id, kind, payload, target)
+        messenger = self._messengers[platform]
         if self.breaker.is_open:
-            await self._say(ctx, texts.SERVICE_DOWN_SAVED)
+            await messenger.send_text(target, texts.SERVICE_DOWN_SAVED)
         elif self.jobs.is_running(job.id):
-            await self._messenger(ctx).show_working(target)
+            await messenger.show_working(target)
 
     # -- resolving what to work on ----------------------------------------------------------------
 
@@ -353,6 +391,8 @@ class Studio:
         await self._clear_waiting(job)
 
     async def _call_engine(self, job: Job) -> EngineResult:
+        if job.kind == "fuse":
+            return await self._call_fuse(job)
         node = await self.store.get_node(int(job.payload["node"]))
         if node is None:
             raise EngineError(texts.SOURCE_GONE)
@@ -362,17 +402,38 @@ class Studio:
             if style is None:
                 raise EngineError(texts.unknown_style(job.payload["style"]))
             return await self.engine.stylize(image, style)
-        root = await self.store.get_node(node.root_id) if node.root_id else None
+        # The identity reference: the original selfie, or for a group picture the picture itself.
+        root = await self.store.get_node(node.root_id) if node.root_id else (node if node.kind == "fuse" else None)
         identity = await self.images.get(root.image_sha) if root else None
         return await self.engine.edit(image, job.payload["instruction"], identity=identity)
 
+    async def _call_fuse(self, job: Job) -> EngineResult:
+        style = get_style(str(job.payload["style"]))
+        if style is None:
+            raise EngineError(texts.unknown_style(str(job.payload["style"])))
+        portraits = []
+        for name, node_id in job.payload["portraits"]:
+            node = await self.store.get_node(int(node_id))
+            if node is not None:  # someone who used /forget meanwhile is left out
+                portraits.append(Portrait(str(name), await self.images.get(node.image_sha)))
+        if len(portraits) < 2:
+            raise EngineError(texts.SOURCE_GONE)
+        return await self.engine.fuse(portraits, style, str(job.payload.get("theme") or ""))
+
     async def _save_result(self, job: Job, result: EngineResult) -> Node:
-        parent = await self.store.get_node(int(job.payload["node"]))
+        commentary = result.commentary.strip()
+        if job.kind == "fuse":
+            if job.payload.get("name_people", True):
+                commentary = texts.group_caption(commentary, [str(name) for name, _ in job.payload["portraits"]])
+            parent = None
+        else:
+            parent = await self.store.get_node(int(job.payload["node"]))
         sha = await self.images.put(result.image)
+        kind: NodeKind = "fuse" if job.kind == "fuse" else "style" if job.kind == "style" else "edit"
         return await self.store.add_node(NewNode(
-            job.platform, job.chat_id, job.user_id, "style" if job.kind == "style" else "edit", sha,
-            result.mime, parent=parent, style=job.payload.get("style"), instruction=job.payload.get("instruction"),
-            engine=self.engine.name, model=result.model, commentary=result.commentary.strip(),
+            job.platform, job.chat_id, job.user_id, kind, sha, result.mime, parent=parent,
+            style=job.payload.get("style"), instruction=job.payload.get("instruction") or job.payload.get("theme"),
+            engine=self.engine.name, model=result.model, commentary=commentary,
         ))
 
     async def _deliver(self, job: Job, send: _Send) -> str | None:
@@ -400,20 +461,30 @@ class Studio:
     # -- queue positions -------------------------------------------------------------------------
 
     async def _show_positions(self, changes: list[tuple[Job, int]]) -> None:
-        for job, position in changes:
-            messenger = self._messengers.get(job.platform)
-            # A job back in line after an outage was already told its request is saved.
-            if messenger is None or self.breaker.is_open or job.attempts:
-                continue
-            shown = self._waiting.get(job.id)
-            if shown is None:
-                message_id = await messenger.send_text(job.target, texts.in_line(position))
-                self._waiting[job.id] = _Waiting(message_id, position)
-            elif position <= 5 or position <= shown.shown * 0.8:
-                # Every step near the front; further back, only noticeable moves (chat edit limits).
-                shown.shown = position
+        async with self._positions_lock:
+            for job, _ in changes:
+                await self._show_position(job)
+
+    async def _show_position(self, job: Job) -> None:
+        messenger = self._messengers.get(job.platform)
+        # The line may have moved while earlier notes were sent: act on where the job is now.
+        position = self.jobs.position(job.id)
+        # A job back in line after an outage was already told its request is saved.
+        if messenger is None or position is None or self.breaker.is_open or job.attempts:
+            return
+        shown = self._waiting.get(job.id)
+        if shown is None:
+            message_id = await messenger.send_text(job.target, texts.in_line(position))
+            if self.jobs.position(job.id) is None:  # it started (or finished) meanwhile
                 with contextlib.suppress(Exception):
-                    await messenger.edit_text(job.target, shown.message_id, texts.in_line(position))
+                    await messenger.delete(job.target, message_id)
+                return
+            self._waiting[job.id] = _Waiting(message_id, position)
+        elif position != shown.shown and (position <= 5 or position <= shown.shown * 0.8):
+            # Every step near the front; further back, only noticeable moves (chat edit limits).
+            shown.shown = position
+            with contextlib.suppress(Exception):
+                await messenger.edit_text(job.target, shown.message_id, texts.in_line(position))
 
     async def _mark_working(self, messenger: Messenger, job: Job) -> None:
         shown = self._waiting.get(job.id)
@@ -478,6 +549,82 @@ class Studio:
             log.exception("request %s:%s failed", ctx.chat.platform, ctx.message_id)
             with contextlib.suppress(Exception):
                 await self._say(ctx, _storage_trouble(exc) or texts.INTERNAL_ERROR)
+
+    # -- acting on a node (buttons) ----------------------------------------------------------------
+    # Buttons on a result carry its node id, so they work after restarts and without a reply.
+
+    async def _node_here(self, ctx: Context, node_id: int) -> Node | None:
+        """The node behind a button, if it belongs to this chat; otherwise say the button expired."""
+        node = await self.store.get_node(node_id)
+        if node is None or (node.platform, node.chat_id) != (ctx.chat.platform, ctx.chat.id):
+            await self._say(ctx, texts.UNKNOWN_BUTTON)
+            return None
+        return node
+
+    async def again(self, ctx: Context, node_id: int) -> None:
+        """Run the step that made this result once more, from the same parent."""
+        async with self._handling(ctx) as allowed:
+            if not allowed:
+                return
+            node = await self._node_here(ctx, node_id)
+            if node is None:
+                return
+            parent = await self.store.get_node(node.parent_id) if node.parent_id else None
+            if parent is None or node.kind not in ("style", "edit"):
+                await self._say(ctx, texts.NOTHING_TO_REPEAT)
+            elif not await self._refuse_over_limit(ctx):
+                if node.kind == "style":
+                    await self._submit(ctx, "style", {"style": node.style, "node": parent.id})
+                else:
+                    await self._submit(ctx, "edit", {"node": parent.id, "instruction": node.instruction or ""})
+
+    async def edit_node(self, ctx: Context, node_id: int, instruction: str) -> None:
+        """Apply a free-text instruction to this result."""
+        async with self._handling(ctx) as allowed:
+            if not allowed:
+                return
+            instruction = instruction.strip()
+            node = await self._node_here(ctx, node_id)
+            if node is None:
+                return
+            if not instruction:
+                await self._say(ctx, texts.EMPTY_INSTRUCTION)
+            elif len(instruction) > MAX_INSTRUCTION_CHARS:
+                await self._say(ctx, texts.instruction_too_long(MAX_INSTRUCTION_CHARS))
+            elif not await self._refuse_over_limit(ctx):
+                await self._submit(ctx, "edit", {"node": node.id, "instruction": instruction})
+
+    async def undo_node(self, ctx: Context, node_id: int) -> None:
+        """Re-send the step before this result, so it can be acted on again."""
+        async with self._handling(ctx) as allowed:
+            if not allowed:
+                return
+            node = await self._node_here(ctx, node_id)
+            if node is None:
+                return
+            parent = await self.store.get_node(node.parent_id) if node.parent_id else None
+            if node.kind == "photo" or parent is None or parent.kind == "photo":
+                await self._say(ctx, texts.UNDO_FIRST_STEP)
+                return
+            reply = ImageReply(parent.id, await self.images.get(parent.image_sha), parent.mime,
+                               texts.undo_caption(parent.depth, parent.commentary))
+            message_id = await self._messenger(ctx).send_image(self._target(ctx), reply)
+            await self.store.link_message(parent, message_id)
+
+    async def restyle(self, ctx: Context, node_id: int, style_name: str) -> None:
+        """Restyle the original selfie behind this result."""
+        async with self._handling(ctx) as allowed:
+            if not allowed:
+                return
+            style = get_style(style_name)
+            if style is None:
+                await self._say(ctx, texts.unknown_style(style_name))
+                return
+            node = await self._node_here(ctx, node_id)
+            if node is None or await self._refuse_over_limit(ctx):
+                return
+            root = await self.store.get_node(node.root_id) if node.root_id else node
+            await self._submit(ctx, "style", {"style": style.id, "node": (root or node).id})
 
 
 def _start_of_day() -> float:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 from core.engines.base import EngineError, NoImage
 from core.styles import STYLES, Style
 
@@ -123,3 +125,103 @@ def help_text(engine_name: str, prefix: str = "/") -> str:
         f"{styles_list(prefix)}\n\n"
         f"Images are made with {engine}."
     )
+
+
+# -- Discord ----------------------------------------------------------------------------------------
+NOTHING_TO_REPEAT = "There's no step to repeat here — pick a style for the photo instead."
+NO_PICTURE_IN_MESSAGE = "That message has no picture I can use — pick a message with a photo attached."
+NOT_AN_IMAGE = "That file isn't a picture I can read — please attach a JPEG, PNG, WebP, GIF or HEIC photo."
+EDIT_PROMPT_TITLE = "Edit this picture"
+EDIT_PROMPT_LABEL = "What should I change?"
+EDIT_PROMPT_PLACEHOLDER = "add a crown and make it warmer"
+RESTYLE_PROMPT = "Pick a new style for the original photo:"
+BUTTON_EDIT = "Edit"
+BUTTON_UNDO = "Undo"
+BUTTON_AGAIN = "Again"
+BUTTON_STYLE = "Style ▾"
+
+
+def style_coming(label: str) -> str:
+    return f"{label} coming up…"
+
+
+def discord_help(engine_name: str) -> str:
+    engine = ("Gemini" if engine_name == "gemini"
+              else "the offline engine (no AI model: it understands a fixed set of edits)")
+    return (
+        "👋 I'm Pix Me! I turn selfies into avatars.\n\n"
+        "1. `/avatar style:<pick one> photo:<your selfie>` — or right-click a message with a photo → "
+        "Apps → **Pix Me** and pick a style.\n"
+        "2. Under every picture: **Edit** (say what to change), **Undo**, **Again**, **Style ▾**. "
+        "You can also reply to my picture with a change like “add a crown”.\n"
+        "3. `/styles` lists the styles.\n\n"
+        f"Images are made with {engine}."
+    )
+
+
+# -- parties and fusion -----------------------------------------------------------------------------
+
+PARTY_GROUPS_ONLY = "Parties are for group chats — add me to a group and send /party there."
+PARTY_ALREADY_OPEN = "There's already a party open here — join that one! (It's the message this replies to.)"
+PARTY_NOT_OPEN = "That party isn't open any more."
+PARTY_NOT_IN = "You're not in this party."
+PARTY_LEFT = "You left the party — your selfie won't be used."
+PARTY_ALREADY_IN = "You're in! Your selfie is ready."
+PARTY_SEND_SELFIE = "You're in! Now reply to the party message with a selfie."
+PARTY_REUSE = "📸 Use my last selfie"
+PARTY_REUSED = "Your last selfie is in the party."
+PARTY_HOST_ONLY = "Only the host or a chat admin can do that."
+PARTY_CANCELLED_TOAST = "Party cancelled."
+PARTY_STARTING = "Starting the party!"
+PARTY_BUTTONS = (("join", "🙋 Join"), ("leave", "🚪 Leave"), ("start", "▶️ Start"), ("cancel", "✖️ Cancel"))
+
+
+def _names(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + f" and {names[-1]}"
+
+
+def party_lobby(style: Style, theme: str, roster: list[tuple[str, bool, bool]], deadline: float,
+                min_members: int, max_members: int) -> str:
+    """The lobby message: style, theme, deadline and who's in (name, has a selfie, is the host)."""
+    at = dt.datetime.fromtimestamp(deadline, dt.UTC).strftime("%H:%M UTC")
+    lines = [f"🎉 Avatar party — {style.label}" + (f": {theme}" if theme else ""),
+             f"Starts by itself at {at} with at least {min_members} selfies (room for {max_members}).", "",
+             f"Who's in ({len(roster)}/{max_members}):"]
+    for i, (name, ready, host) in enumerate(roster, 1):
+        state = "📸 selfie in" if ready else "⏳ waiting for a selfie"
+        lines.append(f"{i}. {name}{' (host)' if host else ''} — {state}")
+    lines += ["", "Press Join, then reply to this message with your selfie."]
+    return "\n".join(lines)
+
+
+def party_reuse_offer(name: str) -> str:
+    return f"{name}, reply to the party message with a selfie — or use the one you sent me before:"
+
+
+def party_full(limit: int) -> str:
+    return f"Sorry, the party is full ({limit} people)."
+
+
+def party_need_more(needed: int, have: int) -> str:
+    return f"A party needs at least {needed} selfies to start — {have} so far."
+
+
+def party_started(names: list[str]) -> str:
+    return f"🎉 The party has started with {_names(names)} — your group picture is on its way!"
+
+
+def party_cancelled(by: str) -> str:
+    return f"✖️ The party was cancelled by {by}. No selfies were used."
+
+
+def party_expired(needed: int) -> str:
+    return f"⌛ Time's up — the party needed at least {needed} selfies, so it's closed. Send /party to try again."
+
+
+def group_caption(commentary: str, names: list[str]) -> str:
+    who = f"🎉 {_names(names)}"
+    return f"{commentary}\n\n{who}" if commentary else who
+
+
+def fuse_count(low: int, high: int, got: int) -> str:
+    return f"Send {low} to {high} photos as one album with the caption /fuse to blend them — I got {got}."

@@ -7,6 +7,7 @@ Schema changes are numbered files in `storage/migrations/`, applied in order and
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 from importlib import resources
 from pathlib import Path
@@ -14,11 +15,12 @@ from typing import Any
 
 import aiosqlite
 
-from core.ports import Job, JobStatus, NewNode, Node
+from core.ports import Job, JobStatus, Member, NewNode, Node, Party, PartyStatus
 from core.requests import ReplyTarget
 
 _NODE_COLUMNS = ("id, platform, chat_id, user_id, parent_id, root_id, kind, image_sha, mime, style, "
                  "instruction, engine, model, commentary, depth, created_at")
+_PARTY_COLUMNS = "id, platform, chat_id, host_id, style, theme, status, lobby_message, reply_to, deadline"
 _JOB_COLUMNS = ("id, platform, chat_id, user_id, kind, payload, target, status, attempts, result_node, "
                 "delivered_message, error, created_at")
 
@@ -160,6 +162,93 @@ class SqliteStore:
             rows = await cur.fetchall()
         return [_job(r) for r in rows]
 
+    async def latest_photo(self, platform: str, chat_id: str, user_id: str) -> Node | None:
+        async with self._db.execute(
+            f"SELECT {_NODE_COLUMNS} FROM nodes WHERE platform = ? AND chat_id = ? AND user_id = ? "
+            "AND kind = 'photo' ORDER BY id DESC LIMIT 1", (platform, chat_id, user_id),
+        ) as cur:
+            row = await cur.fetchone()
+        return _node(row) if row else None
+
+    # -- parties ---------------------------------------------------------------------------------
+
+    async def add_party(self, platform: str, chat_id: str, host: Member, style: str, theme: str,
+                        deadline: float, reply_to: str | None) -> Party | None:
+        now = time.time()
+        try:
+            cur = await self._db.execute(
+                "INSERT INTO parties (platform, chat_id, host_id, host_name, style, theme, status, reply_to, "
+                "deadline, created_at) VALUES (?, ?, ?, ?, ?, ?, 'open', ?, ?, ?)",
+                (platform, chat_id, host.user_id, host.name, style, theme, reply_to, deadline, now))
+        except sqlite3.IntegrityError:  # the chat already has an open party
+            await self._db.rollback()
+            return None
+        assert cur.lastrowid is not None
+        await self._db.execute("INSERT INTO party_members VALUES (?, ?, ?, ?, ?)",
+                               (cur.lastrowid, host.user_id, host.name, host.node_id, now))
+        await self._db.commit()
+        return await self.get_party(cur.lastrowid)
+
+    async def get_party(self, party_id: int) -> Party | None:
+        async with self._db.execute(f"SELECT {_PARTY_COLUMNS} FROM parties WHERE id = ?", (party_id,)) as cur:
+            row = await cur.fetchone()
+        return await self._party(row) if row else None
+
+    async def open_party(self, platform: str, chat_id: str) -> Party | None:
+        async with self._db.execute(
+            f"SELECT {_PARTY_COLUMNS} FROM parties WHERE platform = ? AND chat_id = ? AND status = 'open'",
+            (platform, chat_id),
+        ) as cur:
+            row = await cur.fetchone()
+        return await self._party(row) if row else None
+
+    async def party_for_lobby(self, platform: str, chat_id: str, message_id: str) -> Party | None:
+        async with self._db.execute(
+            f"SELECT {_PARTY_COLUMNS} FROM parties WHERE platform = ? AND chat_id = ? AND lobby_message = ?",
+            (platform, chat_id, message_id),
+        ) as cur:
+            row = await cur.fetchone()
+        return await self._party(row) if row else None
+
+    async def open_parties(self) -> list[Party]:
+        async with self._db.execute(
+            f"SELECT {_PARTY_COLUMNS} FROM parties WHERE status = 'open' ORDER BY id") as cur:
+            rows = await cur.fetchall()
+        return [await self._party(r) for r in rows]
+
+    async def set_party(self, party_id: int, *, status: PartyStatus | None = None,
+                        lobby_message: str | None = None) -> None:
+        if status is not None:
+            await self._db.execute("UPDATE parties SET status = ? WHERE id = ?", (status, party_id))
+        if lobby_message is not None:
+            await self._db.execute("UPDATE parties SET lobby_message = ? WHERE id = ?", (lobby_message, party_id))
+        await self._db.commit()
+
+    async def put_member(self, party_id: int, member: Member) -> None:
+        """Add a member, or give an existing one a (new) selfie; their place in the roster is kept."""
+        await self._db.execute(
+            "INSERT INTO party_members VALUES (?, ?, ?, ?, ?) ON CONFLICT (party_id, user_id) DO UPDATE SET "
+            "name = excluded.name, node_id = COALESCE(excluded.node_id, party_members.node_id)",
+            (party_id, member.user_id, member.name, member.node_id, time.time()))
+        await self._db.commit()
+
+    async def remove_member(self, party_id: int, user_id: str) -> bool:
+        cur = await self._db.execute("DELETE FROM party_members WHERE party_id = ? AND user_id = ?",
+                                     (party_id, user_id))
+        await self._db.commit()
+        return cur.rowcount > 0
+
+    async def _party(self, row: Any) -> Party:
+        async with self._db.execute(
+            "SELECT user_id, name, node_id FROM party_members WHERE party_id = ? ORDER BY joined_at, rowid",
+            (row["id"],),
+        ) as cur:
+            members = tuple(Member(r[0], r[1], r[2]) for r in await cur.fetchall())
+        return Party(id=row["id"], platform=row["platform"], chat_id=row["chat_id"], host_id=row["host_id"],
+                     style=row["style"], theme=row["theme"], status=row["status"],
+                     lobby_message=row["lobby_message"], reply_to=row["reply_to"], deadline=row["deadline"],
+                     members=members)
+
     # -- usage and quotas ----------------------------------------------------------------------
 
     async def count_delivered(self, since: float, *, platform: str | None = None,
@@ -205,6 +294,9 @@ class SqliteStore:
             "SELECT DISTINCT image_sha FROM nodes WHERE platform = ? AND user_id = ?", (platform, user_id)
         ) as cur:
             shas = [r[0] for r in await cur.fetchall()]
+        await self._db.execute(
+            "DELETE FROM party_members WHERE user_id = ? AND party_id IN (SELECT id FROM parties WHERE platform = ?)",
+            (user_id, platform))
         await self._db.execute("DELETE FROM nodes WHERE platform = ? AND user_id = ?", (platform, user_id))
         await self._db.execute("DELETE FROM jobs WHERE platform = ? AND user_id = ?", (platform, user_id))
         await self._db.commit()

@@ -31,6 +31,7 @@ class FakeEngine:
     delay: float = 0.0
     fail_with: EngineError | None = None
     calls: list[tuple[str, bytes, str, bytes | None]] = field(default_factory=list)
+    fused: list[list[Portrait]] = field(default_factory=list)
 
     async def _answer(self, kind: str, image: bytes, what: str, identity: bytes | None = None) -> EngineResult:
         self.calls.append((kind, image, what, identity))
@@ -47,7 +48,8 @@ class FakeEngine:
         return await self._answer("edit", image, instruction, identity)
 
     async def fuse(self, portraits: list[Portrait], style: Style, theme: str = "") -> EngineResult:
-        return await self._answer("fuse", portraits[0].image, style.id)
+        self.fused.append(portraits)
+        return await self._answer("fuse", portraits[0].image, f"{style.id}|{theme}")
 
     async def check(self) -> str | None:
         return None
@@ -64,6 +66,7 @@ class Sent:
     message_id: str
     image: bytes | None = None
     node_id: int | None = None
+    buttons: list[Button] = field(default_factory=list)
 
 
 class FakeMessenger:
@@ -98,10 +101,14 @@ class FakeMessenger:
 
     async def send_buttons(self, target: ReplyTarget, text: str, buttons: list[Button]) -> str:
         self.buttons = buttons
-        return self._record(Sent("buttons", target, text, self._id()))
+        return self._record(Sent("buttons", target, text, self._id(), buttons=buttons))
 
-    async def edit_text(self, target: ReplyTarget, message_id: str, text: str) -> None:
+    async def edit_text(self, target: ReplyTarget, message_id: str, text: str,
+                        buttons: list[Button] | None = None) -> None:
         self.edits.append((message_id, text))
+        for sent in self.sent:
+            if sent.message_id == message_id:
+                sent.text, sent.buttons = text, list(buttons or [])
 
     async def delete(self, target: ReplyTarget, message_id: str) -> None:
         self.deleted.append(message_id)

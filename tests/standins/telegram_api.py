@@ -507,6 +507,20 @@ class FakeTelegram:
 
         return await self._wait(ready, timeout, f"an edit of message {message_id}")
 
+    async def wait_until(self, condition: Callable[[], object], timeout: float = 10.0,
+                         what: str = "a condition") -> None:
+        """Wait until `condition()` is truthy; it is re-checked after every Bot API call."""
+        await self._wait(lambda: True if condition() else None, timeout, what)
+
+    async def wait_for_callback_answer(self, query_id: str,
+                                       timeout: float = 10.0) -> dict[str, Any]:
+        """The bot's answerCallbackQuery for the press `press_button` returned `query_id` for."""
+
+        def ready() -> dict[str, Any] | None:
+            return next((a for a in self.callback_answers if a.get("callback_query_id") == query_id), None)
+
+        return await self._wait(ready, timeout, f"the answer to callback query {query_id}")
+
     async def expect_no_message(self, *, chat_id: int | None = None, within: float = 0.3) -> None:
         """Fail if the bot sends (or already sent, unconsumed) a message within `within` seconds."""
         await asyncio.sleep(within)

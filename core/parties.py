@@ -1,0 +1,262 @@
+"""Avatar parties: a lobby in a group chat that fuses its members' selfies into one picture.
+
+A host opens a party (`/party comic Beach day`); people press Join and reply to the lobby with a
+selfie (or reuse one they sent the bot in this chat); the host or a chat admin presses Start, or the
+deadline starts it. Everything lives in SQLite, so an open lobby keeps working after a restart:
+its buttons carry the party id and deadlines are re-armed by `resume`.
+
+A member's selfie is used only for the party they joined, and only they can put it there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from core import texts
+from core.config import PartySettings
+from core.ports import Member, Party
+from core.requests import Button, Context, PhotoRef, ReplyTarget
+from core.styles import STYLES, Style, get_style
+
+if TYPE_CHECKING:
+    from core.studio import Studio
+
+log = logging.getLogger(__name__)
+
+DEFAULT_STYLE = "comic"
+MAX_THEME_CHARS = 120
+
+
+def parse_party_args(text: str) -> tuple[Style, str]:
+    """`/party noir Heist crew` -> (noir, "Heist crew"); no known style first -> the default style."""
+    first, _, rest = text.strip().partition(" ")
+    style = get_style(first) if first else None
+    if style is None:
+        fallback = get_style(DEFAULT_STYLE)
+        assert fallback is not None
+        return fallback, text.strip()[:MAX_THEME_CHARS]
+    return style, rest.strip()[:MAX_THEME_CHARS]
+
+
+class Parties:
+    """The party use cases; the studio owns one and routes `party:` button actions here."""
+
+    def __init__(self, studio: Studio, settings: PartySettings) -> None:
+        self.studio = studio
+        self.settings = settings
+        self._timers: dict[int, asyncio.Task[None]] = {}
+        self._locks: dict[int, asyncio.Lock] = {}
+
+    @property
+    def _store(self):  # type: ignore[no-untyped-def]  # the studio's Store
+        return self.studio.store
+
+    # -- use cases ---------------------------------------------------------------------------------
+
+    async def open(self, ctx: Context, args: str) -> None:
+        """Open a lobby in a group chat, or point to the one already open."""
+        async with self.studio._handling(ctx) as allowed:
+            if not allowed:
+                return
+            if ctx.chat.is_private:
+                await self.studio._say(ctx, texts.PARTY_GROUPS_ONLY)
+                return
+            existing = await self._store.open_party(ctx.chat.platform, ctx.chat.id)
+            if existing is not None:
+                await self._point_to(ctx, existing)
+                return
+            style, theme = parse_party_args(args)
+            deadline = time.time() + self.settings.deadline_minutes * 60
+            host = Member(ctx.person.id, ctx.person.name)
+            party = await self._store.add_party(ctx.chat.platform, ctx.chat.id, host, style.id, theme,
+                                                deadline, ctx.message_id)
+            if party is None:  # opened by someone else a moment ago
+                raced = await self._store.open_party(ctx.chat.platform, ctx.chat.id)
+                if raced is not None:
+                    await self._point_to(ctx, raced)
+                return
+            target = ReplyTarget(ctx.chat.platform, ctx.chat.id, ctx.message_id)
+            lobby = await self.studio._messenger(ctx).send_buttons(target, self._lobby_text(party),
+                                                                  self._lobby_buttons(party))
+            await self._store.set_party(party.id, lobby_message=lobby)
+            self._arm(party.id, deadline)
+
+    async def join_with_photo(self, ctx: Context, lobby_message_id: str, photo: PhotoRef) -> bool:
+        """A selfie sent as a reply to a lobby: its sender joins with it. False if not a lobby."""
+        party = await self._store.party_for_lobby(ctx.chat.platform, ctx.chat.id, lobby_message_id)
+        if party is None:
+            return False
+        async with self.studio._handling(ctx) as allowed:
+            if not allowed:
+                return True
+            async with self._lock(party.id):
+                party = await self._store.get_party(party.id)
+                if party is None or party.status != "open":
+                    await self.studio._say(ctx, texts.PARTY_NOT_OPEN)
+                    return True
+                if party.member(ctx.person.id) is None and len(party.members) >= self.settings.max_members:
+                    await self.studio._say(ctx, texts.party_full(self.settings.max_members))
+                    return True
+                node = await self.studio._ingest(ctx, photo)  # refusals (bad files) are said there
+                if node is None:
+                    return True
+                await self._store.put_member(party.id, Member(ctx.person.id, ctx.person.name, node.id))
+                await self._refresh_lobby(party.id)
+        return True
+
+    async def press(self, ctx: Context, verb: str, party_id: int, owner: str) -> str:
+        """A lobby button (join, leave, start, cancel) or a personal one (reuse); returns the toast."""
+        async with self._lock(party_id):
+            party = await self._store.get_party(party_id)
+            if party is None or (party.platform, party.chat_id) != (ctx.chat.platform, ctx.chat.id):
+                return texts.UNKNOWN_BUTTON
+            if party.status != "open":
+                return texts.PARTY_NOT_OPEN
+            if verb == "join":
+                return await self._join(ctx, party)
+            if verb == "reuse":
+                return await self._reuse(ctx, party, owner)
+            if verb == "leave":
+                if not await self._store.remove_member(party.id, ctx.person.id):
+                    return texts.PARTY_NOT_IN
+                await self._refresh_lobby(party.id)
+                return texts.PARTY_LEFT
+            if verb in ("start", "cancel"):
+                if ctx.person.id != party.host_id and not await ctx.is_chat_admin() \
+                        and not self.studio.access.is_admin(ctx):
+                    return texts.PARTY_HOST_ONLY
+                if verb == "cancel":
+                    await self._close(party, "cancelled", texts.party_cancelled(ctx.person.name))
+                    return texts.PARTY_CANCELLED_TOAST
+                return await self._start(party, by=ctx)
+        return texts.UNKNOWN_BUTTON
+
+    async def resume(self) -> int:
+        """Re-arm the deadlines of lobbies that were open when the bot stopped."""
+        parties = await self._store.open_parties()
+        for party in parties:
+            self._arm(party.id, party.deadline)
+        return len(parties)
+
+    async def aclose(self) -> None:
+        for task in self._timers.values():
+            task.cancel()
+        await asyncio.gather(*self._timers.values(), return_exceptions=True)
+        self._timers.clear()
+
+    # -- steps -------------------------------------------------------------------------------------
+
+    async def _join(self, ctx: Context, party: Party) -> str:
+        member = party.member(ctx.person.id)
+        if member is not None and member.node_id is not None:
+            return texts.PARTY_ALREADY_IN
+        if member is None and len(party.members) >= self.settings.max_members:
+            return texts.party_full(self.settings.max_members)
+        await self._store.put_member(party.id, Member(ctx.person.id, ctx.person.name))
+        await self._refresh_lobby(party.id)
+        earlier = await self._store.latest_photo(ctx.chat.platform, ctx.chat.id, ctx.person.id)
+        if earlier is not None:
+            # Only the person it belongs to can press this one: nobody adds someone else's photo.
+            target = ReplyTarget(ctx.chat.platform, ctx.chat.id, party.lobby_message)
+            await self.studio._messenger(ctx).send_buttons(
+                target, texts.party_reuse_offer(ctx.person.name),
+                [Button(texts.PARTY_REUSE, f"party:reuse:{party.id}:{ctx.person.id}")])
+        return texts.PARTY_SEND_SELFIE
+
+    async def _reuse(self, ctx: Context, party: Party, owner: str) -> str:
+        if owner != ctx.person.id:
+            return texts.NOT_YOUR_BUTTON
+        earlier = await self._store.latest_photo(ctx.chat.platform, ctx.chat.id, ctx.person.id)
+        if earlier is None:
+            return texts.PARTY_SEND_SELFIE
+        if party.member(ctx.person.id) is None and len(party.members) >= self.settings.max_members:
+            return texts.party_full(self.settings.max_members)
+        await self._store.put_member(party.id, Member(ctx.person.id, ctx.person.name, earlier.id))
+        await self._refresh_lobby(party.id)
+        return texts.PARTY_REUSED
+
+    async def _start(self, party: Party, by: Context | None = None) -> str:
+        ready = party.ready
+        if len(ready) < self.settings.min_members:
+            return texts.party_need_more(self.settings.min_members, len(ready))
+        names = [m.name for m in ready]
+        await self._close(party, "started", texts.party_started(names))
+        payload = {"style": party.style, "theme": party.theme, "party": party.id,
+                   "portraits": [[m.name, m.node_id] for m in ready]}
+        target = ReplyTarget(party.platform, party.chat_id, party.lobby_message or party.reply_to)
+        await self.studio.submit_job(party.platform, party.chat_id, party.host_id, "fuse", payload, target)
+        return texts.PARTY_STARTING
+
+    async def _close(self, party: Party, status: str, text: str) -> None:
+        await self._store.set_party(party.id, status=status)  # type: ignore[arg-type]
+        timer = self._timers.pop(party.id, None)
+        if timer is not None and timer is not asyncio.current_task():
+            timer.cancel()
+        messenger = self.studio._messengers.get(party.platform)
+        if messenger is not None and party.lobby_message is not None:
+            with contextlib.suppress(Exception):
+                await messenger.edit_text(self._target(party), party.lobby_message, text)
+
+    async def _on_deadline(self, party_id: int, deadline: float) -> None:
+        await asyncio.sleep(max(0.0, deadline - time.time()))
+        async with self._lock(party_id):
+            party = await self._store.get_party(party_id)
+            if party is None or party.status != "open":
+                return
+            if len(party.ready) >= self.settings.min_members:
+                await self._start(party)
+            else:
+                await self._close(party, "closed", texts.party_expired(self.settings.min_members))
+
+    # -- the lobby ---------------------------------------------------------------------------------
+
+    def _arm(self, party_id: int, deadline: float) -> None:
+        async def run() -> None:
+            try:
+                await self._on_deadline(party_id, deadline)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("party %s: deadline handling failed", party_id)
+            finally:
+                if self._timers.get(party_id) is asyncio.current_task():
+                    del self._timers[party_id]
+
+        old = self._timers.pop(party_id, None)
+        if old is not None:
+            old.cancel()
+        self._timers[party_id] = asyncio.create_task(run(), name=f"party-{party_id}-deadline")
+
+    def _lock(self, party_id: int) -> asyncio.Lock:
+        return self._locks.setdefault(party_id, asyncio.Lock())
+
+    async def _refresh_lobby(self, party_id: int) -> None:
+        party = await self._store.get_party(party_id)
+        messenger = self.studio._messengers.get(party.platform) if party else None
+        if party is None or messenger is None or party.lobby_message is None:
+            return
+        with contextlib.suppress(Exception):  # an edit that fails changes nothing that matters
+            await messenger.edit_text(self._target(party), party.lobby_message, self._lobby_text(party),
+                                      self._lobby_buttons(party))
+
+    async def _point_to(self, ctx: Context, party: Party) -> None:
+        target = ReplyTarget(ctx.chat.platform, ctx.chat.id, party.lobby_message or ctx.message_id)
+        await self.studio._messenger(ctx).send_text(target, texts.PARTY_ALREADY_OPEN)
+
+    @staticmethod
+    def _target(party: Party) -> ReplyTarget:
+        return ReplyTarget(party.platform, party.chat_id, None)
+
+    def _lobby_text(self, party: Party) -> str:
+        style = get_style(party.style) or STYLES[0]
+        roster = [(m.name, m.node_id is not None, m.user_id == party.host_id) for m in party.members]
+        return texts.party_lobby(style, party.theme, roster, party.deadline, self.settings.min_members,
+                                 self.settings.max_members)
+
+    @staticmethod
+    def _lobby_buttons(party: Party) -> list[Button]:
+        return [Button(label, f"party:{verb}:{party.id}") for verb, label in texts.PARTY_BUTTONS]

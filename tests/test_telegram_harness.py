@@ -1,0 +1,116 @@
+"""Runs the real Telegram adapter (PTB Application + studio + SQLite) against the loopback Bot API.
+
+Shared by the tests/test_telegram_*.py end-to-end tests.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from bots.cli import open_studio
+from bots.telegram_bot import TelegramBot, TelegramMessenger
+from core.config import Settings, load_settings
+from core.engines.base import ImageEngine
+from core.requests import Messenger
+from core.studio import Studio
+from tests.standins.telegram_api import Chat, FakeTelegram, SentMessage, User
+
+FIXTURE = Path(__file__).parent / "fixtures" / "astronaut.png"
+
+ALICE = User(id=1001, first_name="Alice", username="alice")
+BOB = User(id=1002, first_name="Bob")
+CAROL = User(id=1003, first_name="Carol")
+GROUP = Chat(id=-100777, type="supergroup", title="Avatars")
+
+
+def as_messenger(messenger: TelegramMessenger) -> Messenger:
+    """Type-checked: the adapter's messenger implements core's `Messenger` protocol."""
+    return messenger
+
+
+def private(user: User) -> Chat:
+    return Chat(id=user.id)
+
+
+def small_selfie(side: int = 320) -> bytes:
+    """The astronaut portrait as a small JPEG: big enough for intake, cheap for the engines."""
+    image = Image.open(FIXTURE).convert("RGB")
+    image.thumbnail((side, side))
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=88)
+    return out.getvalue()
+
+
+def png_bytes(size: tuple[int, int], color: str = "orange") -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", size, color).save(out, "PNG")
+    return out.getvalue()
+
+
+def difference(a: bytes, b: bytes) -> float:
+    """Mean absolute pixel difference (0-255) of two images compared at 64x64."""
+    first = np.asarray(Image.open(io.BytesIO(a)).convert("RGB").resize((64, 64)), dtype=np.float32)
+    second = np.asarray(Image.open(io.BytesIO(b)).convert("RGB").resize((64, 64)), dtype=np.float32)
+    return float(np.abs(first - second).mean())
+
+
+def is_photo(m: SentMessage) -> bool:
+    return m.method == "sendPhoto"
+
+
+def is_text(m: SentMessage) -> bool:
+    return m.method == "sendMessage"
+
+
+@dataclass
+class Running:
+    tg: FakeTelegram
+    settings: Settings
+    studio: Studio
+    bot: TelegramBot
+
+    async def photo_reply(self, chat: Chat, timeout: float = 20.0) -> SentMessage:
+        return await self.tg.wait_for_message(is_photo, chat_id=chat.id, timeout=timeout)
+
+    async def text_reply(self, chat: Chat, timeout: float = 20.0) -> SentMessage:
+        return await self.tg.wait_for_message(is_text, chat_id=chat.id, timeout=timeout)
+
+    async def settle(self, timeout: float = 20.0) -> None:
+        await self.studio.jobs.wait_idle(timeout)
+
+
+def make_settings(tg: FakeTelegram, data_dir: Path, *, concurrency: int = 8,
+                  admins: list[str] | None = None, **limits: Any) -> Settings:
+    return load_settings(
+        None,
+        telegram={"token": tg.token, "api_url": tg.api_url, "file_url": tg.file_url, "connections": 32},
+        storage={"dir": data_dir, "retention_days": 0},
+        engine={"default": "offline", "input_max_px": 256},
+        limits={"concurrency": concurrency, **limits},
+        access={"admins": admins or []},
+        gemini={"api_key": ""},
+    )
+
+
+@contextlib.asynccontextmanager
+async def running_bot(tg: FakeTelegram, data_dir: Path, *, engine: ImageEngine | None = None,
+                      concurrency: int = 8, admins: list[str] | None = None,
+                      settings: Settings | None = None, **limits: Any) -> AsyncIterator[Running]:
+    """What `pixme run` does for Telegram: studio on SQLite, the bot started, unfinished jobs resumed."""
+    settings = settings or make_settings(tg, data_dir, concurrency=concurrency, admins=admins, **limits)
+    async with open_studio(settings, engine) as studio:
+        bot = TelegramBot(settings.telegram, studio, engine_name=studio.engine.name)
+        await bot.start()
+        try:
+            await studio.resume()
+            yield Running(tg, settings, studio, bot)
+        finally:
+            await bot.stop()

@@ -1,0 +1,229 @@
+"""Telegram under load, across restarts and through Bot API faults: real PTB, real SQLite, loopback API."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from core import texts
+from core.logsafe import RedactingFilter, configure_logging
+from tests.fakes import FakeEngine
+from tests.standins.telegram_api import FakeTelegram, User
+from tests.test_telegram_harness import (
+    ALICE,
+    BOB,
+    CAROL,
+    is_photo,
+    is_text,
+    private,
+    running_bot,
+    small_selfie,
+)
+
+ALICE_CHAT, BOB_CHAT, CAROL_CHAT = private(ALICE), private(BOB), private(CAROL)
+
+
+@pytest.fixture(scope="module")
+def selfie() -> bytes:
+    return small_selfie(256)
+
+
+@pytest.fixture
+async def tg() -> AsyncIterator[FakeTelegram]:
+    async with FakeTelegram() as fake:
+        yield fake
+
+
+def photos_to(tg: FakeTelegram, chat_id: int) -> list[int]:
+    return [m.message_id for m in tg.bot_messages if is_photo(m) and m.chat_id == chat_id]
+
+
+# -- load --------------------------------------------------------------------------------------------
+
+
+async def test_twenty_people_at_once_are_each_answered_exactly_once(tg: FakeTelegram, tmp_path: Path,
+                                                                    selfie: bytes) -> None:
+    engine = FakeEngine(delay=0.05)
+    people = [User(id=5000 + i, first_name=f"Guest {i}") for i in range(20)]
+    async with running_bot(tg, tmp_path, engine=engine) as run:
+        sent = {person.id: tg.send_photo(private(person), person, selfie, caption="/zombie") for person in people}
+        results = await tg.wait_for_messages(20, is_photo, timeout=30)
+        await run.settle()
+        await asyncio.sleep(0.2)
+    assert sorted(m.chat_id for m in results) == sorted(sent)
+    for person in people:
+        [photo] = [m for m in tg.bot_messages if is_photo(m) and m.chat_id == person.id]
+        assert photo.reply_to_message_id == sent[person.id]
+    assert len(engine.calls) == 20
+    # Whoever had to wait saw their place in line, and that note is gone once the picture came.
+    waiting = [m for m in tg.bot_messages if is_text(m) and m.text and "in line" in m.text]
+    assert all(m.deleted for m in waiting)
+
+
+# -- restarts ----------------------------------------------------------------------------------------
+
+
+async def test_a_result_from_before_a_restart_can_still_be_edited(tg: FakeTelegram, tmp_path: Path,
+                                                                  selfie: bytes) -> None:
+    async with running_bot(tg, tmp_path) as run:
+        tg.send_photo(ALICE_CHAT, ALICE, selfie, caption="/anime")
+        before = await run.photo_reply(ALICE_CHAT)
+        await run.settle()
+    async with running_bot(tg, tmp_path) as run:
+        ask = tg.send_text(ALICE_CHAT, ALICE, "add a halo", reply_to=before.message_id)
+        after = await run.photo_reply(ALICE_CHAT)
+        assert after.reply_to_message_id == ask
+        assert after.caption is not None and "halo" in after.caption.lower()
+
+
+async def test_a_job_accepted_before_a_stop_is_delivered_once_after_restart(tg: FakeTelegram, tmp_path: Path,
+                                                                           selfie: bytes) -> None:
+    async with running_bot(tg, tmp_path, engine=FakeEngine(delay=30)):
+        photo_id = tg.send_photo(ALICE_CHAT, ALICE, selfie, caption="/comic")
+        await tg.wait_until(lambda: (ALICE.id, "upload_photo") in tg.chat_actions, 10, "the job to start")
+    assert photos_to(tg, ALICE.id) == []
+    engine = FakeEngine()
+    async with running_bot(tg, tmp_path, engine=engine) as run:
+        result = await run.photo_reply(ALICE_CHAT)
+        assert result.reply_to_message_id == photo_id
+        assert result.caption == "style: comic"
+        await run.settle()
+        await asyncio.sleep(0.3)
+    async with running_bot(tg, tmp_path, engine=engine) as run:  # and a third start sends nothing more
+        await asyncio.sleep(0.3)
+    assert len(photos_to(tg, ALICE.id)) == 1
+    assert len(engine.calls) == 1
+
+
+# -- Bot API faults ------------------------------------------------------------------------------------
+
+
+async def test_flood_limit_on_send_photo_is_waited_out_and_delivered_once(tg: FakeTelegram, tmp_path: Path,
+                                                                          selfie: bytes) -> None:
+    async with running_bot(tg, tmp_path, engine=FakeEngine()) as run:
+        tg.fail_next("sendPhoto", 429, retry_after=1)
+        tg.send_photo(ALICE_CHAT, ALICE, selfie, caption="/pixel")
+        result = await run.photo_reply(ALICE_CHAT, timeout=15)
+        await run.settle()
+        await tg.expect_no_message(chat_id=ALICE.id, within=0.3)
+    assert ("sendPhoto", 429) in [(m, s) for m, s, _ in tg.errors]
+    assert len(tg.calls_of("sendPhoto")) == 2
+    assert photos_to(tg, ALICE.id) == [result.message_id]
+
+
+async def test_server_error_on_send_photo_is_retried_and_delivered_once(tg: FakeTelegram, tmp_path: Path,
+                                                                        selfie: bytes) -> None:
+    async with running_bot(tg, tmp_path, engine=FakeEngine()) as run:
+        tg.fail_next("sendPhoto", 502)
+        tg.send_photo(ALICE_CHAT, ALICE, selfie, caption="/pixel")
+        result = await run.photo_reply(ALICE_CHAT, timeout=15)
+        await run.settle()
+        await tg.expect_no_message(chat_id=ALICE.id, within=0.3)
+    assert len(tg.calls_of("sendPhoto")) == 2
+    assert photos_to(tg, ALICE.id) == [result.message_id]
+
+
+async def test_blocked_bot_marks_the_chat_and_does_not_retry(tg: FakeTelegram, tmp_path: Path,
+                                                             selfie: bytes) -> None:
+    async with running_bot(tg, tmp_path, engine=FakeEngine()) as run:
+        tg.fail_next("sendPhoto", 403, description="Forbidden: bot was blocked by the user")
+        tg.send_photo(ALICE_CHAT, ALICE, selfie, caption="/pixel")
+        await tg.wait_until(lambda: tg.calls_of("sendPhoto"), 10, "the delivery attempt")
+        await run.settle()
+        await asyncio.sleep(1.3)  # longer than the first delivery retry delay
+        assert len(tg.calls_of("sendPhoto")) == 1
+        assert photos_to(tg, ALICE.id) == []
+        assert await run.studio.store.is_chat_blocked("telegram", str(ALICE.id))
+
+
+# -- the queue ---------------------------------------------------------------------------------------
+
+
+async def test_place_in_line_is_shown_and_updated_as_the_queue_moves(tg: FakeTelegram, tmp_path: Path,
+                                                                     selfie: bytes) -> None:
+    async with running_bot(tg, tmp_path, engine=FakeEngine(delay=0.6), concurrency=1) as run:
+        tg.send_photo(ALICE_CHAT, ALICE, selfie, caption="/zombie")
+        await tg.wait_until(lambda: (ALICE.id, "upload_photo") in tg.chat_actions, 10, "Alice's job")
+        tg.send_photo(BOB_CHAT, BOB, selfie, caption="/zombie")
+        bob_line = await run.text_reply(BOB_CHAT)
+        assert bob_line.text == texts.in_line(1)
+        tg.send_photo(CAROL_CHAT, CAROL, selfie, caption="/zombie")
+        carol_line = await run.text_reply(CAROL_CHAT)
+        assert carol_line.text == texts.in_line(2)
+
+        await run.photo_reply(ALICE_CHAT)
+        moved = await tg.wait_for_edit(carol_line.message_id, chat_id=CAROL.id)
+        assert moved["text"] == texts.in_line(1)
+        working = await tg.wait_for_edit(bob_line.message_id, chat_id=BOB.id)
+        assert working["text"] == texts.WORKING
+        await run.photo_reply(BOB_CHAT)
+        await run.photo_reply(CAROL_CHAT)
+        await run.settle()
+        await asyncio.sleep(0.1)
+        assert bob_line.deleted and carol_line.deleted, "the place-in-line notes go once the pictures arrive"
+
+
+async def test_cancel_a_queued_request(tg: FakeTelegram, tmp_path: Path, selfie: bytes) -> None:
+    engine = FakeEngine(delay=0.8)
+    async with running_bot(tg, tmp_path, engine=engine, concurrency=1) as run:
+        tg.send_photo(ALICE_CHAT, ALICE, selfie, caption="/zombie")
+        await tg.wait_until(lambda: (ALICE.id, "upload_photo") in tg.chat_actions, 10, "Alice's job")
+        tg.send_photo(BOB_CHAT, BOB, selfie, caption="/noir")
+        line = await run.text_reply(BOB_CHAT)
+        assert line.text == texts.in_line(1)
+        tg.send_text(BOB_CHAT, BOB, "/cancel")
+        answer = await run.text_reply(BOB_CHAT)
+        assert answer.text == texts.cancelled(1)
+        await run.photo_reply(ALICE_CHAT)
+        await run.settle()
+        await asyncio.sleep(0.2)
+        assert line.deleted
+        assert photos_to(tg, BOB.id) == []
+        assert [call[2] for call in engine.calls] == ["zombie"]
+        tg.send_text(BOB_CHAT, BOB, "/cancel")
+        assert (await run.text_reply(BOB_CHAT)).text == texts.cancelled(0)
+
+
+# -- secrets -----------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def production_logging(capsys: pytest.CaptureFixture[str]) -> Iterator[pytest.CaptureFixture[str]]:
+    """`pixme run`'s logging set-up, writing into capsys; undone before capsys closes its stream."""
+    root = logging.getLogger()
+    level, handlers = root.level, list(root.handlers)
+    noisy = {name: logging.getLogger(name).level for name in ("httpx", "httpcore", "telegram.ext.Updater")}
+    yield capsys
+    for handler in root.handlers[:]:
+        if handler not in handlers:
+            root.removeHandler(handler)
+    root.setLevel(level)
+    for name, old in noisy.items():
+        logging.getLogger(name).setLevel(old)
+
+
+async def test_the_token_never_reaches_the_logs(tmp_path: Path, selfie: bytes,
+                                                production_logging: pytest.CaptureFixture[str]) -> None:
+    token = "7012345678:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"
+    async with FakeTelegram(token=token) as tg:
+        redactor = configure_logging([token], level=logging.DEBUG)
+        assert isinstance(redactor, RedactingFilter)
+        # Make the HTTP client log every URL it calls (file URLs carry the token) to prove they are masked.
+        logging.getLogger("httpx").setLevel(logging.DEBUG)
+        async with running_bot(tg, tmp_path, engine=FakeEngine()) as run:
+            tg.send_photo(ALICE_CHAT, ALICE, selfie, caption="/zombie")
+            await run.photo_reply(ALICE_CHAT)
+            tg.fail_next("sendMessage", 500)
+            tg.send_text(ALICE_CHAT, ALICE, "/help")
+            tg.send_document(ALICE_CHAT, ALICE, b"not an image", "x.jpg", "image/jpeg", caption="/zombie")
+            await run.text_reply(ALICE_CHAT)
+            await run.settle()
+    logged = production_logging.readouterr().err
+    assert "HTTP Request" in logged and "[redacted]" in logged, "the URLs were logged, masked"
+    assert "/file/bot[redacted]/" in logged, "the photo download was logged, masked"
+    assert token not in logged
+    assert token.split(":")[1] not in logged
