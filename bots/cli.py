@@ -14,6 +14,7 @@ import signal
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 from core.config import ConfigError, Settings, load_settings
 from core.engines.base import EngineError, ImageEngine
@@ -43,7 +44,8 @@ async def open_studio(settings: Settings, engine: ImageEngine | None = None) -> 
     store = await SqliteStore.open(data_dir / "pixme.sqlite3")
     engine = engine or build_engine(settings)
     studio = Studio(store=store, images=FileImageStore(data_dir, store), engine=engine,
-                    limits=settings.limits, access=settings.access, input_max_px=settings.engine.input_max_px)
+                    limits=settings.limits, access=settings.access, input_max_px=settings.engine.input_max_px,
+                    party=settings.party)
     try:
         yield studio
     finally:
@@ -64,7 +66,7 @@ async def run_bots(settings: Settings, stop: asyncio.Event | None = None) -> int
         if warning:
             log.warning("%s", warning)
         log.info("engine: %s (%s)", studio.engine.name, studio.engine.model)
-        started = []
+        started: list[Any] = []  # each platform's bot: start() and stop()
         if settings.telegram.token.get_secret_value():
             from bots.telegram_bot import TelegramBot
 
@@ -76,6 +78,19 @@ async def run_bots(settings: Settings, stop: asyncio.Event | None = None) -> int
                 await telegram.stop()
                 return 1
             started.append(telegram)
+        if settings.discord.token.get_secret_value():
+            from bots.discord_bot import DiscordBot
+
+            discord_bot = DiscordBot(settings.discord, studio, engine_name=studio.engine.name)
+            try:
+                await discord_bot.start()
+            except Exception as exc:
+                log.error("discord: could not start: %s", type(exc).__name__)
+                await discord_bot.stop()
+                for bot in started:
+                    await bot.stop()
+                return 1
+            started.append(discord_bot)
         await studio.resume()
         # Retention runs once now and then hourly; it never stops the bot if it fails.
         housekeeping = asyncio.create_task(studio.housekeeping(settings.storage.retention_days))

@@ -22,7 +22,7 @@ from core.breaker import CircuitBreaker
 from core.config import AccessSettings, LimitsSettings, PartySettings
 from core.engines.base import Busy, EngineError, EngineResult, ImageEngine, Portrait
 from core.engines.models import model_info
-from core.intake import IntakeError, check_declared_size, prepare
+from core.intake import IntakeError, check_declared_size, prepare_async
 from core.jobs import JobRunner, Requeue
 from core.parties import Parties, parse_party_args
 from core.ports import ImageStore, Job, NewNode, Node, NodeKind, Store
@@ -117,16 +117,20 @@ class Studio:
         async with self._handling(ctx) as allowed:
             if not allowed:
                 return
-            instruction = instruction.strip()
             node = await self.store.node_for_message(ctx.chat.platform, ctx.chat.id, replied_message_id)
             if node is None:
                 await self._say(ctx, texts.REPLY_TO_RESULT)
-            elif not instruction:
-                await self._say(ctx, texts.EMPTY_INSTRUCTION)
-            elif len(instruction) > MAX_INSTRUCTION_CHARS:
-                await self._say(ctx, texts.instruction_too_long(MAX_INSTRUCTION_CHARS))
-            elif not await self._refuse_over_limit(ctx):
-                await self._submit(ctx, "edit", {"node": node.id, "instruction": instruction})
+            else:
+                await self._submit_edit(ctx, node, instruction)
+
+    async def _submit_edit(self, ctx: Context, node: Node, instruction: str) -> None:
+        instruction = instruction.strip()
+        if not instruction:
+            await self._say(ctx, texts.EMPTY_INSTRUCTION)
+        elif len(instruction) > MAX_INSTRUCTION_CHARS:
+            await self._say(ctx, texts.instruction_too_long(MAX_INSTRUCTION_CHARS))
+        elif not await self._refuse_over_limit(ctx):
+            await self._submit(ctx, "edit", {"node": node.id, "instruction": instruction})
 
     async def undo(self, ctx: Context, replied_message_id: str | None) -> None:
         """Re-send the step before the replied-to result, so it can be replied to again."""
@@ -139,14 +143,18 @@ class Studio:
             if node is None or node.kind == "photo":
                 await self._say(ctx, texts.UNDO_HOW)
                 return
-            parent = await self.store.get_node(node.parent_id) if node.parent_id else None
-            if parent is None or parent.kind == "photo":
-                await self._say(ctx, texts.UNDO_FIRST_STEP)
-                return
-            reply = ImageReply(parent.id, await self.images.get(parent.image_sha), parent.mime,
-                               texts.undo_caption(parent.depth, parent.commentary))
-            message_id = await self._messenger(ctx).send_image(self._target(ctx), reply)
-            await self.store.link_message(parent, message_id)
+            await self._resend_step_before(ctx, node)
+
+    async def _resend_step_before(self, ctx: Context, node: Node) -> None:
+        """Send the step `node` was made from, linked so replies and buttons continue from it."""
+        parent = await self.store.get_node(node.parent_id) if node.parent_id else None
+        if node.kind == "photo" or parent is None or parent.kind == "photo":
+            await self._say(ctx, texts.UNDO_FIRST_STEP)
+            return
+        reply = ImageReply(parent.id, await self.images.get(parent.image_sha), parent.mime,
+                           texts.undo_caption(parent.depth, parent.commentary))
+        message_id = await self._messenger(ctx).send_image(self._target(ctx), reply)
+        await self.store.link_message(parent, message_id)
 
     async def fuse(self, ctx: Context, photos: list[PhotoRef], args: str = "") -> None:
         """Fuse 2–8 photos the person sent (an album) into one picture: `/fuse [style] [what to make]`."""
@@ -332,7 +340,7 @@ class Studio:
                 log.warning("photo download failed in %s:%s: %s", platform, chat_id, type(exc).__name__)
                 await self._say(ctx, texts.DOWNLOAD_FAILED)
                 return None
-            prepared = await asyncio.to_thread(prepare, bytes(data), max_px=self.input_max_px)
+            prepared = await prepare_async(bytes(data), max_px=self.input_max_px)
         except IntakeError as refusal:
             await self._say(ctx, refusal.message)
             return None
@@ -583,16 +591,9 @@ class Studio:
         async with self._handling(ctx) as allowed:
             if not allowed:
                 return
-            instruction = instruction.strip()
             node = await self._node_here(ctx, node_id)
-            if node is None:
-                return
-            if not instruction:
-                await self._say(ctx, texts.EMPTY_INSTRUCTION)
-            elif len(instruction) > MAX_INSTRUCTION_CHARS:
-                await self._say(ctx, texts.instruction_too_long(MAX_INSTRUCTION_CHARS))
-            elif not await self._refuse_over_limit(ctx):
-                await self._submit(ctx, "edit", {"node": node.id, "instruction": instruction})
+            if node is not None:
+                await self._submit_edit(ctx, node, instruction)
 
     async def undo_node(self, ctx: Context, node_id: int) -> None:
         """Re-send the step before this result, so it can be acted on again."""
@@ -600,16 +601,8 @@ class Studio:
             if not allowed:
                 return
             node = await self._node_here(ctx, node_id)
-            if node is None:
-                return
-            parent = await self.store.get_node(node.parent_id) if node.parent_id else None
-            if node.kind == "photo" or parent is None or parent.kind == "photo":
-                await self._say(ctx, texts.UNDO_FIRST_STEP)
-                return
-            reply = ImageReply(parent.id, await self.images.get(parent.image_sha), parent.mime,
-                               texts.undo_caption(parent.depth, parent.commentary))
-            message_id = await self._messenger(ctx).send_image(self._target(ctx), reply)
-            await self.store.link_message(parent, message_id)
+            if node is not None:
+                await self._resend_step_before(ctx, node)
 
     async def restyle(self, ctx: Context, node_id: int, style_name: str) -> None:
         """Restyle the original selfie behind this result."""

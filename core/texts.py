@@ -154,7 +154,8 @@ def discord_help(engine_name: str) -> str:
         "Apps → **Pix Me** and pick a style.\n"
         "2. Under every picture: **Edit** (say what to change), **Undo**, **Again**, **Style ▾**. "
         "You can also reply to my picture with a change like “add a crown”.\n"
-        "3. `/styles` lists the styles.\n\n"
+        "3. `/styles` lists the styles; `/cancel` stops what you asked for; "
+        "`/forget` deletes everything I keep about you.\n\n"
         f"Images are made with {engine}."
     )
 
@@ -173,6 +174,7 @@ PARTY_REUSED = "Your last selfie is in the party."
 PARTY_HOST_ONLY = "Only the host or a chat admin can do that."
 PARTY_CANCELLED_TOAST = "Party cancelled."
 PARTY_STARTING = "Starting the party!"
+PARTY_JOIN_HOW = "To join a party, reply to its message with a selfie (or press its Join button)."
 PARTY_BUTTONS = (("join", "🙋 Join"), ("leave", "🚪 Leave"), ("start", "▶️ Start"), ("cancel", "✖️ Cancel"))
 
 

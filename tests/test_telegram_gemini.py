@@ -47,3 +47,31 @@ async def test_gemini_style_journey_and_a_blocked_picture(tmp_path: Path) -> Non
             assert answer.text is not None and "safety filter" in answer.text
             assert "IMAGE_SAFETY" not in answer.text
             await tg.expect_no_message(chat_id=ALICE.id, within=0.2)
+
+
+async def test_an_outage_is_announced_once_and_the_saved_request_runs_when_the_service_is_back(
+        tmp_path: Path) -> None:
+    from core.breaker import CircuitBreaker
+
+    selfie = small_selfie(256)
+    async with FakeTelegram() as tg, gemini_api.FakeGemini() as gem:
+        settings = load_settings(
+            None,
+            telegram={"token": tg.token, "api_url": tg.api_url, "file_url": tg.file_url},
+            storage={"dir": tmp_path, "retention_days": 0},
+            engine={"default": "gemini", "input_max_px": 256},
+            gemini={"api_key": gem.api_key, "base_url": gem.base_url, "retry_budget_s": 0.2,
+                    "request_timeout_s": 5},
+        )
+        async with running_bot(tg, tmp_path, settings=settings) as run:
+            run.studio.breaker = CircuitBreaker(threshold=2, cooldown_s=0.3, max_cooldown_s=0.6)
+            gem.fail_next(503, times=10_000)  # the image service is down
+            photo_id = tg.send_photo(ALICE_CHAT, ALICE, selfie, caption="/zombie")
+            notice = await run.text_reply(ALICE_CHAT)
+            assert notice.reply_to_message_id == photo_id
+            assert notice.text is not None and "down right now" in notice.text and "saved" in notice.text
+            await tg.wait_until(lambda: len(gem.generate_requests) >= 4, timeout=20)  # it keeps trying, spaced
+            gem.clear()  # the service is back
+            result = await run.photo_reply(ALICE_CHAT, timeout=30)
+            assert result.reply_to_message_id == photo_id
+            assert [m.text for m in tg.bot_messages if m.chat_id == ALICE.id and m.text] == [notice.text]

@@ -1,0 +1,738 @@
+"""Discord adapter: discord.py interactions and messages -> studio calls, studio replies -> Discord.
+
+It only translates. Slash commands, the "Pix Me" message menu, result buttons, the edit modal and
+replies to the bot's pictures become studio calls; the studio answers through `DiscordMessenger`.
+Buttons carry the node id in their `custom_id` (`discord.ui.DynamicItem`), so they keep working
+after a restart. Results of slash commands are interaction follow-ups while the interaction token
+lives (15 minutes); after that, or after a restart, they are channel messages replying to the request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import discord
+import yarl
+from discord import app_commands
+from discord.gateway import DiscordWebSocket
+from discord.http import Route
+from PIL import Image
+
+from core import texts
+from core.config import DiscordSettings
+from core.intake import IntakeError, check_declared_size, prepare
+from core.requests import Button, Chat, Context, DeliveryRefused, ImageReply, Person, PhotoRef, ReplyTarget
+from core.studio import Studio
+from core.styles import STYLES, Style, get_style
+
+log = logging.getLogger(__name__)
+
+PLATFORM = "discord"
+DEFAULT_API = "https://discord.com/api/v10"
+DEFAULT_GATEWAY = "wss://gateway.discord.gg/"
+DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024  # what a server without boosts (and a DM) accepts per file
+TOKEN_LIFETIME_S = 14 * 60.0  # interaction tokens last 15 minutes; keep a margin for slow uploads
+CONTENT_LIMIT = 2000
+PREVIEW_TIMEOUT_S = 600.0  # an unanswered edit modal is forgotten after this
+MENU_NAME = "Pix Me"
+_IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".heic", ".heif", ".tif", ".tiff", ".bmp")
+_MENTION = re.compile(r"<@!?(\d+)>")
+# Discord errors meaning a chat will never take our messages: missing access, unknown channel, DMs closed.
+_REFUSED_CODES = {50001, 50013, 10003, 50007}
+_EXPIRED_TOKEN_CODES = {50027, 10015, 10062}
+
+
+# -- translating Discord things --------------------------------------------------------------------
+
+def _chat(channel_id: int | None, guild: Any) -> Chat:
+    return Chat(PLATFORM, str(channel_id or 0), is_private=guild is None)
+
+
+def _person(member: discord.abc.User) -> Person:
+    return Person(str(member.id), member.display_name)
+
+
+def _interaction_context(interaction: discord.Interaction, message_id: int | str) -> Context:
+    return Context(_chat(interaction.channel_id, interaction.guild_id), _person(interaction.user), str(message_id))
+
+
+def is_image(attachment: discord.Attachment) -> bool:
+    """Discord reports a content type and dimensions for files it can read as images."""
+    if attachment.content_type is not None:
+        return attachment.content_type.startswith("image/") and attachment.content_type != "image/svg+xml"
+    return attachment.filename.lower().endswith(_IMAGE_EXTENSIONS)
+
+
+def first_image(message: discord.Message) -> discord.Attachment | None:
+    return next((a for a in message.attachments if is_image(a)), None)
+
+
+def declared_problem(attachment: discord.Attachment) -> str | None:
+    """What Discord already tells us is wrong with an attachment, before downloading it."""
+    if not is_image(attachment):
+        return texts.NOT_AN_IMAGE
+    try:
+        check_declared_size(attachment.size)
+    except IntakeError as refusal:
+        return refusal.message
+    return None
+
+
+def fit_upload(image: bytes, mime: str, limit: int) -> tuple[bytes, str]:
+    """Re-encode (then downscale) an image until it fits Discord's per-file limit. Blocking."""
+    extension = "png" if mime == "image/png" else "webp" if mime == "image/webp" else "jpg"
+    if len(image) <= limit:
+        return image, extension
+    with Image.open(io.BytesIO(image)) as opened:
+        picture = opened.convert("RGB")
+    scale = 1.0
+    while True:
+        size = (max(1, int(picture.width * scale)), max(1, int(picture.height * scale)))
+        current = picture if scale == 1.0 else picture.resize(size, Image.Resampling.LANCZOS)
+        for quality in (90, 80, 70, 60, 50):
+            out = io.BytesIO()
+            current.save(out, "JPEG", quality=quality, optimize=True)
+            if out.tell() <= limit or min(size) <= 32:
+                return out.getvalue(), "jpg"
+        scale *= 0.7
+
+
+def _caption(text: str) -> str:
+    return text if len(text) <= CONTENT_LIMIT else text[:CONTENT_LIMIT - 1] + "…"
+
+
+# -- persistent components -------------------------------------------------------------------------
+
+def _adapter(interaction: discord.Interaction) -> DiscordBot:
+    client = interaction.client
+    assert isinstance(client, _Client)
+    return client.adapter
+
+
+class NodeButton(discord.ui.DynamicItem[discord.ui.Button[Any]],
+                 template=r"pixme:(?P<verb>again|undo|edit|styles):(?P<node>\d+)"):
+    """Edit / Undo / Again / Style ▾ under a result; the node id travels in the custom_id."""
+
+    LOOKS: ClassVar[dict[str, tuple[str, str, discord.ButtonStyle]]] = {
+        "edit": (texts.BUTTON_EDIT, "✏️", discord.ButtonStyle.primary),
+        "undo": (texts.BUTTON_UNDO, "↩️", discord.ButtonStyle.secondary),
+        "again": (texts.BUTTON_AGAIN, "🔁", discord.ButtonStyle.secondary),
+        "styles": (texts.BUTTON_STYLE, "🎨", discord.ButtonStyle.secondary),
+    }
+
+    def __init__(self, verb: str, node_id: int) -> None:
+        label, emoji, style = self.LOOKS[verb]
+        super().__init__(discord.ui.Button(label=label, emoji=emoji, style=style,
+                                           custom_id=f"pixme:{verb}:{node_id}"))
+        self.verb = verb
+        self.node_id = node_id
+
+    @classmethod
+    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Item[Any],
+                             match: re.Match[str], /) -> NodeButton:
+        return cls(match["verb"], int(match["node"]))
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        await _adapter(interaction).on_node_button(interaction, self.verb, self.node_id)
+
+
+def _style_options() -> list[discord.SelectOption]:
+    return [discord.SelectOption(label=s.title, value=s.id, emoji=s.emoji, description=s.description[:100])
+            for s in STYLES]
+
+
+class PickStyle(discord.ui.DynamicItem[discord.ui.Select[Any]], template=r"pixme:pick:(?P<message>\d+)"):
+    """The style menu for a photo message (the "Pix Me" menu, or a bare photo in a DM)."""
+
+    def __init__(self, message_id: int) -> None:
+        super().__init__(discord.ui.Select(custom_id=f"pixme:pick:{message_id}", options=_style_options(),
+                                           placeholder="Pick a style"))
+        self.message_id = message_id
+
+    @classmethod
+    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Item[Any],
+                             match: re.Match[str], /) -> PickStyle:
+        return cls(int(match["message"]))
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        await _adapter(interaction).on_pick(interaction, self.message_id, self.item.values[0])
+
+
+class Restyle(discord.ui.DynamicItem[discord.ui.Select[Any]],
+              template=r"pixme:restyle:(?P<node>\d+):(?P<message>\d+)"):
+    """Style ▾: a new style for the original selfie behind a result (the result message is replied to)."""
+
+    def __init__(self, node_id: int, message_id: int) -> None:
+        super().__init__(discord.ui.Select(custom_id=f"pixme:restyle:{node_id}:{message_id}",
+                                           options=_style_options(), placeholder="Pick a style"))
+        self.node_id = node_id
+        self.message_id = message_id
+
+    @classmethod
+    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Item[Any],
+                             match: re.Match[str], /) -> Restyle:
+        return cls(int(match["node"]), int(match["message"]))
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        await _adapter(interaction).on_restyle(interaction, self.node_id, self.message_id, self.item.values[0])
+
+
+class PressButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"pixme:press:(?P<action>.+)"):
+    """A button from `Messenger.send_buttons`; its action goes back to `Studio.press`."""
+
+    def __init__(self, label: str, action: str) -> None:
+        super().__init__(discord.ui.Button(label=label, custom_id=f"pixme:press:{action}"[:100]))
+        self.action = action
+
+    @classmethod
+    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Item[Any],
+                             match: re.Match[str], /) -> PressButton:
+        return cls(getattr(item, "label", None) or "", match["action"])
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        await _adapter(interaction).on_press(interaction, self.action)
+
+
+EDIT_MODAL_PREFIX = "pixme:editmodal:"
+EDIT_FIELD = "instruction"
+
+
+def _components() -> discord.ui.View:
+    """A view used only to lay out components. It is stopped at once, so discord.py keeps no copy per
+    message: every press is routed by its custom_id through the dynamic items, the same before and
+    after a restart."""
+    view = discord.ui.View(timeout=None)
+    view.stop()
+    return view
+
+
+def _press_view(buttons: list[Button]) -> discord.ui.View:
+    view = _components()
+    for button in buttons:
+        view.add_item(PressButton(button.label, button.action))
+    return view
+
+
+def result_view(node_id: int) -> discord.ui.View:
+    view = _components()
+    for verb in ("edit", "undo", "again", "styles"):
+        view.add_item(NodeButton(verb, node_id))
+    return view
+
+
+def edit_modal(node_id: int) -> discord.ui.Modal:
+    modal = discord.ui.Modal(title=texts.EDIT_PROMPT_TITLE, custom_id=f"{EDIT_MODAL_PREFIX}{node_id}",
+                             timeout=PREVIEW_TIMEOUT_S)
+    modal.add_item(discord.ui.TextInput(label=texts.EDIT_PROMPT_LABEL, custom_id=EDIT_FIELD,
+                                        placeholder=texts.EDIT_PROMPT_PLACEHOLDER, max_length=1000))
+    return modal
+
+
+# -- sending ------------------------------------------------------------------------------------------
+
+@dataclass
+class _Token:
+    """A live interaction whose follow-ups carry a request's answers."""
+
+    application_id: int
+    token: str
+    expires: float  # time.monotonic()
+    upload_limit: int
+    ephemeral: bool = False  # answers only the person who asked can see
+    answered: bool = False
+    delivered: bool = False  # the result is out; later work on that picture replies in the channel
+
+
+class DiscordMessenger:
+    """Implements `core.requests.Messenger` with Discord REST calls.
+
+    A request made by slash command is remembered with its interaction token (in memory only: tokens
+    are secrets and die in 15 minutes anyway), keyed by the message that shows the request.
+    """
+
+    def __init__(self, client: discord.Client, token_lifetime_s: float = TOKEN_LIFETIME_S) -> None:
+        self.client = client
+        self.token_lifetime_s = token_lifetime_s
+        self._tokens: dict[str, _Token] = {}
+
+    def remember(self, message_id: str, interaction: discord.Interaction, *, ephemeral: bool = False) -> None:
+        now = time.monotonic()
+        self._tokens = {k: v for k, v in self._tokens.items() if v.expires > now}
+        self._tokens[message_id] = _Token(interaction.application_id, interaction.token,
+                                          now + self.token_lifetime_s, interaction.filesize_limit, ephemeral)
+
+    def answered(self, message_id: str) -> bool:
+        """Whether anything was sent through the interaction remembered under `message_id`."""
+        token = self._tokens.get(message_id)
+        return token is None or token.answered
+
+    def _live_token(self, target: ReplyTarget, *, posting: bool = True) -> _Token | None:
+        """The interaction answering this target, while its token lives (for new posts: until the result)."""
+        token = self._tokens.get(target.reply_to or "")
+        if token is not None and token.expires <= time.monotonic():
+            self._tokens.pop(target.reply_to or "", None)
+            return None
+        if token is not None and posting and token.delivered:
+            return None
+        return token
+
+    def _webhook(self, token: _Token) -> discord.Webhook:
+        return discord.Webhook.from_state(data={"id": token.application_id, "type": 3, "token": token.token},
+                                          state=self.client._connection)
+
+    def _channel(self, target: ReplyTarget) -> discord.PartialMessageable:
+        return self.client.get_partial_messageable(int(target.chat_id))
+
+    def _upload_limit(self, target: ReplyTarget, token: _Token | None) -> int:
+        if token is not None:
+            return token.upload_limit
+        channel = self.client.get_channel(int(target.chat_id))
+        guild = getattr(channel, "guild", None)
+        return guild.filesize_limit if guild is not None else DEFAULT_UPLOAD_LIMIT
+
+    @staticmethod
+    def _reference(target: ReplyTarget) -> discord.MessageReference | None:
+        if target.reply_to is None:
+            return None
+        return discord.MessageReference(message_id=int(target.reply_to), channel_id=int(target.chat_id),
+                                        fail_if_not_exists=False)
+
+    async def _post(self, target: ReplyTarget, content: str | None, *, file: Callable[[], discord.File] | None = None,
+                    view: discord.ui.View | None = None) -> str:
+        """Follow up on the live interaction if there is one, otherwise post in the channel as a reply."""
+        token = self._live_token(target)
+        extra: dict[str, Any] = {}
+        if view is not None:
+            extra["view"] = view
+        if token is not None:
+            try:
+                sent = await self._webhook(token).send(content or discord.utils.MISSING, wait=True,
+                                                       file=file() if file else discord.utils.MISSING,
+                                                       ephemeral=token.ephemeral, **extra)
+                token.answered = True
+                return str(sent.id)
+            except discord.HTTPException as exc:
+                if exc.code not in _EXPIRED_TOKEN_CODES and exc.status not in (401, 404):
+                    raise
+                log.info("discord: interaction token expired; replying in the channel instead")
+                self._tokens.pop(target.reply_to or "", None)
+        reference = self._reference(target)
+        if reference is not None:
+            extra["reference"] = reference
+        try:
+            message = await self._channel(target).send(content, file=file() if file else discord.utils.MISSING,
+                                                       **extra)
+        except discord.HTTPException as exc:
+            if exc.code in _REFUSED_CODES:
+                raise DeliveryRefused(str(exc.code)) from exc
+            raise
+        return str(message.id)
+
+    async def send_image(self, target: ReplyTarget, reply: ImageReply) -> str:
+        limit = self._upload_limit(target, self._live_token(target))
+        data, extension = await asyncio.to_thread(fit_upload, reply.image, reply.mime, limit)
+        sent = await self._post(target, _caption(reply.caption) or None,
+                                file=lambda: discord.File(io.BytesIO(data), filename=f"pixme.{extension}"),
+                                view=result_view(reply.node_id))
+        token = self._tokens.get(target.reply_to or "")
+        if token is not None:
+            token.delivered = True
+        return sent
+
+    async def send_text(self, target: ReplyTarget, text: str) -> str:
+        return await self._post(target, _caption(text))
+
+    async def send_style_menu(self, target: ReplyTarget, text: str, styles: list[Style]) -> str:
+        view = _components()
+        view.add_item(PickStyle(int(target.reply_to or 0)))
+        return await self._post(target, text, view=view)
+
+    async def send_buttons(self, target: ReplyTarget, text: str, buttons: list[Button]) -> str:
+        return await self._post(target, _caption(text), view=_press_view(buttons))
+
+    async def edit_text(self, target: ReplyTarget, message_id: str, text: str,
+                        buttons: list[Button] | None = None) -> None:
+        view = _press_view(buttons) if buttons else None
+        token = self._live_token(target, posting=False)
+        if token is not None:
+            with contextlib.suppress(discord.HTTPException):
+                await self._webhook(token).edit_message(int(message_id), content=_caption(text), view=view)
+                return
+        await self._channel(target).get_partial_message(int(message_id)).edit(content=_caption(text), view=view)
+
+    async def delete(self, target: ReplyTarget, message_id: str) -> None:
+        token = self._live_token(target, posting=False)
+        if token is not None:
+            with contextlib.suppress(discord.HTTPException):
+                await self._webhook(token).delete_message(int(message_id))
+                return
+        await self._channel(target).get_partial_message(int(message_id)).delete()
+
+    async def show_working(self, target: ReplyTarget) -> None:
+        if self._live_token(target) is None:  # a deferred interaction already shows "thinking…"
+            await self._channel(target).typing()
+
+
+# -- the bot -------------------------------------------------------------------------------------------
+
+class _Client(discord.Client):
+    def __init__(self, adapter: DiscordBot, *, intents: discord.Intents, guild_ready_timeout: float) -> None:
+        super().__init__(intents=intents, guild_ready_timeout=guild_ready_timeout,
+                         allowed_mentions=discord.AllowedMentions.none())
+        self.adapter = adapter
+        self.tree: app_commands.CommandTree[_Client] = app_commands.CommandTree(self)
+
+    async def setup_hook(self) -> None:
+        await self.adapter._setup(self)
+
+
+_WEBHOOK_TOKEN = re.compile(r"(/(?:webhooks|interactions)/\d+/|['\"]token['\"]:\s*['\"])[^/\s?'\"]+")
+
+
+class _InteractionTokenFilter(logging.Filter):
+    """Interaction tokens travel in webhook URLs and gateway events, which discord.py logs at debug level."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        masked = _WEBHOOK_TOKEN.sub(r"\1[redacted]", message)
+        if masked != message:
+            record.msg, record.args = masked, None
+        return True
+
+
+def _hide_interaction_tokens() -> None:
+    for name in ("discord.http", "discord.webhook.async_", "discord.interactions", "discord.gateway"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _InteractionTokenFilter) for f in logger.filters):
+            logger.addFilter(_InteractionTokenFilter())
+
+
+def configure_endpoints(settings: DiscordSettings) -> None:
+    """Point discord.py at Discord or at a Discord-compatible server (`[discord] api_url`).
+
+    discord.py builds every REST URL from `Route.BASE` and opens the gateway at
+    `DiscordWebSocket.DEFAULT_GATEWAY`; both are process-wide, like the one bot we run.
+    """
+    api = settings.api_url.rstrip("/")
+    if api and not re.search(r"/api/v\d+$", api):
+        api += "/api/v10"
+    Route.BASE = api or DEFAULT_API
+    DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(settings.gateway_url or DEFAULT_GATEWAY)
+
+
+class DiscordBot:
+    """Builds and runs the discord.py client around a studio."""
+
+    def __init__(self, settings: DiscordSettings, studio: Studio, *, engine_name: str,
+                 message_content: bool = True, guild_ready_timeout: float = 2.0,
+                 token_lifetime_s: float = TOKEN_LIFETIME_S) -> None:
+        self.settings = settings
+        self.studio = studio
+        self.engine_name = engine_name
+        self.guild_ready_timeout = guild_ready_timeout
+        self._ready = asyncio.Event()
+        self.client = self._build_client(message_content)
+        self.messenger = DiscordMessenger(self.client, token_lifetime_s)
+        _hide_interaction_tokens()
+        studio.attach(PLATFORM, self.messenger)
+        self._task: asyncio.Task[None] | None = None
+
+    def _build_client(self, message_content: bool) -> _Client:
+        intents = discord.Intents.none()
+        intents.guilds = True
+        intents.guild_messages = True
+        intents.dm_messages = True
+        intents.message_content = message_content
+        client = _Client(self, intents=intents, guild_ready_timeout=self.guild_ready_timeout)
+        client.add_dynamic_items(NodeButton, PickStyle, Restyle, PressButton)
+        self._add_commands(client.tree)
+        client.event(self.on_message)
+        client.event(self.on_interaction)
+        client.event(self.on_ready)
+        return client
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Log in (which syncs the commands), then run the gateway connection in the background."""
+        configure_endpoints(self.settings)
+        await self.client.login(self.settings.token.get_secret_value())
+        self._task = asyncio.create_task(self._connect(), name="discord-gateway")
+
+    async def wait_ready(self, timeout: float = 30.0) -> None:
+        """Wait for the gateway's READY (on whichever client is current after an intent fallback)."""
+        async with asyncio.timeout(timeout):
+            await self._ready.wait()
+
+    async def _connect(self) -> None:
+        try:
+            await self.client.connect(reconnect=True)
+        except discord.PrivilegedIntentsRequired:
+            log.warning("discord: the Message Content intent is not enabled for this bot in the Developer "
+                        "Portal; running without it (replies to results must mention the bot)")
+            await self.client.close()
+            self.client = self._build_client(message_content=False)
+            self.messenger.client = self.client
+            await self.client.login(self.settings.token.get_secret_value())
+            await self.client.connect(reconnect=True)
+        except Exception:
+            log.exception("discord: the gateway connection ended")
+
+    async def stop(self) -> None:
+        await self.client.close()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+
+    async def _setup(self, client: _Client) -> None:
+        """After login: find the gateway of a Discord-compatible server, and sync the commands."""
+        if self.settings.api_url and not self.settings.gateway_url:
+            _, url, _ = await client.http.get_bot_gateway()
+            DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(url)
+        try:
+            await client.tree.sync()
+            for guild_id in self.settings.guild_ids:  # guild commands appear at once; global ones can lag
+                guild = discord.Object(guild_id)
+                client.tree.copy_global_to(guild=guild)
+                await client.tree.sync(guild=guild)
+        except discord.HTTPException as exc:
+            log.warning("discord: could not sync commands: %s", exc)
+
+    # -- commands --------------------------------------------------------------------------------
+
+    def _add_commands(self, tree: app_commands.CommandTree[_Client]) -> None:
+        choices = [app_commands.Choice(name=f"{s.emoji} {s.title} — {s.description}"[:100], value=s.id)
+                   for s in STYLES]
+
+        @app_commands.command(name="avatar", description="Turn a selfie into an avatar in a style")
+        @app_commands.describe(style="The look you want", photo="A selfie (JPEG, PNG, WebP, GIF, HEIC)")
+        @app_commands.choices(style=choices)
+        async def avatar(interaction: discord.Interaction, style: app_commands.Choice[str],
+                         photo: discord.Attachment) -> None:
+            await self._guarded(self.on_avatar(interaction, style.value, photo))
+
+        @app_commands.command(name="styles", description="List every style")
+        async def styles(interaction: discord.Interaction) -> None:
+            await self._guarded(interaction.response.send_message(
+                texts.styles_list(prefix=""), ephemeral=True))
+
+        @app_commands.command(name="cancel", description="Stop your waiting and running requests here")
+        async def cancel(interaction: discord.Interaction) -> None:
+            await self._guarded(self._privately(interaction, self.studio.cancel))
+
+        @app_commands.command(name="forget", description="Delete everything Pix Me! keeps about you")
+        async def forget(interaction: discord.Interaction) -> None:
+            await self._guarded(self._privately(interaction, self.studio.forget))
+
+        @app_commands.command(name="help", description="How Pix Me! works")
+        async def help_(interaction: discord.Interaction) -> None:
+            await self._guarded(interaction.response.send_message(texts.discord_help(self.engine_name),
+                                                                  ephemeral=True))
+
+        async def pix_me(interaction: discord.Interaction, message: discord.Message) -> None:
+            await self._guarded(self.on_pix_me(interaction, message))
+
+        tree.add_command(avatar)
+        tree.add_command(styles)
+        tree.add_command(help_)
+        tree.add_command(cancel)
+        tree.add_command(forget)
+        tree.add_command(app_commands.ContextMenu(name=MENU_NAME, callback=pix_me))
+
+    @staticmethod
+    async def _guarded(work: Awaitable[Any]) -> None:
+        """Nothing escapes into discord.py; the studio has already told the person what it could."""
+        try:
+            await work
+        except Exception:
+            log.exception("discord: handling an interaction failed")
+
+    async def _checked_download(self, attachment: discord.Attachment) -> bytes:
+        """Download and run the intake checks, so a bad file is refused before anything is queued."""
+        data = await attachment.read()
+        await asyncio.to_thread(prepare, data, max_px=self.studio.input_max_px)
+        return data
+
+    async def _refuse_privately(self, interaction: discord.Interaction, text: str) -> None:
+        """Replace a public "thinking…" with a note only the person sees."""
+        with contextlib.suppress(discord.HTTPException):
+            await interaction.delete_original_response()
+        await interaction.followup.send(text, ephemeral=True)
+
+    async def on_avatar(self, interaction: discord.Interaction, style_id: str, photo: discord.Attachment) -> None:
+        problem = declared_problem(photo)
+        if problem is not None:
+            await interaction.response.send_message(problem, ephemeral=True)
+            return
+        answer = await interaction.response.defer(thinking=True)
+        request_id = str((answer.message_id if answer is not None else None) or interaction.id)
+        try:
+            data = await self._checked_download(photo)
+        except IntakeError as refusal:
+            await self._refuse_privately(interaction, refusal.message)
+            return
+        except (discord.HTTPException, OSError):
+            await self._refuse_privately(interaction, texts.DOWNLOAD_FAILED)
+            return
+        self.messenger.remember(request_id, interaction)
+
+        async def fetch() -> bytes:
+            return data
+
+        ref = PhotoRef(fetch=fetch, size=photo.size, mime=photo.content_type, file_name=photo.filename)
+        await self.studio.style(_interaction_context(interaction, request_id), style_id, ref)
+
+    async def on_pix_me(self, interaction: discord.Interaction, message: discord.Message) -> None:
+        attachment = first_image(message)
+        if attachment is None:
+            await interaction.response.send_message(texts.NO_PICTURE_IN_MESSAGE, ephemeral=True)
+            return
+        view = _components()
+        view.add_item(PickStyle(message.id))
+        await interaction.response.send_message(texts.PICK_STYLE, view=view, ephemeral=True)
+
+    async def on_pick(self, interaction: discord.Interaction, message_id: int, style_id: str) -> None:
+        style = get_style(style_id)
+        channel = self.client.get_partial_messageable(interaction.channel_id or 0)
+        try:
+            message = await channel.fetch_message(message_id)
+        except discord.HTTPException:
+            await interaction.response.edit_message(content=texts.SOURCE_GONE, view=None)
+            return
+        attachment = first_image(message)
+        problem = texts.NO_PICTURE_IN_MESSAGE if attachment is None else declared_problem(attachment)
+        if style is None or attachment is None or problem is not None:
+            await interaction.response.edit_message(content=problem or texts.UNKNOWN_BUTTON, view=None)
+            return
+        await interaction.response.edit_message(content=texts.style_coming(style.label), view=None)
+        try:
+            data = await self._checked_download(attachment)
+        except IntakeError as refusal:
+            await interaction.edit_original_response(content=refusal.message)
+            return
+        except (discord.HTTPException, OSError):
+            await interaction.edit_original_response(content=texts.DOWNLOAD_FAILED)
+            return
+
+        async def fetch() -> bytes:
+            return data
+
+        ref = PhotoRef(fetch=fetch, message_id=str(message.id), size=attachment.size,
+                       mime=attachment.content_type, file_name=attachment.filename)
+        await self.studio.style(_interaction_context(interaction, message.id), style.id, ref)
+
+    async def on_node_button(self, interaction: discord.Interaction, verb: str, node_id: int) -> None:
+        pressed = interaction.message.id if interaction.message is not None else interaction.id
+        ctx = _interaction_context(interaction, pressed)
+        if verb == "edit":
+            await interaction.response.send_modal(edit_modal(node_id))
+        elif verb == "styles":
+            view = _components()
+            view.add_item(Restyle(node_id, pressed))
+            await interaction.response.send_message(texts.RESTYLE_PROMPT, view=view, ephemeral=True)
+        elif verb == "undo":
+            await interaction.response.defer()
+            await self.studio.undo_node(ctx, node_id)
+        else:
+            await interaction.response.defer()
+            await self.studio.again(ctx, node_id)
+
+    async def on_restyle(self, interaction: discord.Interaction, node_id: int, message_id: int,
+                         style_id: str) -> None:
+        style = get_style(style_id)
+        label = style.label if style else style_id
+        await interaction.response.edit_message(content=texts.style_coming(label), view=None)
+        await self.studio.restyle(_interaction_context(interaction, message_id), node_id, style_id)
+
+    async def on_press(self, interaction: discord.Interaction, action: str) -> None:
+        toast = await self._privately(interaction, lambda ctx: self.studio.press(ctx, action))
+        if toast:
+            await interaction.followup.send(toast, ephemeral=True)
+
+    async def _privately(self, interaction: discord.Interaction,
+                         use_case: Callable[[Context], Awaitable[str | None]]) -> str | None:
+        """Run a use case whose answers only the person should see; returns its result if unsaid."""
+        answer = await interaction.response.defer(ephemeral=True, thinking=True)
+        request_id = str((answer.message_id if answer is not None else None) or interaction.id)
+        self.messenger.remember(request_id, interaction, ephemeral=True)
+        result = await use_case(_interaction_context(interaction, request_id))
+        return None if self.messenger.answered(request_id) else result
+
+    # -- raw events ------------------------------------------------------------------------------
+
+    async def on_ready(self) -> None:
+        self._ready.set()
+
+    async def on_interaction(self, interaction: discord.Interaction) -> None:
+        """Edit-modal submissions (modals are not persistent views, so they are routed here)."""
+        if interaction.type is not discord.InteractionType.modal_submit:
+            return
+        data: dict[str, Any] = dict(interaction.data or {})
+        custom_id = str(data.get("custom_id", ""))
+        if not custom_id.startswith(EDIT_MODAL_PREFIX):
+            return
+        try:
+            node_id = int(custom_id.removeprefix(EDIT_MODAL_PREFIX))
+            instruction = _modal_value(data, EDIT_FIELD)
+            pressed = interaction.message.id if interaction.message is not None else interaction.id
+            await interaction.response.defer()
+            await self.studio.edit_node(_interaction_context(interaction, pressed), node_id, instruction)
+        except Exception:
+            log.exception("discord: edit modal failed")
+
+    async def on_message(self, message: discord.Message) -> None:
+        if message.author.bot or self.client.user is None:
+            return
+        try:
+            await self._route(message)
+        except Exception:
+            log.exception("discord: message %s failed", message.id)
+
+    async def _route(self, message: discord.Message) -> None:
+        me = self.client.user
+        assert me is not None
+        private = message.guild is None
+        ctx = Context(_chat(message.channel.id, message.guild), _person(message.author), str(message.id))
+        replied = await self._replied_message(message)
+        text = _MENTION.sub(lambda m: "" if int(m[1]) == me.id else m[0], message.content).strip()
+        if replied is not None and replied.author.id == me.id:
+            if text:
+                await self.studio.edit(ctx, text, str(replied.id))
+            return
+        addressed = private or me.mentioned_in(message)
+        if addressed and first_image(message) is not None:
+            await self.studio.offer_styles(ctx, str(message.id))
+        elif addressed:
+            await message.reply(texts.discord_help(self.engine_name), mention_author=False)
+        # In servers, anything not addressed to the bot is none of its business.
+
+    async def _replied_message(self, message: discord.Message) -> discord.Message | None:
+        ref = message.reference
+        if ref is None or ref.message_id is None:
+            return None
+        if isinstance(ref.resolved, discord.Message):
+            return ref.resolved
+        cached = ref.cached_message
+        if cached is not None:
+            return cached
+        with contextlib.suppress(discord.HTTPException):
+            return await message.channel.fetch_message(ref.message_id)
+        return None
+
+
+def _modal_value(data: Any, custom_id: str) -> str:
+    for row in data.get("components", []):
+        inner = row.get("components") or [row.get("component", {})]
+        for component in inner:
+            if component.get("custom_id") == custom_id:
+                return str(component.get("value") or "")
+    return ""
