@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from core.config import ConfigError, Settings, load_settings
+from core.config import ConfigError, DiscordSettings, Settings, TelegramSettings, load_settings
 from core.engines.base import EngineError, ImageEngine
 from core.engines.factory import build_engine
 from core.intake import IntakeError, prepare
@@ -29,7 +29,7 @@ from storage.sqlite import SqliteStore
 log = logging.getLogger("pixme")
 
 NO_TOKEN = (
-    "pixme: no bot token is set, so there is nothing to run.\n"
+    "pixme: no bot token is set, so only the local playground runs (see the address below).\n"
     "  Telegram: talk to @BotFather, create a bot, then set TELEGRAM_BOT_TOKEN=<token>\n"
     "            (or [telegram] token = \"…\" in config.toml).\n"
     "  Discord:  set DISCORD_BOT_TOKEN=<token> (or [discord] token in config.toml).\n"
@@ -91,6 +91,21 @@ async def run_bots(settings: Settings, stop: asyncio.Event | None = None) -> int
                     await bot.stop()
                 return 1
             started.append(discord_bot)
+        if settings.playground.enabled or not started:  # with no platform at all, the playground shows it working
+            from bots.playground import Playground
+
+            playground = Playground(settings.playground, studio, engine_name=studio.engine.name,
+                                    engine_model=studio.engine.model)
+            try:
+                await playground.start()
+            except OSError as exc:
+                log.error("playground: cannot listen on %s:%s (%s); set [playground] port or PIXME_PLAYGROUND__PORT",
+                          settings.playground.host, settings.playground.port, exc.strerror)
+                for bot in started:
+                    await bot.stop()
+                return 1
+            print(f"Pix Me! playground: open {playground.url} in your browser (Ctrl-C stops it)", flush=True)
+            started.append(playground)
         await studio.resume()
         # Retention runs once now and then hourly; it never stops the bot if it fails.
         housekeeping = asyncio.create_task(studio.housekeeping(settings.storage.retention_days))
@@ -154,7 +169,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    sub.add_parser("run", help="start every platform that has a token (Ctrl-C or SIGTERM stops it)")
+    sub.add_parser("run", help="start every platform that has a token (Ctrl-C or SIGTERM stops it); "
+                              "with no token, the local playground")
+    playground = sub.add_parser("playground", help="only the local web chat, on http://127.0.0.1:8080/")
+    playground.add_argument("--host", default=None, help="default: [playground] host (127.0.0.1)")
+    playground.add_argument("--port", type=int, default=None, help="default: [playground] port (8080)")
     sub.add_parser("styles", help="list the styles, one a line, command name first")
 
     render = sub.add_parser("render", help="turn an image into an avatar in one style")
@@ -171,7 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     edit.add_argument("--engine", choices=["offline", "gemini"], default=None)
     edit.add_argument("--identity", type=Path, default=None,
                       help="the original selfie, to keep the face recognisable")
-    for sp in (render, edit, *(sub.choices[n] for n in ("run", "styles"))):
+    for sp in (render, edit, *(sub.choices[n] for n in ("run", "styles", "playground"))):
         sp.add_argument("--config", type=Path, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return parser
 
@@ -199,8 +218,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "run":
             if not (settings.telegram.token.get_secret_value() or settings.discord.token.get_secret_value()):
                 print(NO_TOKEN, file=sys.stderr)
-                return 2
             return asyncio.run(run_bots(settings))
+        if args.command == "playground":
+            place = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+            only_playground = settings.model_copy(update={
+                "telegram": TelegramSettings(), "discord": DiscordSettings(),
+                "playground": settings.playground.model_copy(update={"enabled": True, **place})})
+            return asyncio.run(run_bots(only_playground))
         if args.command == "render":
             return asyncio.run(_render(settings, args))
         return asyncio.run(_edit(settings, args))

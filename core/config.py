@@ -29,6 +29,8 @@ class TelegramSettings(BaseModel):
     file_url: str = "https://api.telegram.org/file/bot"
     # Simultaneous HTTP connections to the Bot API; each in-flight upload or download holds one.
     connections: int = Field(default=32, ge=2, le=256)
+    # An album arrives as one message per photo; wait this long after the last one before acting.
+    album_wait_s: float = Field(default=1.0, gt=0, le=10)
 
 
 class DiscordSettings(BaseModel):
@@ -62,12 +64,22 @@ class LimitsSettings(BaseModel):
     user_daily: int = Field(default=0, ge=0)
     chat_daily: int = Field(default=0, ge=0)
     daily_images: int = Field(default=0, ge=0)
+    # "You're #N in line" is posted only for waits longer than this (shorter ones would just flash).
+    queue_note_after_s: float = Field(default=1.0, ge=0, le=60)
 
 
 class PartySettings(BaseModel):
     min_members: int = Field(default=2, ge=2, le=8)
     max_members: int = Field(default=8, ge=2, le=14)
     deadline_minutes: float = Field(default=10.0, gt=0, le=24 * 60)
+
+
+class PlaygroundSettings(BaseModel):
+    """The local web chat: always started by `pixme run` with no bot token, beside the bots if enabled."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"  # loopback only by default: the page has no login
+    port: int = Field(default=8080, ge=0, le=65535)  # 0 = any free port
 
 
 class AccessSettings(BaseModel):
@@ -119,6 +131,7 @@ class Settings(BaseSettings):
     limits: LimitsSettings = Field(default_factory=LimitsSettings)
     access: AccessSettings = Field(default_factory=AccessSettings)
     party: PartySettings = Field(default_factory=PartySettings)
+    playground: PlaygroundSettings = Field(default_factory=PlaygroundSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -469,6 +469,9 @@ class Studio:
     # -- queue positions -------------------------------------------------------------------------
 
     async def _show_positions(self, changes: list[tuple[Job, int]]) -> None:
+        if any(job.id not in self._waiting for job, _ in changes):
+            # A wait shorter than this needs no note: it would only flash "#1 in line" and vanish.
+            await asyncio.sleep(self.limits.queue_note_after_s)
         async with self._positions_lock:
             for job, _ in changes:
                 await self._show_position(job)

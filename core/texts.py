@@ -227,3 +227,8 @@ def group_caption(commentary: str, names: list[str]) -> str:
 
 def fuse_count(low: int, high: int, got: int) -> str:
     return f"Send {low} to {high} photos as one album with the caption /fuse to blend them — I got {got}."
+
+
+# -- playground -------------------------------------------------------------------------------------
+PLAYGROUND_HINT = ("Upload a selfie (📎, or drop it on the page) and pick a style — "
+                   "or press Reply under one of my pictures to say what to change.")

@@ -29,10 +29,37 @@ def test_styles_lists_one_style_a_line_command_first(capsys: pytest.CaptureFixtu
     assert [line.split()[0] for line in lines] == [s.id for s in STYLES]
 
 
-def test_run_without_any_token_says_what_to_set(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["run"]) != 0
-    err = capsys.readouterr().err
-    assert "TELEGRAM_BOT_TOKEN" in err and "BotFather" in err and "DISCORD_BOT_TOKEN" in err
+async def test_run_without_any_token_says_what_to_set(tmp_path: Path) -> None:
+    """With no token, `pixme run` starts the local playground, prints its address, and says how to go live."""
+    import asyncio
+    import os
+    import signal
+    import sys
+
+    import aiohttp
+
+    env = {k: v for k, v in os.environ.items() if k not in TOKENS and not k.startswith("PIXME_")}
+    env.update(PIXME_STORAGE__DIR=str(tmp_path / "data"), PIXME_PLAYGROUND__PORT="0")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bots.cli", "run", cwd=tmp_path, env=env, stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    try:
+        assert proc.stdout is not None and proc.stderr is not None
+        async with asyncio.timeout(60):
+            line = (await proc.stdout.readline()).decode()
+        assert "playground" in line and "http://127.0.0.1:" in line
+        url = line[line.index("http://"):].split()[0]
+        async with aiohttp.ClientSession() as session, session.get(url) as page:
+            assert page.status == 200 and "Pix Me!" in await page.text()
+        proc.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(30):
+            assert await proc.wait() == 0
+        err = (await proc.stderr.read()).decode()
+        assert "TELEGRAM_BOT_TOKEN" in err and "BotFather" in err and "DISCORD_BOT_TOKEN" in err
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
 
 
 def test_help_names_every_command(capsys: pytest.CaptureFixture[str]) -> None:

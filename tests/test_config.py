@@ -68,14 +68,21 @@ def test_redaction_hides_tokens_even_inside_urls() -> None:
     assert "ZZZ-other" not in unknown.getMessage()
 
 
-def test_run_without_any_token_exits_nonzero_saying_what_to_set(
+def test_run_without_any_token_says_what_to_set_and_runs_the_playground(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     for var in ("TELEGRAM_BOT_TOKEN", "DISCORD_BOT_TOKEN", "PIXME_TELEGRAM__TOKEN", "PIXME_DISCORD__TOKEN"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.chdir(tmp_path)
-    assert main(["run"]) == 2
+    ran: list[object] = []
+
+    async def fake_run_bots(settings: object) -> int:  # the real one serves until a signal (tests/test_cli.py)
+        ran.append(settings)
+        return 0
+
+    monkeypatch.setattr("bots.cli.run_bots", fake_run_bots)
+    assert main(["run"]) == 0 and len(ran) == 1
     err = capsys.readouterr().err
-    assert "TELEGRAM_BOT_TOKEN" in err and "BotFather" in err
+    assert "TELEGRAM_BOT_TOKEN" in err and "BotFather" in err and "playground" in err
 
 
 def test_styles_command_lists_one_style_a_line(capsys: pytest.CaptureFixture[str]) -> None:

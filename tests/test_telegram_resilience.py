@@ -145,7 +145,7 @@ async def test_blocked_bot_marks_the_chat_and_does_not_retry(tg: FakeTelegram, t
 
 async def test_place_in_line_is_shown_and_updated_as_the_queue_moves(tg: FakeTelegram, tmp_path: Path,
                                                                      selfie: bytes) -> None:
-    async with running_bot(tg, tmp_path, engine=FakeEngine(delay=0.6), concurrency=1) as run:
+    async with running_bot(tg, tmp_path, engine=FakeEngine(delay=0.6), concurrency=1, queue_note_after_s=0) as run:
         tg.send_photo(ALICE_CHAT, ALICE, selfie, caption="/zombie")
         await tg.wait_until(lambda: (ALICE.id, "upload_photo") in tg.chat_actions, 10, "Alice's job")
         tg.send_photo(BOB_CHAT, BOB, selfie, caption="/zombie")
@@ -169,7 +169,7 @@ async def test_place_in_line_is_shown_and_updated_as_the_queue_moves(tg: FakeTel
 
 async def test_cancel_a_queued_request(tg: FakeTelegram, tmp_path: Path, selfie: bytes) -> None:
     engine = FakeEngine(delay=0.8)
-    async with running_bot(tg, tmp_path, engine=engine, concurrency=1) as run:
+    async with running_bot(tg, tmp_path, engine=engine, concurrency=1, queue_note_after_s=0) as run:
         tg.send_photo(ALICE_CHAT, ALICE, selfie, caption="/zombie")
         await tg.wait_until(lambda: (ALICE.id, "upload_photo") in tg.chat_actions, 10, "Alice's job")
         tg.send_photo(BOB_CHAT, BOB, selfie, caption="/noir")

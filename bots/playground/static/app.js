@@ -1,0 +1,371 @@
+// Pix Me! playground: one WebSocket for actions and events, a multipart POST for photos.
+// Everything the server sends is rendered with textContent, never as HTML.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const state = {
+  chat: sessionStorage.getItem("pixme-chat") || "",
+  ws: null,
+  retry: 0,
+  styles: [],
+  maxUpload: 20 * 1024 * 1024,
+  messages: new Map(),   // id -> {data, el}
+  working: new Map(),    // reply_to -> {el, timer}
+  replyTo: null,
+};
+
+// -- people ------------------------------------------------------------------------------------
+const personInput = $("person");
+personInput.value = localStorage.getItem("pixme-name") || "Alex";
+
+function me() { return personInput.value.trim().replace(/\s+/g, " ") || "You"; }
+function hue(name) {
+  let h = 0;
+  for (const c of name.toLowerCase()) h = (h * 31 + c.codePointAt(0)) % 360;
+  return h;
+}
+function avatar(name, cls = "") {
+  const el = document.createElement("span");
+  el.className = `avatar ${cls}`.trim();
+  el.textContent = (name || "?").trim().charAt(0).toUpperCase() || "?";
+  el.style.background = `hsl(${hue(name)} 62% 52%)`;
+  return el;
+}
+function knownPeople() {
+  try { return JSON.parse(localStorage.getItem("pixme-people") || "[]"); } catch { return []; }
+}
+function rememberPerson(name) {
+  const people = knownPeople().filter((p) => p.toLowerCase() !== name.toLowerCase());
+  people.unshift(name);
+  localStorage.setItem("pixme-people", JSON.stringify(people.slice(0, 8)));
+}
+function renderPeople() {
+  const name = me();
+  localStorage.setItem("pixme-name", name);
+  const mine = $("me-avatar");
+  mine.textContent = name.charAt(0).toUpperCase();
+  mine.style.background = `hsl(${hue(name)} 62% 52%)`;
+  const box = $("people");
+  box.replaceChildren();
+  const people = knownPeople();
+  for (const suggestion of ["Alex", "Sam", "Kim"]) {
+    if (!people.some((p) => p.toLowerCase() === suggestion.toLowerCase())) people.push(suggestion);
+  }
+  for (const person of people.slice(0, 8)) {
+    const chip = document.createElement("button");
+    chip.type = "button";
+    chip.className = "chip";
+    chip.setAttribute("aria-pressed", String(person.toLowerCase() === name.toLowerCase()));
+    chip.append(avatar(person), document.createTextNode(person));
+    chip.addEventListener("click", () => { personInput.value = person; renderPeople(); toast(`You are now ${person}`); });
+    box.append(chip);
+  }
+}
+personInput.addEventListener("input", renderPeople);
+personInput.addEventListener("change", () => { rememberPerson(me()); renderPeople(); });
+
+// -- connection --------------------------------------------------------------------------------
+function connect() {
+  const proto = location.protocol === "https:" ? "wss" : "ws";
+  const ws = new WebSocket(`${proto}://${location.host}/ws?chat=${encodeURIComponent(state.chat)}`);
+  state.ws = ws;
+  setStatus("connecting", "connecting…");
+  ws.addEventListener("message", (e) => onEvent(JSON.parse(e.data)));
+  ws.addEventListener("close", () => {
+    if (state.ws !== ws) return;
+    setStatus("offline", "reconnecting…");
+    state.retry = Math.min(state.retry + 1, 5);
+    setTimeout(connect, 400 * 2 ** state.retry);
+  });
+}
+function setStatus(kind, text) {
+  const el = $("status");
+  el.dataset.state = kind;
+  el.textContent = text;
+}
+function send(op, extra = {}) {
+  if (!state.ws || state.ws.readyState !== WebSocket.OPEN) {
+    toast("Not connected — trying again…");
+    return false;
+  }
+  state.ws.send(JSON.stringify({ op, name: me(), ...extra }));
+  rememberPerson(me());
+  renderPeople();
+  return true;
+}
+
+function onEvent(event) {
+  switch (event.type) {
+    case "hello": return onHello(event);
+    case "message": return addMessage(event.message);
+    case "edit": return updateMessage(event.message);
+    case "delete": return removeMessage(event.id);
+    case "working": return showWorking(event.reply_to);
+    case "toast": return toast(event.text);
+  }
+}
+
+function onHello(hello) {
+  state.retry = 0;
+  state.styles = hello.styles;
+  state.maxUpload = hello.max_upload;
+  if (hello.chat !== state.chat) {
+    state.chat = hello.chat;
+    sessionStorage.setItem("pixme-chat", hello.chat);
+  }
+  const engine = $("engine");
+  engine.dataset.engine = hello.engine;
+  if (hello.engine === "gemini") {
+    engine.textContent = `Gemini engine · ${hello.model}`;
+    engine.title = "Pictures are made by Google's Gemini image model.";
+  } else {
+    engine.textContent = "Offline engine · no AI model, no network";
+    engine.title = "Set GEMINI_API_KEY to use Gemini; the offline engine understands a fixed set of edits.";
+  }
+  setStatus("online", "connected");
+  for (const { el } of state.messages.values()) el.remove();
+  state.messages.clear();
+  for (const message of hello.history) addMessage(message, false);
+  scrollDown();
+}
+
+// -- rendering ---------------------------------------------------------------------------------
+function el(tag, cls, text) {
+  const node = document.createElement(tag);
+  if (cls) node.className = cls;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+function button(label, onClick, cls = "btn") {
+  const b = el("button", cls, label);
+  b.type = "button";
+  b.addEventListener("click", onClick);
+  return b;
+}
+function summary(id) {
+  const item = state.messages.get(id);
+  if (!item) return "an earlier message";
+  const m = item.data;
+  const who = m.from ? m.from.name : "Pix Me!";
+  if (m.kind === "image" || (m.kind === "photo" && !m.text)) return `${who}: 🖼 picture${m.text ? " — " + m.text : ""}`;
+  return `${who}: ${m.text || "📷 photo"}`;
+}
+
+function render(m) {
+  const fromPerson = Boolean(m.from);
+  const root = el("div", `msg ${fromPerson ? "person" : "bot"}`);
+  root.dataset.id = m.id;
+  root.dataset.kind = m.kind;
+  root.append(fromPerson ? avatar(m.from.name) : Object.assign(el("span", "avatar bot", "✨")));
+  const bubble = el("div", "bubble");
+  root.append(bubble);
+  bubble.append(el("div", "who", fromPerson ? m.from.name : "Pix Me!"));
+  if (m.reply_to) {
+    const quote = el("div", "quote", `↩ ${summary(m.reply_to)}`);
+    quote.addEventListener("click", () => flash(m.reply_to));
+    bubble.append(quote);
+  }
+  if (m.image) {
+    const img = el("img", "shot");
+    img.src = m.image;
+    img.alt = m.kind === "image" ? "Your avatar" : "Your photo";
+    img.addEventListener("load", () => scrollDown());
+    img.addEventListener("error", () => img.replaceWith(el("div", "text gone", "🖼 This picture is no longer kept here.")));
+    bubble.append(img);
+  } else if (m.kind === "photo") {
+    bubble.append(el("div", "text", "📷 a file"));
+  }
+  if (m.text) bubble.append(el("div", "text", m.text));
+  if (m.kind === "image") bubble.append(resultActions(m));
+  if (m.kind === "menu") bubble.append(styleMenu(m));
+  if (m.kind === "buttons") bubble.append(buttonRow(m));
+  return root;
+}
+
+function resultActions(m) {
+  const row = el("div", "actions");
+  row.append(
+    button("↩ Reply", () => startReply(m.id)),
+    button("↶ Undo", () => send("undo", { message: m.id, node: m.node })),
+    button("↻ Again", () => send("again", { message: m.id, node: m.node })),
+  );
+  const select = el("select");
+  select.setAttribute("aria-label", "Restyle the original photo");
+  select.append(Object.assign(el("option", "", "🎨 Restyle…"), { value: "" }));
+  for (const s of state.styles) select.append(Object.assign(el("option", "", s.label), { value: s.id }));
+  select.addEventListener("change", () => {
+    if (select.value) send("restyle", { message: m.id, node: m.node, style: select.value });
+    select.value = "";
+  });
+  const save = el("a", "btn", "⬇ Save");
+  save.href = m.image;
+  save.download = `pixme-${m.node}.${m.image && m.image.includes("png") ? "png" : "jpg"}`;
+  row.append(select, save);
+  return row;
+}
+
+function styleMenu(m) {
+  const grid = el("div", "styles");
+  for (const s of m.styles) {
+    const b = button(s.label, () => send("style", { message: m.id, style: s.id }));
+    b.title = s.description;
+    b.dataset.style = s.id;
+    grid.append(b);
+  }
+  return grid;
+}
+
+function buttonRow(m) {
+  const row = el("div", "buttons");
+  for (const b of m.buttons || []) {
+    row.append(button(b.label, () => send("press", { message: m.id, action: b.action })));
+  }
+  if ((m.buttons || []).some((b) => b.action.startsWith("party:join:"))) {
+    const selfie = button("📸 Send my selfie", () => { startReply(m.id); $("file").click(); }, "btn primary");
+    selfie.dataset.role = "party-selfie";
+    row.append(selfie);
+  }
+  return row;
+}
+
+function addMessage(m, scroll = true) {
+  $("empty").hidden = true;
+  const node = render(m);
+  state.messages.set(m.id, { data: m, el: node });
+  if (!m.from && m.reply_to) clearWorking(m.reply_to);
+  const log = $("log");
+  const firstWorking = log.querySelector(".working");
+  log.insertBefore(node, firstWorking);
+  if (scroll) scrollDown();
+}
+function updateMessage(m) {
+  const item = state.messages.get(m.id);
+  if (!item) return addMessage(m);
+  const node = render(m);
+  item.el.replaceWith(node);
+  state.messages.set(m.id, { data: m, el: node });
+}
+function removeMessage(id) {
+  const item = state.messages.get(id);
+  if (item) item.el.remove();
+  state.messages.delete(id);
+  if (state.replyTo === id) stopReply();
+}
+
+function showWorking(replyTo) {
+  const key = replyTo || "";
+  let item = state.working.get(key);
+  if (!item) {
+    const root = el("div", "msg bot working");
+    root.append(el("span", "avatar bot", "✨"));
+    const bubble = el("div", "bubble");
+    const dots = el("span", "dots");
+    dots.append(el("i"), el("i"), el("i"));
+    bubble.append(el("span", "", "🎨 working…"), dots);
+    root.append(bubble);
+    $("log").append(root);
+    item = { el: root, timer: 0 };
+    state.working.set(key, item);
+    scrollDown();
+  }
+  clearTimeout(item.timer);
+  item.timer = setTimeout(() => clearWorking(key), 7000);
+}
+function clearWorking(replyTo) {
+  const item = state.working.get(replyTo || "");
+  if (!item) return;
+  clearTimeout(item.timer);
+  item.el.remove();
+  state.working.delete(replyTo || "");
+}
+
+function scrollDown() {
+  const log = $("log");
+  log.scrollTop = log.scrollHeight;
+}
+function flash(id) {
+  const item = state.messages.get(id);
+  if (!item) return;
+  item.el.scrollIntoView({ behavior: "smooth", block: "center" });
+  item.el.classList.add("highlight");
+  setTimeout(() => item.el.classList.remove("highlight"), 1200);
+}
+
+let toastTimer = 0;
+function toast(text) {
+  const box = $("toast");
+  box.textContent = text;
+  box.classList.add("show");
+  clearTimeout(toastTimer);
+  toastTimer = setTimeout(() => box.classList.remove("show"), 3200);
+}
+
+// -- replying and sending ----------------------------------------------------------------------
+function startReply(id) {
+  state.replyTo = id;
+  $("replying-text").textContent = `Replying to ${summary(id)}`;
+  $("replying").hidden = false;
+  const text = $("text");
+  text.placeholder = "What should change? e.g. add a crown";
+  text.focus();
+}
+function stopReply() {
+  state.replyTo = null;
+  $("replying").hidden = true;
+  $("text").placeholder = "Upload a selfie, or reply to a picture…";
+}
+$("cancel-reply").addEventListener("click", stopReply);
+document.addEventListener("keydown", (e) => { if (e.key === "Escape" && state.replyTo) stopReply(); });
+
+$("composer").addEventListener("submit", (e) => {
+  e.preventDefault();
+  const text = $("text").value.trim();
+  if (!text) return;
+  if (send("text", { text, reply_to: state.replyTo })) {
+    $("text").value = "";
+    stopReply();
+  }
+});
+$("party").addEventListener("click", () => send("text", { text: "/party" }));
+
+async function upload(file) {
+  if (!file || !state.chat) return;
+  const form = new FormData();
+  form.append("name", me());
+  if (state.replyTo) form.append("reply_to", state.replyTo);
+  form.append("photo", file, file.name || "photo");
+  stopReply();
+  rememberPerson(me());
+  renderPeople();
+  toast(`Sending ${file.name || "your photo"}…`);
+  try {
+    const response = await fetch(`/api/chats/${encodeURIComponent(state.chat)}/photos`, { method: "POST", body: form });
+    if (!response.ok) toast((await response.text()) || `Upload failed (${response.status})`);
+  } catch {
+    toast("Upload failed — is the playground still running?");
+  }
+}
+$("attach").addEventListener("click", () => $("file").click());
+$("empty-upload").addEventListener("click", () => $("file").click());
+$("file").addEventListener("change", () => {
+  const file = $("file").files[0];
+  $("file").value = "";
+  upload(file);
+});
+
+// Drag and drop anywhere on the page.
+let dragDepth = 0;
+window.addEventListener("dragenter", (e) => { if (hasFiles(e)) { dragDepth++; $("drop").hidden = false; } });
+window.addEventListener("dragleave", () => { if (--dragDepth <= 0) { dragDepth = 0; $("drop").hidden = true; } });
+window.addEventListener("dragover", (e) => { if (hasFiles(e)) e.preventDefault(); });
+window.addEventListener("drop", (e) => {
+  e.preventDefault();
+  dragDepth = 0;
+  $("drop").hidden = true;
+  const file = e.dataTransfer && e.dataTransfer.files[0];
+  if (file) upload(file);
+});
+function hasFiles(e) { return e.dataTransfer && Array.from(e.dataTransfer.types).includes("Files"); }
+
+renderPeople();
+connect();

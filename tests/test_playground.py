@@ -1,0 +1,318 @@
+"""The playground as its page uses it: the real aiohttp app over HTTP and a WebSocket, the real core,
+the offline engine and SQLite. Each test does what a person does on the page and checks what the
+page would show.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import numpy as np
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from PIL import Image
+
+from bots.cli import open_studio
+from bots.playground import Playground
+from core.config import LimitsSettings, PlaygroundSettings, Settings, StorageSettings
+from core.engines.base import ImageEngine
+from core.engines.offline import OfflineEngine
+from core.intake import MAX_FILE_BYTES
+from tests.fakes import FakeEngine
+
+FIXTURE = Path(__file__).parent / "fixtures" / "astronaut.png"
+Event = dict[str, Any]
+
+
+class Page:
+    """One open playground page: its WebSocket, and every event the server pushed to it."""
+
+    def __init__(self, client: TestClient[Any, Any], ws: aiohttp.ClientWebSocketResponse, hello: Event) -> None:
+        self.client = client
+        self.ws = ws
+        self.hello = hello
+        self.chat: str = hello["chat"]
+        self.events: list[Event] = []
+        self._seen = 0
+        self._changed = asyncio.Event()
+        self._reader = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        async for msg in self.ws:
+            if msg.type == aiohttp.WSMsgType.TEXT:
+                self.events.append(msg.json())
+                self._changed.set()
+
+    async def close(self) -> None:
+        await self.ws.close()
+        self._reader.cancel()
+
+    async def next(self, match: Callable[[Event], bool], timeout: float = 15.0) -> Event:
+        """The next event (after those already taken) that matches."""
+        async with asyncio.timeout(timeout):
+            while True:
+                for i in range(self._seen, len(self.events)):
+                    if match(self.events[i]):
+                        self._seen = i + 1
+                        return self.events[i]
+                self._changed.clear()
+                await self._changed.wait()
+
+    async def message(self, kind: str, timeout: float = 15.0, **fields: Any) -> Event:
+        event = await self.next(lambda e: e["type"] == "message" and e["message"]["kind"] == kind
+                                and all(e["message"].get(k) == v for k, v in fields.items()), timeout)
+        return event["message"]  # type: ignore[no-any-return]
+
+    async def act(self, op: str, name: str = "Alex", **fields: Any) -> None:
+        await self.ws.send_json({"op": op, "name": name, **fields})
+
+    async def upload(self, data: bytes, name: str = "Alex", reply_to: str | None = None,
+                     filename: str = "selfie.jpg", content_type: str = "image/jpeg") -> str:
+        form = aiohttp.FormData()
+        form.add_field("name", name)
+        if reply_to:
+            form.add_field("reply_to", reply_to)
+        form.add_field("photo", data, filename=filename, content_type=content_type)
+        response = await self.client.post(f"/api/chats/{self.chat}/photos", data=form)
+        assert response.status == 200, await response.text()
+        return str((await response.json())["id"])
+
+    async def image(self, url: str) -> Image.Image:
+        response = await self.client.get(url)
+        assert response.status == 200
+        assert response.content_type.startswith("image/")
+        return Image.open(io.BytesIO(await response.read())).convert("RGB")
+
+
+@contextlib.asynccontextmanager
+async def serve(tmp_path: Path, engine: ImageEngine, **settings: Any) -> AsyncIterator[TestClient[Any, Any]]:
+    """The playground app over a real studio (SQLite under tmp_path), served on 127.0.0.1."""
+    config = Settings(storage=StorageSettings(dir=tmp_path / "data"), **settings)
+    async with open_studio(config, engine=engine) as studio:
+        playground = Playground(PlaygroundSettings(), studio, engine_name=engine.name, engine_model=engine.model)
+        async with TestClient(TestServer(playground.app)) as test_client:
+            yield test_client
+        await playground.aclose()
+
+
+@pytest.fixture
+async def client(tmp_path: Path) -> AsyncIterator[TestClient[Any, Any]]:
+    async with serve(tmp_path, OfflineEngine()) as test_client:
+        yield test_client
+
+
+async def open_page(client: TestClient[Any, Any], chat: str = "") -> Page:
+    ws = await client.ws_connect(f"/ws?chat={chat}")
+    hello = await ws.receive_json(timeout=10)
+    assert hello["type"] == "hello"
+    return Page(client, ws, hello)
+
+
+@pytest.fixture
+async def page(client: TestClient[Any, Any]) -> AsyncIterator[Page]:
+    opened = await open_page(client)
+    yield opened
+    await opened.close()
+
+
+@pytest.fixture(scope="module")
+def selfie() -> bytes:
+    out = io.BytesIO()
+    Image.open(FIXTURE).convert("RGB").save(out, "JPEG", quality=90)
+    return out.getvalue()
+
+
+def _difference(a: Image.Image, b: Image.Image) -> float:
+    """Mean absolute difference per channel (0-255) at a common size."""
+    pixels = [np.asarray(i.resize((128, 128)), dtype=np.int16) for i in (a, b)]
+    return float(np.abs(pixels[0] - pixels[1]).mean())
+
+
+async def _styled(page: Page, selfie: bytes, style: str = "zombie") -> tuple[str, Event]:
+    photo_id = await page.upload(selfie)
+    menu = await page.message("menu", reply_to=photo_id)
+    await page.act("style", message=menu["id"], style=style)
+    return photo_id, await page.message("image", reply_to=photo_id)
+
+
+async def test_the_page_says_which_engine_and_lists_the_styles(page: Page, client: TestClient[Any, Any]) -> None:
+    assert page.hello["engine"] == "offline"
+    assert "zombie" in [s["id"] for s in page.hello["styles"]]
+    index = await client.get("/")
+    body = await index.text()
+    assert index.status == 200 and "Pix Me!" in body and "/static/app.js" in body
+    assert "default-src 'self'" in index.headers["Content-Security-Policy"]
+
+
+async def test_upload_and_pick_a_style_shows_the_avatar_with_commentary(page: Page, selfie: bytes) -> None:
+    photo_id = await page.upload(selfie)
+    photo = await page.message("photo", id=photo_id)
+    assert photo["from"]["name"] == "Alex" and photo["image"]  # the person's photo shows in the chat
+    menu = await page.message("menu", reply_to=photo_id)
+    assert {"zombie", "comic", "anime"} <= {s["id"] for s in menu["styles"]}
+
+    await page.act("style", message=menu["id"], style="zombie")
+    working = await page.next(lambda e: e["type"] in ("working", "message") and e.get("reply_to") == photo_id)
+    assert working["type"] == "working"  # the page shows progress before the picture arrives
+    result = await page.message("image", reply_to=photo_id)
+    assert result["text"]  # the commentary under the picture
+    assert isinstance(result["node"], int)
+    avatar, original = await page.image(result["image"]), Image.open(FIXTURE).convert("RGB")
+    assert _difference(avatar, original) > 10  # it really is restyled
+
+
+async def test_replying_to_a_result_edits_that_result_and_undo_goes_back(page: Page, selfie: bytes) -> None:
+    _, first = await _styled(page, selfie)
+    await page.act("text", text="add a crown", reply_to=first["id"])
+    said = await page.message("text", text="add a crown")
+    assert said["reply_to"] == first["id"] and said["from"]["name"] == "Alex"
+    crowned = await page.message("image", reply_to=said["id"])
+    assert "crown" in crowned["text"].lower()
+    first_image, crowned_image = await page.image(first["image"]), await page.image(crowned["image"])
+    assert _difference(first_image, crowned_image) > 0.5
+
+    await page.act("undo", message=crowned["id"], node=crowned["node"])
+    back = await page.message("image", reply_to=crowned["id"])
+    assert "Back to step 1" in back["text"]
+    assert _difference(await page.image(back["image"]), first_image) < 0.5  # the zombie again, no crown
+
+    # The picture undo brought back can itself be replied to.
+    await page.act("text", text="make it sepia", reply_to=back["id"])
+    said = await page.message("text", text="make it sepia")
+    assert (await page.message("image", reply_to=said["id"]))["node"] != crowned["node"]
+
+
+async def test_again_and_a_reply_without_a_picture_are_understood(page: Page, selfie: bytes) -> None:
+    _, first = await _styled(page, selfie, "comic")
+    await page.act("again", message=first["id"], node=first["node"])
+    again = await page.message("image", reply_to=first["id"])
+    assert again["node"] != first["node"]
+    await page.act("text", text="hello?")
+    said = await page.message("text", text="hello?")
+    hint = await page.message("text", reply_to=said["id"])
+    assert "Upload a selfie" in hint["text"]
+
+
+async def test_a_file_that_is_not_a_photo_gets_a_one_line_refusal(page: Page) -> None:
+    upload_id = await page.upload(b"%PDF-1.4 not a selfie at all", filename="cv.pdf", content_type="application/pdf")
+    refusal = await page.message("text", reply_to=upload_id)
+    assert "\n" not in refusal["text"] and len(refusal["text"]) < 200
+    await asyncio.sleep(0.3)
+    assert not [e for e in page.events if e["type"] == "message" and e["message"]["kind"] == "menu"]
+
+
+async def test_a_file_over_20_mb_is_refused_with_the_limit(page: Page) -> None:
+    upload_id = await page.upload(b"\xff\xd8" + b"\0" * MAX_FILE_BYTES)
+    refusal = await page.message("text", reply_to=upload_id)
+    assert "20 MB" in refusal["text"]
+
+
+async def test_a_party_with_two_people_makes_one_group_picture(page: Page, selfie: bytes) -> None:
+    await page.act("text", text="/party comic Beach day")
+    lobby = await page.message("buttons")
+    assert "Avatar party" in lobby["text"] and "Beach day" in lobby["text"]
+    assert any(b["action"].startswith("party:join:") for b in lobby["buttons"])
+
+    await page.upload(selfie, name="Alex", reply_to=lobby["id"])
+    edit = await page.next(lambda e: e["type"] == "edit" and "Alex (host) — 📸 selfie in" in e["message"]["text"])
+    await page.upload(selfie, name="Sam", reply_to=lobby["id"])
+    edit = await page.next(lambda e: e["type"] == "edit" and "Sam — 📸 selfie in" in e["message"]["text"])
+    start = next(b["action"] for b in edit["message"]["buttons"] if b["action"].startswith("party:start:"))
+
+    await page.act("press", name="Sam", message=lobby["id"], action=start)
+    toast = await page.next(lambda e: e["type"] == "toast")
+    assert "host" in toast["text"]  # only the host starts it
+
+    await page.act("press", name="Alex", message=lobby["id"], action=start)
+    started = await page.next(lambda e: e["type"] == "edit" and "has started" in e["message"]["text"])
+    assert "Alex and Sam" in started["message"]["text"]
+    group = await page.message("image", reply_to=lobby["id"], timeout=30)
+    assert "Alex and Sam" in group["text"]
+
+
+async def test_a_reloaded_page_sees_the_conversation_again(client: TestClient[Any, Any], page: Page,
+                                                            selfie: bytes) -> None:
+    _, result = await _styled(page, selfie)
+    again = await open_page(client, page.chat)
+    try:
+        assert again.chat == page.chat
+        assert result["id"] in [m["id"] for m in again.hello["history"]]
+        # Everyone watching the chat sees what happens in it.
+        await again.act("text", name="Sam", text="add sunglasses", reply_to=result["id"])
+        said = await page.message("text", text="add sunglasses")
+        assert said["from"]["name"] == "Sam"
+        assert "sunglasses" in (await page.message("image", reply_to=said["id"]))["text"].lower()
+    finally:
+        await again.close()
+    stranger = await open_page(client, "deadbeef-00000000")  # an unknown chat gets a fresh one
+    assert stranger.chat != page.chat and stranger.hello["history"] == []
+    await stranger.close()
+
+
+async def test_only_static_files_and_produced_pictures_are_served(client: TestClient[Any, Any], page: Page,
+                                                                  selfie: bytes) -> None:
+    for path in ("/static/../app.py", "/static/%2e%2e%2fapp.py", "/static/..%2F..%2Fcore%2Fconfig.py",
+                 "/static/.hidden", "/images/not-a-token", "/bots/playground/app.py", "/pixme.sqlite3"):
+        response = await client.get(path)
+        assert response.status == 404, path
+    assert (await client.get("/static/app.js")).status == 200
+    # Another website in the same browser cannot drive the playground.
+    with pytest.raises(aiohttp.WSServerHandshakeError):
+        await client.ws_connect("/ws", headers={"Origin": "https://evil.example"})
+    form = aiohttp.FormData()
+    form.add_field("photo", selfie, filename="a.jpg", content_type="image/jpeg")
+    response = await client.post(f"/api/chats/{page.chat}/photos", data=form,
+                                 headers={"Origin": "https://evil.example"})
+    assert response.status == 403
+    assert PlaygroundSettings().host == "127.0.0.1" and PlaygroundSettings().port == 8080
+
+
+async def test_a_waiting_request_shows_its_place_in_line_then_the_picture(tmp_path: Path, selfie: bytes) -> None:
+    async with serve(tmp_path, FakeEngine(delay=0.6), limits=LimitsSettings(concurrency=1, queue_note_after_s=0)) as test_client:
+        page = await open_page(test_client)
+        try:
+            menus = []
+            for name in ("Alex", "Sam"):
+                photo_id = await page.upload(selfie, name=name)
+                menus.append((photo_id, await page.message("menu", reply_to=photo_id)))
+            for name, (_, menu) in zip(("Alex", "Sam"), menus, strict=True):
+                await page.act("style", name=name, message=menu["id"], style="noir")
+            # One runs at once, so whoever came second (their photos are checked side by side) waits.
+            line = (await page.next(lambda e: e["type"] == "message" and "in line" in e["message"]["text"]))["message"]
+            assert "#1 in line" in line["text"]
+            waiting_photo = line["reply_to"]
+            assert waiting_photo in (menus[0][0], menus[1][0])
+            await page.next(lambda e: e["type"] == "edit" and e["message"]["id"] == line["id"]
+                            and "Working" in e["message"]["text"])
+            assert (await page.message("image", reply_to=waiting_photo))["text"] == "style: noir"
+            await page.next(lambda e: e["type"] == "delete" and e["id"] == line["id"])  # the note goes away
+        finally:
+            await page.close()
+
+
+async def test_the_page_names_the_gemini_engine_when_it_is_the_one_in_use(tmp_path: Path) -> None:
+    engine = FakeEngine(name="gemini", model="gemini-3.1-flash-image")
+    async with serve(tmp_path, engine) as test_client:
+        page = await open_page(test_client)
+        assert (page.hello["engine"], page.hello["model"]) == ("gemini", "gemini-3.1-flash-image")
+        await page.close()
+
+
+async def test_forget_asks_first_then_deletes_and_takes_its_buttons_away(page: Page, selfie: bytes) -> None:
+    await _styled(page, selfie)
+    await page.act("text", text="/forget")
+    question = await page.message("buttons")
+    yes = next(b["action"] for b in question["buttons"] if b["action"].startswith("forget:yes:"))
+    await page.act("press", name="Sam", message=question["id"], action=yes)
+    assert "someone else" in (await page.next(lambda e: e["type"] == "toast"))["text"]
+    await page.act("press", name="Alex", message=question["id"], action=yes)
+    done = await page.message("text", reply_to=question["id"])
+    assert done["text"].startswith("Done — I deleted")
+    settled = await page.next(lambda e: e["type"] == "edit" and e["message"]["id"] == question["id"])
+    assert settled["message"]["buttons"] == []
