@@ -274,7 +274,8 @@ async def test_only_static_files_and_produced_pictures_are_served(client: TestCl
 
 
 async def test_a_waiting_request_shows_its_place_in_line_then_the_picture(tmp_path: Path, selfie: bytes) -> None:
-    async with serve(tmp_path, FakeEngine(delay=0.6), limits=LimitsSettings(concurrency=1, queue_note_after_s=0)) as test_client:
+    limits = LimitsSettings(concurrency=1, queue_note_after_s=0)
+    async with serve(tmp_path, FakeEngine(delay=0.6), limits=limits) as test_client:
         page = await open_page(test_client)
         try:
             menus = []

@@ -196,7 +196,8 @@ def person(n: int) -> Person:
 
 
 async def test_waiting_people_are_told_their_place_and_the_message_moves(tmp_path: Path, selfie: bytes) -> None:
-    h, store = await studio_with(tmp_path, engine=FakeEngine(delay=0.3), limits=LimitsSettings(concurrency=1, queue_note_after_s=0))
+    h, store = await studio_with(tmp_path, engine=FakeEngine(delay=0.3),
+                                 limits=LimitsSettings(concurrency=1, queue_note_after_s=0))
     for n in range(1, 5):
         await h.studio.style(ctx(str(n), person(n)), "zombie", photo(selfie, str(n)))
     await asyncio.sleep(0.05)
