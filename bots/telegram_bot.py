@@ -6,11 +6,13 @@ to are Telegram questions answered here; everything else is the studio's.
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import hashlib
 import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from telegram import (
@@ -26,7 +28,7 @@ from telegram import (
 )
 from telegram import Chat as TgChat
 from telegram import User as TgUser
-from telegram.constants import ChatAction
+from telegram.constants import ChatAction, ChatMemberStatus
 from telegram.error import BadRequest, Forbidden, TelegramError
 from telegram.ext import (
     AIORateLimiter,
@@ -71,10 +73,19 @@ BASIC_COMMANDS = {
     "undo": "Reply to a result with this to go back a step",
     "cancel": "Stop what you asked for",
     "forget": "Delete everything the bot keeps about you",
+    "party": "Groups: start an avatar party (/party [style] [theme])",
+    "fuse": "Caption an album of 2-8 photos with this to blend them",
 }
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".heic", ".heif", ".tif", ".tiff", ".bmp")
 # sendPhoto refuses some images (too big, odd dimensions); those still go out as a file.
 _PHOTO_REFUSALS = ("PHOTO_INVALID_DIMENSIONS", "PHOTO_SAVE_FILE_INVALID", "IMAGE_PROCESS_FAILED")
+_ADMIN_STATUSES = (ChatMemberStatus.OWNER, ChatMemberStatus.ADMINISTRATOR)
+PARTY_ACTION_PREFIX = "party:"
+# What a party button press may answer that is good news; anything else is shown as an alert.
+_PARTY_GOOD_NEWS = frozenset({texts.PARTY_SEND_SELFIE, texts.PARTY_ALREADY_IN, texts.PARTY_LEFT,
+                              texts.PARTY_REUSED, texts.PARTY_CANCELLED_TOAST, texts.PARTY_STARTING})
+# A "use my last selfie" offer has served its purpose after these answers; refusals keep it for its owner.
+_REUSE_SETTLED = frozenset({texts.PARTY_REUSED, texts.PARTY_NOT_OPEN, texts.UNKNOWN_BUTTON})
 
 AnyApplication = Application[Any, Any, Any, Any, Any, Any]
 T = TypeVar("T")
@@ -156,6 +167,14 @@ def _chat(chat: TgChat) -> Chat:
 
 def _context(message: Message, user: TgUser | None = None) -> Context:
     return Context(_chat(message.chat), _person(user or message.from_user), str(message.message_id))
+
+
+@dataclass
+class _Album:
+    """The messages of one media group seen so far; `arrived` is set by each new one."""
+
+    messages: list[Message] = field(default_factory=list)
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 def _chunks(text: str, size: int = TEXT_LIMIT) -> list[str]:
@@ -330,6 +349,8 @@ class TelegramBot:
                  concurrency: int = 64) -> None:
         self.studio = studio
         self.engine_name = engine_name
+        self.album_wait_s = settings.album_wait_s
+        self._albums: dict[tuple[int, str], _Album] = {}
         self.application = build_application(settings, concurrency=concurrency)
         self.application.add_handler(CallbackQueryHandler(self._on_button))
         self.application.add_handler(MessageHandler(filters.UpdateType.MESSAGE, self._on_message))
@@ -372,6 +393,9 @@ class TelegramBot:
         message = update.message
         if message is None or message.from_user is None or message.from_user.is_bot:
             return
+        if message.media_group_id is not None:
+            self._collect_album(message)
+            return
         try:
             await self._route(message)
         except Exception:  # nothing may escape into PTB; the studio already told the person if it could
@@ -380,7 +404,7 @@ class TelegramBot:
     async def _route(self, message: Message) -> None:
         bot = self.application.bot
         private = message.chat.type == TgChat.PRIVATE
-        ctx = _context(message)
+        ctx = self._context(message)
         replied = message.reply_to_message
         replied_to_bot = self._is_ours(replied)
         body = message.text or message.caption
@@ -393,11 +417,17 @@ class TelegramBot:
             return
 
         text = (message.text or "").strip()
+        photo = photo_of(message, images_only=True)
+        if replied_to_bot and photo is not None and not private:
+            # A selfie replying to a party lobby joins the party (privacy mode lets replies to us through).
+            assert replied is not None
+            if await self.studio.parties.join_with_photo(ctx, str(replied.message_id), photo):
+                return
         if replied_to_bot and text:
             assert replied is not None
             if private or replied.photo or replied.document:
                 await self.studio.edit(ctx, text, str(replied.message_id))
-        elif private and photo_of(message, images_only=True) is not None:
+        elif private and photo is not None:
             await self.studio.offer_styles(ctx, str(message.message_id))
         elif private:
             await self.messenger.send_text(ReplyTarget(PLATFORM, ctx.chat.id), texts.SEND_A_PHOTO)
@@ -421,6 +451,15 @@ class TelegramBot:
             await self.studio.stats(ctx)
         elif name == "forget":
             await self.studio.forget(ctx)
+        elif name == "party":
+            await self.studio.parties.open(ctx, command.rest)
+        elif name == "join":
+            await self._join(message, ctx, private)
+        elif name == "fuse":
+            # One photo (or none) outside an album: the studio explains how many it needs.
+            photo = photo_of(message, images_only=True) or (
+                None if self._is_ours(replied) else photo_of(replied, images_only=True))
+            await self.studio.fuse(ctx, [photo] if photo is not None else [], command.rest)
         elif get_style(name) is not None:
             # A reply to one of our results restyles the selfie behind it, found through the studio.
             photo = photo_of(message) or (None if self._is_ours(replied) else photo_of(replied))
@@ -428,6 +467,97 @@ class TelegramBot:
         elif private:
             await self.messenger.send_text(ReplyTarget(PLATFORM, ctx.chat.id, ctx.message_id),
                                            texts.unknown_style(name))
+
+    async def _join(self, message: Message, ctx: Context, private: bool) -> None:
+        """`/join` replying to a lobby: with a selfie it joins; without one it is the Join button."""
+        target = ReplyTarget(PLATFORM, ctx.chat.id, ctx.message_id)
+        if private:
+            await self.messenger.send_text(target, texts.PARTY_GROUPS_ONLY)
+            return
+        lobby = message.reply_to_message
+        if lobby is not None and self._is_ours(lobby):
+            photo = photo_of(message, images_only=True)
+            if photo is not None:
+                if await self.studio.parties.join_with_photo(ctx, str(lobby.message_id), photo):
+                    return
+            elif (action := self._party_action(lobby, "join")) is not None:
+                await self.messenger.send_text(target, await self.studio.press(ctx, action))
+                return
+        await self.messenger.send_text(target, texts.PARTY_JOIN_HOW)
+
+    def _party_action(self, message: Message, verb: str) -> str | None:
+        """The studio action behind a lobby's `verb` button, read from the message's own keyboard."""
+        markup = message.reply_markup
+        for row in markup.inline_keyboard if markup is not None else ():
+            for button in row:
+                action = self.messenger.action_of(str(button.callback_data or ""))
+                if action is not None and action.startswith(f"{PARTY_ACTION_PREFIX}{verb}:"):
+                    return action
+        return None
+
+    # -- albums ----------------------------------------------------------------------------------
+    # Telegram delivers an album as one message per photo sharing a media_group_id, with the caption
+    # on one of them. They are gathered until none has arrived for `album_wait_s`, then handled once.
+
+    def _collect_album(self, message: Message) -> None:
+        assert message.media_group_id is not None
+        key = (message.chat_id, message.media_group_id)
+        album = self._albums.get(key)
+        if album is None:
+            album = self._albums[key] = _Album()
+            # PTB awaits its tasks when it stops, so an album still gathering is handled, not lost.
+            self.application.create_task(self._finish_album(key), name=f"album-{message.media_group_id}")
+        album.messages.append(message)
+        album.arrived.set()
+
+    async def _finish_album(self, key: tuple[int, str]) -> None:
+        album = self._albums[key]
+        while True:
+            album.arrived.clear()
+            try:
+                await asyncio.wait_for(album.arrived.wait(), self.album_wait_s)
+            except TimeoutError:
+                break
+        del self._albums[key]  # no await since the last check: nothing can join it any more
+        messages = sorted(album.messages, key=lambda m: m.message_id)
+        try:
+            await self._route_album(messages)
+        except Exception:
+            log.exception("telegram: album in %s failed", messages[0].chat_id)
+
+    async def _route_album(self, messages: list[Message]) -> None:
+        """`/fuse` on an album blends its photos; otherwise it is one message, not one per photo."""
+        bot = self.application.bot
+        captioned = next((m for m in messages if m.caption), None)
+        command = parse_command(captioned.caption, bot.username) if captioned is not None else None
+        if captioned is not None and command is not None and command.name == "fuse":
+            photos = [p for p in (photo_of(m, images_only=True) for m in messages) if p is not None]
+            await self.studio.fuse(self._context(captioned), photos, command.rest)
+        elif captioned is not None and (command is not None
+                                        or is_command_for_another_bot(captioned.caption, bot.username)):
+            await self._route(captioned)  # e.g. /zombie on an album styles the photo it captions
+        else:
+            await self._route(messages[0])  # a bare album: one style menu, for its first photo
+
+    # -- helpers ---------------------------------------------------------------------------------
+
+    def _context(self, message: Message, user: TgUser | None = None) -> Context:
+        """The studio's context; in groups it can ask Telegram whether the person is a chat admin."""
+        ctx = _context(message, user)
+        presser = user or message.from_user
+        if ctx.chat.is_private or presser is None:
+            return ctx
+        chat_id, user_id = message.chat_id, presser.id
+
+        async def is_chat_admin() -> bool:
+            try:
+                member = await self.application.bot.get_chat_member(chat_id, user_id)
+            except TelegramError as exc:
+                log.info("telegram: could not check chat admin status: %s", exc.message)
+                return False
+            return member.status in _ADMIN_STATUSES
+
+        return dataclasses.replace(ctx, chat_admin=is_chat_admin)
 
     def _is_ours(self, message: Message | None) -> bool:
         return message is not None and message.from_user is not None \
@@ -448,7 +578,10 @@ class TelegramBot:
             if action is None or menu is None:
                 await query.answer(texts.UNKNOWN_BUTTON)
                 return
-            toast = await self.studio.press(_context(menu, query.from_user), action)
+            toast = await self.studio.press(self._context(menu, query.from_user), action)
+            if action.startswith(PARTY_ACTION_PREFIX):
+                await self._party_answer(query.answer, action, toast, menu)
+                return
             await query.answer(toast[:CALLBACK_ANSWER_LIMIT])
             if toast != texts.NOT_YOUR_BUTTON:  # a settled question: take its buttons away
                 try:
@@ -457,6 +590,17 @@ class TelegramBot:
                     log.debug("telegram: could not remove buttons: %s", exc.message)
         except Exception:
             log.exception("telegram: button press failed")
+
+    @staticmethod
+    async def _party_answer(answer: Callable[..., Awaitable[bool]], action: str, toast: str,
+                            menu: Message) -> None:
+        """Refusals pop up so the presser notices; the lobby's keyboard is the studio's to change."""
+        await answer(toast[:CALLBACK_ANSWER_LIMIT], show_alert=toast not in _PARTY_GOOD_NEWS)
+        if action.startswith(f"{PARTY_ACTION_PREFIX}reuse:") and toast in _REUSE_SETTLED:
+            try:
+                await menu.edit_reply_markup(reply_markup=None)
+            except TelegramError as exc:
+                log.debug("telegram: could not remove buttons: %s", exc.message)
 
     async def _style_button(self, answer: Callable[..., Awaitable[bool]], style_id: str,
                             menu: Message | None, presser: TgUser) -> None:
@@ -470,7 +614,7 @@ class TelegramBot:
             await answer(f"{style.emoji} {style.title} coming up…")
         except TelegramError as exc:  # an expired query only loses its toast, not the picture
             log.info("telegram: could not answer a button press: %s", exc.message)
-        await self.studio.style(_context(photo_message, presser), style.id, photo)
+        await self.studio.style(self._context(photo_message, presser), style.id, photo)
 
     @staticmethod
     def _on_polling_error(exc: TelegramError) -> None:

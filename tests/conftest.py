@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,3 +28,14 @@ def face_image() -> Image.Image:
 @pytest.fixture(scope="session")
 def selfie(face_image: Image.Image) -> bytes:
     return jpeg_bytes(face_image)
+
+
+@pytest.fixture(autouse=True)
+def _restore_root_logging() -> Iterator[None]:
+    """`pixme` commands configure logging onto the test's captured stderr; take that back afterwards,
+    or later tests log into a closed stream."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)

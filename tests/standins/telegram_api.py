@@ -79,7 +79,7 @@ _METHODS = [
     "getMe", "logOut", "close", "getUpdates", "setWebhook", "deleteWebhook", "getWebhookInfo",
     "sendMessage", "sendPhoto", "sendDocument", "sendSticker", "sendMediaGroup", "sendChatAction",
     "editMessageText", "editMessageCaption", "editMessageReplyMarkup", "editMessageMedia",
-    "deleteMessage", "deleteMessages", "answerCallbackQuery", "getFile", "getChat",
+    "deleteMessage", "deleteMessages", "answerCallbackQuery", "getFile", "getChat", "getChatMember",
     "setMyCommands", "getMyCommands", "deleteMyCommands", "setMyDescription", "setMyShortDescription",
     "setMyName", "setChatMenuButton", "getChatMenuButton",
 ]
@@ -321,6 +321,8 @@ class FakeTelegram:
         self._consumed: set[int] = set()  # id() of SentMessages returned by wait_for_message(s)
         self._edits_seen: dict[tuple[int, int], int] = {}
         self._media_groups = itertools.count(13_000_000_000_000_001)
+        self._members: dict[tuple[int, int], str] = {}  # (chat, user) -> status, once seen or set
+        self._users: dict[int, User] = {}
         self._closing = False
 
     def __repr__(self) -> str:
@@ -394,6 +396,15 @@ class FakeTelegram:
         self._chats[chat.id] = data
         self._next_message_id.setdefault(chat.id, 1)
 
+    def set_member_status(self, chat: Chat, user: User, status: str = "administrator") -> None:
+        """Make `user` a "creator", "administrator" or plain "member" of a group (getChatMember)."""
+        if status not in ("creator", "administrator", "member"):
+            raise ValueError(f"unsupported member status {status!r}")
+        if chat.id not in self._chats:
+            self.add_chat(chat)
+        self._users[user.id] = user
+        self._members[(chat.id, user.id)] = status
+
     def block_bot(self, user_id: int) -> None:
         """The person blocks the bot (or the bot is kicked from the group with this id)."""
         self._blocked.add(user_id)
@@ -416,6 +427,20 @@ class FakeTelegram:
         if media_group_id:
             content["media_group_id"] = media_group_id
         return self._person_message(chat, user, content, reply_to)
+
+    def send_album(self, chat: Chat, user: User, images: list[bytes], caption: str | None = None, *,
+                   caption_on: int = 0, reply_to: int | None = None) -> list[int]:
+        """A person sends 2-10 photos as one album: one message each, sharing a media_group_id.
+
+        As in Telegram apps, the caption rides on one photo (`caption_on`) and every photo of an
+        album that replies to a message replies to it.
+        """
+        if not 2 <= len(images) <= 10:
+            raise ValueError("an album holds 2 to 10 items")
+        group_id = str(next(self._media_groups))
+        return [self.send_photo(chat, user, image, caption=caption if i == caption_on else None,
+                                reply_to=reply_to, media_group_id=group_id)
+                for i, image in enumerate(images)]
 
     def send_document(self, chat: Chat, user: User, data: bytes, file_name: str, mime_type: str,
                       caption: str | None = None, reply_to: int | None = None, *,
@@ -442,6 +467,7 @@ class FakeTelegram:
             raise ValueError(f"message {message_id} has no button with callback_data {data!r}")
         query_id = str(secrets.randbits(62))
         self._queries[query_id] = False
+        self._seen(chat.id, user)
         self._push_update("callback_query", {
             "id": query_id, "from": user.to_json(), "message": self._full(chat.id, message_id),
             "chat_instance": str(-(abs(chat.id) * 7919 % 10**18) - 1), "data": data,
@@ -585,9 +611,15 @@ class FakeTelegram:
         data = {"message_id": message_id, "from": user.to_json(), "date": int(time.time()),
                 "chat": dict(self._chats[chat.id]), **content}
         self._messages[(chat.id, message_id)] = _Stored(data, reply_to, from_bot=False)
+        self._seen(chat.id, user)
         if self._delivered(chat, data, reply_to):
             self._push_update("message", self._full(chat.id, message_id))
         return message_id
+
+    def _seen(self, chat_id: int, user: User) -> None:
+        """Whoever writes or presses in a chat is in it."""
+        self._users[user.id] = user
+        self._members.setdefault((chat_id, user.id), "member")
 
     def _delivered(self, chat: Chat, data: dict[str, Any], reply_to: int | None) -> bool:
         """Privacy mode: in groups only commands for this bot and replies to it arrive."""
@@ -1214,6 +1246,28 @@ class FakeTelegram:
     async def _api_getChat(self, params: dict[str, Any], files: dict[str, Upload]) -> dict[str, Any]:
         chat_id = self._chat_id(params)
         return {**self._chats[chat_id], "accent_color_id": 0, "max_reaction_count": 11}
+
+    async def _api_getChatMember(self, params: dict[str, Any], files: dict[str, Upload]) -> dict[str, Any]:
+        chat_id = self._chat_id(params)
+        user_id = self._int(params, "user_id")
+        assert user_id is not None
+        user = self._users.get(user_id)
+        status = self._members.get((chat_id, user_id))
+        if user is None or status is None:
+            if self._chats[chat_id]["type"] == "private":
+                raise _bad("member not found")
+            raise _bad("PARTICIPANT_ID_INVALID")
+        member: dict[str, Any] = {"status": status, "user": user.to_json()}
+        if status == "creator":
+            member["is_anonymous"] = False
+        elif status == "administrator":
+            member.update(dict.fromkeys(
+                ("can_be_edited", "is_anonymous", "can_restrict_members", "can_promote_members",
+                 "can_post_stories", "can_edit_stories", "can_delete_stories"), False))
+            member.update(dict.fromkeys(
+                ("can_manage_chat", "can_delete_messages", "can_manage_video_chats", "can_change_info",
+                 "can_invite_users", "can_pin_messages"), True))
+        return member
 
     async def _api_logOut(self, params: dict[str, Any], files: dict[str, Upload]) -> bool:
         return True
