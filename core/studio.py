@@ -212,7 +212,9 @@ class Studio:
 
     async def press(self, ctx: Context, action: str) -> str:
         """A button from `send_buttons` was pressed; returns a short toast for the presser."""
-        async with self._handling(ctx):
+        async with self._handling(ctx) as allowed:
+            if not allowed:
+                return texts.NOT_ALLOWED
             verb, _, rest = action.partition(":")
             if verb == "party":
                 what, _, rest = rest.partition(":")

@@ -245,3 +245,22 @@ async def test_an_album_fuses_into_one_picture(w: World, selfie: bytes) -> None:
     await w.studio.fuse(w.ctx(ADA, me), [photo(selfie, "solo")], "")
     assert w.messenger.sent[-1].text == "Send 2 to 8 photos as one album with the caption /fuse to blend them " \
                                         "— I got 1."
+
+
+async def test_someone_the_operator_denied_cannot_join_by_button(tmp_path: Path, selfie: bytes) -> None:
+    from core.config import AccessSettings
+
+    store = await SqliteStore.open(tmp_path / "db.sqlite3")
+    studio = Studio(store=store, images=FileImageStore(tmp_path, store), engine=FakeEngine(),
+                    access=AccessSettings(deny=[DEE.id]))
+    messenger = FakeMessenger()
+    studio.attach("test", messenger)
+    w = World(studio, store, FakeEngine(), messenger)
+    try:
+        await studio.parties.open(w.ctx(ADA), "")
+        assert await studio.press(w.ctx(DEE), w.action("join")) == "Sorry, this bot is private — its operator " \
+                                                                   "hasn't given you access."
+        assert "Dee" not in w.lobby().text
+    finally:
+        await studio.aclose()
+        await store.close()
