@@ -319,11 +319,15 @@ class Studio:
         if replied_message_id is not None:
             node = await self.store.node_for_message(ctx.chat.platform, ctx.chat.id, replied_message_id)
             if node is not None:
-                # Restyling a result starts again from the original selfie: styles stack badly.
-                root = await self.store.get_node(node.root_id) if node.root_id else node
-                return root or node
+                return await self._original_of(node)
         await self._say(ctx, texts.style_hint(style))
         return None
+
+    async def _original_of(self, node: Node) -> Node:
+        """The selfie (or group picture) at the root of `node`'s tree: restyles start again from it,
+        because styles stack badly."""
+        root = await self.store.get_node(node.root_id) if node.root_id else None
+        return root or node
 
     async def _ingest(self, ctx: Context, photo: PhotoRef) -> Node | None:
         """Download, check and store a person's photo as the root of a new edit tree."""
@@ -621,8 +625,7 @@ class Studio:
             node = await self._node_here(ctx, node_id)
             if node is None or await self._refuse_over_limit(ctx):
                 return
-            root = await self.store.get_node(node.root_id) if node.root_id else node
-            await self._submit(ctx, "style", {"style": style.id, "node": (root or node).id})
+            await self._submit(ctx, "style", {"style": style.id, "node": (await self._original_of(node)).id})
 
 
 def _start_of_day() -> float:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from core.config import load_settings
+from core.config import Settings, load_settings
 from tests.standins.telegram_api import FakeTelegram
 from tests.test_telegram_harness import ALICE, difference, private, running_bot, small_selfie
 
@@ -16,17 +17,21 @@ pytest.importorskip("core.engines.gemini")
 ALICE_CHAT = private(ALICE)
 
 
+def gemini_settings(tg: FakeTelegram, gem: Any, data_dir: Path, **gemini: float) -> Settings:
+    """Telegram and Gemini both pointed at their loopback stand-ins."""
+    return load_settings(
+        None,
+        telegram={"token": tg.token, "api_url": tg.api_url, "file_url": tg.file_url},
+        storage={"dir": data_dir, "retention_days": 0},
+        engine={"default": "gemini", "input_max_px": 256},
+        gemini={"api_key": gem.api_key, "base_url": gem.base_url, **gemini},
+    )
+
+
 async def test_gemini_style_journey_and_a_blocked_picture(tmp_path: Path) -> None:
     selfie = small_selfie(256)
     async with FakeTelegram() as tg, gemini_api.FakeGemini() as gem:
-        settings = load_settings(
-            None,
-            telegram={"token": tg.token, "api_url": tg.api_url, "file_url": tg.file_url},
-            storage={"dir": tmp_path, "retention_days": 0},
-            engine={"default": "gemini", "input_max_px": 256},
-            gemini={"api_key": gem.api_key, "base_url": gem.base_url, "retry_budget_s": 2,
-                    "request_timeout_s": 10},
-        )
+        settings = gemini_settings(tg, gem, tmp_path, retry_budget_s=2, request_timeout_s=10)
         async with running_bot(tg, tmp_path, settings=settings) as run:
             assert run.studio.engine.name == "gemini"
             gem.script(gem.image(text="Brains! And cheekbones."))
@@ -55,14 +60,7 @@ async def test_an_outage_is_announced_once_and_the_saved_request_runs_when_the_s
 
     selfie = small_selfie(256)
     async with FakeTelegram() as tg, gemini_api.FakeGemini() as gem:
-        settings = load_settings(
-            None,
-            telegram={"token": tg.token, "api_url": tg.api_url, "file_url": tg.file_url},
-            storage={"dir": tmp_path, "retention_days": 0},
-            engine={"default": "gemini", "input_max_px": 256},
-            gemini={"api_key": gem.api_key, "base_url": gem.base_url, "retry_budget_s": 0.2,
-                    "request_timeout_s": 5},
-        )
+        settings = gemini_settings(tg, gem, tmp_path, retry_budget_s=0.2, request_timeout_s=5)
         async with running_bot(tg, tmp_path, settings=settings) as run:
             run.studio.breaker = CircuitBreaker(threshold=2, cooldown_s=0.3, max_cooldown_s=0.6)
             gem.fail_next(503, times=10_000)  # the image service is down
