@@ -29,6 +29,7 @@ from PIL import Image
 from core import texts
 from core.config import DiscordSettings
 from core.intake import IntakeError, check_declared_size, prepare
+from core.parties import DEFAULT_STYLE, MAX_THEME_CHARS
 from core.requests import Button, Chat, Context, DeliveryRefused, ImageReply, Person, PhotoRef, ReplyTarget
 from core.studio import Studio
 from core.styles import STYLES, Style, get_style
@@ -48,6 +49,8 @@ _MENTION = re.compile(r"<@!?(\d+)>")
 # Discord errors meaning a chat will never take our messages: missing access, unknown channel, DMs closed.
 _REFUSED_CODES = {50001, 50013, 10003, 50007}
 _EXPIRED_TOKEN_CODES = {50027, 10015, 10062}
+# What settles a "use my last selfie" offer for good, so its button can go.
+_REUSE_SETTLED = frozenset({texts.PARTY_REUSED, texts.PARTY_NOT_OPEN, texts.UNKNOWN_BUTTON})
 
 
 # -- translating Discord things --------------------------------------------------------------------
@@ -61,7 +64,21 @@ def _person(member: discord.abc.User) -> Person:
 
 
 def _interaction_context(interaction: discord.Interaction, message_id: int | str) -> Context:
-    return Context(_chat(interaction.channel_id, interaction.guild_id), _person(interaction.user), str(message_id))
+    # The presser's resolved permissions arrive with the interaction (its member payload), so asking
+    # whether they administer the server costs no request.
+    permissions = interaction.permissions
+
+    async def chat_admin() -> bool:
+        return interaction.guild_id is not None and (permissions.administrator or permissions.manage_guild)
+
+    return Context(_chat(interaction.channel_id, interaction.guild_id), _person(interaction.user), str(message_id),
+                   chat_admin=chat_admin)
+
+
+def _attachment_photo(attachment: discord.Attachment, message_id: int | None = None) -> PhotoRef:
+    """An attachment as a photo core fetches when it needs it (and checks then)."""
+    return PhotoRef(fetch=attachment.read, message_id=str(message_id) if message_id is not None else None,
+                    size=attachment.size, mime=attachment.content_type, file_name=attachment.filename)
 
 
 def is_image(attachment: discord.Attachment) -> bool:
@@ -269,6 +286,13 @@ class DiscordMessenger:
         self._tokens[message_id] = _Token(interaction.application_id, interaction.token,
                                           now + self.token_lifetime_s, interaction.filesize_limit, ephemeral)
 
+    def settle(self, message_id: str) -> None:
+        """What the interaction had to show is out (e.g. a party lobby): later posts replying to that
+        message go to the channel as replies, not as follow-ups in the requester's name."""
+        token = self._tokens.get(message_id)
+        if token is not None:
+            token.delivered = True
+
     def answered(self, message_id: str) -> bool:
         """Whether anything was sent through the interaction remembered under `message_id`."""
         token = self._tokens.get(message_id)
@@ -346,6 +370,14 @@ class DiscordMessenger:
         if token is not None:
             token.delivered = True
         return sent
+
+    # -- people (settings/exports) slice: minimal stand-ins until the Discord session builds them --
+    async def send_file(self, target: ReplyTarget, reply: ImageReply) -> str:
+        return await self.send_image(target, reply)  # Discord shows every upload as a file already
+
+    async def send_sticker(self, target: ReplyTarget, image: bytes) -> str:
+        return await self._post(target, None,
+                                file=lambda: discord.File(io.BytesIO(image), filename="pixme-sticker.webp"))
 
     async def send_text(self, target: ReplyTarget, text: str) -> str:
         return await self._post(target, _caption(text))
@@ -541,7 +573,39 @@ class DiscordBot:
         async def pix_me(interaction: discord.Interaction, message: discord.Message) -> None:
             await self._guarded(self.on_pix_me(interaction, message))
 
+        party = app_commands.Group(name="party", description="Avatar parties: everyone's selfies in one picture",
+                                   guild_only=True)
+
+        @party.command(name="open", description="Open a party lobby in this channel")
+        @app_commands.describe(style="The look of the group picture", theme="What the picture is about")
+        @app_commands.choices(style=choices)
+        async def party_open(interaction: discord.Interaction, style: app_commands.Choice[str] | None = None,
+                             theme: app_commands.Range[str, None, MAX_THEME_CHARS] | None = None) -> None:
+            await self._guarded(self.on_party_open(interaction, style.value if style else DEFAULT_STYLE,
+                                                   theme or ""))
+
+        @party.command(name="join", description="Join this channel's party with your selfie")
+        @app_commands.describe(photo="Your selfie (JPEG, PNG, WebP, GIF, HEIC)")
+        async def party_join(interaction: discord.Interaction, photo: discord.Attachment) -> None:
+            await self._guarded(self.on_party_join(interaction, photo))
+
+        @app_commands.command(name="fuse", description="Blend 2–8 photos into one picture")
+        @app_commands.describe(instruction="What to make of them, e.g. “best friends at the fair”",
+                               style="The look of the picture")
+        @app_commands.choices(style=choices)
+        async def fuse(interaction: discord.Interaction, photo1: discord.Attachment, photo2: discord.Attachment,
+                       photo3: discord.Attachment | None = None, photo4: discord.Attachment | None = None,
+                       photo5: discord.Attachment | None = None, photo6: discord.Attachment | None = None,
+                       photo7: discord.Attachment | None = None, photo8: discord.Attachment | None = None,
+                       instruction: app_commands.Range[str, None, MAX_THEME_CHARS] | None = None,
+                       style: app_commands.Choice[str] | None = None) -> None:
+            photos = [p for p in (photo1, photo2, photo3, photo4, photo5, photo6, photo7, photo8) if p is not None]
+            await self._guarded(self.on_fuse(interaction, photos, style.value if style else DEFAULT_STYLE,
+                                             instruction or ""))
+
         tree.add_command(avatar)
+        tree.add_command(party)
+        tree.add_command(fuse)
         tree.add_command(styles)
         tree.add_command(help_)
         tree.add_command(cancel)
@@ -590,6 +654,67 @@ class DiscordBot:
 
         ref = PhotoRef(fetch=fetch, size=photo.size, mime=photo.content_type, file_name=photo.filename)
         await self.studio.style(_interaction_context(interaction, request_id), style_id, ref)
+
+    # -- parties and fusion ------------------------------------------------------------------------
+
+    def _jump_url(self, interaction: discord.Interaction, message_id: str) -> str:
+        channel = self.client.get_partial_messageable(interaction.channel_id or 0, guild_id=interaction.guild_id)
+        return channel.get_partial_message(int(message_id)).jump_url
+
+    async def on_party_open(self, interaction: discord.Interaction, style_id: str, theme: str) -> None:
+        """The lobby is the command's own answer; everything later replies to it in the channel."""
+        existing = await self.studio.parties.open_in(PLATFORM, str(interaction.channel_id))
+        if existing is not None and existing.lobby_message is not None:
+            await interaction.response.send_message(
+                texts.discord_party_already_open(self._jump_url(interaction, existing.lobby_message)), ephemeral=True)
+            return
+        answer = await interaction.response.defer(thinking=True)
+        request_id = str((answer.message_id if answer is not None else None) or interaction.id)
+        self.messenger.remember(request_id, interaction)
+        try:
+            await self.studio.parties.open(_interaction_context(interaction, request_id), f"{style_id} {theme}")
+        finally:
+            self.messenger.settle(request_id)
+        if not self.messenger.answered(request_id):  # someone else opened one a moment ago
+            with contextlib.suppress(discord.HTTPException):
+                await interaction.delete_original_response()
+
+    async def on_party_join(self, interaction: discord.Interaction, photo: discord.Attachment) -> None:
+        """`/party join photo:` — the selfie joins this channel's open party, in its sender's name only."""
+        problem = declared_problem(photo)
+        if problem is not None:
+            await interaction.response.send_message(problem, ephemeral=True)
+            return
+        party = await self.studio.parties.open_in(PLATFORM, str(interaction.channel_id))
+        if party is None or party.lobby_message is None:
+            await interaction.response.send_message(texts.DISCORD_PARTY_NONE, ephemeral=True)
+            return
+        answer = await interaction.response.defer(ephemeral=True, thinking=True)
+        request_id = str((answer.message_id if answer is not None else None) or interaction.id)
+        self.messenger.remember(request_id, interaction, ephemeral=True)
+        ctx = _interaction_context(interaction, request_id)
+        await self.studio.parties.join_with_photo(ctx, party.lobby_message, _attachment_photo(photo))
+        if self.messenger.answered(request_id):  # a refusal (full, closed, a bad file) was said
+            return
+        now = await self.studio.parties.get(party.id)
+        member = now.member(ctx.person.id) if now is not None else None
+        if member is not None and member.node_id is not None:
+            await interaction.followup.send(texts.DISCORD_PARTY_JOINED, ephemeral=True)
+        else:
+            with contextlib.suppress(discord.HTTPException):
+                await interaction.delete_original_response()
+
+    async def on_fuse(self, interaction: discord.Interaction, photos: list[discord.Attachment], style_id: str,
+                      instruction: str) -> None:
+        problem = next((p for p in map(declared_problem, photos) if p is not None), None)
+        if problem is not None:
+            await interaction.response.send_message(problem, ephemeral=True)
+            return
+        answer = await interaction.response.defer(thinking=True)
+        request_id = str((answer.message_id if answer is not None else None) or interaction.id)
+        self.messenger.remember(request_id, interaction)
+        await self.studio.fuse(_interaction_context(interaction, request_id),
+                               [_attachment_photo(p) for p in photos], f"{style_id} {instruction}")
 
     async def on_pix_me(self, interaction: discord.Interaction, message: discord.Message) -> None:
         attachment = first_image(message)
@@ -655,6 +780,11 @@ class DiscordBot:
 
     async def on_press(self, interaction: discord.Interaction, action: str) -> None:
         toast = await self._privately(interaction, lambda ctx: self.studio.press(ctx, action))
+        if toast == texts.PARTY_SEND_SELFIE:  # Discord's ways in are a command or a reply with the photo
+            toast = texts.DISCORD_PARTY_SEND_SELFIE
+        if action.startswith("party:reuse:") and toast in _REUSE_SETTLED and interaction.message is not None:
+            with contextlib.suppress(discord.HTTPException):  # a used (or moot) offer loses its button
+                await interaction.message.edit(view=None)
         if toast:
             await interaction.followup.send(toast, ephemeral=True)
 
@@ -705,6 +835,10 @@ class DiscordBot:
         replied = await self._replied_message(message)
         text = _MENTION.sub(lambda m: "" if int(m[1]) == me.id else m[0], message.content).strip()
         if replied is not None and replied.author.id == me.id:
+            attachment = first_image(message)
+            if attachment is not None and await self.studio.parties.join_with_photo(
+                    ctx, str(replied.id), _attachment_photo(attachment, message.id)):
+                return  # a selfie replying to a party lobby joins its sender to the party
             if text:
                 await self.studio.edit(ctx, text, str(replied.id))
             return

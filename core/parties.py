@@ -55,6 +55,15 @@ class Parties:
     def _store(self):  # type: ignore[no-untyped-def]  # the studio's Store
         return self.studio.store
 
+    # -- queries for adapters ----------------------------------------------------------------------
+
+    async def open_in(self, platform: str, chat_id: str) -> Party | None:
+        """The chat's open party, if any (for adapters whose join command names no lobby message)."""
+        return await self._store.open_party(platform, chat_id)
+
+    async def get(self, party_id: int) -> Party | None:
+        return await self._store.get_party(party_id)
+
     # -- use cases ---------------------------------------------------------------------------------
 
     async def open(self, ctx: Context, args: str) -> None:

@@ -155,7 +155,9 @@ def discord_help(engine_name: str) -> str:
         "2. Under every picture: **Edit** (say what to change), **Undo**, **Again**, **Style ▾**. "
         "You can also reply to my picture with a change like “add a crown”.\n"
         "3. `/styles` lists the styles; `/cancel` stops what you asked for; "
-        "`/forget` deletes everything I keep about you.\n\n"
+        "`/forget` deletes everything I keep about you.\n"
+        "4. Friends together: `/party open` starts an avatar party here (join with `/party join photo:` or "
+        "by replying to the lobby with a selfie); `/fuse` blends 2–8 photos into one picture.\n\n"
         f"Images are made with {engine}."
     )
 
@@ -232,3 +234,76 @@ def fuse_count(low: int, high: int, got: int) -> str:
 # -- playground -------------------------------------------------------------------------------------
 PLAYGROUND_HINT = ("Upload a selfie (📎, or drop it on the page) and pick a style — "
                    "or press Reply under one of my pictures to say what to change.")
+
+
+# -- people: settings, persona, history, exports (core/people.py) ------------------------------------
+SETTINGS_TITLE_PERSON = "⚙️ Your settings"
+SETTINGS_TITLE_CHAT = "⚙️ This group's defaults (set by its admins; they apply to everyone here)"
+SETTINGS_ADMINS_ONLY = ("Only this group's admins can change its defaults. "
+                        "Your own settings live in a private chat with me: send me /settings there.")
+SETTINGS_SAVED = "Saved ✓"
+SETTINGS_BACK = "⬅️ Back"
+SETTING_AUTO = "auto"
+PERSONA_NONE = ("You have no persona yet. Send /persona followed by a few words about yourself "
+                "(“a marathon runner who loves cats”), and your pictures will suit you.")
+PERSONA_CLEARED = "Your persona is gone. Pictures no longer take it into account."
+HISTORY_EMPTY = "Nothing here yet: send me a selfie with a style, e.g. /comic."
+EXPORT_HOW = ("Reply to one of my pictures with /export sticker, /export profile or /export original "
+              "to get it as a sticker, a square profile picture or the full-resolution file.")
+EXPORT_PROFILE_CAPTION = "Your profile picture: 1024×1024."
+EXPORT_ORIGINAL_CAPTION = "The original, full resolution."
+EXPORT_SENT = "Sent ✓"
+SYNTHID_NOTE = "Made by AI."
+
+
+def settings_view(title: str, model: str, model_price: float, ratio: str | None, size: str | None,
+                  delivery: str, has_persona: bool, warnings: list[str]) -> str:
+    lines = [title, "",
+             f"🤖 Model: {model} (≈${model_price:.3f} a picture)",
+             f"📐 Aspect ratio: {ratio or 'auto (follows your photo)'}",
+             f"🔍 Size: {size or 'standard'}",
+             f"📨 Delivery: {delivery}",
+             f"🪪 Persona: {'set (send /persona to see it)' if has_persona else 'none (/persona <about you>)'}"]
+    if warnings:
+        lines += ["", *warnings]
+    return "\n".join(lines)
+
+
+def setting_unsupported(model: str, what: str, value: str, supported: list[str]) -> str:
+    return f"⚠️ {model} can't do {what} {value} (it does {', '.join(supported)}), so it uses its own."
+
+
+def persona_saved(persona: str) -> str:
+    return f"Saved. I'll keep this in mind for your pictures (your face stays yours):\n\n{persona}"
+
+
+def persona_shown(persona: str) -> str:
+    return f"Your persona:\n\n{persona}\n\nChange it with /persona <text>, remove it with /persona clear."
+
+
+def persona_too_long(limit: int) -> str:
+    return f"That's a bit long: a persona is at most {limit} characters."
+
+
+def history_caption(step: int, what: str) -> str:
+    return f"Step {step} · {what}\n(Reply to continue from here.)"
+
+
+def history_intro(count: int) -> str:
+    return f"Your last {count} picture{'s' if count != 1 else ''} here, oldest first:"
+
+
+def unknown_setting(value: str) -> str:
+    return f"“{value}” isn't one of the choices. Send /settings to pick from the buttons."
+
+
+# -- parties and fusion on Discord --------------------------------------------------------------------
+
+DISCORD_PARTY_SEND_SELFIE = ("You're in! Now add your selfie: `/party join photo:<your selfie>` — "
+                             "or reply to the party message with it.")
+DISCORD_PARTY_NONE = "There's no party open in this channel — start one with `/party open`."
+DISCORD_PARTY_JOINED = "📸 Your selfie is in the party!"
+
+
+def discord_party_already_open(link: str) -> str:
+    return f"There's already a party open here — join that one: {link}"

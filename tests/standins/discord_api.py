@@ -53,6 +53,10 @@ EPHEMERAL = 1 << 6
 LOADING = 1 << 7
 ALL_PERMISSIONS = str((1 << 50) - 1)
 MESSAGE_CONTENT_INTENT = 1 << 15
+# Permission bits people may hold (https://discord.com/developers/docs/topics/permissions).
+ADMINISTRATOR = 1 << 3
+MANAGE_GUILD = 1 << 5
+MEMBER_PERMISSIONS = (1 << 10) | (1 << 11) | (1 << 15) | (1 << 16)  # view, send, attach files, read history
 
 Payload = dict[str, Any]
 
@@ -128,6 +132,8 @@ class FakeDiscord:
         self.interactions: dict[int, Interaction] = {}
         self.dm_channels: dict[int, int] = {}  # user id -> channel id
         self.typing: list[int] = []
+        # What each person may do in the guild (user id -> permission bits); everyone else holds all of them.
+        self.permissions: dict[str, int] = {}
         self.identified = 0  # IDENTIFYs (new sessions)
         self.resumed = 0  # RESUMEs accepted
         self.intents: int | None = None
@@ -226,7 +232,9 @@ class FakeDiscord:
 
     async def slash(self, person: Payload, name: str, options: dict[str, Any] | None = None, *,
                     attachments: dict[str, Payload] | None = None, channel_id: int | None = None) -> Interaction:
-        """A person runs `/name option:value…`; attachment options take an uploaded attachment."""
+        """A person runs `/name option:value…` (`"party open"` runs a subcommand); attachment options
+        take an uploaded attachment."""
+        name, _, subcommand = name.partition(" ")
         opts: list[Payload] = [{"name": k, "type": 3 if isinstance(v, str) else 4, "value": v}
                                for k, v in (options or {}).items()]
         resolved: Payload = {}
@@ -234,6 +242,10 @@ class FakeDiscord:
             opts.append({"name": key, "type": 11, "value": att["id"]})
             resolved.setdefault("attachments", {})[att["id"]] = att
         command = self._command(name, 1)
+        if subcommand:
+            offered = [o["name"] for o in command.get("options", []) if o.get("type") == 1]
+            assert subcommand in offered, f"/{name} has no subcommand {subcommand!r} (has {offered})"
+            opts = [{"name": subcommand, "type": 1, "options": opts}]
         data: Payload = {"id": command["id"], "name": name, "type": 1, "options": opts}
         if resolved:
             data["resolved"] = resolved
@@ -404,10 +416,11 @@ class FakeDiscord:
                 "position": 0, "permission_overwrites": [], "nsfw": False, "parent_id": None, "topic": None,
                 "last_message_id": None, "rate_limit_per_user": 0, "flags": 0}
 
-    @staticmethod
-    def _member(person: Payload) -> Payload:
+    def _member(self, person: Payload) -> Payload:
+        permissions = self.permissions.get(person["id"])
         return {"user": person, "roles": [], "joined_at": _iso(), "deaf": False, "mute": False, "flags": 0,
-                "nick": None, "avatar": None, "pending": False, "permissions": ALL_PERMISSIONS}
+                "nick": None, "avatar": None, "pending": False,
+                "permissions": ALL_PERMISSIONS if permissions is None else str(permissions)}
 
     # -- building objects ---------------------------------------------------------------------------
 
@@ -584,7 +597,10 @@ class FakeDiscord:
             assert 1 <= len(command["name"]) <= 32, command["name"]
             if command.get("type", 1) == 1:
                 assert 1 <= len(command.get("description", "")) <= 100
-                for option in command.get("options", []):
+                options = list(command.get("options", []))
+                for option in options:
+                    options.extend(option.get("options", []))  # subcommands' own options
+                    assert 1 <= len(option["name"]) <= 32 and len(option.get("description", "")) <= 100
                     assert len(option.get("choices", [])) <= 25
                     for choice in option.get("choices", []):
                         assert 1 <= len(choice["name"]) <= 100, choice
@@ -798,6 +814,10 @@ class FakeDiscord:
         channel = self.dm_channels.setdefault(recipient, snowflake(self._ids))
         return _json({"id": str(channel), "type": 1, "last_message_id": None, "flags": 0,
                                   "recipients": [user(recipient, f"user{recipient}")]})
+
+    def set_permissions(self, person: Payload, permissions: int) -> None:
+        """What `person` may do in the guild from now on (their member payloads carry it)."""
+        self.permissions[person["id"]] = permissions
 
     def dm_channel(self, person: Payload) -> int:
         return self.dm_channels.setdefault(int(person["id"]), snowflake(self._ids))
