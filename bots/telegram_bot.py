@@ -75,12 +75,20 @@ BASIC_COMMANDS = {
     "forget": "Delete everything the bot keeps about you",
     "party": "Groups: start an avatar party (/party [style] [theme])",
     "fuse": "Caption an album of 2-8 photos with this to blend them",
+    "settings": "Model, aspect ratio, size and delivery (groups: admins set defaults)",
+    "model": "Choose the image model",
+    "persona": "Tell me about you (/persona <text>, /persona clear)",
+    "history": "Your last 10 pictures here, to continue from",
+    "export": "Reply to a result: /export sticker | profile | original",
 }
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".heic", ".heif", ".tif", ".tiff", ".bmp")
 # sendPhoto refuses some images (too big, odd dimensions); those still go out as a file.
 _PHOTO_REFUSALS = ("PHOTO_INVALID_DIMENSIONS", "PHOTO_SAVE_FILE_INVALID", "IMAGE_PROCESS_FAILED")
 _ADMIN_STATUSES = (ChatMemberStatus.OWNER, ChatMemberStatus.ADMINISTRATOR)
 PARTY_ACTION_PREFIX = "party:"
+SETTINGS_ACTION_PREFIX = "set:"
+EXPORT_ACTION_PREFIX = "export:"
+_EXPORT_BUTTONS = (("🏷 Sticker", "sticker"), ("🖼 Profile pic", "profile"), ("📄 Original", "original"))
 # What a party button press may answer that is good news; anything else is shown as an alert.
 _PARTY_GOOD_NEWS = frozenset({texts.PARTY_SEND_SELFIE, texts.PARTY_ALREADY_IN, texts.PARTY_LEFT,
                               texts.PARTY_REUSED, texts.PARTY_CANCELLED_TOAST, texts.PARTY_STARTING})
@@ -229,10 +237,11 @@ class TelegramMessenger:
         extension = "png" if reply.mime == "image/png" else "jpg"
         upload = InputFile(reply.image, filename=f"pixme-{reply.node_id}.{extension}")
         chat_id = int(target.chat_id)
+        markup = self._export_keyboard(reply.node_id)
         try:
             sent = await _refusing(self._bot.send_photo(
                 chat_id=chat_id, photo=upload, caption=caption if fits else None,
-                reply_parameters=self._reply(target)))
+                reply_parameters=self._reply(target), reply_markup=markup))
         except BadRequest as exc:
             if not any(code in exc.message for code in _PHOTO_REFUSALS):
                 raise
@@ -240,12 +249,34 @@ class TelegramMessenger:
             upload = InputFile(reply.image, filename=f"pixme-{reply.node_id}.{extension}")
             sent = await _refusing(self._bot.send_document(
                 chat_id=chat_id, document=upload, caption=caption if fits else None,
-                reply_parameters=self._reply(target)))
+                reply_parameters=self._reply(target), reply_markup=markup))
         if not fits:
             # Commentary longer than a caption may be goes underneath, replying to the picture.
             for part in _chunks(caption):
                 await _refusing(self._bot.send_message(
                     chat_id=chat_id, text=part, reply_parameters=self._reply(target, str(sent.message_id))))
+        return str(sent.message_id)
+
+    def _export_keyboard(self, node_id: int) -> InlineKeyboardMarkup | None:
+        """Sticker / profile picture / original, under a result (the node id survives restarts)."""
+        if node_id <= 0:
+            return None
+        return self._keyboard([self._button(Button(label, f"export:{kind}:{node_id}"))
+                               for label, kind in _EXPORT_BUTTONS], per_row=3)
+
+    async def send_file(self, target: ReplyTarget, reply: ImageReply) -> str:
+        """sendDocument: Telegram keeps the bytes (full resolution, provenance metadata) as they are."""
+        caption = reply.caption.strip()
+        extension = {"image/png": "png", "image/webp": "webp"}.get(reply.mime, "jpg")
+        sent = await _refusing(self._bot.send_document(
+            chat_id=int(target.chat_id), document=InputFile(reply.image, filename=f"pixme-{reply.node_id}.{extension}"),
+            caption=caption[:CAPTION_LIMIT] or None, reply_parameters=self._reply(target)))
+        return str(sent.message_id)
+
+    async def send_sticker(self, target: ReplyTarget, image: bytes) -> str:
+        sent = await _refusing(self._bot.send_sticker(
+            chat_id=int(target.chat_id), sticker=InputFile(image, filename="pixme-sticker.webp"), emoji="🖼",
+            reply_parameters=self._reply(target)))
         return str(sent.message_id)
 
     async def send_text(self, target: ReplyTarget, text: str) -> str:
@@ -451,6 +482,16 @@ class TelegramBot:
             await self.studio.stats(ctx)
         elif name == "forget":
             await self.studio.forget(ctx)
+        elif name == "settings":
+            await self.studio.people.show_settings(ctx)
+        elif name == "model":
+            await self.studio.people.set_model(ctx, command.rest)
+        elif name == "persona":
+            await self.studio.people.persona(ctx, command.rest)
+        elif name == "history":
+            await self.studio.people.history(ctx)
+        elif name == "export":
+            await self.studio.people.export(ctx, command.rest, replied_id if self._is_ours(replied) else None)
         elif name == "party":
             await self.studio.parties.open(ctx, command.rest)
         elif name == "join":
@@ -581,6 +622,13 @@ class TelegramBot:
             toast = await self.studio.press(self._context(menu, query.from_user), action)
             if action.startswith(PARTY_ACTION_PREFIX):
                 await self._party_answer(query.answer, action, toast, menu)
+                return
+            if action.startswith(EXPORT_ACTION_PREFIX):  # a result keeps its export buttons
+                await query.answer(toast[:CALLBACK_ANSWER_LIMIT])
+                return
+            if action.startswith(SETTINGS_ACTION_PREFIX):  # the settings keyboard is edited in place
+                await query.answer(toast[:CALLBACK_ANSWER_LIMIT] or None,
+                                   show_alert=toast == texts.SETTINGS_ADMINS_ONLY)
                 return
             await query.answer(toast[:CALLBACK_ANSWER_LIMIT])
             if toast != texts.NOT_YOUR_BUTTON:  # a settled question: take its buttons away

@@ -44,8 +44,17 @@ class GeminiSettings(BaseModel):
     api_key: SecretStr = SecretStr("")
     base_url: str = ""
     model: str = DEFAULT_MODEL
+    # The image models people may pick with /settings (the offline engine is always offered too);
+    # empty = just `model`.
+    models: list[str] = Field(default_factory=list)
     request_timeout_s: float = Field(default=120.0, gt=0)
     retry_budget_s: float = Field(default=90.0, ge=0)
+
+    @property
+    def choices(self) -> list[str]:
+        """The models people may choose among, the default first, each once."""
+        return list(dict.fromkeys(m.strip().removeprefix("models/") for m in [self.model, *self.models]
+                                  if m.strip()))
 
 
 class EngineSettings(BaseModel):

@@ -108,6 +108,34 @@ class Party:
         return next((m for m in self.members if m.user_id == user_id), None)
 
 
+Delivery = Literal["photo", "file", "both"]
+PreferenceScope = Literal["person", "chat"]
+MAX_PERSONA_CHARS = 2000
+
+
+@dataclass(frozen=True)
+class Preferences:
+    """A person's own choices (or a group's defaults set by its admins); None means "not chosen"."""
+
+    model: str | None = None
+    aspect_ratio: str | None = None
+    image_size: str | None = None
+    delivery: Delivery | None = None
+    persona: str = ""  # at most MAX_PERSONA_CHARS; only people have one
+    language: str | None = None  # kept for translations, not used yet
+
+    def over(self, fallback: Preferences) -> Preferences:
+        """These choices, with `fallback`'s wherever these are unset."""
+        return Preferences(
+            model=self.model or fallback.model,
+            aspect_ratio=self.aspect_ratio or fallback.aspect_ratio,
+            image_size=self.image_size or fallback.image_size,
+            delivery=self.delivery or fallback.delivery,
+            persona=self.persona or fallback.persona,
+            language=self.language or fallback.language,
+        )
+
+
 class History(Protocol):
     async def add_node(self, node: NewNode) -> Node: ...
 
@@ -176,7 +204,20 @@ class PartyStore(Protocol):
     async def remove_member(self, party_id: int, user_id: str) -> bool: ...
 
 
-class Store(History, JobStore, Usage, Privacy, Reachability, PartyStore, Protocol):
+class PreferenceStore(Protocol):
+    async def get_preferences(self, scope: PreferenceScope, platform: str, owner_id: str) -> Preferences:
+        """The stored choices, or an empty `Preferences` when nothing was chosen."""
+        ...
+
+    async def set_preferences(self, scope: PreferenceScope, platform: str, owner_id: str,
+                              preferences: Preferences) -> None: ...
+
+    async def recent_results(self, platform: str, chat_id: str, user_id: str, limit: int) -> list[Node]:
+        """The person's latest pictures made by the bot in this chat, newest first."""
+        ...
+
+
+class Store(History, JobStore, Usage, Privacy, Reachability, PartyStore, PreferenceStore, Protocol):
     """Everything core keeps in the database."""
 
     async def close(self) -> None: ...

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 import errno
 import logging
@@ -20,12 +21,14 @@ from core import texts
 from core.access import Access
 from core.breaker import CircuitBreaker
 from core.config import AccessSettings, LimitsSettings, PartySettings
-from core.engines.base import Busy, EngineError, EngineResult, ImageEngine, Portrait
+from core.engines.base import Busy, EngineError, EngineResult, ImageEngine, Portrait, RenderOptions
 from core.engines.models import model_info
+from core.exports import stamp_async
 from core.intake import IntakeError, check_declared_size, prepare_async
 from core.jobs import JobRunner, Requeue
 from core.parties import Parties, parse_party_args
-from core.ports import ImageStore, Job, NewNode, Node, NodeKind, Store
+from core.people import People
+from core.ports import ImageStore, Job, NewNode, Node, NodeKind, Preferences, Store
 from core.requests import Button, Context, DeliveryRefused, ImageReply, Messenger, PhotoRef, ReplyTarget
 from core.styles import STYLES, Style, get_style
 
@@ -54,7 +57,8 @@ class Studio:
                  limits: LimitsSettings | None = None, access: AccessSettings | None = None,
                  input_max_px: int = 1024, breaker: CircuitBreaker | None = None,
                  party: PartySettings | None = None,
-                 delivery_retry_delays: tuple[float, ...] = DELIVERY_RETRY_DELAYS_S) -> None:
+                 delivery_retry_delays: tuple[float, ...] = DELIVERY_RETRY_DELAYS_S,
+                 model_choices: list[str] | None = None) -> None:
         self.store = store
         self.images = images
         self.engine = engine
@@ -71,6 +75,7 @@ class Studio:
         self._refused_at: dict[tuple[str, str], float] = {}
         self._blocked_chats: set[tuple[str, str]] = set()
         self.parties = Parties(self, party or PartySettings())
+        self.people = People(self, model_choices)  # settings, persona, history, exports
 
     # -- wiring --------------------------------------------------------------------------------
 
@@ -86,6 +91,7 @@ class Studio:
     async def aclose(self) -> None:
         await self.parties.aclose()
         await self.jobs.aclose()
+        await self.people.aclose()
 
     # -- use cases -----------------------------------------------------------------------------
 
@@ -222,6 +228,12 @@ class Studio:
                 if not party_id.isdigit():
                     return texts.UNKNOWN_BUTTON
                 return await self.parties.press(ctx, what, int(party_id), owner)
+            if verb == "set":
+                return await self.people.press(ctx, rest)
+            if verb == "export":
+                kind, _, node_id = rest.partition(":")
+                return await self.people.export_node(ctx, kind, int(node_id)) if node_id.isdigit() \
+                    else texts.UNKNOWN_BUTTON
             if verb == "forget":
                 answer, _, owner = rest.partition(":")
                 if owner != ctx.person.id:
@@ -363,12 +375,13 @@ class Studio:
         if messenger is None:  # its adapter isn't running now; the job waits for the next start
             return
         result_node = await self.store.get_node(job.result_node) if job.result_node else None
+        prefs = await self.people.effective(job.platform, job.chat_id, job.user_id)
         if result_node is None:
             await self._mark_working(messenger, job)
             await self.store.update_job(job.id, status="running", attempt=True)
             try:
                 async with self._working(messenger, job.target):
-                    result = await self._call_engine(job)
+                    result = await self._call_engine(job, prefs)
             except Busy as outage:
                 await self._after_outage(messenger, job, outage)
                 return
@@ -380,11 +393,18 @@ class Studio:
             self.breaker.record_success()
             result_node = await self._save_result(job, result)
             await self.store.update_job(job.id, status="done", result_node=result_node.id)
-        reply = ImageReply(result_node.id, await self.images.get(result_node.image_sha), result_node.mime,
-                           result_node.commentary or texts.DEFAULT_CAPTION)
-        message_id = await self._deliver(job, lambda: messenger.send_image(job.target, reply))
+        caption = "\n\n".join([result_node.commentary or texts.DEFAULT_CAPTION, *self.people.warnings(prefs)])
+        reply = ImageReply(result_node.id, await self.images.get(result_node.image_sha), result_node.mime, caption)
+        sent: list[str] = []
+
+        async def send() -> str:
+            sent[:] = await self.people.deliver(messenger, job.target, reply, prefs.delivery)
+            return sent[0]
+
+        message_id = await self._deliver(job, send)
         if message_id is not None:
-            await self.store.link_message(result_node, message_id)
+            for each in sent:
+                await self.store.link_message(result_node, each)
             await self.store.update_job(job.id, status="delivered", delivered_message=message_id)
             await self._clear_waiting(job)
 
@@ -404,9 +424,12 @@ class Studio:
         await self.store.update_job(job.id, status="failed", error=error)
         await self._clear_waiting(job)
 
-    async def _call_engine(self, job: Job) -> EngineResult:
+    async def _call_engine(self, job: Job, prefs: Preferences | None = None) -> EngineResult:
+        """Run the job's engine call with the person's choices (model, ratio, size, persona)."""
+        prefs = prefs or Preferences()
+        engine, options = self.people.engine_for(prefs), self.people.options(prefs)
         if job.kind == "fuse":
-            return await self._call_fuse(job)
+            return await self._call_fuse(job, engine, options)
         node = await self.store.get_node(int(job.payload["node"]))
         if node is None:
             raise EngineError(texts.SOURCE_GONE)
@@ -415,13 +438,13 @@ class Studio:
             style = get_style(job.payload["style"])
             if style is None:
                 raise EngineError(texts.unknown_style(job.payload["style"]))
-            return await self.engine.stylize(image, style)
+            return await engine.stylize(image, style, options=options)
         # The identity reference: the original selfie, or for a group picture the picture itself.
         root = await self.store.get_node(node.root_id) if node.root_id else (node if node.kind == "fuse" else None)
         identity = await self.images.get(root.image_sha) if root else None
-        return await self.engine.edit(image, job.payload["instruction"], identity=identity)
+        return await engine.edit(image, job.payload["instruction"], identity=identity, options=options)
 
-    async def _call_fuse(self, job: Job) -> EngineResult:
+    async def _call_fuse(self, job: Job, engine: ImageEngine, options: RenderOptions) -> EngineResult:
         style = get_style(str(job.payload["style"]))
         if style is None:
             raise EngineError(texts.unknown_style(str(job.payload["style"])))
@@ -432,7 +455,9 @@ class Studio:
                 portraits.append(Portrait(str(name), await self.images.get(node.image_sha)))
         if len(portraits) < 2:
             raise EngineError(texts.SOURCE_GONE)
-        return await self.engine.fuse(portraits, style, str(job.payload.get("theme") or ""))
+        # A group picture is everyone's: the requester's persona is theirs alone, so it stays out.
+        options = dataclasses.replace(options, persona="")
+        return await engine.fuse(portraits, style, str(job.payload.get("theme") or ""), options=options)
 
     async def _save_result(self, job: Job, result: EngineResult) -> Node:
         commentary = result.commentary.strip()
@@ -442,12 +467,17 @@ class Studio:
             parent = None
         else:
             parent = await self.store.get_node(int(job.payload["node"]))
-        sha = await self.images.put(result.image)
+        # Every picture the bot hands out says it was made by AI (XMP DigitalSourceType + model name).
+        image = await stamp_async(result.image, result.mime, result.model)
+        mime = "image/png" if image.startswith(b"\x89PNG") else "image/jpeg" if image.startswith(b"\xff\xd8") \
+            else result.mime
+        sha = await self.images.put(image)
         kind: NodeKind = "fuse" if job.kind == "fuse" else "style" if job.kind == "style" else "edit"
         return await self.store.add_node(NewNode(
-            job.platform, job.chat_id, job.user_id, kind, sha, result.mime, parent=parent,
+            job.platform, job.chat_id, job.user_id, kind, sha, mime, parent=parent,
             style=job.payload.get("style"), instruction=job.payload.get("instruction") or job.payload.get("theme"),
-            engine=self.engine.name, model=result.model, commentary=commentary,
+            engine="offline" if result.model == "offline" else self.engine.name, model=result.model,
+            commentary=commentary,
         ))
 
     async def _deliver(self, job: Job, send: _Send) -> str | None:

@@ -15,7 +15,17 @@ from typing import Any
 
 import aiosqlite
 
-from core.ports import Job, JobStatus, Member, NewNode, Node, Party, PartyStatus
+from core.ports import (
+    Job,
+    JobStatus,
+    Member,
+    NewNode,
+    Node,
+    Party,
+    PartyStatus,
+    Preferences,
+    PreferenceScope,
+)
 from core.requests import ReplyTarget
 
 _NODE_COLUMNS = ("id, platform, chat_id, user_id, parent_id, root_id, kind, image_sha, mime, style, "
@@ -100,18 +110,19 @@ class SqliteStore:
                     created_at=now)
 
     async def get_node(self, node_id: int) -> Node | None:
-        async with self._db.execute(f"SELECT {_NODE_COLUMNS} FROM nodes WHERE id = ?", (node_id,)) as cur:
-            row = await cur.fetchone()
-        return _node(row) if row else None
+        # execute_fetchall is one trip to the database thread; execute + fetchone + close are three.
+        rows = await self._db.execute_fetchall(f"SELECT {_NODE_COLUMNS} FROM nodes WHERE id = ?", (node_id,))
+        row = next(iter(rows), None)
+        return _node(row) if row is not None else None
 
     async def node_for_message(self, platform: str, chat_id: str, message_id: str) -> Node | None:
-        async with self._db.execute(
+        rows = await self._db.execute_fetchall(
             "SELECT n.* FROM node_messages m JOIN nodes n ON n.id = m.node_id "
             "WHERE m.platform = ? AND m.chat_id = ? AND m.message_id = ?",
             (platform, chat_id, message_id),
-        ) as cur:
-            row = await cur.fetchone()
-        return _node(row) if row else None
+        )
+        row = next(iter(rows), None)
+        return _node(row) if row is not None else None
 
     async def link_message(self, node: Node, message_id: str) -> None:
         await self._db.execute(
@@ -299,6 +310,8 @@ class SqliteStore:
             (user_id, platform))
         await self._db.execute("DELETE FROM nodes WHERE platform = ? AND user_id = ?", (platform, user_id))
         await self._db.execute("DELETE FROM jobs WHERE platform = ? AND user_id = ?", (platform, user_id))
+        await self._db.execute("DELETE FROM preferences WHERE scope = 'person' AND platform = ? AND owner_id = ?",
+                               (platform, user_id))
         await self._db.commit()
         return await self._unreferenced(shas)
 
@@ -325,6 +338,35 @@ class SqliteStore:
             await self._db.executemany("DELETE FROM images WHERE sha = ?", [(s,) for s in orphans])
             await self._db.commit()
         return orphans
+
+    # -- personal settings and persona (people) ---------------------------------------------------
+
+    async def get_preferences(self, scope: PreferenceScope, platform: str, owner_id: str) -> Preferences:
+        rows = await self._db.execute_fetchall(
+            "SELECT model, aspect_ratio, image_size, delivery, persona, language FROM preferences "
+            "WHERE scope = ? AND platform = ? AND owner_id = ?", (scope, platform, owner_id))
+        row = next(iter(rows), None)
+        if row is None:
+            return Preferences()
+        delivery = row["delivery"] if row["delivery"] in ("photo", "file", "both") else None
+        return Preferences(model=row["model"], aspect_ratio=row["aspect_ratio"], image_size=row["image_size"],
+                           delivery=delivery, persona=row["persona"] or "", language=row["language"])
+
+    async def set_preferences(self, scope: PreferenceScope, platform: str, owner_id: str,
+                              preferences: Preferences) -> None:
+        p = preferences
+        await self._db.execute(
+            "INSERT OR REPLACE INTO preferences (scope, platform, owner_id, model, aspect_ratio, image_size, "
+            "delivery, persona, language, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (scope, platform, owner_id, p.model, p.aspect_ratio, p.image_size, p.delivery, p.persona,
+             p.language, time.time()))
+        await self._db.commit()
+
+    async def recent_results(self, platform: str, chat_id: str, user_id: str, limit: int) -> list[Node]:
+        rows = await self._db.execute_fetchall(
+            f"SELECT {_NODE_COLUMNS} FROM nodes WHERE platform = ? AND chat_id = ? AND user_id = ? "
+            "AND kind != 'photo' ORDER BY id DESC LIMIT ?", (platform, chat_id, user_id, limit))
+        return [_node(row) for row in rows]
 
     # -- chats that refuse us --------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from PIL import Image, ImageOps
 
-from core.engines.base import EngineError, EngineResult, Portrait
+from core.engines.base import EngineError, EngineResult, Portrait, RenderOptions
 from core.requests import Button, ImageReply, ReplyTarget
 from core.styles import Style
 
@@ -32,6 +32,7 @@ class FakeEngine:
     fail_with: EngineError | None = None
     calls: list[tuple[str, bytes, str, bytes | None]] = field(default_factory=list)
     fused: list[list[Portrait]] = field(default_factory=list)
+    options: list[RenderOptions | None] = field(default_factory=list)  # what each call was asked for
 
     async def _answer(self, kind: str, image: bytes, what: str, identity: bytes | None = None) -> EngineResult:
         self.calls.append((kind, image, what, identity))
@@ -41,13 +42,18 @@ class FakeEngine:
             raise self.fail_with
         return EngineResult(invert(image), "image/png", f"{kind}: {what}", self.model)
 
-    async def stylize(self, selfie: bytes, style: Style) -> EngineResult:
+    async def stylize(self, selfie: bytes, style: Style, *, options: RenderOptions | None = None) -> EngineResult:
+        self.options.append(options)
         return await self._answer("style", selfie, style.id)
 
-    async def edit(self, image: bytes, instruction: str, *, identity: bytes | None = None) -> EngineResult:
+    async def edit(self, image: bytes, instruction: str, *, identity: bytes | None = None,
+                   options: RenderOptions | None = None) -> EngineResult:
+        self.options.append(options)
         return await self._answer("edit", image, instruction, identity)
 
-    async def fuse(self, portraits: list[Portrait], style: Style, theme: str = "") -> EngineResult:
+    async def fuse(self, portraits: list[Portrait], style: Style, theme: str = "", *,
+                   options: RenderOptions | None = None) -> EngineResult:
+        self.options.append(options)
         self.fused.append(portraits)
         return await self._answer("fuse", portraits[0].image, f"{style.id}|{theme}")
 
@@ -60,7 +66,7 @@ class FakeEngine:
 
 @dataclass
 class Sent:
-    kind: str  # "image" | "text" | "menu" | "buttons"
+    kind: str  # "image" | "file" | "sticker" | "text" | "menu" | "buttons"
     target: ReplyTarget
     text: str
     message_id: str
@@ -95,6 +101,12 @@ class FakeMessenger:
 
     async def send_text(self, target: ReplyTarget, text: str) -> str:
         return self._record(Sent("text", target, text, self._id()))
+
+    async def send_file(self, target: ReplyTarget, reply: ImageReply) -> str:
+        return self._record(Sent("file", target, reply.caption, self._id(), reply.image, reply.node_id))
+
+    async def send_sticker(self, target: ReplyTarget, image: bytes) -> str:
+        return self._record(Sent("sticker", target, "", self._id(), image))
 
     async def send_style_menu(self, target: ReplyTarget, text: str, styles: list[Style]) -> str:
         return self._record(Sent("menu", target, text + " " + ",".join(s.id for s in styles), self._id()))

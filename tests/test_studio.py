@@ -12,6 +12,7 @@ from PIL import Image
 
 from core.config import LimitsSettings
 from core.engines.base import Blocked, NoImage
+from core.exports import has_provenance
 from core.requests import Chat, Context, Person, PhotoRef
 from core.studio import Studio
 from storage.images import FileImageStore
@@ -67,7 +68,9 @@ async def test_style_replies_to_the_photo_with_the_engines_image(h: Harness, sel
     assert sent.text == "style: zombie"  # the model's commentary is the caption
     # What was sent is the engine's output for the intake'd selfie.
     _, engine_input, _, _ = h.engine.calls[0]
-    assert sent.image == invert(engine_input)
+    # (pixel for pixel: the delivered file also carries the AI-provenance XMP the engine's did not).
+    assert sent.image is not None and has_provenance(sent.image)
+    assert Image.open(io.BytesIO(sent.image)).tobytes() == Image.open(io.BytesIO(invert(engine_input))).tobytes()
     assert h.messenger.working, "the chat shows a working indicator"
 
 

@@ -77,7 +77,7 @@ async def test_commands_menu_lists_every_style_and_the_basics(run: Running) -> N
 async def test_long_commentary_continues_under_the_picture(tg: FakeTelegram, tmp_path: Path,
                                                            selfie: bytes) -> None:
     class Chatty(FakeEngine):
-        async def stylize(self, selfie: bytes, style: object) -> EngineResult:
+        async def stylize(self, selfie: bytes, style: object, *, options: object = None) -> EngineResult:
             return EngineResult(invert(selfie), "image/png", "Wow. " * 400, "chatty")
 
     async with running_bot(tg, tmp_path, engine=Chatty()) as run:

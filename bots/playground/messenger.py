@@ -127,6 +127,13 @@ class PlaygroundMessenger:
                                            "reply_to": target.reply_to, "image": f"/images/{token}",
                                            "node": reply.node_id})
 
+    # -- people (settings/exports) slice: minimal, until the playground session builds them --------
+    async def send_file(self, target: ReplyTarget, reply: ImageReply) -> str:
+        return await self.send_image(target, reply)
+
+    async def send_sticker(self, target: ReplyTarget, image: bytes) -> str:
+        return await self.send_image(target, ImageReply(0, image, "image/webp", ""))
+
     async def send_text(self, target: ReplyTarget, text: str) -> str:
         return self._post(target.chat_id, {"kind": "text", "from": None, "text": text,
                                            "reply_to": target.reply_to})

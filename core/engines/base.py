@@ -25,6 +25,20 @@ class EngineResult:
 
 
 @dataclass(frozen=True)
+class RenderOptions:
+    """A person's choices for one picture; None leaves the engine's own default.
+
+    Engines honour what their model can do: `core.engines.models.model_info` says which ratios and
+    sizes that is, and the studio tells people about choices their model cannot honour.
+    """
+
+    model: str | None = None
+    aspect_ratio: str | None = None
+    image_size: str | None = None
+    persona: str = ""  # who the person is, in their own words; fits the picture, never the face
+
+
+@dataclass(frozen=True)
 class Portrait:
     """One person's selfie for a fusion request, with the name to call them by."""
 
@@ -80,6 +94,12 @@ class ModelInfo:
     usd_per_image: float = 0.04
     notes: str = ""
     aliases: tuple[str, ...] = field(default_factory=tuple)
+    # Price by output size where it differs from `usd_per_image` (the 1K price).
+    usd_by_size: tuple[tuple[str, float], ...] = ()
+
+    def price(self, image_size: str | None) -> float:
+        """Estimated cost of one picture at `image_size` (None or unknown: the standard price)."""
+        return dict(self.usd_by_size).get(image_size or "", self.usd_per_image)
 
 
 @runtime_checkable
@@ -89,15 +109,17 @@ class ImageEngine(Protocol):
     name: str
     model: str
 
-    async def stylize(self, selfie: bytes, style: Style) -> EngineResult:
+    async def stylize(self, selfie: bytes, style: Style, *, options: RenderOptions | None = None) -> EngineResult:
         """Turn a selfie into an avatar in `style`, keeping the person recognisable."""
         ...
 
-    async def edit(self, image: bytes, instruction: str, *, identity: bytes | None = None) -> EngineResult:
+    async def edit(self, image: bytes, instruction: str, *, identity: bytes | None = None,
+                   options: RenderOptions | None = None) -> EngineResult:
         """Apply a free-text `instruction` to `image`; `identity` is the original selfie to stay faithful to."""
         ...
 
-    async def fuse(self, portraits: list[Portrait], style: Style, theme: str = "") -> EngineResult:
+    async def fuse(self, portraits: list[Portrait], style: Style, theme: str = "", *,
+                   options: RenderOptions | None = None) -> EngineResult:
         """Make one group picture in `style` where every portrait's person is recognisable."""
         ...
 

@@ -43,6 +43,7 @@ from core.engines.base import (
     ModelInfo,
     NoImage,
     Portrait,
+    RenderOptions,
 )
 from core.engines.models import model_info
 from core.engines.offline import _font as label_font  # DejaVu when installed: accents render
@@ -144,16 +145,18 @@ class GeminiEngine:
 
     # ------------------------------------------------------------------ the ImageEngine protocol
 
-    async def stylize(self, selfie: bytes, style: Style) -> EngineResult:
-        parts = [_image_part(selfie), types.Part.from_text(text=style.prompt())]
-        return await self._run("stylize", parts, self._ratio_like(selfie))
+    async def stylize(self, selfie: bytes, style: Style, *, options: RenderOptions | None = None) -> EngineResult:
+        parts = [_image_part(selfie), types.Part.from_text(text=_with_persona(style.prompt(), options))]
+        return await self._run("stylize", parts, self._ratio_like(selfie, options), options)
 
-    async def edit(self, image: bytes, instruction: str, *, identity: bytes | None = None) -> EngineResult:
+    async def edit(self, image: bytes, instruction: str, *, identity: bytes | None = None,
+                   options: RenderOptions | None = None) -> EngineResult:
         wish = " ".join(instruction.split())[:_MAX_INSTRUCTION]
         if not wish:
             raise BadRequest("Tell me what to change, for example “add a crown”.", detail="empty instruction")
         if identity is None:
-            parts = [_image_part(image), types.Part.from_text(text=_edit_prompt(wish, with_identity=False))]
+            parts = [_image_part(image), types.Part.from_text(
+                text=_with_persona(_edit_prompt(wish, with_identity=False), options))]
         else:
             parts = [
                 types.Part.from_text(text="Image 1 — IDENTITY REFERENCE: the original photo of the person. "
@@ -161,15 +164,16 @@ class GeminiEngine:
                 _image_part(identity),
                 types.Part.from_text(text="Image 2 — THE PICTURE TO EDIT."),
                 _image_part(image),
-                types.Part.from_text(text=_edit_prompt(wish, with_identity=True)),
+                types.Part.from_text(text=_with_persona(_edit_prompt(wish, with_identity=True), options)),
             ]
-        return await self._run("edit", parts, self._ratio_like(image))
+        return await self._run("edit", parts, self._ratio_like(image, options), options)
 
-    async def fuse(self, portraits: list[Portrait], style: Style, theme: str = "") -> EngineResult:
+    async def fuse(self, portraits: list[Portrait], style: Style, theme: str = "", *,
+                   options: RenderOptions | None = None) -> EngineResult:
         if not portraits:
             raise BadRequest("There is nobody to put in the picture yet.", detail="fuse with no portraits")
         names = _unique_names([p.name for p in portraits])
-        limit = max(1, self.info.max_input_images)
+        limit = max(1, self._info(options).max_input_images)
         parts: list[types.Part] = []
         if len(portraits) <= limit:
             for i, (name, portrait) in enumerate(zip(names, portraits, strict=True), start=1):
@@ -189,8 +193,9 @@ class GeminiEngine:
             where = "on the contact sheets"
         parts.append(types.Part.from_text(text=_fuse_prompt(names, style, theme, where)))
         n = len(portraits)
-        ratio = self._nearest_ratio(1.0 if n == 1 else 4 / 3 if n <= 3 else 16 / 9)
-        return await self._run("fuse", parts, ratio)
+        ratio = self._chosen_ratio(options) or self._nearest_ratio(1.0 if n == 1 else 4 / 3 if n <= 3 else 16 / 9,
+                                                                   self._info(options))
+        return await self._run("fuse", parts, ratio, options)
 
     async def check(self) -> str | None:
         host = self._base_url or PUBLIC_HOST
@@ -227,10 +232,16 @@ class GeminiEngine:
 
     # ------------------------------------------------------------------ one request, with retries
 
-    async def _run(self, op: str, parts: list[types.Part], aspect_ratio: str | None) -> EngineResult:
+    async def _run(self, op: str, parts: list[types.Part], aspect_ratio: str | None,
+                   options: RenderOptions | None = None) -> EngineResult:
         """The whole request, from first attempt to typed outcome; nothing untyped escapes."""
+        info = self._info(options)
+        size: str | None = options.image_size if options and options.image_size in info.image_sizes else \
+            (self._image_size if self._image_size in info.image_sizes else "1K")
+        if len(info.image_sizes) <= 1:
+            size = None  # models with one size (2.5 Flash Image) reject the option
         try:
-            return await self._generate(op, parts, aspect_ratio)
+            return await self._generate(op, parts, aspect_ratio, self._model_for(options), size)
         except EngineError:
             raise
         except asyncio.CancelledError:
@@ -240,10 +251,11 @@ class GeminiEngine:
             log.error("gemini %s", detail)
             raise EngineError(UNEXPECTED_MESSAGE, detail=detail) from None
 
-    async def _generate(self, op: str, parts: list[types.Part], aspect_ratio: str | None) -> EngineResult:
+    async def _generate(self, op: str, parts: list[types.Part], aspect_ratio: str | None, model: str,
+                        image_size: str | None) -> EngineResult:
         config = types.GenerateContentConfig(
             response_modalities=["TEXT", "IMAGE"],
-            image_config=types.ImageConfig(aspect_ratio=aspect_ratio, image_size=self._image_size),
+            image_config=types.ImageConfig(aspect_ratio=aspect_ratio, image_size=image_size),
             automatic_function_calling=types.AutomaticFunctionCallingConfig(disable=True),  # no tools here
         )
         contents = [types.Content(role="user", parts=parts)]
@@ -274,7 +286,7 @@ class GeminiEngine:
             async for attempt in retrying:
                 with attempt:
                     attempts += 1
-                    return await self._attempt(contents, config)
+                    return await self._attempt(contents, config, model)
         except _Transient as exc:
             detail = self._scrub(f"{op}: gave up after {attempts} attempt(s) in {self._clock() - start:.1f}s "
                                  f"(budget {self._budget_s:g}s); last: {exc.detail}")
@@ -285,14 +297,15 @@ class GeminiEngine:
             raise
         raise AssertionError("tenacity ended without an outcome")  # pragma: no cover
 
-    async def _attempt(self, contents: list[types.Content], config: types.GenerateContentConfig) -> EngineResult:
+    async def _attempt(self, contents: list[types.Content], config: types.GenerateContentConfig,
+                       model: str) -> EngineResult:
         """One HTTP call, its failure sorted into transient (`_Transient`) or final (`EngineError`)."""
         try:
             async with asyncio.timeout(self._timeout_s + 1.0):  # the SDK's own timeout should fire first
                 response = await self._client.aio.models.generate_content(
-                    model=self.model, contents=contents, config=config)
+                    model=model, contents=contents, config=config)
         except genai_errors.APIError as exc:
-            raise self._api_failure(exc) from None
+            raise self._api_failure(exc, model) from None
         except TimeoutError:
             raise _Transient(f"no answer within {self._timeout_s:g}s") from None
         except (genai_errors.UnknownApiResponseError, json.JSONDecodeError, pydantic.ValidationError) as exc:
@@ -305,9 +318,9 @@ class GeminiEngine:
             if _from_aiohttp(exc):
                 raise _Transient(f"connection failed: {type(exc).__name__}: {_short(str(exc))}") from None
             raise
-        return await self._interpret(response)
+        return await self._interpret(response, model)
 
-    def _api_failure(self, exc: genai_errors.APIError) -> Exception:
+    def _api_failure(self, exc: genai_errors.APIError, model: str) -> Exception:
         code = exc.code or 0
         what = self._scrub(f"HTTP {code} {exc.status}: {_short(exc.message)}")
         if code in RETRYABLE_CODES or code >= 500:
@@ -316,11 +329,11 @@ class GeminiEngine:
             return BadRequest(KEY_MESSAGE, detail=f"the Gemini API refused the operator's API key ({what}); "
                                                   "check GEMINI_API_KEY / [gemini] api_key")
         if code == 404:
-            return BadRequest(BAD_REQUEST_MESSAGE, detail=f"model '{self.model}' not found ({what}); "
+            return BadRequest(BAD_REQUEST_MESSAGE, detail=f"model '{model}' not found ({what}); "
                                                           "check [gemini] model")
         return BadRequest(BAD_REQUEST_MESSAGE, detail=what)
 
-    async def _interpret(self, response: types.GenerateContentResponse) -> EngineResult:
+    async def _interpret(self, response: types.GenerateContentResponse, model: str) -> EngineResult:
         feedback = response.prompt_feedback
         if feedback is not None and feedback.block_reason:
             raise Blocked(PROMPT_BLOCKED_MESSAGE, detail=f"prompt blocked: {_name(feedback.block_reason)} "
@@ -348,7 +361,7 @@ class GeminiEngine:
         mime = await asyncio.to_thread(_image_mime, blob.data)
         if mime is None:
             raise _Transient("malformed answer: the image does not decode")
-        return EngineResult(image=blob.data, mime=blob.mime_type or mime, commentary=text, model=self.model)
+        return EngineResult(image=blob.data, mime=blob.mime_type or mime, commentary=text, model=model)
 
     async def _list_models(self) -> dict[str, list[str] | None]:
         """Model id -> supported methods (None when the listing does not say), every page."""
@@ -366,17 +379,33 @@ class GeminiEngine:
     def _scrub(self, text: str) -> str:
         return text.replace(self._key, "[redacted]") if self._key else text
 
-    def _ratio_like(self, image: bytes) -> str | None:
-        """The supported aspect ratio nearest the input's, so framing survives."""
+    def _model_for(self, options: RenderOptions | None) -> str:
+        chosen = (options.model or "").strip().removeprefix("models/") if options else ""
+        return chosen or self.model
+
+    def _info(self, options: RenderOptions | None) -> ModelInfo:
+        return model_info(self._model_for(options))
+
+    def _chosen_ratio(self, options: RenderOptions | None) -> str | None:
+        """The person's aspect ratio, if the model can draw it (the studio told them otherwise)."""
+        if options is None or not options.aspect_ratio:
+            return None
+        return options.aspect_ratio if options.aspect_ratio in self._info(options).aspect_ratios else None
+
+    def _ratio_like(self, image: bytes, options: RenderOptions | None = None) -> str | None:
+        """The person's chosen ratio, else the supported one nearest the input's, so framing survives."""
+        chosen = self._chosen_ratio(options)
+        if chosen is not None:
+            return chosen
         try:
             with Image.open(io.BytesIO(image)) as im:  # reads the header only
                 width, height = ImageOps.exif_transpose(im).size if _has_rotation(im) else im.size
         except Exception:
             return None
-        return self._nearest_ratio(width / height) if height else None
+        return self._nearest_ratio(width / height, self._info(options)) if height else None
 
-    def _nearest_ratio(self, target: float) -> str | None:
-        ratios = self.info.aspect_ratios
+    def _nearest_ratio(self, target: float, info: ModelInfo | None = None) -> str | None:
+        ratios = (info or self.info).aspect_ratios
         if not ratios:
             return None
 
@@ -401,9 +430,24 @@ def _edit_prompt(instruction: str, *, with_identity: bool) -> str:
         target = "this picture"
         identity = ("Keep the person unmistakably recognisable as themselves: the same face shape, skin tone, "
                     "hair, eye colour and features, unless the instruction asks to change one of them.")
+    quoted = f" {QUOTED_TEXT_RULE}" if _QUOTED.search(instruction) else ""
     return (f"Edit {target}: {instruction}\n"
             f"Change only what that asks for; keep everything else in {target} — its art style, colours, "
-            f"background, pose and framing — as it is. {identity} {COMMENTARY_CLAUSE}")
+            f"background, pose and framing — as it is.{quoted} {identity} {COMMENTARY_CLAUSE}")
+
+
+QUOTED_TEXT_RULE = ("Any words in quotation marks are text to show in the picture: write them exactly as quoted, "
+                    "letter for letter, with the same spelling, capitals and punctuation.")
+_QUOTED = re.compile(r'"[^"]+"|“[^”]+”|«[^»]+»|„[^“”]+[“”]')
+
+
+def _with_persona(prompt: str, options: RenderOptions | None) -> str:
+    """Add who the person says they are, so the picture suits them; their face is not theirs to restyle."""
+    persona = " ".join((options.persona if options else "").split())[:2000]
+    if not persona:
+        return prompt
+    return (f"{prompt}\nAbout the person: {persona}; let the picture fit who they are, "
+            "without changing their face.")
 
 
 def _fuse_prompt(names: list[str], style: Style, theme: str, where: str) -> str:

@@ -31,6 +31,7 @@ MODELS: dict[str, ModelInfo] = {
             usd_per_image=0.067,
             notes="Nano Banana 2: fast, the default; $0.045 at 512 px, $0.101 at 2K, $0.151 at 4K.",
             aliases=("gemini-3.1-flash-image-preview",),
+            usd_by_size=(("512", 0.045), ("1K", 0.067), ("2K", 0.101), ("4K", 0.151)),
         ),
         ModelInfo(
             "gemini-3-pro-image",
@@ -40,6 +41,7 @@ MODELS: dict[str, ModelInfo] = {
             usd_per_image=0.134,
             notes="Nano Banana Pro: thinks before drawing; $0.24 at 4K.",
             aliases=("gemini-3-pro-image-preview",),
+            usd_by_size=(("1K", 0.134), ("2K", 0.134), ("4K", 0.24)),
         ),
         ModelInfo(
             "gemini-2.5-flash-image",
@@ -53,7 +55,7 @@ MODELS: dict[str, ModelInfo] = {
         ModelInfo(
             "offline",
             max_input_images=8,  # the offline engine's own fusion limit
-            aspect_ratios=("1:1",),
+            aspect_ratios=_COMMON_RATIOS,  # by cropping around the face; "1:1" is not forced
             image_sizes=("1K",),
             usd_per_image=0.0,
             notes="OpenCV + Pillow on this machine; costs nothing.",

@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-from core.engines.base import BadRequest, EngineError, EngineResult, Portrait, Unsupported
+from core.engines.base import BadRequest, EngineError, EngineResult, Portrait, RenderOptions, Unsupported
 from core.styles import Style
 
 Array = np.ndarray[Any, Any]
@@ -1575,6 +1575,32 @@ def _encode(rgb: Array, png: bool) -> tuple[bytes, str]:
     return buf.tobytes(), mime
 
 
+def crop_to_ratio(rgb: Array, ratio: str | None) -> Array:
+    """Crop to `ratio` ("16:9"), keeping the largest face (or the middle) in frame; None: as is."""
+    if not ratio:
+        return rgb
+    try:
+        w_part, h_part = (float(v) for v in ratio.split(":"))
+        target = w_part / h_part
+    except ValueError:
+        return rgb
+    height, width = rgb.shape[:2]
+    if not height or not width or abs(width / height - target) < 0.01:
+        return rgb
+    faces = detect_faces(rgb)
+    cx, cy = (width / 2, height / 2)
+    if faces:
+        face = max(faces, key=lambda f: f.w * f.h)
+        cx, cy = face.x + face.w / 2, face.y + face.h / 2
+    if width / height > target:  # too wide: keep the full height
+        new_w = max(1, round(height * target))
+        left = int(min(max(cx - new_w / 2, 0), width - new_w))
+        return rgb[:, left:left + new_w].copy()
+    new_h = max(1, round(width / target))
+    top = int(min(max(cy - new_h / 2, 0), height - new_h))
+    return rgb[top:top + new_h, :].copy()
+
+
 # --------------------------------------------------------------------------------------------
 # The engine
 # --------------------------------------------------------------------------------------------
@@ -1611,21 +1637,25 @@ class OfflineEngine:
             raise EngineError("The offline engine couldn't draw that one — try another photo.",
                               detail=f"{type(exc).__name__}: {exc}") from exc
 
-    async def stylize(self, selfie: bytes, style: Style) -> EngineResult:
+    # Options: no model choice or size here (one pipeline, output the size of the input), and no
+    # persona (no language understanding); an aspect ratio is honoured by cropping around the face.
+
+    async def stylize(self, selfie: bytes, style: Style, *, options: RenderOptions | None = None) -> EngineResult:
         if style.id not in _PIPELINES:
             raise Unsupported(f"The offline engine has no {style.title} style yet.")
         rng = self._rng(selfie, style.id.encode())
 
         def work() -> EngineResult:
             rgb, _ = _decode(selfie)
-            out = stylize_array(rgb, style.id, rng)
+            out = crop_to_ratio(stylize_array(rgb, style.id, rng), options.aspect_ratio if options else None)
             data, mime = _encode(out, style.id in _PNG_STYLES)
             quip = style.quips[int(rng.integers(len(style.quips)))] if style.quips else "Here you are!"
             return EngineResult(data, mime, quip, self.model)
 
         return await self._run(work)
 
-    async def edit(self, image: bytes, instruction: str, *, identity: bytes | None = None) -> EngineResult:
+    async def edit(self, image: bytes, instruction: str, *, identity: bytes | None = None,
+                   options: RenderOptions | None = None) -> EngineResult:
         ops = parse_edit(instruction)
 
         def work() -> EngineResult:
@@ -1636,13 +1666,14 @@ class OfflineEngine:
                     ident = _decode(identity)[0]
                 except BadRequest:
                     ident = None
-            out = apply_edits(rgb, ops, ident)
+            out = crop_to_ratio(apply_edits(rgb, ops, ident), options.aspect_ratio if options else None)
             data, mime = _encode(out, was_png)
             return EngineResult(data, mime, edit_commentary(ops), self.model)
 
         return await self._run(work)
 
-    async def fuse(self, portraits: list[Portrait], style: Style, theme: str = "") -> EngineResult:
+    async def fuse(self, portraits: list[Portrait], style: Style, theme: str = "", *,
+                   options: RenderOptions | None = None) -> EngineResult:
         if not portraits:
             raise BadRequest("A group picture needs at least one portrait.")
         if len(portraits) > MAX_FUSE_PEOPLE:
@@ -1653,7 +1684,7 @@ class OfflineEngine:
 
         def work() -> EngineResult:
             crops = [(p.name, _decode(p.image)[0]) for p in portraits]
-            out = fuse_array(crops, style.id, theme, rng)
+            out = crop_to_ratio(fuse_array(crops, style.id, theme, rng), options.aspect_ratio if options else None)
             data, mime = _encode(out, style.id in _PNG_STYLES)
             names = [p.name for p in portraits if p.name.strip()]
             who = ", ".join(names[:-1]) + f" and {names[-1]}" if len(names) > 1 else (names or ["you"])[0]

@@ -1,0 +1,309 @@
+"""Personal settings, persona, history and exports: the same use cases on every platform.
+
+A person's own choices (model, aspect ratio, size, delivery, persona) apply in their private chat
+with the bot; in a group, the defaults its admins chose win, and the person's own fill the gaps.
+Choices a model cannot honour are never silently dropped: the settings view and the result's
+caption say so in one line. Buttons carry short actions (`set:ratio:16:9`, `export:sticker:42`)
+that come back through `Studio.press`.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, cast
+
+from core import texts
+from core.engines.base import ImageEngine, RenderOptions
+from core.engines.models import model_info
+from core.exports import EXPORT_KINDS, ExportKind, export_async
+from core.ports import MAX_PERSONA_CHARS, Delivery, Node, Preferences, PreferenceScope
+from core.requests import Button, Context, ImageReply, Messenger, ReplyTarget
+from core.styles import get_style
+
+if TYPE_CHECKING:
+    from core.studio import Studio
+
+log = logging.getLogger(__name__)
+
+OFFLINE = "offline"
+HISTORY_SIZE = 10
+DELIVERIES: tuple[Delivery, ...] = ("photo", "file", "both")
+RATIO_CHOICES = ("1:1", "3:4", "4:3", "9:16", "16:9", "4:5", "21:9")
+SIZE_CHOICES = ("512", "1K", "2K", "4K")
+_MENUS = ("main", "model", "ratio", "size", "delivery")
+
+
+class People:
+    """The studio's settings/persona/history/export use cases; `studio.people`."""
+
+    def __init__(self, studio: Studio, model_choices: list[str] | None = None) -> None:
+        self.studio = studio
+        default = studio.engine.model
+        chosen = model_choices if model_choices else ([] if studio.engine.name == OFFLINE else [default])
+        self.choices: list[str] = list(dict.fromkeys([*chosen, OFFLINE]))
+        self._offline: ImageEngine | None = None
+
+    async def aclose(self) -> None:
+        if self._offline is not None:
+            await self._offline.aclose()
+
+    # -- what applies to a picture -------------------------------------------------------------
+
+    async def effective(self, platform: str, chat_id: str, user_id: str) -> Preferences:
+        """The person's choices, under the chat's defaults (groups only have those)."""
+        store = self.studio.store
+        own = await store.get_preferences("person", platform, user_id)
+        # Only groups have defaults: /settings in a private chat always edits the person's own.
+        chat = await store.get_preferences("chat", platform, chat_id)
+        return chat.over(own)
+
+    def model_of(self, prefs: Preferences) -> str:
+        """The model that will draw: the chosen one if the operator offers it, else the default."""
+        if prefs.model in self.choices:
+            return str(prefs.model)
+        return self.studio.engine.model
+
+    def engine_for(self, prefs: Preferences) -> ImageEngine:
+        engine = self.studio.engine
+        if self.model_of(prefs) == OFFLINE and engine.name != OFFLINE:
+            if self._offline is None:
+                from core.engines.offline import OfflineEngine
+
+                self._offline = OfflineEngine()
+            return self._offline
+        return engine
+
+    def options(self, prefs: Preferences) -> RenderOptions:
+        model = self.model_of(prefs)
+        return RenderOptions(model=None if model in (OFFLINE, self.studio.engine.model) else model,
+                             aspect_ratio=prefs.aspect_ratio, image_size=prefs.image_size, persona=prefs.persona)
+
+    def warnings(self, prefs: Preferences) -> list[str]:
+        """One line per choice the model cannot honour."""
+        model = self.model_of(prefs)
+        info = model_info(model)
+        found = []
+        if prefs.model and prefs.model not in self.choices:
+            found.append(texts.setting_unsupported(model, "the model", prefs.model, self.choices))
+        if prefs.aspect_ratio and prefs.aspect_ratio not in info.aspect_ratios:
+            found.append(texts.setting_unsupported(model, "aspect ratio", prefs.aspect_ratio,
+                                                   list(info.aspect_ratios)))
+        if prefs.image_size and prefs.image_size not in info.image_sizes:
+            found.append(texts.setting_unsupported(model, "size", prefs.image_size, list(info.image_sizes)))
+        return found
+
+    # -- /settings and /model ------------------------------------------------------------------
+
+    async def show_settings(self, ctx: Context, menu: str = "main") -> None:
+        async with self.studio._handling(ctx) as allowed:
+            if allowed:
+                text, buttons = await self._view(ctx, menu)
+                await self.studio._messenger(ctx).send_buttons(self.studio._target(ctx), text, buttons)
+
+    async def set_model(self, ctx: Context, model: str) -> None:
+        """`/model <id>`: choose directly; `/model` alone opens the model menu."""
+        if not model.strip():
+            await self.show_settings(ctx, "model")
+            return
+        async with self.studio._handling(ctx) as allowed:
+            if not allowed:
+                return
+            answer = await self._choose(ctx, "model", model.strip())
+            text, _ = await self._view(ctx, "main")
+            await self.studio._say(ctx, text if answer == texts.SETTINGS_SAVED else answer)
+
+    async def press(self, ctx: Context, rest: str) -> str:
+        """`set:menu:<name>` switches the keyboard; `set:<key>:<value>` saves; both edit the message in place."""
+        key, _, value = rest.partition(":")
+        if key == "menu":
+            menu = value if value in _MENUS else "main"
+            answer = ""
+        else:
+            answer = await self._choose(ctx, key, value)
+            menu = "main"
+        text, buttons = await self._view(ctx, menu)
+        await self.studio._messenger(ctx).edit_text(self.studio._target(ctx), ctx.message_id, text, buttons)
+        return answer
+
+    async def _scope(self, ctx: Context) -> tuple[PreferenceScope, str]:
+        if ctx.chat.is_private:
+            return "person", ctx.person.id
+        return "chat", ctx.chat.id
+
+    async def _choose(self, ctx: Context, key: str, value: str) -> str:
+        """Store one choice; returns the toast (saved, refused, or not allowed)."""
+        scope, owner = await self._scope(ctx)
+        if scope == "chat" and not (self.studio.access.is_admin(ctx) or await ctx.is_chat_admin()):
+            return texts.SETTINGS_ADMINS_ONLY
+        store, platform = self.studio.store, ctx.chat.platform
+        current = await store.get_preferences(scope, platform, owner)
+        auto = value in ("", texts.SETTING_AUTO, "auto")
+        if key == "model" and (auto or value in self.choices):
+            updated = _replace(current, model=None if auto else value)
+        elif key == "ratio" and (auto or value in (*RATIO_CHOICES, *model_info(OFFLINE).aspect_ratios)):
+            updated = _replace(current, aspect_ratio=None if auto else value)
+        elif key == "size" and (auto or value in SIZE_CHOICES):
+            updated = _replace(current, image_size=None if auto else value)
+        elif key == "delivery" and (auto or value in DELIVERIES):
+            updated = _replace(current, delivery=None if auto else cast(Delivery, value))
+        else:
+            return texts.unknown_setting(value)
+        if scope == "person" and updated.language is None and ctx.person.language:
+            updated = _replace(updated, language=ctx.person.language)  # kept for translations later
+        await store.set_preferences(scope, platform, owner, updated)
+        return texts.SETTINGS_SAVED
+
+    async def _view(self, ctx: Context, menu: str) -> tuple[str, list[Button]]:
+        platform = ctx.chat.platform
+        scope, owner = await self._scope(ctx)
+        shown = await self.studio.store.get_preferences(scope, platform, owner)
+        effective = await self.effective(platform, ctx.chat.id, ctx.person.id) if scope == "person" else shown
+        model = self.model_of(effective)
+        info = model_info(model)
+        title = texts.SETTINGS_TITLE_PERSON if scope == "person" else texts.SETTINGS_TITLE_CHAT
+        text = texts.settings_view(title, model, info.price(effective.image_size), effective.aspect_ratio,
+                                   effective.image_size, effective.delivery or "photo", bool(effective.persona),
+                                   self.warnings(effective))
+        back = Button(texts.SETTINGS_BACK, "set:menu:main")
+        if menu == "model":
+            base = info.price(effective.image_size)
+            buttons = [Button(_mark(m == model, f"{m} ({_cost_delta(model_info(m).price(None) - base)})"),
+                              f"set:model:{m}") for m in self.choices]
+            return text, [*buttons, back]
+        if menu == "ratio":
+            buttons = [Button(_mark(effective.aspect_ratio is None, texts.SETTING_AUTO), "set:ratio:auto")]
+            buttons += [Button(_mark(r == effective.aspect_ratio, r + ("" if r in info.aspect_ratios else " ⚠️")),
+                               f"set:ratio:{r}") for r in RATIO_CHOICES]
+            return text, [*buttons, back]
+        if menu == "size":
+            base = info.price(None)
+            buttons = [Button(_mark(effective.image_size is None, texts.SETTING_AUTO), "set:size:auto")]
+            for s in SIZE_CHOICES:
+                note = _cost_delta(info.price(s) - base) if s in info.image_sizes else f"⚠️ not on {model}"
+                buttons.append(Button(_mark(s == effective.image_size, f"{s} ({note})"), f"set:size:{s}"))
+            return text, [*buttons, back]
+        if menu == "delivery":
+            current = effective.delivery or "photo"
+            return text, [*(Button(_mark(d == current, d), f"set:delivery:{d}") for d in DELIVERIES), back]
+        return text, [Button("🤖 Model", "set:menu:model"), Button("📐 Aspect ratio", "set:menu:ratio"),
+                      Button("🔍 Size", "set:menu:size"), Button("📨 Delivery", "set:menu:delivery")]
+
+    # -- /persona ----------------------------------------------------------------------------------
+
+    async def persona(self, ctx: Context, text: str) -> None:
+        """`/persona <text>` saves, `/persona` shows, `/persona clear` removes; always the person's own."""
+        async with self.studio._handling(ctx) as allowed:
+            if not allowed:
+                return
+            store, platform = self.studio.store, ctx.chat.platform
+            current = await store.get_preferences("person", platform, ctx.person.id)
+            wanted = " ".join(text.split())
+            if not wanted:
+                await self.studio._say(ctx, texts.persona_shown(current.persona) if current.persona
+                                       else texts.PERSONA_NONE)
+            elif wanted.lower() in ("clear", "delete", "remove", "off", "none"):
+                await store.set_preferences("person", platform, ctx.person.id, _replace(current, persona=""))
+                await self.studio._say(ctx, texts.PERSONA_CLEARED)
+            elif len(wanted) > MAX_PERSONA_CHARS:
+                await self.studio._say(ctx, texts.persona_too_long(MAX_PERSONA_CHARS))
+            else:
+                await store.set_preferences("person", platform, ctx.person.id, _replace(current, persona=wanted))
+                await self.studio._say(ctx, texts.persona_saved(wanted))
+
+    # -- /history ----------------------------------------------------------------------------------
+
+    async def history(self, ctx: Context) -> None:
+        """The person's last pictures in this chat, oldest first, each one replyable again."""
+        async with self.studio._handling(ctx) as allowed:
+            if not allowed:
+                return
+            nodes = await self.studio.store.recent_results(ctx.chat.platform, ctx.chat.id, ctx.person.id,
+                                                           HISTORY_SIZE)
+            if not nodes:
+                await self.studio._say(ctx, texts.HISTORY_EMPTY)
+                return
+            messenger = self.studio._messenger(ctx)
+            target = self.studio._target(ctx)
+            await messenger.send_text(target, texts.history_intro(len(nodes)))
+            for node in reversed(nodes):
+                reply = ImageReply(node.id, await self.studio.images.get(node.image_sha), node.mime,
+                                   texts.history_caption(node.depth, _step_label(node)))
+                message_id = await messenger.send_image(ReplyTarget(target.platform, target.chat_id), reply)
+                await self.studio.store.link_message(node, message_id)
+
+    # -- exports -------------------------------------------------------------------------------------
+
+    async def export(self, ctx: Context, kind: str, replied_message_id: str | None) -> None:
+        """`/export sticker|profile|original` as a reply to a result."""
+        async with self.studio._handling(ctx) as allowed:
+            if not allowed:
+                return
+            node = None
+            if replied_message_id is not None:
+                node = await self.studio.store.node_for_message(ctx.chat.platform, ctx.chat.id, replied_message_id)
+            wanted = kind.strip().lower().split(" ")[0] if kind.strip() else ""
+            wanted = {"profile-picture": "profile", "pfp": "profile", "avatar": "profile", "file": "original",
+                      "full": "original"}.get(wanted, wanted)
+            if node is None or node.kind == "photo" or wanted not in EXPORT_KINDS:
+                await self.studio._say(ctx, texts.EXPORT_HOW)
+                return
+            await self._send_export(ctx, node, cast(ExportKind, wanted))
+
+    async def export_node(self, ctx: Context, kind: str, node_id: int) -> str:
+        """An export button on a result; returns the toast."""
+        node = await self.studio._node_here(ctx, node_id)
+        if node is None or kind not in EXPORT_KINDS:
+            return texts.UNKNOWN_BUTTON
+        await self._send_export(ctx, node, cast(ExportKind, kind))
+        return texts.EXPORT_SENT
+
+    async def _send_export(self, ctx: Context, node: Node, kind: ExportKind) -> None:
+        data = await self.studio.images.get(node.image_sha)
+        made = await export_async(data, kind, node.model or node.engine or "unknown", f"pixme-{node.id}")
+        messenger = self.studio._messenger(ctx)
+        target = self.studio._target(ctx)
+        if kind == "sticker":
+            await messenger.send_sticker(target, made.data)
+            return
+        caption = texts.EXPORT_PROFILE_CAPTION if kind == "profile" else texts.EXPORT_ORIGINAL_CAPTION
+        message_id = await messenger.send_file(target, ImageReply(node.id, made.data, made.mime, caption))
+        if kind == "original":  # the same picture: replying to the file continues from it
+            await self.studio.store.link_message(node, message_id)
+
+    # -- delivering a result -----------------------------------------------------------------------
+
+    @staticmethod
+    async def deliver(messenger: Messenger, target: ReplyTarget, reply: ImageReply,
+                      delivery: Delivery | None) -> list[str]:
+        """Send a result as a photo, a file, or both; returns every message id (each is replyable)."""
+        if delivery == "file":
+            return [await messenger.send_file(target, reply)]
+        sent = [await messenger.send_image(target, reply)]
+        if delivery == "both":
+            sent.append(await messenger.send_file(target, reply))
+        return sent
+
+
+def _replace(prefs: Preferences, **changes: object) -> Preferences:
+    import dataclasses
+
+    return dataclasses.replace(prefs, **changes)  # type: ignore[arg-type]
+
+
+def _mark(current: bool, label: str) -> str:
+    return f"✓ {label}" if current else label
+
+
+def _cost_delta(usd: float) -> str:
+    if abs(usd) < 0.0005:
+        return "same price"
+    return f"{'+' if usd > 0 else '−'}${abs(usd):.3f}"
+
+
+def _step_label(node: Node) -> str:
+    if node.kind == "style":
+        style = get_style(node.style or "")
+        return f"{style.emoji} {style.title}" if style else (node.style or "style")
+    if node.kind == "fuse":
+        return "🎉 group picture"
+    return f"✏️ {node.instruction or 'edit'}"[:120]

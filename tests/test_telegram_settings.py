@@ -1,0 +1,222 @@
+"""Settings, persona, history, exports, delivery and provenance on Telegram, end to end.
+
+The real PTB bot and the real google-genai client run against the loopback Telegram and Gemini stand-ins.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image
+
+from core.config import Settings, load_settings
+from core.exports import has_provenance
+from core.ports import Preferences
+from tests.standins.telegram_api import Chat, FakeTelegram, SentMessage, User
+from tests.test_telegram_harness import ALICE, BOB, GROUP, Running, private, running_bot, small_selfie
+
+gemini_api = pytest.importorskip("tests.standins.gemini_api")
+
+ALICE_CHAT = private(ALICE)
+MODELS = ["gemini-3.1-flash-image", "gemini-3-pro-image", "gemini-2.5-flash-image"]
+
+
+def gemini_settings(tg: FakeTelegram, gem: Any, data_dir: Path) -> Settings:
+    return load_settings(
+        None,
+        telegram={"token": tg.token, "api_url": tg.api_url, "file_url": tg.file_url},
+        storage={"dir": data_dir, "retention_days": 0},
+        engine={"default": "gemini", "input_max_px": 256},
+        gemini={"api_key": gem.api_key, "base_url": gem.base_url, "retry_budget_s": 2, "request_timeout_s": 10,
+                "models": MODELS},
+    )
+
+
+def offline_settings(tg: FakeTelegram, data_dir: Path) -> Settings:
+    return load_settings(
+        None,
+        telegram={"token": tg.token, "api_url": tg.api_url, "file_url": tg.file_url},
+        storage={"dir": data_dir, "retention_days": 0},
+        engine={"default": "offline", "input_max_px": 256},
+        gemini={"api_key": ""},
+    )
+
+
+async def settings_menu(run: Running, chat: Chat, user: User, command: str = "/settings") -> SentMessage:
+    run.tg.send_text(chat, user, command)
+    return await run.tg.wait_for_message(lambda m: m.method == "sendMessage" and bool(m.buttons),
+                                         chat_id=chat.id)
+
+
+async def choose(run: Running, chat: Chat, user: User, menu: SentMessage, data: str) -> None:
+    """Press a button of the settings message and wait until the same message has been redrawn."""
+    edits = len(menu.edits)
+    run.tg.press_button(chat, user, menu.message_id, data)
+    await run.tg.wait_until(lambda: len(menu.edits) > edits, what=f"the settings message redrawn after {data}")
+
+
+def image_config(call: Any) -> dict[str, Any]:
+    return dict(call.body["generationConfig"].get("imageConfig") or {})
+
+
+async def test_settings_chosen_on_the_keyboard_reach_gemini_and_unsupported_ones_are_said(tmp_path: Path) -> None:
+    selfie = small_selfie(256)
+    async with FakeTelegram() as tg, gemini_api.FakeGemini() as gem:
+        async with running_bot(tg, tmp_path, settings=gemini_settings(tg, gem, tmp_path)) as run:
+            menu = await settings_menu(run, ALICE_CHAT, ALICE)
+            assert "Model: gemini-3.1-flash-image" in (menu.text or "")
+            await choose(run, ALICE_CHAT, ALICE, menu, "do:set:menu:model")
+            pro = next(b for b in menu.buttons if b["callback_data"] == "do:set:model:gemini-3-pro-image")
+            assert "+$0.067" in pro["text"], "the price difference is on the button"
+            await choose(run, ALICE_CHAT, ALICE, menu, "do:set:model:gemini-3-pro-image")
+            await choose(run, ALICE_CHAT, ALICE, menu, "do:set:menu:ratio")
+            await choose(run, ALICE_CHAT, ALICE, menu, "do:set:ratio:16:9")
+            await choose(run, ALICE_CHAT, ALICE, menu, "do:set:menu:size")
+            await choose(run, ALICE_CHAT, ALICE, menu, "do:set:size:2K")
+            assert "Model: gemini-3-pro-image" in (menu.text or "") and "Aspect ratio: 16:9" in (menu.text or "")
+            assert "Size: 2K" in (menu.text or "")
+
+            tg.send_photo(ALICE_CHAT, ALICE, selfie, caption="/zombie")
+            result = await run.photo_reply(ALICE_CHAT)
+            call = gem.generate_requests[-1]
+            assert call.model == "gemini-3-pro-image"
+            assert image_config(call) == {"aspectRatio": "16:9", "imageSize": "2K"}
+            assert result.photo is not None and has_provenance(result.photo), "the photo says it is AI-made"
+            assert "can't" not in (result.caption or "")
+
+            # Nano Banana (2.5) has one size: the 2K choice cannot be honoured, and the person is told.
+            await choose(run, ALICE_CHAT, ALICE, menu, "do:set:menu:model")
+            await choose(run, ALICE_CHAT, ALICE, menu, "do:set:model:gemini-2.5-flash-image")
+            assert "can't do size 2K" in (menu.text or "")
+            tg.send_text(ALICE_CHAT, ALICE, "add a crown", reply_to=result.message_id)
+            edited = await run.photo_reply(ALICE_CHAT)
+            call = gem.generate_requests[-1]
+            assert call.model == "gemini-2.5-flash-image"
+            assert image_config(call) == {"aspectRatio": "16:9"}, "no size sent to a model that has none"
+            assert "can't do size 2K" in (edited.caption or "")
+
+            # /model shortcut sets directly.
+            tg.send_text(ALICE_CHAT, ALICE, "/model gemini-3.1-flash-image")
+            said = await run.text_reply(ALICE_CHAT)
+            assert "Model: gemini-3.1-flash-image" in (said.text or "")
+
+
+async def test_persona_and_quoted_text_reach_the_prompt(tmp_path: Path) -> None:
+    selfie = small_selfie(256)
+    async with FakeTelegram() as tg, gemini_api.FakeGemini() as gem:
+        async with running_bot(tg, tmp_path, settings=gemini_settings(tg, gem, tmp_path)) as run:
+            tg.send_text(ALICE_CHAT, ALICE, "/persona a marathon runner who loves cats")
+            saved = await run.text_reply(ALICE_CHAT)
+            assert "a marathon runner who loves cats" in (saved.text or "")
+
+            tg.send_photo(ALICE_CHAT, ALICE, selfie, caption="/comic")
+            result = await run.photo_reply(ALICE_CHAT)
+            prompt = gem.generate_requests[-1].text
+            assert "About the person: a marathon runner who loves cats" in prompt
+            assert "without changing their face" in prompt
+
+            tg.send_text(ALICE_CHAT, ALICE, 'add a banner saying "Ada rocks"', reply_to=result.message_id)
+            await run.photo_reply(ALICE_CHAT)
+            prompt = gem.generate_requests[-1].text
+            assert '"Ada rocks"' in prompt and "exactly as quoted" in prompt
+
+            tg.send_text(ALICE_CHAT, ALICE, "/persona clear")
+            await run.text_reply(ALICE_CHAT)
+            tg.send_photo(ALICE_CHAT, ALICE, selfie, caption="/anime")
+            await run.photo_reply(ALICE_CHAT)
+            assert "About the person" not in gem.generate_requests[-1].text
+
+
+async def test_history_exports_delivery_and_forget_on_telegram(tmp_path: Path) -> None:
+    selfie = small_selfie(320)
+    async with FakeTelegram() as tg:
+        async with running_bot(tg, tmp_path, settings=offline_settings(tg, tmp_path)) as run:
+            tg.send_photo(ALICE_CHAT, ALICE, selfie, caption="/comic")
+            first = await run.photo_reply(ALICE_CHAT)
+            tg.send_text(ALICE_CHAT, ALICE, "add a crown", reply_to=first.message_id)
+            second = await run.photo_reply(ALICE_CHAT)
+            assert second.photo is not None and has_provenance(second.photo)
+
+            # /history: both results, oldest first, labelled with their step; replying continues from one.
+            tg.send_text(ALICE_CHAT, ALICE, "/history")
+            intro = await run.text_reply(ALICE_CHAT)
+            assert "last 2 pictures" in (intro.text or "")
+            old, new = await tg.wait_for_messages(2, lambda m: m.method == "sendPhoto", chat_id=ALICE.id)
+            assert "Step 1" in (old.caption or "") and "Comic" in (old.caption or "")
+            assert "Step 2" in (new.caption or "") and "add a crown" in (new.caption or "")
+            assert old.photo == first.photo
+            tg.send_text(ALICE_CHAT, ALICE, "add sunglasses", reply_to=old.message_id)
+            branched = await run.photo_reply(ALICE_CHAT)
+            assert branched.reply_to_message_id is not None
+            await run.settle()
+            node = await run.studio.store.node_for_message("telegram", str(ALICE.id), str(branched.message_id))
+            parent = await run.studio.store.node_for_message("telegram", str(ALICE.id), str(first.message_id))
+            assert node is not None and parent is not None and node.parent_id == parent.id
+
+            # Exports, as replies to a result.
+            tg.send_text(ALICE_CHAT, ALICE, "/export sticker", reply_to=second.message_id)
+            sticker = await tg.wait_for_message(lambda m: m.method == "sendSticker", chat_id=ALICE.id)
+            assert sticker.sticker is not None
+            with Image.open(io.BytesIO(sticker.sticker)) as im:
+                assert (im.format, im.size) == ("WEBP", (512, 512))
+            assert has_provenance(sticker.sticker)
+            tg.send_text(ALICE_CHAT, ALICE, "/export profile", reply_to=second.message_id)
+            profile = await tg.wait_for_message(lambda m: m.method == "sendDocument", chat_id=ALICE.id)
+            assert profile.document is not None
+            with Image.open(io.BytesIO(profile.document)) as im:
+                assert (im.format, im.size) == ("JPEG", (1024, 1024))
+            assert has_provenance(profile.document)
+            tg.send_text(ALICE_CHAT, ALICE, "/export original", reply_to=second.message_id)
+            original = await tg.wait_for_message(lambda m: m.method == "sendDocument", chat_id=ALICE.id)
+            assert original.document == second.photo, "the original is the very file the bot made"
+
+            # …or with the buttons under the result, which stay for the next press.
+            labels = [b["text"] for b in second.buttons]
+            assert labels == ["🏷 Sticker", "🖼 Profile pic", "📄 Original"]
+            query = tg.press_button(ALICE_CHAT, ALICE, second.message_id, second.buttons[0]["callback_data"])
+            pressed = await tg.wait_for_message(lambda m: m.method == "sendSticker", chat_id=ALICE.id)
+            assert pressed.reply_to_message_id == second.message_id and pressed.sticker == sticker.sticker
+            await tg.wait_for_callback_answer(query)
+            assert len(second.buttons) == 3
+
+            # Delivery as a file: the next result comes as a document that carries the provenance XMP.
+            menu = await settings_menu(run, ALICE_CHAT, ALICE)
+            await choose(run, ALICE_CHAT, ALICE, menu, "do:set:menu:delivery")
+            await choose(run, ALICE_CHAT, ALICE, menu, "do:set:delivery:file")
+            tg.send_text(ALICE_CHAT, ALICE, "/persona likes hats")
+            await run.text_reply(ALICE_CHAT)
+            tg.send_text(ALICE_CHAT, ALICE, "make it warmer", reply_to=second.message_id)
+            as_file = await tg.wait_for_message(lambda m: m.method == "sendDocument", chat_id=ALICE.id)
+            assert as_file.document is not None and has_provenance(as_file.document)
+            await run.settle()
+            assert not [m for m in tg.unconsumed(ALICE.id) if m.method == "sendPhoto"]
+
+            # /forget takes the settings and the persona with everything else.
+            tg.send_text(ALICE_CHAT, ALICE, "/forget")
+            confirm = await tg.wait_for_message(lambda m: bool(m.buttons), chat_id=ALICE.id)
+            yes = next(b["callback_data"] for b in confirm.buttons if "forget:yes" in b["callback_data"])
+            tg.press_button(ALICE_CHAT, ALICE, confirm.message_id, yes)
+            await run.text_reply(ALICE_CHAT)
+            prefs = await run.studio.store.get_preferences("person", "telegram", str(ALICE.id))
+            assert prefs == Preferences()
+
+
+async def test_group_defaults_need_a_chat_admin(tmp_path: Path) -> None:
+    async with FakeTelegram() as tg:
+        async with running_bot(tg, tmp_path, settings=offline_settings(tg, tmp_path)) as run:
+            tg.set_member_status(GROUP, ALICE, "administrator")
+            tg.set_member_status(GROUP, BOB, "member")
+            menu = await settings_menu(run, GROUP, BOB)
+            assert "group's defaults" in (menu.text or "")
+            await choose(run, GROUP, BOB, menu, "do:set:menu:ratio")
+            query = tg.press_button(GROUP, BOB, menu.message_id, "do:set:ratio:9:16")
+            answer = await tg.wait_for_callback_answer(query)
+            assert "Only this group's admins" in answer.get("text", "") and answer.get("show_alert")
+            await choose(run, GROUP, ALICE, menu, "do:set:menu:ratio")
+            await choose(run, GROUP, ALICE, menu, "do:set:ratio:4:3")
+            assert "Aspect ratio: 4:3" in (menu.text or "")
+            prefs = await run.studio.store.get_preferences("chat", "telegram", str(GROUP.id))
+            assert prefs.aspect_ratio == "4:3"
