@@ -115,6 +115,9 @@ async def run_bots(settings: Settings, stop: asyncio.Event | None = None) -> int
         finally:
             log.info("shutting down")
             housekeeping.cancel()
+            # The core first, while the platforms can still send: pictures being sent finish and are
+            # recorded; queued work stays in SQLite for the next start.
+            await studio.aclose()
             for bot in started:
                 await bot.stop()
     return 0

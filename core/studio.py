@@ -35,6 +35,7 @@ from core.styles import STYLES, Style, get_style
 log = logging.getLogger(__name__)
 
 MAX_INSTRUCTION_CHARS = 1000
+DRAIN_S = 15.0  # at shutdown, how long sends already under way may take to finish
 MIN_FUSE, MAX_FUSE = 2, 8  # photos in one fusion (an album holds up to 10)
 WORKING_REFRESH_S = 4.5  # Telegram shows a chat action for 5 seconds
 DELIVERY_RETRY_DELAYS_S = (1.0, 3.0, 10.0)
@@ -74,6 +75,7 @@ class Studio:
         self._positions_lock = asyncio.Lock()  # one notifier at a time, so notes are never doubled
         self._refused_at: dict[tuple[str, str], float] = {}
         self._blocked_chats: set[tuple[str, str]] = set()
+        self._deliveries: set[asyncio.Future[None]] = set()
         self.parties = Parties(self, party or PartySettings())
         self.people = People(self, model_choices)  # settings, persona, history, exports
 
@@ -89,8 +91,11 @@ class Studio:
         return await self.jobs.resume(set(self._messengers))
 
     async def aclose(self) -> None:
+        """Stop working; sends already under way finish (up to DRAIN_S) and are recorded."""
         await self.parties.aclose()
         await self.jobs.aclose()
+        if self._deliveries:
+            await asyncio.wait(set(self._deliveries), timeout=DRAIN_S)
         await self.people.aclose()
 
     # -- use cases -----------------------------------------------------------------------------
@@ -401,12 +406,20 @@ class Studio:
             sent[:] = await self.people.deliver(messenger, job.target, reply, prefs.delivery)
             return sent[0]
 
-        message_id = await self._deliver(job, send)
-        if message_id is not None:
-            for each in sent:
-                await self.store.link_message(result_node, each)
-            await self.store.update_job(job.id, status="delivered", delivered_message=message_id)
-            await self._clear_waiting(job)
+        async def deliver_and_record() -> None:
+            message_id = await self._deliver(job, send)
+            if message_id is not None:
+                for each in sent:
+                    await self.store.link_message(result_node, each)
+                await self.store.update_job(job.id, status="delivered", delivered_message=message_id)
+                await self._clear_waiting(job)
+
+        # Shielded: a shutdown that cancels the job must not cut a send off between the platform
+        # accepting the picture and our record of it, or the restart would send it a second time.
+        delivery = asyncio.ensure_future(deliver_and_record())
+        self._deliveries.add(delivery)
+        delivery.add_done_callback(self._deliveries.discard)
+        await asyncio.shield(delivery)
 
     async def _after_outage(self, messenger: Messenger, job: Job, outage: Busy) -> None:
         pause = self.breaker.record_failure()

@@ -13,7 +13,7 @@ from PIL import Image
 from core.config import LimitsSettings
 from core.engines.base import Blocked, NoImage
 from core.exports import has_provenance
-from core.requests import Chat, Context, Person, PhotoRef
+from core.requests import Chat, Context, ImageReply, Person, PhotoRef, ReplyTarget
 from core.studio import Studio
 from storage.images import FileImageStore
 from storage.sqlite import SqliteStore
@@ -383,3 +383,31 @@ async def test_admin_stats(tmp_path: Path, selfie: bytes) -> None:
     assert h.messenger.sent[-1].text == "Only the bot's admins can see its stats."
     await h.studio.aclose()
     await store.close()
+
+
+async def test_a_shutdown_during_a_send_lets_it_finish_and_the_restart_does_not_send_it_again(
+        tmp_path: Path, selfie: bytes) -> None:
+    h, store = await studio_with(tmp_path)
+    sending = asyncio.Event()
+    real_send = h.messenger.send_image
+
+    async def slow_send(target: ReplyTarget, reply: ImageReply) -> str:
+        sending.set()
+        await asyncio.sleep(0.3)  # the platform is taking the upload
+        return await real_send(target, reply)
+
+    h.messenger.send_image = slow_send  # type: ignore[method-assign]
+    await h.studio.style(ctx("1"), "zombie", photo(selfie, "1"))
+    await asyncio.wait_for(sending.wait(), 5)
+    await h.studio.aclose()  # SIGTERM arrives mid-upload
+    assert [s.kind for s in h.messenger.sent] == ["image"]  # the upload was not cut off
+    await store.close()
+
+    again, store = await make_harness(tmp_path)
+    try:
+        assert await again.studio.resume() == 0  # it was recorded as delivered: nothing to resend
+        await again.settle()
+        assert again.messenger.sent == []
+    finally:
+        await again.studio.aclose()
+        await store.close()
