@@ -28,7 +28,7 @@ from PIL import Image
 
 from core import texts
 from core.config import DiscordSettings
-from core.intake import IntakeError, check_declared_size, prepare
+from core.intake import IntakeError, check_declared_size, prepare_async
 from core.parties import DEFAULT_STYLE, MAX_THEME_CHARS
 from core.requests import Button, Chat, Context, DeliveryRefused, ImageReply, Person, PhotoRef, ReplyTarget
 from core.studio import Studio
@@ -623,7 +623,7 @@ class DiscordBot:
     async def _checked_download(self, attachment: discord.Attachment) -> bytes:
         """Download and run the intake checks, so a bad file is refused before anything is queued."""
         data = await attachment.read()
-        await asyncio.to_thread(prepare, data, max_px=self.studio.input_max_px)
+        await prepare_async(data, max_px=self.studio.input_max_px)
         return data
 
     async def _refuse_privately(self, interaction: discord.Interaction, text: str) -> None:

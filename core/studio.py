@@ -319,13 +319,11 @@ class Studio:
 
     async def submit_job(self, platform: str, chat_id: str, user_id: str, kind: str, payload: dict[str, object],
                          target: ReplyTarget) -> None:
-        """Persist and queue a job; say so at once if the image service is down."""
-        job = await self.jobs.submit(platform, chat_id, user_id, kind, payload, target)
-        messenger = self._messengers[platform]
+        """Persist and queue a job; say so at once if the image service is down. (A job that starts
+        shows "sending photo…" itself, for as long as it runs.)"""
+        await self.jobs.submit(platform, chat_id, user_id, kind, payload, target)
         if self.breaker.is_open:
-            await messenger.send_text(target, texts.SERVICE_DOWN_SAVED)
-        elif self.jobs.is_running(job.id):
-            await messenger.show_working(target)
+            await self._messengers[platform].send_text(target, texts.SERVICE_DOWN_SAVED)
 
     # -- resolving what to work on ----------------------------------------------------------------
 
