@@ -113,11 +113,8 @@ class Studio:
         async with self._handling(ctx) as allowed:
             if not allowed:
                 return
-            style = get_style(style_name)
-            if style is None:
-                await self._say(ctx, texts.unknown_style(style_name))
-                return
-            if await self._refuse_over_limit(ctx):
+            style = await self._style_or_say(ctx, style_name)
+            if style is None or await self._refuse_over_limit(ctx):
                 return
             source = await self._source_for(ctx, style, photo, replied_message_id)
             if source is not None:
@@ -337,6 +334,13 @@ class Studio:
                 return await self._original_of(node)
         await self._say(ctx, texts.style_hint(style))
         return None
+
+    async def _style_or_say(self, ctx: Context, name: str) -> Style | None:
+        """The style called `name`, or None after telling the person it doesn't exist."""
+        style = get_style(name)
+        if style is None:
+            await self._say(ctx, texts.unknown_style(name))
+        return style
 
     async def _original_of(self, node: Node) -> Node:
         """The selfie (or group picture) at the root of `node`'s tree: restyles start again from it,
@@ -659,9 +663,8 @@ class Studio:
         async with self._handling(ctx) as allowed:
             if not allowed:
                 return
-            style = get_style(style_name)
+            style = await self._style_or_say(ctx, style_name)
             if style is None:
-                await self._say(ctx, texts.unknown_style(style_name))
                 return
             node = await self._node_here(ctx, node_id)
             if node is None or await self._refuse_over_limit(ctx):

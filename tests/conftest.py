@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import io
 import logging
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 from PIL import Image
+
+from tests.standins.telegram_api import FakeTelegram
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -39,3 +41,10 @@ def _restore_root_logging() -> Iterator[None]:
     yield
     root.handlers[:] = handlers
     root.setLevel(level)
+
+
+@pytest.fixture
+async def tg() -> AsyncIterator[FakeTelegram]:
+    """A fresh loopback Telegram Bot API for one test."""
+    async with FakeTelegram() as fake:
+        yield fake

@@ -39,12 +39,6 @@ def selfie() -> bytes:
 
 
 @pytest.fixture
-async def tg() -> AsyncIterator[FakeTelegram]:
-    async with FakeTelegram() as fake:
-        yield fake
-
-
-@pytest.fixture
 async def run(tg: FakeTelegram, tmp_path: Path) -> AsyncIterator[Running]:
     async with running_bot(tg, tmp_path) as running:
         yield running

@@ -6,7 +6,6 @@ Every assertion is about what people in the chat would see.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -40,12 +39,6 @@ LOBBY_HEAD = "🎉 Avatar party"
 @pytest.fixture(scope="module")
 def selfie() -> bytes:
     return small_selfie(256)
-
-
-@pytest.fixture
-async def tg() -> AsyncIterator[FakeTelegram]:
-    async with FakeTelegram() as fake:
-        yield fake
 
 
 def settings_for(tg: FakeTelegram, data_dir: Path, *, deadline_minutes: float = 10.0, album_wait_s: float = 0.3,

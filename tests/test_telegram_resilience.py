@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -30,12 +30,6 @@ ALICE_CHAT, BOB_CHAT, CAROL_CHAT = private(ALICE), private(BOB), private(CAROL)
 @pytest.fixture(scope="module")
 def selfie() -> bytes:
     return small_selfie(256)
-
-
-@pytest.fixture
-async def tg() -> AsyncIterator[FakeTelegram]:
-    async with FakeTelegram() as fake:
-        yield fake
 
 
 def photos_to(tg: FakeTelegram, chat_id: int) -> list[int]:
