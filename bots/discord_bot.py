@@ -15,7 +15,7 @@ import io
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -26,10 +26,13 @@ from discord.gateway import DiscordWebSocket
 from discord.http import Route
 from PIL import Image
 
-from core import texts
+from core import i18n, texts
 from core.config import DiscordSettings
+from core.i18n import N_, _
 from core.intake import IntakeError, check_declared_size, prepare_async
 from core.parties import DEFAULT_STYLE, MAX_THEME_CHARS
+from core.people import SettingsForm
+from core.ports import MAX_PERSONA_CHARS
 from core.requests import Button, Chat, Context, DeliveryRefused, ImageReply, Person, PhotoRef, ReplyTarget
 from core.studio import Studio
 from core.styles import STYLES, Style, get_style
@@ -49,8 +52,11 @@ _MENTION = re.compile(r"<@!?(\d+)>")
 # Discord errors meaning a chat will never take our messages: missing access, unknown channel, DMs closed.
 _REFUSED_CODES = {50001, 50013, 10003, 50007}
 _EXPIRED_TOKEN_CODES = {50027, 10015, 10062}
-# What settles a "use my last selfie" offer for good, so its button can go.
-_REUSE_SETTLED = frozenset({texts.PARTY_REUSED, texts.PARTY_NOT_OPEN, texts.UNKNOWN_BUTTON})
+
+
+def _reuse_settled() -> frozenset[str]:
+    """What settles a "use my last selfie" offer for good, so its button can go (in the presser's language)."""
+    return frozenset({texts.PARTY_REUSED, texts.PARTY_NOT_OPEN, texts.UNKNOWN_BUTTON})
 
 
 # -- translating Discord things --------------------------------------------------------------------
@@ -59,8 +65,8 @@ def _chat(channel_id: int | None, guild: Any) -> Chat:
     return Chat(PLATFORM, str(channel_id or 0), is_private=guild is None)
 
 
-def _person(member: discord.abc.User) -> Person:
-    return Person(str(member.id), member.display_name)
+def _person(member: discord.abc.User, locale: discord.Locale | None = None) -> Person:
+    return Person(str(member.id), member.display_name, locale.value if locale is not None else None)
 
 
 def _interaction_context(interaction: discord.Interaction, message_id: int | str) -> Context:
@@ -71,8 +77,8 @@ def _interaction_context(interaction: discord.Interaction, message_id: int | str
     async def chat_admin() -> bool:
         return interaction.guild_id is not None and (permissions.administrator or permissions.manage_guild)
 
-    return Context(_chat(interaction.channel_id, interaction.guild_id), _person(interaction.user), str(message_id),
-                   chat_admin=chat_admin)
+    return Context(_chat(interaction.channel_id, interaction.guild_id),
+                   _person(interaction.user, interaction.locale), str(message_id), chat_admin=chat_admin)
 
 
 def _attachment_photo(attachment: discord.Attachment, message_id: int | None = None) -> PhotoRef:
@@ -138,16 +144,16 @@ class NodeButton(discord.ui.DynamicItem[discord.ui.Button[Any]],
                  template=r"pixme:(?P<verb>again|undo|edit|styles):(?P<node>\d+)"):
     """Edit / Undo / Again / Style ▾ under a result; the node id travels in the custom_id."""
 
-    LOOKS: ClassVar[dict[str, tuple[str, str, discord.ButtonStyle]]] = {
-        "edit": (texts.BUTTON_EDIT, "✏️", discord.ButtonStyle.primary),
-        "undo": (texts.BUTTON_UNDO, "↩️", discord.ButtonStyle.secondary),
-        "again": (texts.BUTTON_AGAIN, "🔁", discord.ButtonStyle.secondary),
-        "styles": (texts.BUTTON_STYLE, "🎨", discord.ButtonStyle.secondary),
+    LOOKS: ClassVar[dict[str, tuple[str, str, discord.ButtonStyle]]] = {  # labels: texts.<name>
+        "edit": ("BUTTON_EDIT", "✏️", discord.ButtonStyle.primary),
+        "undo": ("BUTTON_UNDO", "↩️", discord.ButtonStyle.secondary),
+        "again": ("BUTTON_AGAIN", "🔁", discord.ButtonStyle.secondary),
+        "styles": ("BUTTON_STYLE", "🎨", discord.ButtonStyle.secondary),
     }
 
     def __init__(self, verb: str, node_id: int) -> None:
-        label, emoji, style = self.LOOKS[verb]
-        super().__init__(discord.ui.Button(label=label, emoji=emoji, style=style,
+        text, emoji, style = self.LOOKS[verb]
+        super().__init__(discord.ui.Button(label=getattr(texts, text), emoji=emoji, style=style,
                                            custom_id=f"pixme:{verb}:{node_id}"))
         self.verb = verb
         self.node_id = node_id
@@ -158,11 +164,61 @@ class NodeButton(discord.ui.DynamicItem[discord.ui.Button[Any]],
         return cls(match["verb"], int(match["node"]))
 
     async def callback(self, interaction: discord.Interaction) -> None:
-        await _adapter(interaction).on_node_button(interaction, self.verb, self.node_id)
+        adapter = _adapter(interaction)
+        await adapter.guarded(interaction, adapter.on_node_button(interaction, self.verb, self.node_id))
+
+
+class ExportButton(discord.ui.DynamicItem[discord.ui.Button[Any]],
+                   template=r"pixme:export:(?P<kind>sticker|profile|original):(?P<node>\d+)"):
+    """Sticker / Profile pic / Original under a result: sent only to the presser."""
+
+    def __init__(self, kind: str, node_id: int, label: str = "") -> None:
+        super().__init__(discord.ui.Button(label=label or kind, style=discord.ButtonStyle.secondary, row=1,
+                                           custom_id=f"pixme:export:{kind}:{node_id}"))
+        self.kind = kind
+        self.node_id = node_id
+
+    @classmethod
+    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Item[Any],
+                             match: re.Match[str], /) -> ExportButton:
+        return cls(match["kind"], int(match["node"]), getattr(item, "label", None) or "")
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        adapter = _adapter(interaction)
+        await adapter.guarded(interaction, adapter.on_export(interaction, self.kind, self.node_id))
+
+
+class SettingSelect(discord.ui.DynamicItem[discord.ui.Select[Any]],
+                    template=r"pixme:setting:(?P<key>model|ratio|size|delivery)"):
+    """One select menu of the ephemeral /settings message; a choice is saved and the message redrawn."""
+
+    def __init__(self, key: str, title: str = "", options: list[discord.SelectOption] | None = None) -> None:
+        super().__init__(discord.ui.Select(custom_id=f"pixme:setting:{key}", placeholder=title[:150] or None,
+                                           options=options or [discord.SelectOption(label=key)]))
+        self.key = key
+
+    @classmethod
+    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Item[Any],
+                             match: re.Match[str], /) -> SettingSelect:
+        return cls(match["key"])
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        adapter = _adapter(interaction)
+        await adapter.guarded(interaction, adapter.on_setting(interaction, self.key, self.item.values[0]))
+
+
+def settings_view(form: SettingsForm) -> discord.ui.View:
+    """The settings as select menus, the current choice of each selected (price notes as descriptions)."""
+    view = _components()
+    for key, (title, choices) in form.menus.items():
+        options = [discord.SelectOption(label=c.label[:100], value=c.value, description=c.note[:100] or None,
+                                        default=c.current) for c in choices[:25]]
+        view.add_item(SettingSelect(key, title, options))
+    return view
 
 
 def _style_options() -> list[discord.SelectOption]:
-    return [discord.SelectOption(label=s.title, value=s.id, emoji=s.emoji, description=s.description[:100])
+    return [discord.SelectOption(label=s.name, value=s.id, emoji=s.emoji, description=s.blurb[:100])
             for s in STYLES]
 
 
@@ -171,7 +227,7 @@ class PickStyle(discord.ui.DynamicItem[discord.ui.Select[Any]], template=r"pixme
 
     def __init__(self, message_id: int) -> None:
         super().__init__(discord.ui.Select(custom_id=f"pixme:pick:{message_id}", options=_style_options(),
-                                           placeholder="Pick a style"))
+                                           placeholder=texts.PICK_A_STYLE))
         self.message_id = message_id
 
     @classmethod
@@ -180,7 +236,8 @@ class PickStyle(discord.ui.DynamicItem[discord.ui.Select[Any]], template=r"pixme
         return cls(int(match["message"]))
 
     async def callback(self, interaction: discord.Interaction) -> None:
-        await _adapter(interaction).on_pick(interaction, self.message_id, self.item.values[0])
+        adapter = _adapter(interaction)
+        await adapter.guarded(interaction, adapter.on_pick(interaction, self.message_id, self.item.values[0]))
 
 
 class Restyle(discord.ui.DynamicItem[discord.ui.Select[Any]],
@@ -189,7 +246,7 @@ class Restyle(discord.ui.DynamicItem[discord.ui.Select[Any]],
 
     def __init__(self, node_id: int, message_id: int) -> None:
         super().__init__(discord.ui.Select(custom_id=f"pixme:restyle:{node_id}:{message_id}",
-                                           options=_style_options(), placeholder="Pick a style"))
+                                           options=_style_options(), placeholder=texts.PICK_A_STYLE))
         self.node_id = node_id
         self.message_id = message_id
 
@@ -199,7 +256,9 @@ class Restyle(discord.ui.DynamicItem[discord.ui.Select[Any]],
         return cls(int(match["node"]), int(match["message"]))
 
     async def callback(self, interaction: discord.Interaction) -> None:
-        await _adapter(interaction).on_restyle(interaction, self.node_id, self.message_id, self.item.values[0])
+        adapter = _adapter(interaction)
+        await adapter.guarded(interaction, adapter.on_restyle(interaction, self.node_id, self.message_id,
+                                                              self.item.values[0]))
 
 
 class PressButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"pixme:press:(?P<action>.+)"):
@@ -215,7 +274,8 @@ class PressButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"pix
         return cls(getattr(item, "label", None) or "", match["action"])
 
     async def callback(self, interaction: discord.Interaction) -> None:
-        await _adapter(interaction).on_press(interaction, self.action)
+        adapter = _adapter(interaction)
+        await adapter.guarded(interaction, adapter.on_press(interaction, self.action))
 
 
 EDIT_MODAL_PREFIX = "pixme:editmodal:"
@@ -242,6 +302,8 @@ def result_view(node_id: int) -> discord.ui.View:
     view = _components()
     for verb in ("edit", "undo", "again", "styles"):
         view.add_item(NodeButton(verb, node_id))
+    for label, kind in texts.export_buttons():
+        view.add_item(ExportButton(kind, node_id, label))
     return view
 
 
@@ -371,12 +433,14 @@ class DiscordMessenger:
             token.delivered = True
         return sent
 
-    # -- people (settings/exports) slice: minimal stand-ins until the Discord session builds them --
     async def send_file(self, target: ReplyTarget, reply: ImageReply) -> str:
-        return await self.send_image(target, reply)  # Discord shows every upload as a file already
+        """Discord never recompresses uploads, so a file is the picture itself, metadata and all, under its
+        own name (only a file over the upload limit is re-encoded to fit)."""
+        return await self.send_image(target, reply)
 
     async def send_sticker(self, target: ReplyTarget, image: bytes) -> str:
-        return await self._post(target, None,
+        """Bots cannot send custom stickers outside their servers' own: the 512 px WebP comes as a file."""
+        return await self._post(target, texts.STICKER_CAPTION_DISCORD,
                                 file=lambda: discord.File(io.BytesIO(image), filename="pixme-sticker.webp"))
 
     async def send_text(self, target: ReplyTarget, text: str) -> str:
@@ -423,7 +487,32 @@ class _Client(discord.Client):
         self.tree: app_commands.CommandTree[_Client] = app_commands.CommandTree(self)
 
     async def setup_hook(self) -> None:
+        await self.tree.set_translator(_Translator())
         await self.adapter._setup(self)
+
+
+class _Translator(app_commands.Translator):
+    """Command and option descriptions and style names in each Discord locale we have a catalog for."""
+
+    async def translate(self, string: app_commands.locale_str, locale: discord.Locale,
+                        context: app_commands.TranslationContextTypes) -> str | None:
+        code = i18n.negotiate(locale.value)
+        if code is None or code == i18n.DEFAULT:
+            return None
+        if context.location is app_commands.TranslationContextLocation.choice_name and isinstance(
+                context.data, app_commands.Choice) and (style := get_style(str(context.data.value))) is not None:
+            with i18n.speaking(code):
+                return f"{style.emoji} {style.name} — {style.blurb}"[:100]
+        if context.location not in _TRANSLATED:
+            return None  # command and option names stay as typed: /avatar, style:, photo:
+        with i18n.speaking(code):
+            translated = _(string.message)
+        return translated[:100] if translated != string.message else None
+
+
+_TRANSLATED = (app_commands.TranslationContextLocation.command_description,
+               app_commands.TranslationContextLocation.group_description,
+               app_commands.TranslationContextLocation.parameter_description)
 
 
 _WEBHOOK_TOKEN = re.compile(r"(/(?:webhooks|interactions)/\d+/|['\"]token['\"]:\s*['\"])[^/\s?'\"]+")
@@ -484,7 +573,7 @@ class DiscordBot:
         intents.dm_messages = True
         intents.message_content = message_content
         client = _Client(self, intents=intents, guild_ready_timeout=self.guild_ready_timeout)
-        client.add_dynamic_items(NodeButton, PickStyle, Restyle, PressButton)
+        client.add_dynamic_items(NodeButton, PickStyle, Restyle, PressButton, ExportButton, SettingSelect)
         self._add_commands(client.tree)
         client.event(self.on_message)
         client.event(self.on_interaction)
@@ -528,7 +617,7 @@ class DiscordBot:
     async def _setup(self, client: _Client) -> None:
         """After login: find the gateway of a Discord-compatible server, and sync the commands."""
         if self.settings.api_url and not self.settings.gateway_url:
-            _, url, _ = await client.http.get_bot_gateway()
+            _shards, url, _limits = await client.http.get_bot_gateway()
             DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(url)
         try:
             await client.tree.sync()
@@ -542,56 +631,81 @@ class DiscordBot:
     # -- commands --------------------------------------------------------------------------------
 
     def _add_commands(self, tree: app_commands.CommandTree[_Client]) -> None:
+        # Descriptions and choice names are English here and translated per Discord locale by _Translator.
         choices = [app_commands.Choice(name=f"{s.emoji} {s.title} — {s.description}"[:100], value=s.id)
                    for s in STYLES]
+        photo_about = N_("A selfie (JPEG, PNG, WebP, GIF, HEIC)")
 
-        @app_commands.command(name="avatar", description="Turn a selfie into an avatar in a style")
-        @app_commands.describe(style="The look you want", photo="A selfie (JPEG, PNG, WebP, GIF, HEIC)")
+        @app_commands.command(name="avatar", description=N_("Turn a selfie into an avatar in a style"))
+        @app_commands.describe(style=N_("The look you want"), photo=photo_about)
         @app_commands.choices(style=choices)
         async def avatar(interaction: discord.Interaction, style: app_commands.Choice[str],
                          photo: discord.Attachment) -> None:
-            await self._guarded(self.on_avatar(interaction, style.value, photo))
+            await self.guarded(interaction, self.on_avatar(interaction, style.value, photo))
 
-        @app_commands.command(name="styles", description="List every style")
+        @app_commands.command(name="styles", description=N_("List every style"))
         async def styles(interaction: discord.Interaction) -> None:
-            await self._guarded(interaction.response.send_message(
-                texts.styles_list(prefix=""), ephemeral=True))
+            await self.guarded(interaction, self._tell(interaction, lambda: texts.styles_list(prefix="")))
 
-        @app_commands.command(name="cancel", description="Stop your waiting and running requests here")
+        @app_commands.command(name="cancel", description=N_("Stop your waiting and running requests here"))
         async def cancel(interaction: discord.Interaction) -> None:
-            await self._guarded(self._privately(interaction, self.studio.cancel))
+            await self.guarded(interaction, self._privately(interaction, self.studio.cancel))
 
-        @app_commands.command(name="forget", description="Delete everything Pix Me! keeps about you")
+        @app_commands.command(name="forget", description=N_("Delete everything Pix Me! keeps about you"))
         async def forget(interaction: discord.Interaction) -> None:
-            await self._guarded(self._privately(interaction, self.studio.forget))
+            await self.guarded(interaction, self._privately(interaction, self.studio.forget))
 
-        @app_commands.command(name="help", description="How Pix Me! works")
+        @app_commands.command(name="help", description=N_("How Pix Me! works"))
         async def help_(interaction: discord.Interaction) -> None:
-            await self._guarded(interaction.response.send_message(texts.discord_help(self.engine_name),
-                                                                  ephemeral=True))
+            await self.guarded(interaction, self._tell(interaction, lambda: texts.discord_help(self.engine_name)))
+
+        @app_commands.command(name="settings", description=N_("Your model, aspect ratio, size and delivery "
+                                                                 "(in a server: its defaults, for admins)"))
+        async def settings(interaction: discord.Interaction) -> None:
+            await self.guarded(interaction, self.on_settings(interaction))
+
+        @app_commands.command(name="persona", description=N_("A few words about you that every picture should suit"))
+        @app_commands.describe(about=N_("e.g. “a DJ from Lagos who loves neon and gold” — or “clear”"))
+        async def persona(interaction: discord.Interaction,
+                          about: app_commands.Range[str, None, MAX_PERSONA_CHARS] | None = None) -> None:
+            await self.guarded(interaction, self._privately(
+                interaction, lambda ctx: self.studio.people.persona(ctx, about or "")))
+
+        @app_commands.command(name="history", description=N_("Your last 10 pictures here, to continue from"))
+        async def history(interaction: discord.Interaction) -> None:
+            await self.guarded(interaction, self.on_history(interaction))
+
+        @app_commands.command(name="language", description=N_("The language Pix Me! speaks with you"))
+        @app_commands.describe(language=N_("Leave empty to follow your Discord language"))
+        @app_commands.choices(language=[app_commands.Choice(name=name, value=code)
+                                        for code, name in i18n.LANGUAGES.items()])
+        async def language(interaction: discord.Interaction,
+                           language: app_commands.Choice[str] | None = None) -> None:
+            await self.guarded(interaction, self._privately(
+                interaction, lambda ctx: self.studio.people.language(ctx, language.value if language else "auto")))
 
         async def pix_me(interaction: discord.Interaction, message: discord.Message) -> None:
-            await self._guarded(self.on_pix_me(interaction, message))
+            await self.guarded(interaction, self.on_pix_me(interaction, message))
 
-        party = app_commands.Group(name="party", description="Avatar parties: everyone's selfies in one picture",
+        party = app_commands.Group(name="party", description=N_("Avatar parties: everyone's selfies in one picture"),
                                    guild_only=True)
 
-        @party.command(name="open", description="Open a party lobby in this channel")
-        @app_commands.describe(style="The look of the group picture", theme="What the picture is about")
+        @party.command(name="open", description=N_("Open a party lobby in this channel"))
+        @app_commands.describe(style=N_("The look of the group picture"), theme=N_("What the picture is about"))
         @app_commands.choices(style=choices)
         async def party_open(interaction: discord.Interaction, style: app_commands.Choice[str] | None = None,
                              theme: app_commands.Range[str, None, MAX_THEME_CHARS] | None = None) -> None:
-            await self._guarded(self.on_party_open(interaction, style.value if style else DEFAULT_STYLE,
-                                                   theme or ""))
+            await self.guarded(interaction, self.on_party_open(interaction, style.value if style else DEFAULT_STYLE,
+                                                               theme or ""))
 
-        @party.command(name="join", description="Join this channel's party with your selfie")
-        @app_commands.describe(photo="Your selfie (JPEG, PNG, WebP, GIF, HEIC)")
+        @party.command(name="join", description=N_("Join this channel's party with your selfie"))
+        @app_commands.describe(photo=photo_about)
         async def party_join(interaction: discord.Interaction, photo: discord.Attachment) -> None:
-            await self._guarded(self.on_party_join(interaction, photo))
+            await self.guarded(interaction, self.on_party_join(interaction, photo))
 
-        @app_commands.command(name="fuse", description="Blend 2–8 photos into one picture")
-        @app_commands.describe(instruction="What to make of them, e.g. “best friends at the fair”",
-                               style="The look of the picture")
+        @app_commands.command(name="fuse", description=N_("Blend 2–8 photos into one picture"))
+        @app_commands.describe(instruction=N_("What to make of them, e.g. “best friends at the fair”"),
+                               style=N_("The look of the picture"))
         @app_commands.choices(style=choices)
         async def fuse(interaction: discord.Interaction, photo1: discord.Attachment, photo2: discord.Attachment,
                        photo3: discord.Attachment | None = None, photo4: discord.Attachment | None = None,
@@ -600,25 +714,30 @@ class DiscordBot:
                        instruction: app_commands.Range[str, None, MAX_THEME_CHARS] | None = None,
                        style: app_commands.Choice[str] | None = None) -> None:
             photos = [p for p in (photo1, photo2, photo3, photo4, photo5, photo6, photo7, photo8) if p is not None]
-            await self._guarded(self.on_fuse(interaction, photos, style.value if style else DEFAULT_STYLE,
-                                             instruction or ""))
+            await self.guarded(interaction, self.on_fuse(interaction, photos, style.value if style else DEFAULT_STYLE,
+                                                         instruction or ""))
 
-        tree.add_command(avatar)
-        tree.add_command(party)
-        tree.add_command(fuse)
-        tree.add_command(styles)
-        tree.add_command(help_)
-        tree.add_command(cancel)
-        tree.add_command(forget)
+        commands: list[app_commands.Command[Any, Any, Any] | app_commands.Group] = [
+            avatar, party, fuse, styles, help_, cancel, forget, settings, persona, history, language]
+        for command in commands:
+            tree.add_command(command)
         tree.add_command(app_commands.ContextMenu(name=MENU_NAME, callback=pix_me))
 
-    @staticmethod
-    async def _guarded(work: Awaitable[Any]) -> None:
-        """Nothing escapes into discord.py; the studio has already told the person what it could."""
+    async def guarded(self, interaction: discord.Interaction, work: Coroutine[Any, Any, Any]) -> None:
+        """Every interaction: speak the person's language, and let nothing escape into discord.py (the
+        studio has already told the person what it could)."""
         try:
+            await self.studio.speak_to(_interaction_context(interaction, interaction.id))
             await work
         except Exception:
             log.exception("discord: handling an interaction failed")
+        finally:
+            work.close()  # never awaited if speaking failed; closing a finished coroutine is a no-op
+
+    @staticmethod
+    async def _tell(interaction: discord.Interaction, text: Callable[[], str]) -> None:
+        """A private answer made in the person's language."""
+        await interaction.response.send_message(text(), ephemeral=True)
 
     async def _checked_download(self, attachment: discord.Attachment) -> bytes:
         """Download and run the intake checks, so a bad file is refused before anything is queued."""
@@ -782,9 +901,38 @@ class DiscordBot:
         toast = await self._privately(interaction, lambda ctx: self.studio.press(ctx, action))
         if toast == texts.PARTY_SEND_SELFIE:  # Discord's ways in are a command or a reply with the photo
             toast = texts.DISCORD_PARTY_SEND_SELFIE
-        if action.startswith("party:reuse:") and toast in _REUSE_SETTLED and interaction.message is not None:
+        if action.startswith("party:reuse:") and toast in _reuse_settled() and interaction.message is not None:
             with contextlib.suppress(discord.HTTPException):  # a used (or moot) offer loses its button
                 await interaction.message.edit(view=None)
+        if toast:
+            await interaction.followup.send(toast, ephemeral=True)
+
+    # -- settings, history, exports ------------------------------------------------------------------
+
+    async def on_settings(self, interaction: discord.Interaction) -> None:
+        """`/settings`: an ephemeral message with one select menu per setting."""
+        ctx = _interaction_context(interaction, interaction.id)
+        form = await self.studio.people.form(ctx)
+        await interaction.response.send_message(_caption(form.text), view=settings_view(form), ephemeral=True)
+
+    async def on_setting(self, interaction: discord.Interaction, key: str, value: str) -> None:
+        """A choice in a /settings menu: saved (admins only for a server's defaults), then the message redrawn."""
+        ctx = _interaction_context(interaction, interaction.id)
+        answer = await self.studio.people.choose(ctx, key, value)
+        form = await self.studio.people.form(ctx)
+        text = form.text if answer == texts.SETTINGS_SAVED else f"{answer}\n\n{form.text}"
+        await interaction.response.edit_message(content=_caption(text), view=settings_view(form))
+
+    async def on_history(self, interaction: discord.Interaction) -> None:
+        """`/history`: the pictures come as messages of their own, each with its buttons, each replyable."""
+        answer = await interaction.response.defer(thinking=True)
+        request_id = str((answer.message_id if answer is not None else None) or interaction.id)
+        self.messenger.remember(request_id, interaction)
+        await self.studio.people.history(_interaction_context(interaction, request_id))
+
+    async def on_export(self, interaction: discord.Interaction, kind: str, node_id: int) -> None:
+        """An export button: the sticker, profile picture or original, for the presser's eyes only."""
+        toast = await self._privately(interaction, lambda ctx: self.studio.people.export_node(ctx, kind, node_id))
         if toast:
             await interaction.followup.send(toast, ephemeral=True)
 
@@ -814,8 +962,10 @@ class DiscordBot:
             node_id = int(custom_id.removeprefix(EDIT_MODAL_PREFIX))
             instruction = _modal_value(data, EDIT_FIELD)
             pressed = interaction.message.id if interaction.message is not None else interaction.id
+            ctx = _interaction_context(interaction, pressed)
+            await self.studio.speak_to(ctx)
             await interaction.response.defer()
-            await self.studio.edit_node(_interaction_context(interaction, pressed), node_id, instruction)
+            await self.studio.edit_node(ctx, node_id, instruction)
         except Exception:
             log.exception("discord: edit modal failed")
 
@@ -832,6 +982,7 @@ class DiscordBot:
         assert me is not None
         private = message.guild is None
         ctx = Context(_chat(message.channel.id, message.guild), _person(message.author), str(message.id))
+        await self.studio.speak_to(ctx)  # messages carry no locale: the person's choice or their last one seen
         replied = await self._replied_message(message)
         text = _MENTION.sub(lambda m: "" if int(m[1]) == me.id else m[0], message.content).strip()
         if replied is not None and replied.author.id == me.id:

@@ -41,8 +41,9 @@ from telegram.ext import (
 )
 from telegram.request import HTTPXRequest
 
-from core import texts
+from core import i18n, texts
 from core.config import TelegramSettings
+from core.i18n import N_, _
 from core.requests import (
     Button,
     Chat,
@@ -66,20 +67,21 @@ CALLBACK_ANSWER_LIMIT = 200
 STYLE_BUTTON_PREFIX = "style:"
 ACTION_BUTTON_PREFIX = "do:"
 LONG_ACTION_PREFIX = "k:"  # an action too long for callback_data, kept in memory under a hash
-BASIC_COMMANDS = {
-    "start": "What this bot does",
-    "help": "How to use it",
-    "styles": "List every style",
-    "undo": "Reply to a result with this to go back a step",
-    "cancel": "Stop what you asked for",
-    "forget": "Delete everything the bot keeps about you",
-    "party": "Groups: start an avatar party (/party [style] [theme])",
-    "fuse": "Caption an album of 2-8 photos with this to blend them",
-    "settings": "Model, aspect ratio, size and delivery (groups: admins set defaults)",
-    "model": "Choose the image model",
-    "persona": "Tell me about you (/persona <text>, /persona clear)",
-    "history": "Your last 10 pictures here, to continue from",
-    "export": "Reply to a result: /export sticker | profile | original",
+BASIC_COMMANDS = {  # the command menu, shown in each person's app language (setMyCommands language_code)
+    "start": N_("What this bot does"),
+    "help": N_("How to use it"),
+    "styles": N_("List every style"),
+    "undo": N_("Reply to a result with this to go back a step"),
+    "cancel": N_("Stop what you asked for"),
+    "forget": N_("Delete everything the bot keeps about you"),
+    "party": N_("Groups: start an avatar party (/party [style] [theme])"),
+    "fuse": N_("Caption an album of 2-8 photos with this to blend them"),
+    "settings": N_("Model, aspect ratio, size and delivery (groups: admins set defaults)"),
+    "model": N_("Choose the image model"),
+    "persona": N_("Tell me about you (/persona <text>, /persona clear)"),
+    "history": N_("Your last 10 pictures here, to continue from"),
+    "export": N_("Reply to a result: /export sticker | profile | original"),
+    "language": N_("The language I speak with you (/language es)"),
 }
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".heic", ".heif", ".tif", ".tiff", ".bmp")
 # sendPhoto refuses some images (too big, odd dimensions); those still go out as a file.
@@ -88,12 +90,19 @@ _ADMIN_STATUSES = (ChatMemberStatus.OWNER, ChatMemberStatus.ADMINISTRATOR)
 PARTY_ACTION_PREFIX = "party:"
 SETTINGS_ACTION_PREFIX = "set:"
 EXPORT_ACTION_PREFIX = "export:"
-_EXPORT_BUTTONS = (("🏷 Sticker", "sticker"), ("🖼 Profile pic", "profile"), ("📄 Original", "original"))
-# What a party button press may answer that is good news; anything else is shown as an alert.
-_PARTY_GOOD_NEWS = frozenset({texts.PARTY_SEND_SELFIE, texts.PARTY_ALREADY_IN, texts.PARTY_LEFT,
-                              texts.PARTY_REUSED, texts.PARTY_CANCELLED_TOAST, texts.PARTY_STARTING})
-# A "use my last selfie" offer has served its purpose after these answers; refusals keep it for its owner.
-_REUSE_SETTLED = frozenset({texts.PARTY_REUSED, texts.PARTY_NOT_OPEN, texts.UNKNOWN_BUTTON})
+LANGUAGE_ACTION_PREFIX = "lang:"
+
+
+def _party_good_news() -> frozenset[str]:
+    """What a party button press may answer that is good news; anything else is shown as an alert.
+    (Read in the presser's language at each press, never frozen at import.)"""
+    return frozenset({texts.PARTY_SEND_SELFIE, texts.PARTY_ALREADY_IN, texts.PARTY_LEFT,
+                      texts.PARTY_REUSED, texts.PARTY_CANCELLED_TOAST, texts.PARTY_STARTING})
+
+
+def _reuse_settled() -> frozenset[str]:
+    """A "use my last selfie" offer has served its purpose after these answers; refusals keep it for its owner."""
+    return frozenset({texts.PARTY_REUSED, texts.PARTY_NOT_OPEN, texts.UNKNOWN_BUTTON})
 
 AnyApplication = Application[Any, Any, Any, Any, Any, Any]
 T = TypeVar("T")
@@ -112,7 +121,7 @@ def parse_command(text: str | None, bot_username: str) -> ParsedCommand | None:
     # The command ends at the first whitespace of any kind: "/zombie\nmake it spooky" is common.
     head, *tail = text.split(maxsplit=1)
     rest = tail[0] if tail else ""
-    name, _, addressee = head[1:].partition("@")
+    name, _at, addressee = head[1:].partition("@")
     if not name or (addressee and addressee.lower() != bot_username.lower()):
         return None
     return ParsedCommand(name.lower(), rest.strip())
@@ -123,7 +132,7 @@ def is_command_for_another_bot(text: str | None, bot_username: str) -> bool:
     if not text or not text.startswith("/"):
         return False
     head = text.split(None, 1)[0]
-    _, _, addressee = head.partition("@")
+    _name, _at, addressee = head.partition("@")
     return bool(addressee) and addressee.lower() != bot_username.lower()
 
 
@@ -262,7 +271,7 @@ class TelegramMessenger:
         if node_id <= 0:
             return None
         return self._keyboard([self._button(Button(label, f"export:{kind}:{node_id}"))
-                               for label, kind in _EXPORT_BUTTONS], per_row=3)
+                               for label, kind in texts.export_buttons()], per_row=3)
 
     async def send_file(self, target: ReplyTarget, reply: ImageReply) -> str:
         """sendDocument: Telegram keeps the bytes (full resolution, provenance metadata) as they are."""
@@ -410,17 +419,20 @@ class TelegramBot:
         await self.application.shutdown()
 
     async def set_commands(self) -> None:
-        """The command menu: the basics, then every style."""
-        commands = [BotCommand(name, description) for name, description in BASIC_COMMANDS.items()]
-        commands += [BotCommand(s.id, f"{s.emoji} {s.description}"[:256]) for s in STYLES]
-        try:
-            await self.application.bot.set_my_commands(commands)
-        except TelegramError as exc:
-            log.warning("telegram: could not set the command menu: %s", exc.message)
+        """The command menu: the basics, then every style; one menu per language (English is the default)."""
+        for code in i18n.LANGUAGES:
+            with i18n.speaking(code):
+                commands = [BotCommand(name, _(about)) for name, about in BASIC_COMMANDS.items()]
+                commands += [BotCommand(s.id, f"{s.emoji} {s.blurb}"[:256]) for s in STYLES]
+            try:
+                await self.application.bot.set_my_commands(commands,
+                                                           language_code=None if code == i18n.DEFAULT else code)
+            except TelegramError as exc:
+                log.warning("telegram: could not set the %s command menu: %s", code, exc.message)
 
     # -- updates ---------------------------------------------------------------------------------
 
-    async def _on_message(self, update: Update, _: ContextTypes.DEFAULT_TYPE) -> None:
+    async def _on_message(self, update: Update, _context: ContextTypes.DEFAULT_TYPE) -> None:
         message = update.message
         if message is None or message.from_user is None or message.from_user.is_bot:
             return
@@ -436,6 +448,7 @@ class TelegramBot:
         bot = self.application.bot
         private = message.chat.type == TgChat.PRIVATE
         ctx = self._context(message)
+        await self.studio.speak_to(ctx)
         replied = message.reply_to_message
         replied_to_bot = self._is_ours(replied)
         body = message.text or message.caption
@@ -490,6 +503,8 @@ class TelegramBot:
             await self.studio.people.persona(ctx, command.rest)
         elif name == "history":
             await self.studio.people.history(ctx)
+        elif name == "language":
+            await self.studio.people.language(ctx, command.rest)
         elif name == "export":
             await self.studio.people.export(ctx, command.rest, replied_id if self._is_ours(replied) else None)
         elif name == "party":
@@ -573,7 +588,9 @@ class TelegramBot:
         command = parse_command(captioned.caption, bot.username) if captioned is not None else None
         if captioned is not None and command is not None and command.name == "fuse":
             photos = [p for p in (photo_of(m, images_only=True) for m in messages) if p is not None]
-            await self.studio.fuse(self._context(captioned), photos, command.rest)
+            ctx = self._context(captioned)
+            await self.studio.speak_to(ctx)
+            await self.studio.fuse(ctx, photos, command.rest)
         elif captioned is not None and (command is not None
                                         or is_command_for_another_bot(captioned.caption, bot.username)):
             await self._route(captioned)  # e.g. /zombie on an album styles the photo it captions
@@ -604,13 +621,15 @@ class TelegramBot:
         return message is not None and message.from_user is not None \
             and message.from_user.id == self.application.bot.id
 
-    async def _on_button(self, update: Update, _: ContextTypes.DEFAULT_TYPE) -> None:
+    async def _on_button(self, update: Update, _context: ContextTypes.DEFAULT_TYPE) -> None:
         query = update.callback_query
         if query is None:
             return
         try:
             data = query.data or ""
             menu = query.message if isinstance(query.message, Message) else None
+            if menu is not None:
+                await self.studio.speak_to(self._context(menu, query.from_user))
             if data.startswith(STYLE_BUTTON_PREFIX):
                 await self._style_button(query.answer, data.removeprefix(STYLE_BUTTON_PREFIX), menu,
                                          query.from_user)
@@ -626,7 +645,7 @@ class TelegramBot:
             if action.startswith(EXPORT_ACTION_PREFIX):  # a result keeps its export buttons
                 await query.answer(toast[:CALLBACK_ANSWER_LIMIT])
                 return
-            if action.startswith(SETTINGS_ACTION_PREFIX):  # the settings keyboard is edited in place
+            if action.startswith((SETTINGS_ACTION_PREFIX, LANGUAGE_ACTION_PREFIX)):  # edited in place
                 await query.answer(toast[:CALLBACK_ANSWER_LIMIT] or None,
                                    show_alert=toast == texts.SETTINGS_ADMINS_ONLY)
                 return
@@ -643,8 +662,8 @@ class TelegramBot:
     async def _party_answer(answer: Callable[..., Awaitable[bool]], action: str, toast: str,
                             menu: Message) -> None:
         """Refusals pop up so the presser notices; the lobby's keyboard is the studio's to change."""
-        await answer(toast[:CALLBACK_ANSWER_LIMIT], show_alert=toast not in _PARTY_GOOD_NEWS)
-        if action.startswith(f"{PARTY_ACTION_PREFIX}reuse:") and toast in _REUSE_SETTLED:
+        await answer(toast[:CALLBACK_ANSWER_LIMIT], show_alert=toast not in _party_good_news())
+        if action.startswith(f"{PARTY_ACTION_PREFIX}reuse:") and toast in _reuse_settled():
             try:
                 await menu.edit_reply_markup(reply_markup=None)
             except TelegramError as exc:
@@ -659,7 +678,7 @@ class TelegramBot:
             await answer(texts.DOWNLOAD_FAILED, show_alert=True)
             return
         try:
-            await answer(f"{style.emoji} {style.title} coming up…")
+            await answer(texts.style_coming(style.label))
         except TelegramError as exc:  # an expired query only loses its toast, not the picture
             log.info("telegram: could not answer a button press: %s", exc.message)
         await self.studio.style(self._context(photo_message, presser), style.id, photo)

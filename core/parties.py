@@ -268,4 +268,4 @@ class Parties:
 
     @staticmethod
     def _lobby_buttons(party: Party) -> list[Button]:
-        return [Button(label, f"party:{verb}:{party.id}") for verb, label in texts.PARTY_BUTTONS]
+        return [Button(label, f"party:{verb}:{party.id}") for verb, label in texts.party_buttons()]

@@ -10,12 +10,14 @@ that come back through `Studio.press`.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, cast
 
-from core import texts
+from core import i18n, texts
 from core.engines.base import ImageEngine, RenderOptions
 from core.engines.models import model_info
 from core.exports import EXPORT_KINDS, ExportKind, export_async
+from core.i18n import _
 from core.ports import MAX_PERSONA_CHARS, Delivery, Node, Preferences, PreferenceScope
 from core.requests import Button, Context, ImageReply, Messenger, ReplyTarget
 from core.styles import get_style
@@ -33,6 +35,22 @@ SIZE_CHOICES = ("512", "1K", "2K", "4K")
 _MENUS = ("main", "model", "ratio", "size", "delivery")
 
 
+@dataclass(frozen=True)
+class Choice:
+    """One option of a setting: what is stored, what people read, whether it is the current one."""
+
+    value: str
+    label: str
+    current: bool
+    note: str = ""  # the price difference, or why the model can't honour it
+
+
+@dataclass(frozen=True)
+class SettingsForm:
+    text: str
+    menus: dict[str, tuple[str, list[Choice]]]  # setting -> (title, choices), in display order
+
+
 class People:
     """The studio's settings/persona/history/export use cases; `studio.people`."""
 
@@ -42,6 +60,7 @@ class People:
         chosen = model_choices if model_choices else ([] if studio.engine.name == OFFLINE else [default])
         self.choices: list[str] = list(dict.fromkeys([*chosen, OFFLINE]))
         self._offline: ImageEngine | None = None
+        self._languages: dict[tuple[str, str], str | None] = {}  # (platform, person) -> /language choice
 
     async def aclose(self) -> None:
         if self._offline is not None:
@@ -76,7 +95,8 @@ class People:
     def options(self, prefs: Preferences) -> RenderOptions:
         model = self.model_of(prefs)
         return RenderOptions(model=None if model in (OFFLINE, self.studio.engine.model) else model,
-                             aspect_ratio=prefs.aspect_ratio, image_size=prefs.image_size, persona=prefs.persona)
+                             aspect_ratio=prefs.aspect_ratio, image_size=prefs.image_size, persona=prefs.persona,
+                             language=i18n.current())
 
     def warnings(self, prefs: Preferences) -> list[str]:
         """One line per choice the model cannot honour."""
@@ -84,12 +104,12 @@ class People:
         info = model_info(model)
         found = []
         if prefs.model and prefs.model not in self.choices:
-            found.append(texts.setting_unsupported(model, "the model", prefs.model, self.choices))
+            found.append(texts.setting_unsupported(model, _("the model"), prefs.model, self.choices))
         if prefs.aspect_ratio and prefs.aspect_ratio not in info.aspect_ratios:
-            found.append(texts.setting_unsupported(model, "aspect ratio", prefs.aspect_ratio,
+            found.append(texts.setting_unsupported(model, _("aspect ratio"), prefs.aspect_ratio,
                                                    list(info.aspect_ratios)))
         if prefs.image_size and prefs.image_size not in info.image_sizes:
-            found.append(texts.setting_unsupported(model, "size", prefs.image_size, list(info.image_sizes)))
+            found.append(texts.setting_unsupported(model, _("size"), prefs.image_size, list(info.image_sizes)))
         return found
 
     # -- /settings and /model ------------------------------------------------------------------
@@ -109,7 +129,7 @@ class People:
             if not allowed:
                 return
             answer = await self._choose(ctx, "model", model.strip())
-            text, _ = await self._view(ctx, "main")
+            text, _buttons = await self._view(ctx, "main")
             await self.studio._say(ctx, text if answer == texts.SETTINGS_SAVED else answer)
 
     async def press(self, ctx: Context, rest: str) -> str:
@@ -148,12 +168,11 @@ class People:
             updated = _replace(current, delivery=None if auto else cast(Delivery, value))
         else:
             return texts.unknown_setting(value)
-        if scope == "person" and updated.language is None and ctx.person.language:
-            updated = _replace(updated, language=ctx.person.language)  # kept for translations later
         await store.set_preferences(scope, platform, owner, updated)
         return texts.SETTINGS_SAVED
 
-    async def _view(self, ctx: Context, menu: str) -> tuple[str, list[Button]]:
+    async def form(self, ctx: Context) -> SettingsForm:
+        """The settings as text plus one list of choices per setting (Discord shows them as select menus)."""
         platform = ctx.chat.platform
         scope, owner = await self._scope(ctx)
         shown = await self.studio.store.get_preferences(scope, platform, owner)
@@ -164,29 +183,93 @@ class People:
         text = texts.settings_view(title, model, info.price(effective.image_size), effective.aspect_ratio,
                                    effective.image_size, effective.delivery or "photo", bool(effective.persona),
                                    self.warnings(effective))
-        back = Button(texts.SETTINGS_BACK, "set:menu:main")
-        if menu == "model":
-            base = info.price(effective.image_size)
-            buttons = [Button(_mark(m == model, f"{m} ({_cost_delta(model_info(m).price(None) - base)})"),
-                              f"set:model:{m}") for m in self.choices]
-            return text, [*buttons, back]
-        if menu == "ratio":
-            buttons = [Button(_mark(effective.aspect_ratio is None, texts.SETTING_AUTO), "set:ratio:auto")]
-            buttons += [Button(_mark(r == effective.aspect_ratio, r + ("" if r in info.aspect_ratios else " ⚠️")),
-                               f"set:ratio:{r}") for r in RATIO_CHOICES]
-            return text, [*buttons, back]
-        if menu == "size":
-            base = info.price(None)
-            buttons = [Button(_mark(effective.image_size is None, texts.SETTING_AUTO), "set:size:auto")]
-            for s in SIZE_CHOICES:
-                note = _cost_delta(info.price(s) - base) if s in info.image_sizes else f"⚠️ not on {model}"
-                buttons.append(Button(_mark(s == effective.image_size, f"{s} ({note})"), f"set:size:{s}"))
-            return text, [*buttons, back]
-        if menu == "delivery":
-            current = effective.delivery or "photo"
-            return text, [*(Button(_mark(d == current, d), f"set:delivery:{d}") for d in DELIVERIES), back]
-        return text, [Button("🤖 Model", "set:menu:model"), Button("📐 Aspect ratio", "set:menu:ratio"),
-                      Button("🔍 Size", "set:menu:size"), Button("📨 Delivery", "set:menu:delivery")]
+        base = info.price(effective.image_size)
+        models = [Choice(m, m, m == model, _cost_delta(model_info(m).price(None) - base)) for m in self.choices]
+        ratios = [Choice("auto", texts.SETTING_AUTO, effective.aspect_ratio is None)]
+        ratios += [Choice(r, r, r == effective.aspect_ratio,
+                          "" if r in info.aspect_ratios else _("⚠️ not on {model}").format(model=model))
+                   for r in RATIO_CHOICES]
+        unsized = info.price(None)
+        sizes = [Choice("auto", texts.SETTING_AUTO, effective.image_size is None)]
+        sizes += [Choice(s, s, s == effective.image_size,
+                         _cost_delta(info.price(s) - unsized) if s in info.image_sizes
+                         else _("⚠️ not on {model}").format(model=model)) for s in SIZE_CHOICES]
+        current = effective.delivery or "photo"
+        deliveries = [Choice(d, texts.delivery_name(d), d == current) for d in DELIVERIES]
+        menus = {"model": (_("🤖 Model"), models), "ratio": (_("📐 Aspect ratio"), ratios),
+                 "size": (_("🔍 Size"), sizes), "delivery": (_("📨 Delivery"), deliveries)}
+        return SettingsForm(text, menus)
+
+    async def choose(self, ctx: Context, key: str, value: str) -> str:
+        """One choice from a settings menu (Discord's selects); returns what to tell the person."""
+        async with self.studio._handling(ctx) as allowed:
+            if not allowed:
+                return texts.NOT_ALLOWED
+            return await self._choose(ctx, key, value)
+        return texts.INTERNAL_ERROR
+
+    async def _view(self, ctx: Context, menu: str) -> tuple[str, list[Button]]:
+        """The settings as text and buttons: the main menu, or one setting's choices (Telegram, playground)."""
+        form = await self.form(ctx)
+        if menu in form.menus:
+            choices = form.menus[menu][1]
+            buttons = [Button(_mark(c.current, f"{c.label} ({c.note})" if c.note else c.label), f"set:{menu}:{c.value}")
+                       for c in choices]
+            return form.text, [*buttons, Button(texts.SETTINGS_BACK, "set:menu:main")]
+        return form.text, [Button(title, f"set:menu:{key}") for key, (title, _choices) in form.menus.items()]
+
+    # -- /language ---------------------------------------------------------------------------------
+
+    async def language_for(self, ctx: Context) -> str:
+        """The language to answer in: the person's /language choice, else their app's, else English."""
+        key = (ctx.chat.platform, ctx.person.id)
+        if key not in self._languages:
+            prefs = await self.studio.store.get_preferences("person", ctx.chat.platform, ctx.person.id)
+            self._languages[key] = i18n.negotiate(prefs.language)
+        return self._languages[key] or i18n.negotiate(ctx.person.language) or i18n.DEFAULT
+
+    def forget_language(self, platform: str, person_id: str) -> None:
+        self._languages.pop((platform, person_id), None)
+
+    async def language(self, ctx: Context, wanted: str) -> None:
+        """`/language` shows the choices as buttons; `/language es` (or `Spanish`, `auto`) sets it."""
+        async with self.studio._handling(ctx) as allowed:
+            if not allowed:
+                return
+            if not wanted.strip():
+                await self.studio._messenger(ctx).send_buttons(
+                    self.studio._target(ctx), texts.language_choose(i18n.LANGUAGES[i18n.current()]),
+                    self._language_buttons())
+                return
+            code = "auto" if wanted.strip().casefold() in ("auto", "default", "app") else i18n.language_named(wanted)
+            if code is None:
+                await self.studio._say(ctx, texts.language_unknown(wanted.strip()[:40], list(i18n.LANGUAGES.values())))
+                return
+            await self.studio._say(ctx, await self._set_language(ctx, code))
+
+    async def press_language(self, ctx: Context, code: str) -> str:
+        """A /language button: save, then show the message again in the new language."""
+        if code != "auto" and code not in i18n.LANGUAGES:
+            return texts.UNKNOWN_BUTTON
+        answer = await self._set_language(ctx, code)
+        await self.studio._messenger(ctx).edit_text(self.studio._target(ctx), ctx.message_id, answer, None)
+        return answer
+
+    async def _set_language(self, ctx: Context, code: str) -> str:
+        """Store the choice ("auto": follow the app again) and switch to it at once; returns the answer."""
+        store, platform = self.studio.store, ctx.chat.platform
+        current = await store.get_preferences("person", platform, ctx.person.id)
+        chosen = None if code == "auto" else code
+        await store.set_preferences("person", platform, ctx.person.id, _replace(current, language=chosen))
+        self._languages[(platform, ctx.person.id)] = chosen
+        spoken = i18n.set_language(await self.language_for(ctx))
+        name = i18n.LANGUAGES[spoken]
+        return texts.language_auto(name) if chosen is None else texts.language_set(name)
+
+    @staticmethod
+    def _language_buttons() -> list[Button]:
+        buttons = [Button(_mark(code == i18n.current(), name), f"lang:{code}") for code, name in i18n.LANGUAGES.items()]
+        return [*buttons, Button(_("🔄 Follow my app's language"), "lang:auto")]
 
     # -- /persona ----------------------------------------------------------------------------------
 
@@ -296,14 +379,14 @@ def _mark(current: bool, label: str) -> str:
 
 def _cost_delta(usd: float) -> str:
     if abs(usd) < 0.0005:
-        return "same price"
+        return _("same price")
     return f"{'+' if usd > 0 else '−'}${abs(usd):.3f}"
 
 
 def _step_label(node: Node) -> str:
     if node.kind == "style":
         style = get_style(node.style or "")
-        return f"{style.emoji} {style.title}" if style else (node.style or "style")
+        return style.label if style else (node.style or _("style"))
     if node.kind == "fuse":
-        return "🎉 group picture"
-    return f"✏️ {node.instruction or 'edit'}"[:120]
+        return _("🎉 group picture")
+    return f"✏️ {node.instruction or _('edit')}"[:120]

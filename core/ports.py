@@ -122,7 +122,7 @@ class Preferences:
     image_size: str | None = None
     delivery: Delivery | None = None
     persona: str = ""  # at most MAX_PERSONA_CHARS; only people have one
-    language: str | None = None  # kept for translations, not used yet
+    language: str | None = None  # chosen with /language (None: follow the app's language)
 
     def over(self, fallback: Preferences) -> Preferences:
         """These choices, with `fallback`'s wherever these are unset."""

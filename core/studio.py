@@ -17,7 +17,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
-from core import texts
+from core import i18n, texts
 from core.access import Access
 from core.breaker import CircuitBreaker
 from core.config import AccessSettings, LimitsSettings, PartySettings
@@ -232,6 +232,8 @@ class Studio:
                 return await self.parties.press(ctx, what, int(party_id), owner)
             if verb == "set":
                 return await self.people.press(ctx, rest)
+            if verb == "lang":
+                return await self.people.press_language(ctx, rest)
             if verb == "export":
                 kind, _, node_id = rest.partition(":")
                 return await self.people.export_node(ctx, kind, int(node_id)) if node_id.isdigit() \
@@ -247,6 +249,14 @@ class Studio:
                 await self._say(ctx, texts.forgotten(deleted))
                 return texts.forgotten(deleted)
         return texts.UNKNOWN_BUTTON
+
+    async def speak_to(self, ctx: Context) -> None:
+        """Answer in the person's language from here on in this task (for what adapters say themselves)."""
+        try:
+            i18n.set_language(await self.people.language_for(ctx))
+        except Exception:  # an unreadable preference costs the language, never the answer
+            log.warning("could not read the language of %s:%s", ctx.chat.platform, ctx.person.id, exc_info=True)
+            i18n.set_language(ctx.person.language)
 
     async def purge_expired(self, retention_days: int) -> int:
         """Delete images and history older than the retention period; returns files deleted."""
@@ -318,6 +328,8 @@ class Studio:
                          target: ReplyTarget) -> None:
         """Persist and queue a job; say so at once if the image service is down. (A job that starts
         shows "sending photo…" itself, for as long as it runs.)"""
+        # The language the request came in: the answer (even after a restart) is in it too.
+        payload = {**payload, "lang": payload.get("lang") or i18n.current()}
         await self.jobs.submit(platform, chat_id, user_id, kind, payload, target)
         if self.breaker.is_open:
             await self._messengers[platform].send_text(target, texts.SERVICE_DOWN_SAVED)
@@ -383,6 +395,7 @@ class Studio:
             return
         result_node = await self.store.get_node(job.result_node) if job.result_node else None
         prefs = await self.people.effective(job.platform, job.chat_id, job.user_id)
+        i18n.set_language(prefs.language or job.payload.get("lang"))  # a /language choice wins
         if result_node is None:
             await self._mark_working(messenger, job)
             await self.store.update_job(job.id, status="running", attempt=True)
@@ -427,7 +440,7 @@ class Studio:
         pause = self.breaker.record_failure()
         log.warning("job %s: image service unavailable (%s); attempt %d", job.id, outage.detail, job.attempts + 1)
         if job.attempts + 1 >= MAX_BUSY_ATTEMPTS:
-            await self._finish_with_text(messenger, job, outage.message, "Busy")
+            await self._finish_with_text(messenger, job, texts.engine_failure(outage), "Busy")
             return
         await self.store.update_job(job.id, status="queued")
         if job.attempts == 0:  # say it once per request, not at every retry
@@ -567,6 +580,7 @@ class Studio:
         for job in await self.jobs.cancel_for(platform, user_id):
             await self._clear_waiting(job)
         orphans = await self.store.forget_person(platform, user_id)
+        self.people.forget_language(platform, user_id)
         for sha in orphans:
             await self.images.delete(sha)
         log.info("forgot %s person: %d image(s) deleted", platform, len(orphans))
@@ -602,8 +616,11 @@ class Studio:
 
     @contextlib.asynccontextmanager
     async def _handling(self, ctx: Context) -> AsyncIterator[bool]:
-        """Admission, then the use case; nothing escapes: log it and tell the person once."""
+        """Admission, then the use case; nothing escapes: log it and tell the person once.
+
+        From here on this task speaks the person's language (their /language choice, else their app's)."""
         try:
+            i18n.set_language(await self.people.language_for(ctx))
             yield await self._admit(ctx)
         except asyncio.CancelledError:
             raise

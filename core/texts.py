@@ -1,154 +1,178 @@
-"""Every sentence the bot says to people, in one place (so it can be translated later)."""
+"""Every sentence the bot says to people, in one place, in the language of the person answered.
+
+Constants are written in English, marked with `N_` for the catalog, and translated when read:
+`texts.PICK_STYLE` looks the sentence up in the current language (`core.i18n`) each time, so a
+module-level constant never freezes one language. Functions translate their template, then fill it
+in; templates use named fields (`{name}`) so translators can reorder them.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 
 from core.engines.base import EngineError, NoImage
+from core.i18n import N_, _, ngettext
 from core.styles import STYLES, Style
 
-PICK_STYLE = "Nice photo! Pick a style and I'll turn you into an avatar:"
-DEFAULT_CAPTION = "Here you are ✨"
-REPLY_TO_RESULT = "Reply to one of my pictures with what to change — for example “add a crown”."
-EMPTY_INSTRUCTION = "Tell me what to change — for example “add a crown” or “make the lighting warmer”."
-UNDO_HOW = "Reply to one of my pictures with /undo to go back a step."
-UNDO_FIRST_STEP = ("That's the first step — there's nothing before it. "
-                   "Reply to it with another style command to restyle your original photo.")
-DOWNLOAD_FAILED = "I couldn't download that photo — please send it again."
-SOURCE_GONE = "The picture you replied to is no longer stored — please send the photo again."
-INTERNAL_ERROR = "Sorry, something went wrong on my side. Please try again in a moment."
-NOT_ALLOWED = "Sorry, this bot is private — its operator hasn't given you access."
-ADMINS_ONLY = "Only the bot's admins can see its stats."
-WORKING = "🎨 Working on it…"
-SERVICE_DOWN_SAVED = ("The image service is down right now — your request is saved "
-                      "and will run as soon as it's back.")
-FORGET_CONFIRM = ("This deletes everything I keep about you: your photos, every picture I made for you, "
-                  "your edit history and any waiting requests. It can't be undone. Go ahead?")
-FORGET_YES = "🗑 Yes, delete everything"
-FORGET_NO = "Keep my data"
-FORGET_KEPT = "OK — nothing was deleted."
-NOT_YOUR_BUTTON = "That button belongs to someone else."
-UNKNOWN_BUTTON = "That button has expired."
-STORAGE_FULL = "Sorry, I'm out of storage space right now — please try again later."
-STORAGE_BUSY = "Sorry, I'm overloaded for a moment — please try again in a few seconds."
-SEND_A_PHOTO = "Send me a selfie and I'll offer you styles — or send it with a caption like /zombie."
+PICK_STYLE = N_("Nice photo! Pick a style and I'll turn you into an avatar:")
+DEFAULT_CAPTION = N_("Here you are ✨")
+REPLY_TO_RESULT = N_("Reply to one of my pictures with what to change — for example “add a crown”.")
+EMPTY_INSTRUCTION = N_("Tell me what to change — for example “add a crown” or “make the lighting warmer”.")
+UNDO_HOW = N_("Reply to one of my pictures with /undo to go back a step.")
+UNDO_FIRST_STEP = (N_("That's the first step — there's nothing before it. "
+                   "Reply to it with another style command to restyle your original photo."))
+DOWNLOAD_FAILED = N_("I couldn't download that photo — please send it again.")
+SOURCE_GONE = N_("The picture you replied to is no longer stored — please send the photo again.")
+INTERNAL_ERROR = N_("Sorry, something went wrong on my side. Please try again in a moment.")
+NOT_ALLOWED = N_("Sorry, this bot is private — its operator hasn't given you access.")
+ADMINS_ONLY = N_("Only the bot's admins can see its stats.")
+WORKING = N_("🎨 Working on it…")
+SERVICE_DOWN_SAVED = (N_("The image service is down right now — your request is saved "
+                      "and will run as soon as it's back."))
+FORGET_CONFIRM = (N_("This deletes everything I keep about you: your photos, every picture I made for you, "
+                  "your edit history and any waiting requests. It can't be undone. Go ahead?"))
+FORGET_YES = N_("🗑 Yes, delete everything")
+FORGET_NO = N_("Keep my data")
+FORGET_KEPT = N_("OK — nothing was deleted.")
+NOT_YOUR_BUTTON = N_("That button belongs to someone else.")
+UNKNOWN_BUTTON = N_("That button has expired.")
+STORAGE_FULL = N_("Sorry, I'm out of storage space right now — please try again later.")
+STORAGE_BUSY = N_("Sorry, I'm overloaded for a moment — please try again in a few seconds.")
+SEND_A_PHOTO = N_("Send me a selfie and I'll offer you styles — or send it with a caption like /zombie.")
 
 
 def unknown_style(name: str) -> str:
-    return f"I don't know the style “{name}”. /styles lists the ones I have."
+    return _("I don't know the style “{name}”. /styles lists the ones I have.").format(name=name)
 
 
 def style_hint(style: Style) -> str:
-    return (f"Send {style.command} as the caption of a selfie, "
-            f"or reply to a photo with {style.command}.")
+    return _("Send {command} as the caption of a selfie, or reply to a photo with {command}.").format(
+        command=style.command)
 
 
 def instruction_too_long(limit: int) -> str:
-    return f"That instruction is too long — please keep it under {limit} characters."
+    return _("That instruction is too long — please keep it under {limit} characters.").format(limit=limit)
 
 
 def undo_caption(depth: int, commentary: str) -> str:
-    step = f"↩️ Back to step {depth}. Reply to this picture to keep editing from here."
+    step = _("↩️ Back to step {depth}. Reply to this picture to keep editing from here.").format(depth=depth)
     return f"{step}\n\n{commentary}" if commentary else step
 
 
 def engine_failure(failure: EngineError) -> str:
+    message = _(failure.message)  # engines mark their fixed sentences with N_; formatted ones are translated
     if isinstance(failure, NoImage) and failure.text:
-        return f"{failure.message}\n\n“{failure.text[:600]}”"
-    return failure.message
+        return f"{message}\n\n“{failure.text[:600]}”"
+    return message
 
 
 def in_line(position: int) -> str:
-    return f"⏳ You're #{position} in line — your picture will appear here."
+    return _("⏳ You're #{position} in line — your picture will appear here.").format(position=position)
 
 
 def cancelled(count: int) -> str:
     if count == 0:
-        return "You have nothing waiting or in progress here."
-    return f"Cancelled {count} request{'s' if count != 1 else ''}."
+        return _("You have nothing waiting or in progress here.")
+    return ngettext("Cancelled {count} request.", "Cancelled {count} requests.", count).format(count=count)
 
 
 def one_at_a_time(pending: int) -> str:
-    return (f"One at a time, please — you already have {pending} requests waiting. "
-            "Send the next one when a picture arrives, or /cancel.")
+    return ngettext("One at a time, please — you already have {pending} request waiting. "
+                    "Send the next one when a picture arrives, or /cancel.",
+                    "One at a time, please — you already have {pending} requests waiting. "
+                    "Send the next one when a picture arrives, or /cancel.", pending).format(pending=pending)
 
 
 def resets_in(seconds: float) -> str:
     hours, minutes = int(seconds // 3600), int(seconds % 3600 // 60)
-    return f"at 00:00 UTC (in {hours} h {minutes} min)" if hours else f"at 00:00 UTC (in {minutes} min)"
+    if hours:
+        return _("at 00:00 UTC (in {hours} h {minutes} min)").format(hours=hours, minutes=minutes)
+    return _("at 00:00 UTC (in {minutes} min)").format(minutes=minutes)
 
 
 def user_daily_limit(limit: int, resets: str) -> str:
-    return f"You've had your {limit} pictures for today — the limit resets {resets}."
+    return ngettext("You've had your {limit} picture for today — the limit resets {resets}.",
+                    "You've had your {limit} pictures for today — the limit resets {resets}.",
+                    limit).format(limit=limit, resets=resets)
 
 
 def chat_daily_limit(limit: int, resets: str) -> str:
-    return f"This chat has had its {limit} pictures for today — the limit resets {resets}."
+    return ngettext("This chat has had its {limit} picture for today — the limit resets {resets}.",
+                    "This chat has had its {limit} pictures for today — the limit resets {resets}.",
+                    limit).format(limit=limit, resets=resets)
 
 
 def bot_daily_limit(resets: str) -> str:
-    return f"I've made all the pictures I can for today — I'll be back {resets}."
+    return _("I've made all the pictures I can for today — I'll be back {resets}.").format(resets=resets)
 
 
 def forgotten(images: int) -> str:
-    return f"Done — I deleted your history and {images} stored picture{'s' if images != 1 else ''}."
+    return ngettext("Done — I deleted your history and {images} stored picture.",
+                    "Done — I deleted your history and {images} stored pictures.", images).format(images=images)
 
 
 def stats(counts: dict[str, int], waiting: int, running: int, spend_usd: float, engine: str, model: str) -> str:
     total = sum(n for status, n in counts.items() if ":" not in status)
     blocked = counts.get("failed:Blocked", 0) + counts.get("failed:NoImage", 0)
     failed = counts.get("failed", 0) - blocked
-    return (
-        f"📊 Today (UTC): {total} jobs — {counts.get('delivered', 0)} delivered, {failed} failed, "
-        f"{blocked} blocked, {counts.get('cancelled', 0)} cancelled.\n"
-        f"Queue: {waiting} waiting, {running} running.\n"
-        f"Estimated spend: ${spend_usd:.2f} ({engine}: {model})."
-    )
+    return _(
+        "📊 Today (UTC): {total} jobs — {delivered} delivered, {failed} failed, {blocked} blocked, "
+        "{cancelled} cancelled.\nQueue: {waiting} waiting, {running} running.\n"
+        "Estimated spend: ${spend} ({engine}: {model})."
+    ).format(total=total, delivered=counts.get("delivered", 0), failed=failed, blocked=blocked,
+             cancelled=counts.get("cancelled", 0), waiting=waiting, running=running, spend=f"{spend_usd:.2f}",
+             engine=engine, model=model)
 
 
 def styles_list(prefix: str = "/") -> str:
-    lines = [f"{s.emoji} {prefix}{s.id} — {s.description}" for s in STYLES]
-    return "Styles:\n" + "\n".join(lines)
+    lines = [f"{s.emoji} {prefix}{s.id} — {s.blurb}" for s in STYLES]
+    return _("Styles:") + "\n" + "\n".join(lines)
+
+
+def _engine_phrase(engine_name: str) -> str:
+    if engine_name == "gemini":
+        return "Gemini"
+    return _("the offline engine (no AI model: it understands a fixed set of edits)")
 
 
 def help_text(engine_name: str, prefix: str = "/") -> str:
-    engine = ("Gemini" if engine_name == "gemini"
-              else "the offline engine (no AI model: it understands a fixed set of edits)")
-    return (
+    return _(
         "👋 I'm Pix Me! I turn selfies into avatars.\n\n"
-        f"1. Send a selfie with a style command as its caption, e.g. {prefix}zombie — "
+        "1. Send a selfie with a style command as its caption, e.g. {p}zombie — "
         "or send a photo alone and pick a style.\n"
         "2. Reply to my picture with changes like “add a crown” or “make the lighting warmer”. "
         "Replying to an older picture continues from that one.\n"
-        f"3. Reply with {prefix}undo to go back a step; {prefix}cancel stops what you asked for.\n"
-        f"{prefix}forget deletes everything I keep about you.\n\n"
-        f"{styles_list(prefix)}\n\n"
-        f"Images are made with {engine}."
-    )
+        "3. Reply with {p}undo to go back a step; {p}cancel stops what you asked for.\n"
+        "{p}settings: model, shape, size and delivery; {p}persona: a few words about you; "
+        "{p}history: your last pictures; {p}language: the language I speak.\n"
+        "{p}forget deletes everything I keep about you.\n\n"
+        "{styles}\n\n"
+        "Images are made with {engine}."
+    ).format(p=prefix, styles=styles_list(prefix), engine=_engine_phrase(engine_name))
 
 
 # -- Discord ----------------------------------------------------------------------------------------
-NOTHING_TO_REPEAT = "There's no step to repeat here — pick a style for the photo instead."
-NO_PICTURE_IN_MESSAGE = "That message has no picture I can use — pick a message with a photo attached."
-NOT_AN_IMAGE = "That file isn't a picture I can read — please attach a JPEG, PNG, WebP, GIF or HEIC photo."
-EDIT_PROMPT_TITLE = "Edit this picture"
-EDIT_PROMPT_LABEL = "What should I change?"
-EDIT_PROMPT_PLACEHOLDER = "add a crown and make it warmer"
-RESTYLE_PROMPT = "Pick a new style for the original photo:"
-BUTTON_EDIT = "Edit"
-BUTTON_UNDO = "Undo"
-BUTTON_AGAIN = "Again"
-BUTTON_STYLE = "Style ▾"
+NOTHING_TO_REPEAT = N_("There's no step to repeat here — pick a style for the photo instead.")
+NO_PICTURE_IN_MESSAGE = N_("That message has no picture I can use — pick a message with a photo attached.")
+NOT_AN_IMAGE = N_("That file isn't a picture I can read — please attach a JPEG, PNG, WebP, GIF or HEIC photo.")
+EDIT_PROMPT_TITLE = N_("Edit this picture")
+EDIT_PROMPT_LABEL = N_("What should I change?")
+EDIT_PROMPT_PLACEHOLDER = N_("add a crown and make it warmer")
+RESTYLE_PROMPT = N_("Pick a new style for the original photo:")
+BUTTON_EDIT = N_("Edit")
+BUTTON_UNDO = N_("Undo")
+BUTTON_AGAIN = N_("Again")
+BUTTON_STYLE = N_("Style ▾")
+PICK_A_STYLE = N_("Pick a style")
+STICKER_CAPTION_DISCORD = N_("Your sticker (512×512 WebP): save it and add it to a server's stickers.")
 
 
 def style_coming(label: str) -> str:
-    return f"{label} coming up…"
+    return _("{label} coming up…").format(label=label)
 
 
 def discord_help(engine_name: str) -> str:
-    engine = ("Gemini" if engine_name == "gemini"
-              else "the offline engine (no AI model: it understands a fixed set of edits)")
-    return (
+    return _(
         "👋 I'm Pix Me! I turn selfies into avatars.\n\n"
         "1. `/avatar style:<pick one> photo:<your selfie>` — or right-click a message with a photo → "
         "Apps → **Pix Me** and pick a style.\n"
@@ -157,69 +181,77 @@ def discord_help(engine_name: str) -> str:
         "3. `/styles` lists the styles; `/cancel` stops what you asked for; "
         "`/forget` deletes everything I keep about you.\n"
         "4. Friends together: `/party open` starts an avatar party here (join with `/party join photo:` or "
-        "by replying to the lobby with a selfie); `/fuse` blends 2–8 photos into one picture.\n\n"
-        f"Images are made with {engine}."
-    )
+        "by replying to the lobby with a selfie); `/fuse` blends 2–8 photos into one picture.\n"
+        "5. Make it yours: `/settings` (model, shape, size, delivery), `/persona`, `/history`, `/language`.\n\n"
+        "Images are made with {engine}."
+    ).format(engine=_engine_phrase(engine_name))
 
 
 # -- parties and fusion -----------------------------------------------------------------------------
 
-PARTY_GROUPS_ONLY = "Parties are for group chats — add me to a group and send /party there."
-PARTY_ALREADY_OPEN = "There's already a party open here — join that one! (It's the message this replies to.)"
-PARTY_NOT_OPEN = "That party isn't open any more."
-PARTY_NOT_IN = "You're not in this party."
-PARTY_LEFT = "You left the party — your selfie won't be used."
-PARTY_ALREADY_IN = "You're in! Your selfie is ready."
-PARTY_SEND_SELFIE = "You're in! Now reply to the party message with a selfie."
-PARTY_REUSE = "📸 Use my last selfie"
-PARTY_REUSED = "Your last selfie is in the party."
-PARTY_HOST_ONLY = "Only the host or a chat admin can do that."
-PARTY_CANCELLED_TOAST = "Party cancelled."
-PARTY_STARTING = "Starting the party!"
-PARTY_JOIN_HOW = "To join a party, reply to its message with a selfie (or press its Join button)."
-PARTY_BUTTONS = (("join", "🙋 Join"), ("leave", "🚪 Leave"), ("start", "▶️ Start"), ("cancel", "✖️ Cancel"))
+PARTY_GROUPS_ONLY = N_("Parties are for group chats — add me to a group and send /party there.")
+PARTY_ALREADY_OPEN = N_("There's already a party open here — join that one! (It's the message this replies to.)")
+PARTY_NOT_OPEN = N_("That party isn't open any more.")
+PARTY_NOT_IN = N_("You're not in this party.")
+PARTY_LEFT = N_("You left the party — your selfie won't be used.")
+PARTY_ALREADY_IN = N_("You're in! Your selfie is ready.")
+PARTY_SEND_SELFIE = N_("You're in! Now reply to the party message with a selfie.")
+PARTY_REUSE = N_("📸 Use my last selfie")
+PARTY_REUSED = N_("Your last selfie is in the party.")
+PARTY_HOST_ONLY = N_("Only the host or a chat admin can do that.")
+PARTY_CANCELLED_TOAST = N_("Party cancelled.")
+PARTY_STARTING = N_("Starting the party!")
+PARTY_JOIN_HOW = N_("To join a party, reply to its message with a selfie (or press its Join button).")
+def party_buttons() -> list[tuple[str, str]]:
+    return [("join", _("🙋 Join")), ("leave", _("🚪 Leave")), ("start", _("▶️ Start")), ("cancel", _("✖️ Cancel"))]
 
 
 def _names(names: list[str]) -> str:
-    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + f" and {names[-1]}"
+    if len(names) == 1:
+        return names[0]
+    return _("{names} and {last}").format(names=", ".join(names[:-1]), last=names[-1])
 
 
 def party_lobby(style: Style, theme: str, roster: list[tuple[str, bool, bool]], deadline: float,
                 min_members: int, max_members: int) -> str:
     """The lobby message: style, theme, deadline and who's in (name, has a selfie, is the host)."""
     at = dt.datetime.fromtimestamp(deadline, dt.UTC).strftime("%H:%M UTC")
-    lines = [f"🎉 Avatar party — {style.label}" + (f": {theme}" if theme else ""),
-             f"Starts by itself at {at} with at least {min_members} selfies (room for {max_members}).", "",
-             f"Who's in ({len(roster)}/{max_members}):"]
+    lines = [_("🎉 Avatar party — {style}").format(style=style.label) + (f": {theme}" if theme else ""),
+             _("Starts by itself at {at} with at least {min} selfies (room for {max}).").format(
+                 at=at, min=min_members, max=max_members), "",
+             _("Who's in ({count}/{max}):").format(count=len(roster), max=max_members)]
     for i, (name, ready, host) in enumerate(roster, 1):
-        state = "📸 selfie in" if ready else "⏳ waiting for a selfie"
-        lines.append(f"{i}. {name}{' (host)' if host else ''} — {state}")
-    lines += ["", "Press Join, then reply to this message with your selfie."]
+        state = _("📸 selfie in") if ready else _("⏳ waiting for a selfie")
+        lines.append(f"{i}. {name}{_(' (host)') if host else ''} — {state}")
+    lines += ["", _("Press Join, then reply to this message with your selfie.")]
     return "\n".join(lines)
 
 
 def party_reuse_offer(name: str) -> str:
-    return f"{name}, reply to the party message with a selfie — or use the one you sent me before:"
+    return _("{name}, reply to the party message with a selfie — or use the one you sent me before:").format(
+        name=name)
 
 
 def party_full(limit: int) -> str:
-    return f"Sorry, the party is full ({limit} people)."
+    return _("Sorry, the party is full ({limit} people).").format(limit=limit)
 
 
 def party_need_more(needed: int, have: int) -> str:
-    return f"A party needs at least {needed} selfies to start — {have} so far."
+    return _("A party needs at least {needed} selfies to start — {have} so far.").format(needed=needed, have=have)
 
 
 def party_started(names: list[str]) -> str:
-    return f"🎉 The party has started with {_names(names)} — your group picture is on its way!"
+    return _("🎉 The party has started with {names} — your group picture is on its way!").format(
+        names=_names(names))
 
 
 def party_cancelled(by: str) -> str:
-    return f"✖️ The party was cancelled by {by}. No selfies were used."
+    return _("✖️ The party was cancelled by {by}. No selfies were used.").format(by=by)
 
 
 def party_expired(needed: int) -> str:
-    return f"⌛ Time's up — the party needed at least {needed} selfies, so it's closed. Send /party to try again."
+    return _("⌛ Time's up — the party needed at least {needed} selfies, so it's closed. "
+             "Send /party to try again.").format(needed=needed)
 
 
 def group_caption(commentary: str, names: list[str]) -> str:
@@ -228,82 +260,133 @@ def group_caption(commentary: str, names: list[str]) -> str:
 
 
 def fuse_count(low: int, high: int, got: int) -> str:
-    return f"Send {low} to {high} photos as one album with the caption /fuse to blend them — I got {got}."
+    return _("Send {low} to {high} photos as one album with the caption /fuse to blend them — I got {got}.").format(
+        low=low, high=high, got=got)
 
 
 # -- playground -------------------------------------------------------------------------------------
-PLAYGROUND_HINT = ("Upload a selfie (📎, or drop it on the page) and pick a style — "
-                   "or press Reply under one of my pictures to say what to change.")
+PLAYGROUND_HINT = (N_("Upload a selfie (📎, or drop it on the page) and pick a style — "
+                   "or press Reply under one of my pictures to say what to change."))
 
 
 # -- people: settings, persona, history, exports (core/people.py) ------------------------------------
-SETTINGS_TITLE_PERSON = "⚙️ Your settings"
-SETTINGS_TITLE_CHAT = "⚙️ This group's defaults (set by its admins; they apply to everyone here)"
-SETTINGS_ADMINS_ONLY = ("Only this group's admins can change its defaults. "
-                        "Your own settings live in a private chat with me: send me /settings there.")
-SETTINGS_SAVED = "Saved ✓"
-SETTINGS_BACK = "⬅️ Back"
-SETTING_AUTO = "auto"
-PERSONA_NONE = ("You have no persona yet. Send /persona followed by a few words about yourself "
-                "(“a marathon runner who loves cats”), and your pictures will suit you.")
-PERSONA_CLEARED = "Your persona is gone. Pictures no longer take it into account."
-HISTORY_EMPTY = "Nothing here yet: send me a selfie with a style, e.g. /comic."
-EXPORT_HOW = ("Reply to one of my pictures with /export sticker, /export profile or /export original "
-              "to get it as a sticker, a square profile picture or the full-resolution file.")
-EXPORT_PROFILE_CAPTION = "Your profile picture: 1024×1024."
-EXPORT_ORIGINAL_CAPTION = "The original, full resolution."
-EXPORT_SENT = "Sent ✓"
-SYNTHID_NOTE = "Made by AI."
+SETTINGS_TITLE_PERSON = N_("⚙️ Your settings")
+SETTINGS_TITLE_CHAT = N_("⚙️ This group's defaults (set by its admins; they apply to everyone here)")
+SETTINGS_ADMINS_ONLY = (N_("Only this group's admins can change its defaults. "
+                        "Your own settings live in a private chat with me: send me /settings there."))
+SETTINGS_SAVED = N_("Saved ✓")
+SETTINGS_BACK = N_("⬅️ Back")
+SETTING_AUTO = N_("auto")
+PERSONA_NONE = (N_("You have no persona yet. Send /persona followed by a few words about yourself "
+                "(“a marathon runner who loves cats”), and your pictures will suit you."))
+PERSONA_CLEARED = N_("Your persona is gone. Pictures no longer take it into account.")
+HISTORY_EMPTY = N_("Nothing here yet: send me a selfie with a style, e.g. /comic.")
+EXPORT_HOW = (N_("Reply to one of my pictures with /export sticker, /export profile or /export original "
+              "to get it as a sticker, a square profile picture or the full-resolution file."))
+EXPORT_PROFILE_CAPTION = N_("Your profile picture: 1024×1024.")
+EXPORT_ORIGINAL_CAPTION = N_("The original, full resolution.")
+EXPORT_SENT = N_("Sent ✓")
+SYNTHID_NOTE = N_("Made by AI.")
+
+
+def export_buttons() -> list[tuple[str, str]]:
+    """The export buttons under a result: (label, kind) for `export:<kind>:<node id>` actions."""
+    return [(_("🏷 Sticker"), "sticker"), (_("🖼 Profile pic"), "profile"), (_("📄 Original"), "original")]
 
 
 def settings_view(title: str, model: str, model_price: float, ratio: str | None, size: str | None,
                   delivery: str, has_persona: bool, warnings: list[str]) -> str:
     lines = [title, "",
-             f"🤖 Model: {model} (≈${model_price:.3f} a picture)",
-             f"📐 Aspect ratio: {ratio or 'auto (follows your photo)'}",
-             f"🔍 Size: {size or 'standard'}",
-             f"📨 Delivery: {delivery}",
-             f"🪪 Persona: {'set (send /persona to see it)' if has_persona else 'none (/persona <about you>)'}"]
+             _("🤖 Model: {model} (≈${price} a picture)").format(model=model, price=f"{model_price:.3f}"),
+             _("📐 Aspect ratio: {ratio}").format(ratio=ratio or _("auto (follows your photo)")),
+             _("🔍 Size: {size}").format(size=size or _("standard")),
+             _("📨 Delivery: {delivery}").format(delivery=delivery_name(delivery)),
+             _("🪪 Persona: {persona}").format(
+                 persona=_("set (send /persona to see it)") if has_persona else _("none (/persona <about you>)"))]
     if warnings:
         lines += ["", *warnings]
     return "\n".join(lines)
 
 
 def setting_unsupported(model: str, what: str, value: str, supported: list[str]) -> str:
-    return f"⚠️ {model} can't do {what} {value} (it does {', '.join(supported)}), so it uses its own."
+    return _("⚠️ {model} can't do {what} {value} (it does {supported}), so it uses its own.").format(
+        model=model, what=what, value=value, supported=", ".join(supported))
 
 
 def persona_saved(persona: str) -> str:
-    return f"Saved. I'll keep this in mind for your pictures (your face stays yours):\n\n{persona}"
+    return _("Saved. I'll keep this in mind for your pictures (your face stays yours):") + f"\n\n{persona}"
 
 
 def persona_shown(persona: str) -> str:
-    return f"Your persona:\n\n{persona}\n\nChange it with /persona <text>, remove it with /persona clear."
+    return (_("Your persona:") + f"\n\n{persona}\n\n"
+            + _("Change it with /persona <text>, remove it with /persona clear."))
 
 
 def persona_too_long(limit: int) -> str:
-    return f"That's a bit long: a persona is at most {limit} characters."
+    return _("That's a bit long: a persona is at most {limit} characters.").format(limit=limit)
 
 
 def history_caption(step: int, what: str) -> str:
-    return f"Step {step} · {what}\n(Reply to continue from here.)"
+    return _("Step {step} · {what}\n(Reply to continue from here.)").format(step=step, what=what)
 
 
 def history_intro(count: int) -> str:
-    return f"Your last {count} picture{'s' if count != 1 else ''} here, oldest first:"
+    return ngettext("Your last picture here:", "Your last {count} pictures here, oldest first:", count).format(
+        count=count)
 
 
 def unknown_setting(value: str) -> str:
-    return f"“{value}” isn't one of the choices. Send /settings to pick from the buttons."
+    return _("“{value}” isn't one of the choices. Send /settings to pick from the buttons.").format(value=value)
 
 
 # -- parties and fusion on Discord --------------------------------------------------------------------
 
-DISCORD_PARTY_SEND_SELFIE = ("You're in! Now add your selfie: `/party join photo:<your selfie>` — "
-                             "or reply to the party message with it.")
-DISCORD_PARTY_NONE = "There's no party open in this channel — start one with `/party open`."
-DISCORD_PARTY_JOINED = "📸 Your selfie is in the party!"
+DISCORD_PARTY_SEND_SELFIE = (N_("You're in! Now add your selfie: `/party join photo:<your selfie>` — "
+                             "or reply to the party message with it."))
+DISCORD_PARTY_NONE = N_("There's no party open in this channel — start one with `/party open`.")
+DISCORD_PARTY_JOINED = N_("📸 Your selfie is in the party!")
 
 
 def discord_party_already_open(link: str) -> str:
-    return f"There's already a party open here — join that one: {link}"
+    return _("There's already a party open here — join that one: {link}").format(link=link)
+
+
+# -- languages ---------------------------------------------------------------------------------------
+
+def language_choose(name: str) -> str:
+    return _("🌐 Which language should I speak with you? Now: {language}.").format(language=name)
+
+
+def language_set(name: str) -> str:
+    # TRANSLATORS: {language} is the language's own name, e.g. "Español".
+    return _("🌐 I'll speak {language} with you from now on.").format(language=name)
+
+
+def language_unknown(value: str, choices: list[str]) -> str:
+    return _("I don't speak “{value}” yet — I can speak {choices}.").format(value=value, choices=", ".join(choices))
+
+
+def language_auto(name: str) -> str:
+    return _("🌐 I'll follow your app's language again (now: {language}).").format(language=name)
+
+
+def delivery_name(delivery: str) -> str:
+    """How a delivery mode is called in the settings."""
+    names = {"photo": _("photo"), "file": _("full-resolution file"), "both": _("photo and file")}
+    return names.get(delivery, delivery)
+
+
+# -- every constant above is read through the current language ----------------------------------------
+# The English sentences move out of the module namespace into _SOURCE, so `texts.NAME` reaches
+# __getattr__ and is translated at the moment it is read, in the language of the person answered.
+_SOURCE: dict[str, str] = {name: value for name, value in globals().items()
+                           if name.isupper() and not name.startswith("_") and isinstance(value, str)}
+for _name in _SOURCE:
+    del globals()[_name]
+
+
+def __getattr__(name: str) -> str:
+    try:
+        return _(_SOURCE[name])
+    except KeyError:
+        raise AttributeError(f"module 'core.texts' has no attribute {name!r}") from None

@@ -126,7 +126,9 @@ async def test_avatar_command_defers_then_posts_the_avatar_with_buttons(
         assert not result["flags"] & EPHEMERAL
         picture = _image_of(fake.file_of(result))
         assert picture.size == (512, 512)
-        assert [cid.split(":")[1] for cid in _custom_ids(result)] == ["edit", "undo", "again", "styles"]
+        assert [cid.split(":")[1] for cid in _custom_ids(result)] == ["edit", "undo", "again", "styles"] + [
+            "export"] * 3
+        assert [cid.split(":")[2] for cid in _custom_ids(result)][4:] == ["sticker", "profile", "original"]
         assert engine.calls[0][0:3:2] == ("style", "zombie")
 
         node = await _node(run, fake, result)

@@ -256,7 +256,7 @@ async def test_daily_limits_say_which_and_when_and_admins_are_exempt(tmp_path: P
     await h.settle()
     await h.studio.style(ctx("2"), "zombie", photo(selfie, "2"))
     refusal = h.messenger.sent[-1].text
-    assert "your 1 pictures for today" in refusal and "00:00 UTC" in refusal
+    assert "your 1 picture for today" in refusal and "00:00 UTC" in refusal
     admin = person(1)
     for n in range(3):
         await h.studio.style(ctx(f"x{n}", admin), "comic", photo(selfie, f"x{n}"))

@@ -36,6 +36,7 @@ class RenderOptions:
     aspect_ratio: str | None = None
     image_size: str | None = None
     persona: str = ""  # who the person is, in their own words; fits the picture, never the face
+    language: str = "en"  # the language the person reads; the model's one-line commentary is written in it
 
 
 @dataclass(frozen=True)

@@ -48,6 +48,7 @@ from core.engines.base import (
 from core.engines.models import model_info
 from core.engines.offline import _font as label_font  # DejaVu when installed: accents render
 from core.engines.offline import default_face, detect_faces
+from core.i18n import N_
 from core.styles import COMMENTARY_CLAUSE, Style
 
 log = logging.getLogger(__name__)
@@ -56,19 +57,19 @@ API_VERSION = "v1beta"
 PUBLIC_HOST = "generativelanguage.googleapis.com"
 
 # What a person reads. `detail` (logs only) says what actually happened.
-BUSY_MESSAGE = ("Google's image service is busy right now, so your picture couldn't be made yet. "
+BUSY_MESSAGE = N_("Google's image service is busy right now, so your picture couldn't be made yet. "
                 "Please try again in a few minutes.")
-PROMPT_BLOCKED_MESSAGE = ("Google's safety filter stopped this request before any picture was made. "
+PROMPT_BLOCKED_MESSAGE = N_("Google's safety filter stopped this request before any picture was made. "
                           "Try rephrasing what you asked for, or use a different photo.")
-OUTPUT_BLOCKED_MESSAGE = ("Google's safety filter held back the picture it made. "
+OUTPUT_BLOCKED_MESSAGE = N_("Google's safety filter held back the picture it made. "
                           "Try rephrasing your request, or use a different photo.")
-NO_IMAGE_MESSAGE = ("The model answered in words instead of drawing a picture. "
+NO_IMAGE_MESSAGE = N_("The model answered in words instead of drawing a picture. "
                     "Try asking again, a little more concretely.")
-BAD_REQUEST_MESSAGE = ("The image service couldn't accept this request. "
+BAD_REQUEST_MESSAGE = N_("The image service couldn't accept this request. "
                        "Try a different photo or simpler wording.")
-KEY_MESSAGE = ("The bot can't reach its image service right now because of a setup problem on its side. "
+KEY_MESSAGE = N_("The bot can't reach its image service right now because of a setup problem on its side. "
                "Please let the bot's operator know.")
-UNEXPECTED_MESSAGE = "Something went wrong while making your picture. Please try again."
+UNEXPECTED_MESSAGE = N_("Something went wrong while making your picture. Please try again.")
 
 # HTTP codes worth another attempt: timeouts, rate limits, overload and gateway trouble.
 RETRYABLE_CODES = frozenset({408, 429, 500, 502, 503, 504})
@@ -153,7 +154,7 @@ class GeminiEngine:
                    options: RenderOptions | None = None) -> EngineResult:
         wish = " ".join(instruction.split())[:_MAX_INSTRUCTION]
         if not wish:
-            raise BadRequest("Tell me what to change, for example “add a crown”.", detail="empty instruction")
+            raise BadRequest(N_("Tell me what to change, for example “add a crown”."), detail="empty instruction")
         if identity is None:
             parts = [_image_part(image), types.Part.from_text(
                 text=_with_persona(_edit_prompt(wish, with_identity=False), options))]
@@ -171,7 +172,7 @@ class GeminiEngine:
     async def fuse(self, portraits: list[Portrait], style: Style, theme: str = "", *,
                    options: RenderOptions | None = None) -> EngineResult:
         if not portraits:
-            raise BadRequest("There is nobody to put in the picture yet.", detail="fuse with no portraits")
+            raise BadRequest(N_("There is nobody to put in the picture yet."), detail="fuse with no portraits")
         names = _unique_names([p.name for p in portraits])
         limit = max(1, self._info(options).max_input_images)
         parts: list[types.Part] = []
@@ -184,14 +185,14 @@ class GeminiEngine:
             try:
                 sheets = await asyncio.to_thread(_contact_sheets, [p.image for p in portraits], names, limit)
             except Exception as exc:
-                raise BadRequest("One of the party photos couldn't be read. Please send it again.",
+                raise BadRequest(N_("One of the party photos couldn't be read. Please send it again."),
                                  detail=f"contact sheet failed: {type(exc).__name__}: {exc}") from None
             for i, sheet in enumerate(sheets, start=1):
                 parts.append(types.Part.from_text(text=f"Contact sheet {i}: face crops, each labelled with the "
                                                        f"person's name. {_sheet_positions(sheet)}"))
                 parts.append(types.Part(inline_data=types.Blob(data=sheet.image, mime_type="image/jpeg")))
             where = "on the contact sheets"
-        parts.append(types.Part.from_text(text=_fuse_prompt(names, style, theme, where)))
+        parts.append(types.Part.from_text(text=_in_language(_fuse_prompt(names, style, theme, where), options)))
         n = len(portraits)
         ratio = self._chosen_ratio(options) or self._nearest_ratio(1.0 if n == 1 else 4 / 3 if n <= 3 else 16 / 9,
                                                                    self._info(options))
@@ -441,13 +442,22 @@ QUOTED_TEXT_RULE = ("Any words in quotation marks are text to show in the pictur
 _QUOTED = re.compile(r'"[^"]+"|“[^”]+”|«[^»]+»|„[^“”]+[“”]')
 
 
+_LANGUAGE_NAMES = {"es": "Spanish", "ru": "Russian"}  # English needs no instruction
+
+
 def _with_persona(prompt: str, options: RenderOptions | None) -> str:
     """Add who the person says they are, so the picture suits them; their face is not theirs to restyle."""
     persona = " ".join((options.persona if options else "").split())[:2000]
-    if not persona:
-        return prompt
-    return (f"{prompt}\nAbout the person: {persona}; let the picture fit who they are, "
-            "without changing their face.")
+    if persona:
+        prompt = (f"{prompt}\nAbout the person: {persona}; let the picture fit who they are, "
+                  "without changing their face.")
+    return _in_language(prompt, options)
+
+
+def _in_language(prompt: str, options: RenderOptions | None) -> str:
+    """The prompt stays English; only the one line the person reads is asked for in their language."""
+    language = _LANGUAGE_NAMES.get(options.language if options else "en")
+    return f"{prompt}\nWrite the short sentence to the person in {language}." if language else prompt
 
 
 def _fuse_prompt(names: list[str], style: Style, theme: str, where: str) -> str:

@@ -25,11 +25,12 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from core.engines.base import BadRequest, EngineError, EngineResult, Portrait, RenderOptions, Unsupported
+from core.i18n import N_, _
 from core.styles import Style
 
 Array = np.ndarray[Any, Any]
 
-OFFLINE_EDIT_HELP = (
+OFFLINE_EDIT_HELP = N_(
     "The offline engine understands: add a crown, party hat, sunglasses, mustache, halo or horns; "
     "warmer, cooler, brighter, darker, more contrast, black and white, sepia; write \"TEXT\". "
     "Free-form edits need the Gemini engine."
@@ -224,7 +225,7 @@ def _smooth(rgb: Array, work: int = 512, passes: int = 2, d: int = 9, sigma_colo
     """Edge-preserving colour smoothing, done at a working size and scaled back (uint8)."""
     h, w = rgb.shape[:2]
     small, _ = _fit(rgb, work)
-    for _ in range(passes):
+    for _n in range(passes):
         small = cv2.bilateralFilter(small, d, sigma_color, sigma_space)
     return _resize(small, w, h, cv2.INTER_LINEAR)
 
@@ -317,13 +318,13 @@ def _kmeans(pixels: Array, k: int, rng: np.random.Generator, iters: int = 10, sa
     k = max(1, min(k, len(data)))
     centres = [data[rng.integers(len(data))]]
     d2 = np.sum((data - centres[0]) ** 2, axis=1)
-    for _ in range(1, k):
+    for _n in range(1, k):
         total = float(d2.sum())
         idx = int(rng.choice(len(data), p=d2 / total)) if total > 0 else int(rng.integers(len(data)))
         centres.append(data[idx])
         d2 = np.minimum(d2, np.sum((data - data[idx]) ** 2, axis=1))
     c = np.array(centres, dtype=np.float32)
-    for _ in range(iters):
+    for _n in range(iters):
         labels = _nearest(data, c)
         for j in range(k):
             members = data[labels == j]
@@ -606,7 +607,7 @@ def _focus_lines(page: Array, f: Face, rng: np.random.Generator, s: float) -> Ar
     cx, cy = f.cx, f.cy
     reach = math.hypot(w, h)
     inner = 1.25 * max(f.w, f.h)
-    for _ in range(150):
+    for _n in range(150):
         a = rng.uniform(0, 2 * math.pi)
         r0 = inner * rng.uniform(1.0, 1.9)
         width = rng.uniform(0.004, 0.012)
@@ -662,7 +663,7 @@ def _anime_sky(h: int, w: int, rng: np.random.Generator) -> Array:
     sky = sky + (1 - sky) * (0.85 * clouds[..., None])
     # A few sparkles.
     sparkle = np.zeros((h, w), np.float32)
-    for _ in range(14):
+    for _n in range(14):
         x, y = int(rng.uniform(0, w)), int(rng.uniform(0, h * 0.7))
         r = max(2, int(rng.uniform(0.004, 0.01) * max(h, w)))
         cv2.line(sparkle, (x - 3 * r, y), (x + 3 * r, y), 1.0, 1, cv2.LINE_AA)
@@ -850,7 +851,7 @@ def _neon_bokeh(h: int, w: int, rng: np.random.Generator, s: float) -> Array:
     night += np.array([0.05, 0.02, 0.12], np.float32) * (1 - t) + np.array([0.10, 0.0, 0.16], np.float32) * t
     colours = [(1.0, 0.1, 0.7), (0.1, 0.9, 1.0), (0.6, 0.2, 1.0), (1.0, 0.5, 0.1), (0.2, 1.0, 0.6)]
     layer = np.zeros_like(night)
-    for _ in range(45):
+    for _n in range(45):
         x, y = rng.uniform(0, ws), rng.uniform(0, hs)
         r = rng.uniform(0.02, 0.07) * max(hs, ws)
         c = np.array(colours[int(rng.integers(len(colours)))], np.float32) * rng.uniform(0.25, 0.6)
@@ -858,7 +859,7 @@ def _neon_bokeh(h: int, w: int, rng: np.random.Generator, s: float) -> Array:
         cv2.circle(blob, (int(x), int(y)), int(r), 1.0, -1, cv2.LINE_AA)
         layer += blob[..., None] * c
     # A few neon sign bars.
-    for _ in range(6):
+    for _n in range(6):
         x, y = int(rng.uniform(0, ws)), int(rng.uniform(0, hs * 0.8))
         c = np.array(colours[int(rng.integers(len(colours)))], np.float32)
         bar = np.zeros((hs, ws), np.float32)
@@ -876,7 +877,7 @@ def _neon_bokeh(h: int, w: int, rng: np.random.Generator, s: float) -> Array:
 def _watercolor(ctx: _Ctx) -> Array:
     h, w, f, rng, s = ctx.h, ctx.w, ctx.face, ctx.rng, ctx.scale
     small, _ = _fit(ctx.rgb, 320)
-    for _ in range(3):
+    for _n in range(3):
         small = cv2.bilateralFilter(small, 9, 60, 9)
     sm = _f(small)
     centres = _kmeans(sm.reshape(-1, 3), 12, rng)
@@ -894,7 +895,7 @@ def _watercolor(ctx: _Ctx) -> Array:
     # Lift the darks into transparent indigo (watercolour has no solid black) and let hues drift.
     dark = (1 - _lum(paint))[..., None]
     paint = paint * 0.78 + 0.2 + dark * 0.08 * np.array([-0.6, -0.3, 0.6], np.float32)
-    drift = np.stack([_noise(h, w, rng, 90 * s) for _ in range(3)], axis=-1)
+    drift = np.stack([_noise(h, w, rng, 90 * s) for _n in range(3)], axis=-1)
     paint = np.clip(paint * (1 + 0.06 * drift), 0, 1)
     paper_tex = _noise(h, w, rng, 3 * s) * 0.5 + _noise(h, w, rng, 18 * s) * 0.5
     density = (1 - paint) * 0.85 * (1 + 0.18 * paper_tex[..., None])
@@ -963,7 +964,7 @@ def stylize_array(rgb: Array, style_id: str, rng: np.random.Generator, face: Fac
     """Run one style pipeline on an RGB uint8 image (for scripts and tests)."""
     pipeline = _PIPELINES.get(style_id)
     if pipeline is None:
-        raise Unsupported(f"The offline engine has no “{style_id}” style.")
+        raise Unsupported(_("The offline engine has no “{style}” style.").format(style=style_id))
     return pipeline(_make_ctx(rgb, rng, face))
 
 
@@ -1036,10 +1037,11 @@ def parse_edit(instruction: str) -> list[EditOp]:
     if leftover or not ops:
         if leftover and ops:
             words = " ".join(leftover[:4])
-            raise Unsupported(f"Sorry, I can't do “{words}” offline. {OFFLINE_EDIT_HELP}")
-        raise Unsupported(OFFLINE_EDIT_HELP)
+            sorry = _("Sorry, I can't do “{words}” offline.").format(words=words)
+            raise Unsupported(f"{sorry} {_(OFFLINE_EDIT_HELP)}")
+        raise Unsupported(_(OFFLINE_EDIT_HELP))
     result: list[EditOp] = []
-    for _, op in sorted(ops, key=lambda item: item[0]):
+    for _at, op in sorted(ops, key=lambda item: item[0]):
         if op not in result:
             result.append(op)
     return result
@@ -1518,7 +1520,7 @@ def fuse_array(crops: list[tuple[str, Array]], style_id: str, theme: str, rng: n
     y = title_h
     for count in rows:
         x = (width - (count * tile + (count - 1) * gap)) // 2
-        for _ in range(count):
+        for _n in range(count):
             name, crop = crops[index]
             face_img, face = _head_crop(crop)
             small = _resize(face_img, tile, tile, cv2.INTER_AREA)
@@ -1555,7 +1557,7 @@ def _decode(data: bytes) -> tuple[Array, bool]:
     buf = np.frombuffer(data, np.uint8)
     bgr = cv2.imdecode(buf, cv2.IMREAD_COLOR) if len(buf) else None
     if bgr is None:
-        raise BadRequest("I couldn't read that picture — try sending it again as a photo.",
+        raise BadRequest(N_("I couldn't read that picture — try sending it again as a photo."),
                          detail=f"undecodable image of {len(data)} bytes")
     rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
     rgb, _ = _fit(rgb, _MAX_SIDE)
@@ -1571,7 +1573,7 @@ def _encode(rgb: Array, png: bool) -> tuple[bytes, str]:
         ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, _JPEG_QUALITY])
         mime = "image/jpeg"
     if not ok:
-        raise EngineError("The offline engine couldn't save that picture.", detail="imencode failed")
+        raise EngineError(N_("The offline engine couldn't save that picture."), detail="imencode failed")
     return buf.tobytes(), mime
 
 
@@ -1634,7 +1636,7 @@ class OfflineEngine:
         except EngineError:
             raise
         except Exception as exc:  # nothing but EngineError may escape an engine
-            raise EngineError("The offline engine couldn't draw that one — try another photo.",
+            raise EngineError(N_("The offline engine couldn't draw that one — try another photo."),
                               detail=f"{type(exc).__name__}: {exc}") from exc
 
     # Options: no model choice or size here (one pipeline, output the size of the input), and no
@@ -1642,14 +1644,14 @@ class OfflineEngine:
 
     async def stylize(self, selfie: bytes, style: Style, *, options: RenderOptions | None = None) -> EngineResult:
         if style.id not in _PIPELINES:
-            raise Unsupported(f"The offline engine has no {style.title} style yet.")
+            raise Unsupported(_("The offline engine has no {style} style yet.").format(style=style.name))
         rng = self._rng(selfie, style.id.encode())
 
         def work() -> EngineResult:
-            rgb, _ = _decode(selfie)
+            rgb, _alpha = _decode(selfie)
             out = crop_to_ratio(stylize_array(rgb, style.id, rng), options.aspect_ratio if options else None)
             data, mime = _encode(out, style.id in _PNG_STYLES)
-            quip = style.quips[int(rng.integers(len(style.quips)))] if style.quips else "Here you are!"
+            quip = _(style.quips[int(rng.integers(len(style.quips)))]) if style.quips else _("Here you are!")
             return EngineResult(data, mime, quip, self.model)
 
         return await self._run(work)
@@ -1675,11 +1677,12 @@ class OfflineEngine:
     async def fuse(self, portraits: list[Portrait], style: Style, theme: str = "", *,
                    options: RenderOptions | None = None) -> EngineResult:
         if not portraits:
-            raise BadRequest("A group picture needs at least one portrait.")
+            raise BadRequest(N_("A group picture needs at least one portrait."))
         if len(portraits) > MAX_FUSE_PEOPLE:
-            raise Unsupported(f"The offline engine fits at most {MAX_FUSE_PEOPLE} people in one poster.")
+            raise Unsupported(_("The offline engine fits at most {limit} people in one poster.").format(
+                limit=MAX_FUSE_PEOPLE))
         if style.id not in _PIPELINES:
-            raise Unsupported(f"The offline engine has no {style.title} style yet.")
+            raise Unsupported(_("The offline engine has no {style} style yet.").format(style=style.name))
         rng = self._rng(style.id.encode(), theme.encode(), *(p.image for p in portraits))
 
         def work() -> EngineResult:
@@ -1687,9 +1690,11 @@ class OfflineEngine:
             out = crop_to_ratio(fuse_array(crops, style.id, theme, rng), options.aspect_ratio if options else None)
             data, mime = _encode(out, style.id in _PNG_STYLES)
             names = [p.name for p in portraits if p.name.strip()]
-            who = ", ".join(names[:-1]) + f" and {names[-1]}" if len(names) > 1 else (names or ["you"])[0]
-            quip = style.quips[int(rng.integers(len(style.quips)))] if style.quips else ""
-            return EngineResult(data, mime, f"{style.title} poster for {who}. {quip}".strip(), self.model)
+            who = _("{names} and {last}").format(names=", ".join(names[:-1]), last=names[-1]) if len(names) > 1 \
+                else (names or [_("you")])[0]
+            quip = _(style.quips[int(rng.integers(len(style.quips)))]) if style.quips else ""
+            line = _("{style} poster for {who}.").format(style=style.name, who=who)
+            return EngineResult(data, mime, f"{line} {quip}".strip(), self.model)
 
         return await self._run(work)
 

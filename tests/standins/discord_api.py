@@ -102,10 +102,24 @@ def _json(body: Any, status: int = 200) -> web.Response:
     return web.Response(body=json.dumps(body).encode(), status=status, headers={"Content-Type": "application/json"})
 
 
-def user(user_id: int, name: str, *, bot: bool = False) -> Payload:
-    """A Discord user object."""
+# The locales Discord accepts in name_localizations / description_localizations.
+DISCORD_LOCALES = frozenset({"id", "da", "de", "en-GB", "en-US", "es-ES", "es-419", "fr", "hr", "it", "lt", "hu", "nl",
+                             "no", "pl", "pt-BR", "ro", "fi", "sv-SE", "vi", "tr", "cs", "el", "bg", "ru", "uk", "hi",
+                             "th", "zh-CN", "ja", "zh-TW", "ko"})
+
+
+def _check_localizations(thing: Payload) -> None:
+    """Discord refuses unknown locales and over-long names (32) or descriptions (100)."""
+    for key, limit in (("name_localizations", 100 if "value" in thing else 32), ("description_localizations", 100)):
+        for locale, text in (thing.get(key) or {}).items():
+            assert locale in DISCORD_LOCALES, f"{key}: unknown locale {locale!r}"
+            assert 1 <= len(text) <= limit, f"{key}[{locale}] is {len(text)} characters: {text!r}"
+
+
+def user(user_id: int, name: str, *, bot: bool = False, locale: str = "en-US") -> Payload:
+    """A Discord user object; `locale` is their client's language, sent with each of their interactions."""
     return {"id": str(user_id), "username": name, "discriminator": "0", "global_name": name.title(),
-            "avatar": None, "bot": bot, "system": False, "public_flags": 0, "flags": 0}
+            "avatar": None, "bot": bot, "system": False, "public_flags": 0, "flags": 0, "locale": locale}
 
 
 class FakeDiscord:
@@ -495,7 +509,8 @@ class FakeDiscord:
         token = "aW50ZXJhY3Rpb24" + secrets.token_urlsafe(48)
         payload: Payload = {
             "id": str(iid), "application_id": str(self.app_id), "type": kind, "token": token, "version": 1,
-            "data": data, "channel_id": str(channel), "locale": "en-US", "app_permissions": ALL_PERMISSIONS,
+            "data": data, "channel_id": str(channel), "locale": person.get("locale", "en-US"),
+            "app_permissions": ALL_PERMISSIONS,
             "entitlements": [], "attachment_size_limit": self.upload_limit, "context": 0,
         }
         if self._is_guild(channel):
@@ -595,6 +610,7 @@ class FakeDiscord:
         registered = []
         for command in body:
             assert 1 <= len(command["name"]) <= 32, command["name"]
+            _check_localizations(command)
             if command.get("type", 1) == 1:
                 assert 1 <= len(command.get("description", "")) <= 100
                 options = list(command.get("options", []))
@@ -602,8 +618,10 @@ class FakeDiscord:
                     options.extend(option.get("options", []))  # subcommands' own options
                     assert 1 <= len(option["name"]) <= 32 and len(option.get("description", "")) <= 100
                     assert len(option.get("choices", [])) <= 25
+                    _check_localizations(option)
                     for choice in option.get("choices", []):
                         assert 1 <= len(choice["name"]) <= 100, choice
+                        _check_localizations(choice)
             registered.append({**command, "id": str(snowflake(self._ids)), "application_id": str(self.app_id),
                                "version": str(snowflake(self._ids)), "guild_id": str(guild) if guild else None,
                                "default_member_permissions": command.get("default_member_permissions"),
