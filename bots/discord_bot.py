@@ -128,6 +128,12 @@ def fit_upload(image: bytes, mime: str, limit: int) -> tuple[bytes, str]:
         scale *= 0.7
 
 
+def _file_name(reply: ImageReply, extension: str) -> str:
+    """An export keeps its own name (`pixme-12-profile.jpg`); the extension is the one actually sent."""
+    stem = reply.file_name.rsplit(".", 1)[0] if reply.file_name else "pixme"
+    return f"{stem}.{extension}"
+
+
 def _caption(text: str) -> str:
     return text if len(text) <= CONTENT_LIMIT else text[:CONTENT_LIMIT - 1] + "…"
 
@@ -426,7 +432,7 @@ class DiscordMessenger:
         limit = self._upload_limit(target, self._live_token(target))
         data, extension = await asyncio.to_thread(fit_upload, reply.image, reply.mime, limit)
         sent = await self._post(target, _caption(reply.caption) or None,
-                                file=lambda: discord.File(io.BytesIO(data), filename=f"pixme.{extension}"),
+                                file=lambda: discord.File(io.BytesIO(data), filename=_file_name(reply, extension)),
                                 view=result_view(reply.node_id))
         token = self._tokens.get(target.reply_to or "")
         if token is not None:

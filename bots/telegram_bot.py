@@ -278,7 +278,8 @@ class TelegramMessenger:
         caption = reply.caption.strip()
         extension = {"image/png": "png", "image/webp": "webp"}.get(reply.mime, "jpg")
         sent = await _refusing(self._bot.send_document(
-            chat_id=int(target.chat_id), document=InputFile(reply.image, filename=f"pixme-{reply.node_id}.{extension}"),
+            chat_id=int(target.chat_id),
+            document=InputFile(reply.image, filename=reply.file_name or f"pixme-{reply.node_id}.{extension}"),
             caption=caption[:CAPTION_LIMIT] or None, reply_parameters=self._reply(target)))
         return str(sent.message_id)
 

@@ -349,7 +349,8 @@ class People:
             await messenger.send_sticker(target, made.data)
             return
         caption = texts.EXPORT_PROFILE_CAPTION if kind == "profile" else texts.EXPORT_ORIGINAL_CAPTION
-        message_id = await messenger.send_file(target, ImageReply(node.id, made.data, made.mime, caption))
+        message_id = await messenger.send_file(target, ImageReply(node.id, made.data, made.mime, caption,
+                                                                              made.file_name))
         if kind == "original":  # the same picture: replying to the file continues from it
             await self.studio.store.link_message(node, message_id)
 
@@ -389,4 +390,5 @@ def _step_label(node: Node) -> str:
         return style.label if style else (node.style or _("style"))
     if node.kind == "fuse":
         return _("🎉 group picture")
-    return f"✏️ {node.instruction or _('edit')}"[:120]
+    what = node.instruction or _("edit")
+    return f"✏️ {what}"[:120]

@@ -77,6 +77,7 @@ class ImageReply:
     image: bytes
     mime: str
     caption: str
+    file_name: str | None = None  # what a file is called when saved (exports name their kind)
 
 
 @dataclass(frozen=True)

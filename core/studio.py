@@ -548,8 +548,10 @@ class Studio:
         if messenger is None or position is None or self.breaker.is_open or job.attempts:
             return
         shown = self._waiting.get(job.id)
+        with i18n.speaking(job.payload.get("lang")):  # its owner's language, whoever moved the line
+            note = texts.in_line(position)
         if shown is None:
-            message_id = await messenger.send_text(job.target, texts.in_line(position))
+            message_id = await messenger.send_text(job.target, note)
             if self.jobs.position(job.id) is None:  # it started (or finished) meanwhile
                 with contextlib.suppress(Exception):
                     await messenger.delete(job.target, message_id)
@@ -559,7 +561,7 @@ class Studio:
             # Every step near the front; further back, only noticeable moves (chat edit limits).
             shown.shown = position
             with contextlib.suppress(Exception):
-                await messenger.edit_text(job.target, shown.message_id, texts.in_line(position))
+                await messenger.edit_text(job.target, shown.message_id, note)
 
     async def _mark_working(self, messenger: Messenger, job: Job) -> None:
         shown = self._waiting.get(job.id)

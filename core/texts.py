@@ -222,7 +222,8 @@ def party_lobby(style: Style, theme: str, roster: list[tuple[str, bool, bool]], 
              _("Who's in ({count}/{max}):").format(count=len(roster), max=max_members)]
     for i, (name, ready, host) in enumerate(roster, 1):
         state = _("📸 selfie in") if ready else _("⏳ waiting for a selfie")
-        lines.append(f"{i}. {name}{_(' (host)') if host else ''} — {state}")
+        who = _("{name} (host)").format(name=name) if host else name
+        lines.append(f"{i}. {who} — {state}")
     lines += ["", _("Press Join, then reply to this message with your selfie.")]
     return "\n".join(lines)
 

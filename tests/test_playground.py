@@ -23,10 +23,12 @@ from bots.playground import Playground
 from core.config import LimitsSettings, PlaygroundSettings, Settings, StorageSettings
 from core.engines.base import ImageEngine
 from core.engines.offline import OfflineEngine
+from core.exports import AI_SOURCE_TYPE, has_provenance
 from core.intake import MAX_FILE_BYTES
 from tests.fakes import FakeEngine
 
 FIXTURE = Path(__file__).parent / "fixtures" / "astronaut.png"
+SPANISH_CATALOG = Path(__file__).parent.parent / "core" / "locale" / "es" / "LC_MESSAGES" / "pixme.po"
 Event = dict[str, Any]
 
 
@@ -83,6 +85,12 @@ class Page:
         assert response.status == 200, await response.text()
         return str((await response.json())["id"])
 
+    async def download(self, url: str) -> tuple[bytes, str]:
+        """What the page's download link saves: the bytes as served, and their type."""
+        response = await self.client.get(url)
+        assert response.status == 200
+        return await response.read(), response.content_type
+
     async def image(self, url: str) -> Image.Image:
         response = await self.client.get(url)
         assert response.status == 200
@@ -107,8 +115,9 @@ async def client(tmp_path: Path) -> AsyncIterator[TestClient[Any, Any]]:
         yield test_client
 
 
-async def open_page(client: TestClient[Any, Any], chat: str = "") -> Page:
-    ws = await client.ws_connect(f"/ws?chat={chat}")
+async def open_page(client: TestClient[Any, Any], chat: str = "", lang: str = "") -> Page:
+    """A page as a browser opens it; `lang` is its navigator.language."""
+    ws = await client.ws_connect(f"/ws?chat={chat}" + (f"&lang={lang}" if lang else ""))
     hello = await ws.receive_json(timeout=10)
     assert hello["type"] == "hello"
     return Page(client, ws, hello)
@@ -317,3 +326,208 @@ async def test_forget_asks_first_then_deletes_and_takes_its_buttons_away(page: P
     assert done["text"].startswith("Done — I deleted")
     settled = await page.next(lambda e: e["type"] == "edit" and e["message"]["id"] == question["id"])
     assert settled["message"]["buttons"] == []
+
+
+# -- settings, persona, history, exports, languages ------------------------------------------------
+
+
+async def _command(page: Page, text: str, name: str = "Alex", reply_to: str | None = None,
+                   kind: str = "text") -> tuple[Event, Event]:
+    """Type a command; returns what the person said and the bot's first answer to it."""
+    await page.act("text", name=name, text=text, reply_to=reply_to)
+    said = await page.message("text", text=text)
+    return said, await page.message(kind, reply_to=said["id"])
+
+
+def _action(message: Event, prefix: str) -> str:
+    return next(b["action"] for b in message["buttons"] if b["action"].startswith(prefix))
+
+
+async def _edited(page: Page, message_id: str, match: Callable[[Event], bool] = lambda m: True) -> Event:
+    event = await page.next(lambda e: e["type"] == "edit" and e["message"]["id"] == message_id and match(e["message"]))
+    return event["message"]  # type: ignore[no-any-return]
+
+
+async def test_settings_buttons_edit_the_message_in_place_and_the_next_result_honours_them(
+        client: TestClient[Any, Any], page: Page, selfie: bytes) -> None:
+    _, settings = await _command(page, "/settings", kind="buttons")
+    assert "Your settings" in settings["text"] and "Aspect ratio: auto" in settings["text"]
+    await page.act("press", message=settings["id"], action=_action(settings, "set:menu:ratio"))
+    ratios = await _edited(page, settings["id"])  # the same message, now with the ratio choices
+    assert "set:ratio:16:9" in [b["action"] for b in ratios["buttons"]]
+    assert any(b["label"] == "✓ auto" for b in ratios["buttons"])  # the current choice is marked
+
+    # Someone else on the page can't change Alex's settings through Alex's keyboard.
+    await page.act("press", name="Sam", message=settings["id"], action="set:ratio:9:16")
+    assert "someone else" in (await page.next(lambda e: e["type"] == "toast"))["text"]
+
+    await page.act("press", message=settings["id"], action="set:ratio:16:9")
+    saved = await _edited(page, settings["id"])  # edited first, then the presser is told
+    assert (await page.next(lambda e: e["type"] == "toast"))["text"] == "Saved ✓"
+    assert "Aspect ratio: 16:9" in saved["text"]
+    assert any(b["action"] == "set:menu:ratio" for b in saved["buttons"])  # back at the main keyboard
+    reloaded = await open_page(client, page.chat)  # a reloaded page shows the edited message, not the old one
+    await reloaded.close()
+    assert next(m for m in reloaded.hello["history"] if m["id"] == settings["id"]) == saved
+
+    _, result = await _styled(page, selfie)
+    width, height = (await page.image(result["image"])).size
+    assert width > height * 1.5  # 16:9 from the offline engine
+    # Sam never chose a ratio: Sam's pictures keep the photo's shape.
+    photo_id = await page.upload(selfie, name="Sam")
+    menu = await page.message("menu", reply_to=photo_id)
+    await page.act("style", name="Sam", message=menu["id"], style="comic")
+    width, height = (await page.image((await page.message("image", reply_to=photo_id))["image"])).size
+    assert abs(width - height) < width * 0.2
+
+
+async def test_model_command_chooses_directly_or_opens_the_model_menu(page: Page) -> None:
+    _, chosen = await _command(page, "/model offline")
+    assert "Model: offline" in chosen["text"]
+    _, refused = await _command(page, "/model dall-e-9")
+    assert "isn't one of the choices" in refused["text"]
+    _, menu = await _command(page, "/model", kind="buttons")
+    assert "set:model:offline" in [b["action"] for b in menu["buttons"]]
+
+
+async def test_persona_is_saved_shown_and_cleared(page: Page) -> None:
+    _, empty = await _command(page, "/persona")
+    assert "no persona yet" in empty["text"]
+    _, saved = await _command(page, "/persona a marathon runner who loves cats")
+    assert saved["text"].startswith("Saved.") and "a marathon runner who loves cats" in saved["text"]
+    _, shown = await _command(page, "/persona")
+    assert "Your persona:" in shown["text"] and "a marathon runner who loves cats" in shown["text"]
+    _, settings = await _command(page, "/settings", kind="buttons")
+    assert "Persona: set" in settings["text"]
+    _, sams = await _command(page, "/persona", name="Sam")
+    assert "no persona yet" in sams["text"]  # a persona is the person's own
+    _, cleared = await _command(page, "/persona clear")
+    assert "persona is gone" in cleared["text"]
+
+
+async def test_history_shows_the_last_results_and_replying_to_one_continues_from_it(
+        page: Page, selfie: bytes) -> None:
+    _, first = await _styled(page, selfie)
+    await page.act("text", text="add a crown", reply_to=first["id"])
+    crowned = await page.message("image", reply_to=(await page.message("text", text="add a crown"))["id"])
+
+    _, intro = await _command(page, "/history")
+    assert "Your last 2 pictures here" in intro["text"]
+    steps = [await page.message("image", reply_to=None), await page.message("image", reply_to=None)]
+    assert [m["node"] for m in steps] == [first["node"], crowned["node"]]  # oldest first
+    assert steps[0]["text"].startswith("Step 1") and steps[1]["text"].startswith("Step 2")
+    assert steps[0]["exports"]  # a history step can be exported like any result
+
+    # Replying to the first step continues from it: undoing that edit lands on the zombie, not the crown.
+    await page.act("text", text="make it sepia", reply_to=steps[0]["id"])
+    sepia = await page.message("image", reply_to=(await page.message("text", text="make it sepia"))["id"])
+    await page.act("undo", message=sepia["id"], node=sepia["node"])
+    back = await page.message("image", reply_to=sepia["id"])
+    assert "Back to step 1" in back["text"]
+    assert _difference(await page.image(back["image"]), await page.image(first["image"])) < 0.5
+    _, nobody = await _command(page, "/history", name="Sam")
+    assert nobody["text"].startswith("Nothing here yet")
+
+
+async def test_export_buttons_give_a_sticker_a_profile_picture_and_the_original_with_provenance(
+        page: Page, selfie: bytes) -> None:
+    _, result = await _styled(page, selfie)
+    kinds = {b["action"]: b["label"] for b in result["exports"]}
+    assert set(kinds) == {f"export:{k}:{result['node']}" for k in ("sticker", "profile", "original")}
+    assert "🏷 Sticker" in kinds.values()
+
+    await page.act("press", message=result["id"], action=f"export:sticker:{result['node']}")
+    sticker = await page.message("sticker", reply_to=result["id"])
+    assert (await page.next(lambda e: e["type"] == "toast"))["text"] == "Sent ✓"
+    data, mime = await page.download(sticker["file"]["url"])
+    assert mime == "image/webp" and sticker["file"]["name"].endswith(".webp")
+    assert Image.open(io.BytesIO(data)).format == "WEBP" and Image.open(io.BytesIO(data)).size == (512, 512)
+    assert AI_SOURCE_TYPE.encode() in data and sticker["file"]["size"] == len(data)
+
+    await page.act("press", message=result["id"], action=f"export:profile:{result['node']}")
+    profile = await page.message("file", reply_to=result["id"])
+    data, mime = await page.download(profile["file"]["url"])
+    assert mime == "image/jpeg" and profile["file"]["name"].endswith(".jpg")
+    assert Image.open(io.BytesIO(data)).format == "JPEG" and Image.open(io.BytesIO(data)).size == (1024, 1024)
+    assert AI_SOURCE_TYPE.encode() in data and has_provenance(data)
+    assert profile["text"] == "Your profile picture: 1024×1024."
+
+    await page.act("press", message=result["id"], action=f"export:original:{result['node']}")
+    original = await page.message("file", reply_to=result["id"])
+    data, mime = await page.download(original["file"]["url"])
+    shown = await page.image(result["image"])
+    as_file = Image.open(io.BytesIO(data))
+    assert original["file"]["name"] == f"pixme-{result['node']}.{'png' if mime == 'image/png' else 'jpg'}"
+    assert as_file.size == shown.size
+    assert np.array_equal(np.asarray(as_file.convert("RGB")), np.asarray(shown))  # the same pixels
+    assert has_provenance(data)
+
+    # The original file is the same picture: replying to it continues from it.
+    await page.act("text", text="add a crown", reply_to=original["id"])
+    said = await page.message("text", text="add a crown")
+    assert "crown" in (await page.message("image", reply_to=said["id"]))["text"].lower()
+
+
+async def test_export_typed_as_a_reply_and_explained_without_one(page: Page, selfie: bytes) -> None:
+    _, result = await _styled(page, selfie)
+    _, sticker = await _command(page, "/export sticker", reply_to=result["id"], kind="sticker")
+    assert (await page.image(sticker["image"])).size == (512, 512)
+    _, how = await _command(page, "/export sticker")
+    assert "Reply to one of my pictures with /export" in how["text"]
+
+
+async def test_delivery_as_a_file_or_both(page: Page, selfie: bytes) -> None:
+    _, settings = await _command(page, "/settings", kind="buttons")
+    await page.act("press", message=settings["id"], action="set:delivery:file")
+    await _edited(page, settings["id"], lambda m: "Delivery: full-resolution file" in m["text"])
+    photo_id, menu = await page.upload(selfie), None
+    menu = await page.message("menu", reply_to=photo_id)
+    await page.act("style", message=menu["id"], style="comic")
+    as_file = await page.message("file", reply_to=photo_id)
+    assert as_file["text"] and as_file["node"] > 0  # the commentary is the caption
+    data, _ = await page.download(as_file["file"]["url"])
+    assert has_provenance(data) and as_file["file"]["name"].startswith(f"pixme-{as_file['node']}.")
+    assert not [e for e in page.events if e["type"] == "message" and e["message"]["kind"] == "image"]
+    await page.act("text", text="add sunglasses", reply_to=as_file["id"])  # the file is a result to reply to
+    said = await page.message("text", text="add sunglasses")
+    assert "sunglasses" in (await page.message("file", reply_to=said["id"]))["text"].lower()
+
+    await page.act("press", message=settings["id"], action="set:delivery:both")
+    await _edited(page, settings["id"], lambda m: "Delivery: photo and file" in m["text"])
+    await page.act("again", message=as_file["id"], node=as_file["node"])
+    shown = await page.message("image", reply_to=as_file["id"])
+    kept = await page.message("file", reply_to=as_file["id"])
+    assert shown["node"] == kept["node"] and shown["exports"]
+
+
+async def test_language_buttons_are_edited_in_place_into_the_chosen_language(page: Page) -> None:
+    _, choose = await _command(page, "/language", kind="buttons")
+    assert {"lang:es", "lang:ru", "lang:en", "lang:auto"} <= {b["action"] for b in choose["buttons"]}
+    await page.act("press", message=choose["id"], action="lang:ru")
+    answered = await _edited(page, choose["id"])
+    assert "Русский" in answered["text"] and answered["buttons"] == []
+    _, styles = await _command(page, "/styles")
+    assert styles["text"].startswith("Стили:")
+    _, back = await _command(page, "/language auto")
+    assert "English" in back["text"]
+
+
+@pytest.mark.skipif(not SPANISH_CATALOG.exists(), reason="Spanish catalog not yet written")
+async def test_a_spanish_browser_is_answered_in_spanish(client: TestClient[Any, Any], selfie: bytes) -> None:
+    page = await open_page(client, lang="es-ES")
+    try:
+        _, styles = await _command(page, "/styles")
+        assert styles["text"].startswith("Estilos:")
+        _, unknown = await _command(page, "/nosuchstyle")
+        assert unknown["text"].startswith("No conozco el estilo “nosuchstyle”")
+        _, settings = await _command(page, "/settings", kind="buttons")
+        await page.act("press", name="Sam", message=settings["id"], action="set:ratio:1:1")
+        assert (await page.next(lambda e: e["type"] == "toast"))["text"] == "Ese botón es de otra persona."
+        _, result = await _styled(page, selfie)
+        assert "🖼 Foto de perfil" in [b["label"] for b in result["exports"]]
+        # The same chat, another person whose browser is English: English answers.
+        await page.act("text", name="Sam", lang="en-GB", text="/styles")
+        said = await page.message("text", text="/styles")
+        assert (await page.message("text", reply_to=said["id"]))["text"].startswith("Styles:")
+    finally:
+        await page.close()

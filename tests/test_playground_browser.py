@@ -154,3 +154,33 @@ async def test_two_people_hold_a_party_on_one_page(page: Any) -> None:
     group = _results(page).last
     await expect(group.locator(".text")).to_contain_text("Alex and Sam", timeout=30_000)
     assert await _image_loaded(group)
+
+
+async def test_a_result_offers_exports_and_a_sticker_shows_on_its_own(page: Any) -> None:
+    expect = playwright_api.expect
+    await page.set_input_files("#file", FIXTURE)
+    await page.locator(".msg[data-kind=menu] button[data-style=comic]").click()
+    result = _results(page).first
+    exports = result.locator("button[data-export]")
+    await expect(exports).to_have_count(3)
+    await expect(exports.nth(0)).to_contain_text("Sticker")
+
+    await result.locator("button[data-export=sticker]").click()
+    sticker = page.locator(".msg.bot[data-kind=sticker] img.sticker")
+    await expect(sticker).to_be_visible()
+    assert await sticker.evaluate("img => img.complete && img.naturalWidth === 512")
+    box = await sticker.bounding_box()
+    assert box is not None and box["width"] <= 256
+    bubble = page.locator(".msg.bot[data-kind=sticker] .bubble")
+    assert await bubble.evaluate("b => getComputedStyle(b).backgroundColor") == "rgba(0, 0, 0, 0)"  # no bubble
+    save = page.locator(".msg.bot[data-kind=sticker] a.sticker-save")
+    assert (await save.get_attribute("download")) == "pixme-sticker.webp"
+
+    # /settings: pressing a choice edits the same message, on the page too.
+    await page.fill("#text", "/settings")
+    await page.press("#text", "Enter")
+    keyboard = page.locator(".msg.bot[data-kind=buttons]").last
+    await keyboard.get_by_role("button", name="Aspect ratio").click()
+    await keyboard.get_by_role("button", name="16:9", exact=True).click()
+    await expect(keyboard).to_contain_text("Aspect ratio: 16:9")
+    await expect(page.locator(".msg.bot[data-kind=buttons]")).to_have_count(1)

@@ -6,14 +6,17 @@ The real PTB bot and the real google-genai client run against the loopback Teleg
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 from PIL import Image
 
+from core import i18n, texts
 from core.config import Settings, load_settings
 from core.exports import has_provenance
+from core.i18n import _
 from core.ports import Preferences
 from tests.standins.telegram_api import Chat, FakeTelegram, SentMessage, User
 from tests.test_telegram_harness import ALICE, BOB, GROUP, Running, private, running_bot, small_selfie
@@ -220,3 +223,59 @@ async def test_group_defaults_need_a_chat_admin(tmp_path: Path) -> None:
             assert "Aspect ratio: 4:3" in (menu.text or "")
             prefs = await run.studio.store.get_preferences("chat", "telegram", str(GROUP.id))
             assert prefs.aspect_ratio == "4:3"
+
+
+async def test_a_spanish_speaker_is_answered_in_spanish_and_language_overrides(tmp_path: Path) -> None:
+    """Telegram's language_code picks the catalog; /language overrides it; prompts stay English."""
+    rosa = User(id=1500, first_name="Rosa", language_code="es-419")
+    rosa_chat = private(rosa)
+    selfie = small_selfie(256)
+    async with FakeTelegram() as tg, gemini_api.FakeGemini() as gem:
+        async with running_bot(tg, tmp_path, settings=gemini_settings(tg, gem, tmp_path)) as run:
+            # The command menu exists in every language; Spanish clients get Spanish descriptions.
+            spanish_menu = tg.commands_by_scope[(json.dumps({"type": "default"}), "es")]
+            with i18n.speaking("es"):
+                assert {"command": "settings", "description": _("Model, aspect ratio, size and delivery "
+                                                               "(groups: admins set defaults)")} in spanish_menu
+            assert spanish_menu != tg.commands
+
+            tg.send_text(rosa_chat, rosa, "/styles")
+            answer = (await run.text_reply(rosa_chat)).text
+            with i18n.speaking("es"):
+                assert answer == texts.styles_list()
+            assert answer != texts.styles_list(), "not English"
+
+            tg.send_photo(rosa_chat, rosa, selfie, caption="/zombie")
+            result = await run.photo_reply(rosa_chat)
+            prompt = gem.generate_requests[-1].text
+            assert "Transform the person in this photo into a zombie avatar" in prompt, "the prompt stays English"
+            assert "Write the short sentence to the person in Spanish." in prompt
+            with i18n.speaking("es"):
+                assert [b["text"] for b in result.buttons] == [label for label, _kind in texts.export_buttons()]
+
+            tg.send_text(rosa_chat, rosa, "/language ru")
+            switched = (await run.text_reply(rosa_chat)).text or ""
+            assert "Русский" in switched
+            tg.send_text(rosa_chat, rosa, "/cancel")
+            with i18n.speaking("ru"):
+                assert (await run.text_reply(rosa_chat)).text == texts.cancelled(0)
+
+            tg.send_text(rosa_chat, rosa, "/language klingon")
+            refusal = (await run.text_reply(rosa_chat)).text or ""
+            assert "klingon" in refusal and "Español" in refusal and "\n" not in refusal
+
+            tg.send_text(rosa_chat, rosa, "/language auto")  # back to the app's language
+            await run.text_reply(rosa_chat)
+            tg.send_text(rosa_chat, rosa, "/cancel")
+            with i18n.speaking("es"):
+                assert (await run.text_reply(rosa_chat)).text == texts.cancelled(0)
+
+            # /language alone: one button per language, and the message answers in the one pressed.
+            menu = await settings_menu(run, rosa_chat, rosa, "/language")
+            assert [b["callback_data"] for b in menu.buttons] == ["do:lang:en", "do:lang:es", "do:lang:ru",
+                                                                  "do:lang:auto"]
+            edits = len(menu.edits)
+            tg.press_button(rosa_chat, rosa, menu.message_id, "do:lang:ru")
+            await tg.wait_until(lambda: len(menu.edits) > edits, what="the language message redrawn")
+            with i18n.speaking("ru"):
+                assert menu.text == texts.language_set("Русский")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import re
@@ -39,6 +40,9 @@ PREVIEW_PX = 768
 MAX_TEXT = 2000
 MAX_NAME = 32
 _CHAT_ID = re.compile(r"^[0-9a-f]{1,16}-[0-9a-f]{8}$")
+_LANGUAGE_TAG = re.compile(r"^[A-Za-z]{2,8}([-_][A-Za-z0-9]{1,8}){0,4}$")
+# Buttons that answer only the person who asked for them (their own settings, their own language).
+_PERSONAL_ACTIONS = ("set:", "lang:")
 _SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
@@ -50,10 +54,14 @@ _SECURITY_HEADERS = {
 PLAYGROUND_KEY: web.AppKey[Playground] = web.AppKey("playground")
 
 
-def person_named(name: object) -> Person:
-    """The simulated person behind a name typed on the page; the same name is the same person."""
+def person_named(name: object, language: object = None) -> Person:
+    """The simulated person behind a name typed on the page; the same name is the same person.
+
+    `language` is the browser's `navigator.language`: the page's own chrome stays English, but
+    everything the server says is in the person's language (core negotiates the tag)."""
     clean = " ".join(str(name or "").split())[:MAX_NAME] or "You"
-    return Person("pg-" + clean.casefold(), clean)
+    tag = language if isinstance(language, str) and _LANGUAGE_TAG.match(language) else None
+    return Person("pg-" + clean.casefold(), clean, tag)
 
 
 class Playground:
@@ -148,6 +156,7 @@ class Playground:
         ws = web.WebSocketResponse(heartbeat=30.0, max_msg_size=64 * 1024)
         await ws.prepare(request)
         chat_id = request.query.get("chat", "")
+        language = request.query.get("lang")  # navigator.language, also sent with every action
         if not (_CHAT_ID.match(chat_id) and self.messenger.is_current(chat_id)):
             chat_id = self.messenger.new_room().id
         room = self.messenger.room(chat_id)
@@ -169,6 +178,7 @@ class Playground:
                 except ValueError:
                     continue
                 if isinstance(action, dict):
+                    action.setdefault("lang", language)
                     self._spawn(self._act(chat_id, action, queue))
         finally:
             room.listeners.discard(queue)
@@ -195,8 +205,10 @@ class Playground:
 
     async def _dispatch(self, chat_id: str, action: dict[str, Any], queue: asyncio.Queue[Event]) -> None:
         op = str(action.get("op", ""))
-        person = person_named(action.get("name"))
+        person = person_named(action.get("name"), action.get("lang"))
         studio = self.studio
+        # Everything said from here on (toasts, hints, the studio's answers) is in the person's language.
+        await studio.speak_to(self._context(chat_id, person, ""))
         if op == "text":
             text = str(action.get("text", "")).strip()[:MAX_TEXT]
             reply_to = _message_id(action.get("reply_to"))
@@ -231,6 +243,11 @@ class Playground:
                 await studio.restyle(ctx, node, str(action.get("style", "")))
         elif op == "press":
             action_name = str(action.get("action", ""))[:200]
+            if action_name.startswith(_PERSONAL_ACTIONS):
+                if not self._asked_by(chat_id, on, person):
+                    self.messenger.toast(queue, texts.NOT_YOUR_BUTTON)
+                    return
+                ctx = _personal(ctx)
             toast = await studio.press(ctx, action_name)
             self.messenger.toast(queue, toast)
             if action_name.startswith(("forget:", "party:reuse:")) and toast != texts.NOT_YOUR_BUTTON:
@@ -239,7 +256,7 @@ class Playground:
             self.messenger.toast(queue, texts.UNKNOWN_BUTTON)
 
     async def _on_text(self, ctx: Context, text: str, reply_to: str | None) -> None:
-        studio = self.studio
+        studio, people = self.studio, self.studio.people
         target = ReplyTarget(PLATFORM, ctx.chat.id, ctx.message_id)
         if not text.startswith("/"):
             if reply_to is not None:
@@ -263,6 +280,20 @@ class Playground:
             await studio.stats(ctx)
         elif name == "party":
             await studio.parties.open(ctx, rest)
+        elif name == "settings":
+            await people.show_settings(_personal(ctx))
+        elif name == "model":
+            await people.set_model(_personal(ctx), rest)
+        elif name == "persona":
+            await people.persona(ctx, rest)
+        elif name == "history":
+            await people.history(ctx)
+        elif name == "language":
+            await people.language(ctx, rest)
+        elif name == "export":
+            replied = self.messenger.message(ctx.chat.id, reply_to) if reply_to else None
+            ours = replied is not None and replied.get("from") is None
+            await people.export(ctx, rest, reply_to if ours else None)
         elif get_style(name) is not None:
             replied = self.messenger.message(ctx.chat.id, reply_to) if reply_to else None
             photo = self._photo(reply_to) if replied is not None and replied.get("kind") == "photo" else None
@@ -299,7 +330,8 @@ class Playground:
                 fields[part.name] = (await part.text())[:MAX_TEXT]
         if mime is None:
             raise web.HTTPBadRequest(text="No photo in the upload.")
-        person = person_named(fields.get("name"))
+        person = person_named(fields.get("name"), fields.get("lang"))
+        await self.studio.speak_to(self._context(chat_id, person, ""))  # intake's refusals are said in it too
         reply_to = _message_id(fields.get("reply_to"))
         caption = fields.get("caption", "").strip()
         original = bytes(data)
@@ -360,6 +392,12 @@ class Playground:
         return PhotoRef(fetch=self._fetcher(message_id), message_id=message_id,
                         size=len(item[0]) if item else None, mime=item[1] if item else None)
 
+    def _asked_by(self, chat_id: str, message_id: str, person: Person) -> bool:
+        """Whether `person` sent the command a bot message answers (true when nobody can tell)."""
+        message = self.messenger.message(chat_id, message_id)
+        asked = self.messenger.message(chat_id, message.get("reply_to") or "") if message else None
+        return asked is None or asked.get("from") is None or asked["from"].get("id") == person.id
+
     @staticmethod
     def _context(chat_id: str, person: Person, message_id: str) -> Context:
         # One page is one group chat with several simulated people (parties are for groups).
@@ -376,6 +414,14 @@ async def _forward(queue: asyncio.Queue[Event], ws: web.WebSocketResponse) -> No
             await ws.send_json(event)
         except (ConnectionError, RuntimeError):
             return
+
+
+def _personal(ctx: Context) -> Context:
+    """Settings on the playground are each simulated person's own, as in their private chat with the bot.
+
+    The page is one group chat, but it has no admins to set a group's defaults, so /settings, /model
+    and their buttons act on the person's own choices; those fill the gaps of the (empty) group ones."""
+    return dataclasses.replace(ctx, chat=dataclasses.replace(ctx.chat, is_private=True))
 
 
 def _message_id(value: object) -> str | None:

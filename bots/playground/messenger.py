@@ -15,6 +15,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
+from core import texts
 from core.requests import Button, ImageReply, Person, ReplyTarget
 from core.styles import Style
 
@@ -24,6 +25,7 @@ MAX_MESSAGES_PER_ROOM = 400
 MAX_ROOMS = 64
 IMAGE_CACHE_BYTES = 256 * 1024 * 1024
 SERVED_MIMES = {"image/png", "image/jpeg", "image/webp", "image/gif"}
+FILE_EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp", "image/gif": "gif"}
 
 
 class ImageCache:
@@ -116,23 +118,38 @@ class PlaygroundMessenger:
                                     "text": text, "reply_to": reply_to, "image": image})
 
     def toast(self, queue: asyncio.Queue[Event], text: str) -> None:
-        queue.put_nowait({"type": "toast", "text": text})
+        if text:  # switching a settings menu answers nothing
+            queue.put_nowait({"type": "toast", "text": text})
 
     # -- the Messenger protocol ------------------------------------------------------------------
 
     async def send_image(self, target: ReplyTarget, reply: ImageReply) -> str:
-        mime = reply.mime if reply.mime in SERVED_MIMES else "application/octet-stream"
+        """A result (or a history step): the picture, its caption, and the export buttons under it."""
+        mime = _served_mime(reply.mime)
         token = self.images.put(reply.image, mime)
         return self._post(target.chat_id, {"kind": "image", "from": None, "text": reply.caption.strip(),
                                            "reply_to": target.reply_to, "image": f"/images/{token}",
-                                           "node": reply.node_id})
+                                           "mime": mime, "node": reply.node_id,
+                                           "exports": _export_buttons(reply.node_id)})
 
-    # -- people (settings/exports) slice: minimal, until the playground session builds them --------
     async def send_file(self, target: ReplyTarget, reply: ImageReply) -> str:
-        return await self.send_image(target, reply)
+        """The picture as a file: shown, and downloadable byte for byte (metadata kept) under its own name."""
+        mime = _served_mime(reply.mime)
+        token = self.images.put(reply.image, mime)
+        name = reply.file_name or (f"pixme-{reply.node_id}.{FILE_EXTENSIONS.get(mime, 'bin')}" if reply.node_id > 0
+                                   else f"pixme.{FILE_EXTENSIONS.get(mime, 'bin')}")
+        return self._post(target.chat_id, {
+            "kind": "file", "from": None, "text": reply.caption.strip(), "reply_to": target.reply_to,
+            "image": f"/images/{token}", "mime": mime, "node": reply.node_id,
+            "file": {"url": f"/images/{token}", "name": name, "size": len(reply.image)}})
 
     async def send_sticker(self, target: ReplyTarget, image: bytes) -> str:
-        return await self.send_image(target, ImageReply(0, image, "image/webp", ""))
+        """A sticker: the 512 px WebP on its own, no bubble, with a link to save it."""
+        token = self.images.put(image, "image/webp")
+        return self._post(target.chat_id, {
+            "kind": "sticker", "from": None, "text": "", "reply_to": target.reply_to,
+            "image": f"/images/{token}", "mime": "image/webp",
+            "file": {"url": f"/images/{token}", "name": "pixme-sticker.webp", "size": len(image)}})
 
     async def send_text(self, target: ReplyTarget, text: str) -> str:
         return self._post(target.chat_id, {"kind": "text", "from": None, "text": text,
@@ -178,3 +195,14 @@ class PlaygroundMessenger:
 
 def _buttons(buttons: list[Button]) -> list[dict[str, str]]:
     return [{"label": b.label, "action": b.action} for b in buttons]
+
+
+def _export_buttons(node_id: int) -> list[dict[str, str]]:
+    """Sticker / profile picture / original under a result, labelled in the language of whoever it is for."""
+    if node_id <= 0:
+        return []
+    return [{"label": label, "action": f"export:{kind}:{node_id}"} for label, kind in texts.export_buttons()]
+
+
+def _served_mime(mime: str) -> str:
+    return mime if mime in SERVED_MIMES else "application/octet-stream"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextvars
 import math
 import re
 import threading
@@ -1632,7 +1633,8 @@ class OfflineEngine:
     async def _run(self, fn: Callable[[], EngineResult]) -> EngineResult:
         loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(self._executor, fn)
+            # In the caller's context, so the commentary is in the language of the person it is for.
+            return await loop.run_in_executor(self._executor, contextvars.copy_context().run, fn)
         except EngineError:
             raise
         except Exception as exc:  # nothing but EngineError may escape an engine

@@ -1,5 +1,8 @@
 // Pix Me! playground: one WebSocket for actions and events, a multipart POST for photos.
 // Everything the server sends is rendered with textContent, never as HTML.
+// The page's own chrome (labels, placeholders, toasts made here) stays English on purpose: what the
+// server says — answers, captions, button labels — comes in the person's language, because every
+// action carries the browser's navigator.language. There is no translation system in this file.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -19,6 +22,7 @@ const personInput = $("person");
 personInput.value = localStorage.getItem("pixme-name") || "Alex";
 
 function me() { return personInput.value.trim().replace(/\s+/g, " ") || "You"; }
+const language = navigator.language || "en";
 function hue(name) {
   let h = 0;
   for (const c of name.toLowerCase()) h = (h * 31 + c.codePointAt(0)) % 360;
@@ -67,7 +71,8 @@ personInput.addEventListener("change", () => { rememberPerson(me()); renderPeopl
 // -- connection --------------------------------------------------------------------------------
 function connect() {
   const proto = location.protocol === "https:" ? "wss" : "ws";
-  const ws = new WebSocket(`${proto}://${location.host}/ws?chat=${encodeURIComponent(state.chat)}`);
+  const query = `chat=${encodeURIComponent(state.chat)}&lang=${encodeURIComponent(language)}`;
+  const ws = new WebSocket(`${proto}://${location.host}/ws?${query}`);
   state.ws = ws;
   setStatus("connecting", "connecting…");
   ws.addEventListener("message", (e) => onEvent(JSON.parse(e.data)));
@@ -88,7 +93,7 @@ function send(op, extra = {}) {
     toast("Not connected — trying again…");
     return false;
   }
-  state.ws.send(JSON.stringify({ op, name: me(), ...extra }));
+  state.ws.send(JSON.stringify({ op, name: me(), lang: language, ...extra }));
   rememberPerson(me());
   renderPeople();
   return true;
@@ -147,6 +152,8 @@ function summary(id) {
   if (!item) return "an earlier message";
   const m = item.data;
   const who = m.from ? m.from.name : "Pix Me!";
+  if (m.kind === "sticker") return `${who}: 🏷 sticker`;
+  if (m.kind === "file") return `${who}: 📄 ${m.file ? m.file.name : "file"}`;
   if (m.kind === "image" || (m.kind === "photo" && !m.text)) return `${who}: 🖼 picture${m.text ? " — " + m.text : ""}`;
   return `${who}: ${m.text || "📷 photo"}`;
 }
@@ -165,18 +172,22 @@ function render(m) {
     quote.addEventListener("click", () => flash(m.reply_to));
     bubble.append(quote);
   }
-  if (m.image) {
+  if (m.kind === "sticker") {
+    bubble.append(sticker(m));
+  } else if (m.image) {
     const img = el("img", "shot");
     img.src = m.image;
-    img.alt = m.kind === "image" ? "Your avatar" : "Your photo";
+    img.alt = m.kind === "photo" ? "Your photo" : "Your avatar";
     img.addEventListener("load", () => scrollDown());
     img.addEventListener("error", () => img.replaceWith(el("div", "text gone", "🖼 This picture is no longer kept here.")));
     bubble.append(img);
   } else if (m.kind === "photo") {
     bubble.append(el("div", "text", "📷 a file"));
   }
+  if (m.kind === "file") bubble.append(fileRow(m.file));
   if (m.text) bubble.append(el("div", "text", m.text));
-  if (m.kind === "image") bubble.append(resultActions(m));
+  if (m.kind === "image") bubble.append(resultActions(m), exportRow(m));
+  if (m.kind === "file" && m.node > 0) bubble.append(fileActions(m));
   if (m.kind === "menu") bubble.append(styleMenu(m));
   if (m.kind === "buttons") bubble.append(buttonRow(m));
   return root;
@@ -199,9 +210,62 @@ function resultActions(m) {
   });
   const save = el("a", "btn", "⬇ Save");
   save.href = m.image;
-  save.download = `pixme-${m.node}.${m.image && m.image.includes("png") ? "png" : "jpg"}`;
+  save.download = `pixme-${m.node}.${extension(m.mime)}`;
   row.append(select, save);
   return row;
+}
+
+// Sticker / profile picture / original: the server's labels (in the person's language), pressed like any button.
+function exportRow(m) {
+  const row = el("div", "actions exports");
+  for (const b of m.exports || []) {
+    const kind = b.action.split(":")[1];
+    const pressed = button(b.label, () => send("press", { message: m.id, action: b.action }));
+    pressed.dataset.export = kind;
+    row.append(pressed);
+  }
+  return row;
+}
+
+// A file keeps its bytes: the download is exactly what the server sent (full resolution, metadata kept).
+function fileRow(file) {
+  const row = el("a", "file-row");
+  row.href = file.url;
+  row.download = file.name;
+  row.append(el("span", "file-icon", "📄"), el("span", "file-name", file.name), el("span", "file-size", size(file.size)),
+             el("span", "file-get", "⬇"));
+  return row;
+}
+function fileActions(m) {
+  const row = el("div", "actions");
+  row.append(
+    button("↩ Reply", () => startReply(m.id)),
+    button("↶ Undo", () => send("undo", { message: m.id, node: m.node })),
+    button("↻ Again", () => send("again", { message: m.id, node: m.node })),
+  );
+  return row;
+}
+
+// A sticker stands on its own, like in a messenger: no bubble, at most 256 px wide, with a link to save it.
+function sticker(m) {
+  const box = el("div", "sticker-box");
+  const img = el("img", "sticker");
+  img.src = m.image;
+  img.alt = "Your sticker";
+  img.addEventListener("load", () => scrollDown());
+  img.addEventListener("error", () => img.replaceWith(el("div", "text gone", "🖼 This sticker is no longer kept here.")));
+  const save = el("a", "sticker-save", `⬇ ${m.file.name} · ${size(m.file.size)}`);
+  save.href = m.file.url;
+  save.download = m.file.name;
+  box.append(img, save);
+  return box;
+}
+function extension(mime) {
+  return { "image/png": "png", "image/webp": "webp", "image/gif": "gif" }[mime] || "jpg";
+}
+function size(bytes) {
+  if (bytes >= 1024 * 1024) return `${(bytes / 1024 / 1024).toFixed(1)} MB`;
+  return `${Math.max(1, Math.round(bytes / 1024))} KB`;
 }
 
 function styleMenu(m) {
@@ -218,7 +282,9 @@ function styleMenu(m) {
 function buttonRow(m) {
   const row = el("div", "buttons");
   for (const b of m.buttons || []) {
-    row.append(button(b.label, () => send("press", { message: m.id, action: b.action })));
+    const pressed = button(b.label, () => send("press", { message: m.id, action: b.action }));
+    if (b.label.startsWith("✓")) pressed.classList.add("current");  // the chosen setting or language
+    row.append(pressed);
   }
   if ((m.buttons || []).some((b) => b.action.startsWith("party:join:"))) {
     const selfie = button("📸 Send my selfie", () => { startReply(m.id); $("file").click(); }, "btn primary");
@@ -241,9 +307,13 @@ function addMessage(m, scroll = true) {
 function updateMessage(m) {
   const item = state.messages.get(m.id);
   if (!item) return addMessage(m);
+  const log = $("log");
+  const atBottom = log.scrollHeight - log.scrollTop - log.clientHeight < 40;
   const node = render(m);
+  node.style.animation = "none";  // edited in place: no pop, it is the same message
   item.el.replaceWith(node);
   state.messages.set(m.id, { data: m, el: node });
+  if (atBottom) scrollDown();  // a keyboard that grew stays in view
 }
 function removeMessage(id) {
   const item = state.messages.get(id);
@@ -332,6 +402,7 @@ async function upload(file) {
   if (!file || !state.chat) return;
   const form = new FormData();
   form.append("name", me());
+  form.append("lang", language);
   if (state.replyTo) form.append("reply_to", state.replyTo);
   form.append("photo", file, file.name || "photo");
   stopReply();
