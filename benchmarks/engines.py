@@ -73,6 +73,9 @@ class TimingMessenger:
     async def send_image(self, target: ReplyTarget, reply: ImageReply) -> str:
         return self._deliver(target)
 
+    async def send_gallery(self, target: ReplyTarget, replies: list[ImageReply]) -> list[str]:
+        return [self._deliver(target) for _reply in replies]
+
     async def send_text(self, target: ReplyTarget, text: str) -> str:
         self.texts[target.chat_id].append(text)
         return self._id()

@@ -6,11 +6,13 @@ import io
 import time
 from typing import Any
 
+import cv2
+import numpy as np
 from PIL import Image, ImageOps
 
 from benchmarks.common import Target, summary_ms
 from benchmarks.photos import phone_photo
-from core.intake import prepare
+from core.intake import draft_scale, fit_size, prepare
 
 MAX_PX = 1024
 
@@ -26,10 +28,30 @@ def naive(data: bytes, max_px: int = MAX_PX) -> bytes:
 
 
 def decode_only(data: bytes, max_px: int = MAX_PX) -> None:
-    """Only the reduced-scale JPEG decode prepare() starts with (1/2 scale here): its floor."""
+    """Only the reduced-scale JPEG decode prepare() starts with (1/4 scale here, as `draft_scale` picks): its
+    floor. Decoded by OpenCV, as prepare() does for whole colour JPEGs."""
     image = Image.open(io.BytesIO(data))
-    image.draft("RGB", (max_px, max_px))
+    scale = draft_scale(image.size, max_px)
+    flag = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
+            8: cv2.IMREAD_REDUCED_COLOR_8}[scale]
+    cv2.imdecode(np.frombuffer(data, np.uint8), flag | cv2.IMREAD_IGNORE_ORIENTATION)
+
+
+def decode_half(data: bytes, max_px: int = MAX_PX) -> None:
+    """Decode at 1/2 scale (2016 px), what prepare() did before it accepted 1008 px for 1024."""
+    image = Image.open(io.BytesIO(data))
+    image.draft("RGB", (image.width // 2, image.height // 2))
     image.load()
+
+
+def exact_size(data: bytes, max_px: int = MAX_PX) -> bytes:
+    """prepare()'s 1/4-scale decode, then bicubic up to exactly max_px (1008 -> 1024): what holding the
+    long side at exactly 1024 would cost (a figure only; prepare() returns the 1008 px picture)."""
+    pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_REDUCED_COLOR_4 | cv2.IMREAD_IGNORE_ORIENTATION)
+    assert pixels is not None
+    pixels = cv2.rotate(pixels, cv2.ROTATE_90_CLOCKWISE)
+    pixels = cv2.resize(pixels, fit_size((pixels.shape[1], pixels.shape[0]), max_px), interpolation=cv2.INTER_CUBIC)
+    return bytes(cv2.imencode(".jpg", pixels, [cv2.IMWRITE_JPEG_QUALITY, 90])[1])
 
 
 def decode_eighth(data: bytes) -> None:
@@ -56,7 +78,9 @@ def run(quick: bool) -> dict[str, Any]:
     ours = summary_ms(_times(lambda: prepare(data, max_px=MAX_PX), reps))
     theirs = summary_ms(_times(lambda: naive(data), naive_reps))
     floor = summary_ms(_times(lambda: decode_only(data), reps))
+    half = summary_ms(_times(lambda: decode_half(data), reps))
     eighth = summary_ms(_times(lambda: decode_eighth(data), reps))
+    exact = summary_ms(_times(lambda: exact_size(data), reps))
     ratio = float(theirs["p50_ms"]) / float(ours["p50_ms"])
     return {
         "figures": {
@@ -64,8 +88,11 @@ def run(quick: bool) -> dict[str, Any]:
             "output": {"width": result.width, "height": result.height, "bytes": len(result.data)},
             "prepare": ours,
             "naive_pillow": theirs,
-            "decode_only_at_half_scale": floor,
+            "decode_only_at_prepare_scale": floor,
+            "prepare_scale": draft_scale((4032, 3024), MAX_PX),
+            "decode_only_at_half_scale": half,
             "decode_only_at_eighth_scale": eighth,
+            "quarter_scale_upscaled_to_exactly_1024": exact,
             "speedup_vs_naive": round(ratio, 2),
         },
         "targets": [

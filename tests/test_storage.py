@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from importlib import resources
 from pathlib import Path
@@ -45,3 +46,52 @@ async def test_history_and_message_links_survive_a_reopen(tmp_path: Path) -> Non
         assert await store.node_for_message("telegram", "6", "99") is None  # other chats don't see it
     finally:
         await store.close()
+
+
+def _size(path: Path) -> int:
+    return path.stat().st_size if path.exists() else 0
+
+
+async def test_the_wal_is_checkpointed_off_the_request_path_and_stays_small(tmp_path: Path) -> None:
+    path = tmp_path / "db.sqlite3"
+    wal = Path(f"{path}-wal")
+    store = await SqliteStore.open(path, checkpoint_interval_s=0.05)
+    try:
+        async with store._db.execute("PRAGMA wal_autocheckpoint") as cur:
+            row = await cur.fetchone()
+        assert row is not None and row[0] == 0  # no checkpoint inside a request's commit
+        sizes = []
+        for i in range(3000):
+            node = await store.add_node(NewNode("telegram", str(i % 50), "7", "photo", f"{i:064x}", "image/jpeg"))
+            await store.link_message(node, str(i))
+            if i % 100 == 99:
+                await asyncio.sleep(0.06)  # give the background task its turn, as real traffic has gaps
+                sizes.append(_size(wal))
+        assert store.checkpoints_done >= 10
+        # Without checkpoints the WAL holds every insert: ~3 MB per 100 here, 100 MB at the end. With them
+        # it is reused from its beginning and stays at what is written between two checkpoints (~3.6 MB).
+        assert max(sizes) < 12_000_000, sizes
+        assert sizes[-1] < 3 * sizes[0], sizes  # flat, not growing with history
+        assert await store.node_for_message("telegram", str(2999 % 50), "2999") is not None
+    finally:
+        await store.close()
+    assert _size(wal) == 0  # close folds the whole WAL into the database
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT COUNT(*) FROM nodes").fetchone()[0] == 3000
+
+
+async def test_close_stops_the_checkpoints_and_memory_databases_work(tmp_path: Path) -> None:
+    store = await SqliteStore.open(":memory:")
+    try:
+        node = await store.add_node(NewNode("telegram", "1", "2", "photo", "aa", "image/jpeg"))
+        await store.link_message(node, "5")
+        assert (await store.node_for_message("telegram", "1", "5")) is not None
+    finally:
+        await store.close()
+    await store.close()  # twice is harmless
+    disk = await SqliteStore.open(tmp_path / "db.sqlite3", checkpoint_interval_s=0.01)
+    await asyncio.sleep(0.05)
+    tasks_before = {t.get_name() for t in asyncio.all_tasks()}
+    assert "sqlite-checkpoints" in tasks_before
+    await asyncio.wait_for(disk.close(), timeout=5)
+    assert "sqlite-checkpoints" not in {t.get_name() for t in asyncio.all_tasks()}
