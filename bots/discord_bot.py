@@ -452,6 +452,11 @@ class DiscordMessenger:
     async def send_text(self, target: ReplyTarget, text: str) -> str:
         return await self._post(target, _caption(text))
 
+    async def send_gallery(self, target: ReplyTarget, replies: list[ImageReply]) -> list[str]:
+        """One message each: a Discord message with several attachments has one id (a reply could not say
+        which picture it means) and one row of buttons, so each step keeps its own."""
+        return [await self.send_image(target, reply) for reply in replies]
+
     async def send_style_menu(self, target: ReplyTarget, text: str, styles: list[Style]) -> str:
         view = _components()
         view.add_item(PickStyle(int(target.reply_to or 0)))

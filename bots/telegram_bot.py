@@ -22,6 +22,7 @@ from telegram import (
     InlineKeyboardButton,
     InlineKeyboardMarkup,
     InputFile,
+    InputMediaPhoto,
     Message,
     ReplyParameters,
     Update,
@@ -61,6 +62,7 @@ log = logging.getLogger(__name__)
 
 PLATFORM = "telegram"
 CAPTION_LIMIT = 1024
+ALBUM_LIMIT = 10  # photos in one sendMediaGroup
 TEXT_LIMIT = 4096
 CALLBACK_DATA_LIMIT = 64  # bytes, Telegram's limit for callback_data
 CALLBACK_ANSWER_LIMIT = 200
@@ -210,6 +212,10 @@ def _chunks(text: str, size: int = TEXT_LIMIT) -> list[str]:
     return parts
 
 
+def _extension(mime: str) -> str:
+    return {"image/png": "png", "image/webp": "webp"}.get(mime, "jpg")
+
+
 async def _refusing(call: Awaitable[T]) -> T:
     """Run a Bot API call; a chat that will never accept messages becomes `DeliveryRefused`."""
     try:
@@ -265,6 +271,31 @@ class TelegramMessenger:
                 await _refusing(self._bot.send_message(
                     chat_id=chat_id, text=part, reply_parameters=self._reply(target, str(sent.message_id))))
         return str(sent.message_id)
+
+    async def send_gallery(self, target: ReplyTarget, replies: list[ImageReply]) -> list[str]:
+        """An album (sendMediaGroup, up to 10 a message): every photo is its own message, captioned and
+        replyable; albums carry no buttons, which the step captions make up for. One picture, or an album
+        Telegram refuses, goes out one photo at a time."""
+        if len(replies) < 2:
+            return [await self.send_image(target, reply) for reply in replies]
+        sent: list[str] = []
+        for start in range(0, len(replies), ALBUM_LIMIT):
+            chunk = replies[start:start + ALBUM_LIMIT]
+            if len(chunk) == 1:
+                sent.append(await self.send_image(target, chunk[0]))
+                continue
+            media = [InputMediaPhoto(InputFile(r.image, filename=f"pixme-{r.node_id}.{_extension(r.mime)}"),
+                                     caption=r.caption.strip()[:CAPTION_LIMIT] or None) for r in chunk]
+            try:
+                messages = await _refusing(self._bot.send_media_group(
+                    chat_id=int(target.chat_id), media=media, reply_parameters=self._reply(target)))
+            except BadRequest as exc:
+                log.info("telegram: sendMediaGroup refused the album (%s); sending the photos one by one",
+                         exc.message)
+                sent += [await self.send_image(target, reply) for reply in chunk]
+                continue
+            sent += [str(message.message_id) for message in messages]
+        return sent
 
     def _export_keyboard(self, node_id: int) -> InlineKeyboardMarkup | None:
         """Sticker / profile picture / original, under a result (the node id survives restarts)."""

@@ -308,10 +308,11 @@ class People:
             messenger = self.studio._messenger(ctx)
             target = self.studio._target(ctx)
             await messenger.send_text(target, texts.history_intro(len(nodes)))
-            for node in reversed(nodes):
-                reply = ImageReply(node.id, await self.studio.images.get(node.image_sha), node.mime,
-                                   texts.history_caption(node.depth, _step_label(node)))
-                message_id = await messenger.send_image(ReplyTarget(target.platform, target.chat_id), reply)
+            shown = list(reversed(nodes))
+            replies = [ImageReply(node.id, await self.studio.images.get(node.image_sha), node.mime,
+                                  texts.history_caption(node.depth, _step_label(node))) for node in shown]
+            sent = await messenger.send_gallery(ReplyTarget(target.platform, target.chat_id), replies)
+            for node, message_id in zip(shown, sent, strict=True):
                 await self.studio.store.link_message(node, message_id)
 
     # -- exports -------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ against the loopback Gemini stand-in where a setting must reach the model.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import io
 from collections.abc import AsyncIterator
@@ -26,7 +27,7 @@ from core.exports import has_provenance
 from core.studio import Studio
 from storage.images import FileImageStore
 from storage.sqlite import SqliteStore
-from tests.standins.discord_api import EPHEMERAL, FakeDiscord, Interaction, Payload, user
+from tests.standins.discord_api import EPHEMERAL, MEMBER_PERMISSIONS, FakeDiscord, Interaction, Payload, user
 
 gemini_api = pytest.importorskip("tests.standins.gemini_api")
 
@@ -168,7 +169,11 @@ async def test_exports_history_and_provenance_on_discord(fake: FakeDiscord, tmp_
         shown = await fake.wait_for(pictures_since)
         assert ["Step 1" in m["content"] for m in shown] == [True, True]
         assert "Film Noir" in shown[-1]["content"] and second["id"] != shown[-1]["id"]
-        # Replying to a picture from the history continues from it.
+        # Replying to a picture from the history continues from it (once the bot has recorded which step
+        # each message shows: milliseconds after posting them, long before a person could reply).
+        async with asyncio.timeout(10):
+            while await studio.store.node_for_message("discord", str(fake.channel_id), shown[0]["id"]) is None:  # noqa: ASYNC110 - the link is written by the bot, not signalled
+                await asyncio.sleep(0.01)
         await fake.post(ALICE, "add a crown", reply_to=int(shown[0]["id"]))
         edited = await fake.wait_for_bot_message(lambda m: m["attachments"], after=int(shown[-1]["id"]))
         await studio.jobs.wait_idle(10)
@@ -200,3 +205,24 @@ async def test_a_spanish_speaker_is_answered_in_spanish(fake: FakeDiscord, tmp_p
         with i18n.speaking("ru"):
             assert help_ru == texts.discord_help("offline")
         assert help_ru != texts.discord_help("offline")
+
+
+async def test_server_defaults_are_for_managers_and_own_settings_live_in_a_dm(fake: FakeDiscord,
+                                                                               tmp_path: Path) -> None:
+    member = user(6003, "maria")
+    fake.set_permissions(member, MEMBER_PERMISSIONS)
+    async with running(fake, tmp_path, OfflineEngine()) as studio:
+        menu = await first_answer(fake, await fake.slash(member, "settings"))
+        assert menu["content"].startswith(texts.SETTINGS_TITLE_CHAT)
+        press = await fake.choose(member, menu, "pixme:setting:ratio", ["16:9"])
+        await fake.wait_for(lambda: 7 in press.responses)
+        redrawn = fake.messages[int(menu["id"])]
+        assert redrawn["content"].startswith(texts.SETTINGS_ADMINS_ONLY), "the refusal says why, in one line"
+        assert chosen(selects(redrawn)["pixme:setting:ratio"]) == ["auto"], "nothing changed"
+        assert (await studio.store.get_preferences("chat", "discord", str(fake.channel_id))).aspect_ratio is None
+
+        dm = await first_answer(fake, await fake.slash(member, "settings", channel_id=fake.dm_channel(member)))
+        assert dm["content"].startswith(texts.SETTINGS_TITLE_PERSON)
+        press = await fake.choose(member, dm, "pixme:setting:delivery", ["both"])
+        await fake.wait_for(lambda: 7 in press.responses)
+        assert (await studio.store.get_preferences("person", "discord", member["id"])).delivery == "both"

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from PIL import Image
+from PIL import Image, ImageChops, ImageStat
 
 from core import i18n, texts
 from core.config import Settings, load_settings
@@ -147,10 +147,15 @@ async def test_history_exports_delivery_and_forget_on_telegram(tmp_path: Path) -
             tg.send_text(ALICE_CHAT, ALICE, "/history")
             intro = await run.text_reply(ALICE_CHAT)
             assert "last 2 pictures" in (intro.text or "")
-            old, new = await tg.wait_for_messages(2, lambda m: m.method == "sendPhoto", chat_id=ALICE.id)
+            # One album: each photo its own message (replyable), captioned with its step.
+            old, new = await tg.wait_for_messages(2, lambda m: m.method == "sendMediaGroup", chat_id=ALICE.id)
             assert "Step 1" in (old.caption or "") and "Comic" in (old.caption or "")
             assert "Step 2" in (new.caption or "") and "add a crown" in (new.caption or "")
-            assert old.photo == first.photo
+            assert old.photo is not None and first.photo is not None
+            with Image.open(io.BytesIO(old.photo)) as shown, Image.open(io.BytesIO(first.photo)) as made:
+                assert shown.size == made.size
+                difference = ImageStat.Stat(ImageChops.difference(shown.convert("RGB"), made.convert("RGB")))
+                assert max(difference.mean) < 4, "the same picture as step 1 (bar Telegram's recompression)"
             tg.send_text(ALICE_CHAT, ALICE, "add sunglasses", reply_to=old.message_id)
             branched = await run.photo_reply(ALICE_CHAT)
             assert branched.reply_to_message_id is not None
@@ -252,6 +257,13 @@ async def test_a_spanish_speaker_is_answered_in_spanish_and_language_overrides(t
             assert "Write the short sentence to the person in Spanish." in prompt
             with i18n.speaking("es"):
                 assert [b["text"] for b in result.buttons] == [label for label, _kind in texts.export_buttons()]
+
+            # A file that is no photo: the refusal (worded in the intake worker thread) is Spanish too.
+            tg.send_document(rosa_chat, rosa, b"%PDF-1.4 not a photo", "selfie.jpg", "image/jpeg", caption="/zombie")
+            with i18n.speaking("es"):
+                expected = _("That doesn't look like a photo I can read — please send a JPEG, PNG, WebP, GIF, "
+                             "HEIC or TIFF image.")
+            assert (await run.text_reply(rosa_chat)).text == expected and not expected.startswith("That")
 
             tg.send_text(rosa_chat, rosa, "/language ru")
             switched = (await run.text_reply(rosa_chat)).text or ""

@@ -143,6 +143,10 @@ class PlaygroundMessenger:
             "image": f"/images/{token}", "mime": mime, "node": reply.node_id,
             "file": {"url": f"/images/{token}", "name": name, "size": len(reply.image)}})
 
+    async def send_gallery(self, target: ReplyTarget, replies: list[ImageReply]) -> list[str]:
+        """One message each, so each picture keeps its buttons and can be replied to."""
+        return [await self.send_image(target, reply) for reply in replies]
+
     async def send_sticker(self, target: ReplyTarget, image: bytes) -> str:
         """A sticker: the 512 px WebP on its own, no bubble, with a link to save it."""
         token = self.images.put(image, "image/webp")
