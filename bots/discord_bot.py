@@ -45,6 +45,8 @@ DEFAULT_GATEWAY = "wss://gateway.discord.gg/"
 DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024  # what a server without boosts (and a DM) accepts per file
 TOKEN_LIFETIME_S = 14 * 60.0  # interaction tokens last 15 minutes; keep a margin for slow uploads
 CONTENT_LIMIT = 2000
+GALLERY_LIMIT = 10  # attachments in one message
+GALLERY_REQUEST_LIMIT = 25 * 1024 * 1024  # what one message's request may carry in all
 PREVIEW_TIMEOUT_S = 600.0  # an unanswered edit modal is forgotten after this
 MENU_NAME = "Pix Me"
 _IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".heic", ".heif", ".tif", ".tiff", ".bmp")
@@ -267,6 +269,24 @@ class Restyle(discord.ui.DynamicItem[discord.ui.Select[Any]],
                                                               self.item.values[0]))
 
 
+class StepPick(discord.ui.DynamicItem[discord.ui.Select[Any]], template=r"pixme:step"):
+    """The menu under a /history gallery: the chosen step comes out as a result of its own."""
+
+    def __init__(self, options: list[discord.SelectOption] | None = None) -> None:
+        super().__init__(discord.ui.Select(custom_id="pixme:step", placeholder=texts.DISCORD_HISTORY_PICK,
+                                           options=options or [discord.SelectOption(label="step")]))
+
+    @classmethod
+    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Item[Any],
+                             match: re.Match[str], /) -> StepPick:
+        return cls()
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        adapter = _adapter(interaction)
+        value = self.item.values[0] if self.item.values else ""
+        await adapter.guarded(interaction, adapter.on_step(interaction, int(value) if value.isdigit() else 0))
+
+
 class PressButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"pixme:press:(?P<action>.+)"):
     """A button from `Messenger.send_buttons`; its action goes back to `Studio.press`."""
 
@@ -397,18 +417,24 @@ class DiscordMessenger:
         return discord.MessageReference(message_id=int(target.reply_to), channel_id=int(target.chat_id),
                                         fail_if_not_exists=False)
 
-    async def _post(self, target: ReplyTarget, content: str | None, *, file: Callable[[], discord.File] | None = None,
+    async def _post(self, target: ReplyTarget, content: str | None, *,
+                    file: Callable[[], discord.File | list[discord.File]] | None = None,
                     view: discord.ui.View | None = None) -> str:
-        """Follow up on the live interaction if there is one, otherwise post in the channel as a reply."""
+        """Follow up on the live interaction if there is one, otherwise post in the channel as a reply.
+        `file` makes the attachment(s) afresh for each attempt (a sent discord.File is spent)."""
         token = self._live_token(target)
         extra: dict[str, Any] = {}
         if view is not None:
             extra["view"] = view
+
+        def attach() -> dict[str, Any]:
+            made = file() if file else None
+            return {} if made is None else {"files": made} if isinstance(made, list) else {"file": made}
+
         if token is not None:
             try:
                 sent = await self._webhook(token).send(content or discord.utils.MISSING, wait=True,
-                                                       file=file() if file else discord.utils.MISSING,
-                                                       ephemeral=token.ephemeral, **extra)
+                                                       ephemeral=token.ephemeral, **attach(), **extra)
                 token.answered = True
                 return str(sent.id)
             except discord.HTTPException as exc:
@@ -420,8 +446,7 @@ class DiscordMessenger:
         if reference is not None:
             extra["reference"] = reference
         try:
-            message = await self._channel(target).send(content, file=file() if file else discord.utils.MISSING,
-                                                       **extra)
+            message = await self._channel(target).send(content, **attach(), **extra)
         except discord.HTTPException as exc:
             if exc.code in _REFUSED_CODES:
                 raise DeliveryRefused(str(exc.code)) from exc
@@ -453,9 +478,33 @@ class DiscordMessenger:
         return await self._post(target, _caption(text))
 
     async def send_gallery(self, target: ReplyTarget, replies: list[ImageReply]) -> list[str]:
-        """One message each: a Discord message with several attachments has one id (a reply could not say
-        which picture it means) and one row of buttons, so each step keeps its own."""
-        return [await self.send_image(target, reply) for reply in replies]
+        """One message per 10 pictures, which Discord lays out as a gallery, with a menu of the steps under
+        it: picking one brings that picture out as a result of its own, to reply to or export. A message
+        has one id, returned once per picture in it; a reply to the gallery itself continues from the
+        newest step in it (the last one linked)."""
+        sent: list[str] = []
+        for start in range(0, len(replies), GALLERY_LIMIT):
+            chunk = replies[start:start + GALLERY_LIMIT]
+            per_file = min(self._upload_limit(target, self._live_token(target)),
+                           GALLERY_REQUEST_LIMIT // len(chunk))
+            fitted = await asyncio.gather(*(asyncio.to_thread(fit_upload, r.image, r.mime, per_file)
+                                            for r in chunk))
+            steps = [r.caption.split("\n", 1)[0] for r in chunk]  # a caption's first line names its step
+            content = "\n".join([*(f"{start + i + 1}. {step}" for i, step in enumerate(steps)),
+                                  "", texts.DISCORD_HISTORY_HINT])
+            view = _components()
+            view.add_item(StepPick([discord.SelectOption(label=f"{start + i + 1}. {step}"[:100],
+                                                         value=str(r.node_id))
+                                    for i, (r, step) in enumerate(zip(chunk, steps, strict=True))]))
+
+            def files(chunk: list[ImageReply] = chunk,
+                      fitted: list[tuple[bytes, str]] = fitted) -> list[discord.File]:
+                return [discord.File(io.BytesIO(data), filename=f"pixme-{r.node_id}.{extension}")
+                        for r, (data, extension) in zip(chunk, fitted, strict=True)]
+
+            message_id = await self._post(target, _caption(content), file=files, view=view)
+            sent += [message_id] * len(chunk)
+        return sent
 
     async def send_style_menu(self, target: ReplyTarget, text: str, styles: list[Style]) -> str:
         view = _components()
@@ -584,7 +633,8 @@ class DiscordBot:
         intents.dm_messages = True
         intents.message_content = message_content
         client = _Client(self, intents=intents, guild_ready_timeout=self.guild_ready_timeout)
-        client.add_dynamic_items(NodeButton, PickStyle, Restyle, PressButton, ExportButton, SettingSelect)
+        client.add_dynamic_items(NodeButton, PickStyle, Restyle, PressButton, ExportButton, SettingSelect,
+                                 StepPick)
         self._add_commands(client.tree)
         client.event(self.on_message)
         client.event(self.on_interaction)
@@ -935,11 +985,18 @@ class DiscordBot:
         await interaction.response.edit_message(content=_caption(text), view=settings_view(form))
 
     async def on_history(self, interaction: discord.Interaction) -> None:
-        """`/history`: the pictures come as messages of their own, each with its buttons, each replyable."""
+        """`/history`: the pictures as a gallery, with a menu to bring any step out and continue from it."""
         answer = await interaction.response.defer(thinking=True)
         request_id = str((answer.message_id if answer is not None else None) or interaction.id)
         self.messenger.remember(request_id, interaction)
         await self.studio.people.history(_interaction_context(interaction, request_id))
+
+    async def on_step(self, interaction: discord.Interaction, node_id: int) -> None:
+        """A step picked under a /history gallery: posted on its own, with its buttons, to reply to."""
+        answer = await interaction.response.defer(thinking=True)
+        request_id = str((answer.message_id if answer is not None else None) or interaction.id)
+        self.messenger.remember(request_id, interaction)
+        await self.studio.people.show_step(_interaction_context(interaction, request_id), node_id)
 
     async def on_export(self, interaction: discord.Interaction, kind: str, node_id: int) -> None:
         """An export button: the sticker, profile picture or original, for the presser's eyes only."""

@@ -315,6 +315,20 @@ class People:
             for node, message_id in zip(shown, sent, strict=True):
                 await self.studio.store.link_message(node, message_id)
 
+    async def show_step(self, ctx: Context, node_id: int) -> None:
+        """One picture of a history gallery, brought out as a result of its own (with its buttons) so a
+        reply to it, or an export, means that step."""
+        async with self.studio._handling(ctx) as allowed:
+            if not allowed:
+                return
+            node = await self.studio._node_here(ctx, node_id)
+            if node is None:
+                return
+            reply = ImageReply(node.id, await self.studio.images.get(node.image_sha), node.mime,
+                               texts.history_caption(node.depth, _step_label(node)))
+            message_id = await self.studio._messenger(ctx).send_image(self.studio._target(ctx), reply)
+            await self.studio.store.link_message(node, message_id)
+
     # -- exports -------------------------------------------------------------------------------------
 
     async def export(self, ctx: Context, kind: str, replied_message_id: str | None) -> None:

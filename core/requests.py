@@ -110,8 +110,9 @@ class Messenger(Protocol):
         ...
 
     async def send_gallery(self, target: ReplyTarget, replies: list[ImageReply]) -> list[str]:
-        """Pictures shown together (a Telegram album), each captioned and still its own replyable message;
-        where the platform has no such thing, one message each. Returns their ids, in order."""
+        """Pictures shown together (a Telegram album, a Discord gallery), oldest first; a caption's first line
+        names its step. Returns the message id showing each, in order: pictures that share a message share
+        an id, and the core links them in order, so a reply to such a message means its newest."""
         ...
 
     async def send_style_menu(self, target: ReplyTarget, text: str, styles: list[Style]) -> str: ...

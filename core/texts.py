@@ -344,6 +344,9 @@ def unknown_setting(value: str) -> str:
 
 DISCORD_PARTY_SEND_SELFIE = (N_("You're in! Now add your selfie: `/party join photo:<your selfie>` — "
                              "or reply to the party message with it."))
+DISCORD_HISTORY_PICK = N_("Continue from a step…")
+DISCORD_HISTORY_HINT = N_("Pick a step in the menu to bring it out and reply to it; a reply to this message "
+                          "continues from the newest.")
 DISCORD_PARTY_NONE = N_("There's no party open in this channel — start one with `/party open`.")
 DISCORD_PARTY_JOINED = N_("📸 Your selfie is in the party!")
 

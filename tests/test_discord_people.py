@@ -162,24 +162,41 @@ async def test_exports_history_and_provenance_on_discord(fake: FakeDiscord, tmp_
         before = fake.last_id()
         await fake.slash(ALICE, "history")
 
-        def pictures_since() -> list[Payload] | None:
-            found = [m for m in fake.bot_messages() if int(m["id"]) > before and m["attachments"]]
-            return found if len(found) >= 2 else None
+        # One message, a gallery of both pictures (oldest first), listing the steps, with a menu of them.
+        gallery = await fake.wait_for_bot_message(lambda m: len(m["attachments"]) == 2, after=before)
+        assert [fake.file_of(gallery, i) for i in (0, 1)] == [delivered, fake.file_of(second)]
+        assert "1. Step 1 · 💥 Comic" in gallery["content"] and "2. Step 1 · 🕵️ Film Noir" in gallery["content"]
+        menu = selects(gallery)["pixme:step"]
+        comic = await studio.store.node_for_message("discord", str(fake.channel_id), result["id"])
+        noir = await studio.store.node_for_message("discord", str(fake.channel_id), second["id"])
+        assert comic is not None and noir is not None
+        assert [o["value"] for o in menu["options"]] == [str(comic.id), str(noir.id)]
 
-        shown = await fake.wait_for(pictures_since)
-        assert ["Step 1" in m["content"] for m in shown] == [True, True]
-        assert "Film Noir" in shown[-1]["content"] and second["id"] != shown[-1]["id"]
-        # Replying to a picture from the history continues from it (once the bot has recorded which step
-        # each message shows: milliseconds after posting them, long before a person could reply).
-        async with asyncio.timeout(10):
-            while await studio.store.node_for_message("discord", str(fake.channel_id), shown[0]["id"]) is None:  # noqa: ASYNC110 - the link is written by the bot, not signalled
+        # A reply to the gallery itself continues from its newest picture...
+        async with asyncio.timeout(10):  # the bot records which step a message shows right after posting it
+            while await studio.store.node_for_message("discord", str(fake.channel_id), gallery["id"]) is None:  # noqa: ASYNC110 - the link is written by the bot, not signalled
                 await asyncio.sleep(0.01)
-        await fake.post(ALICE, "add a crown", reply_to=int(shown[0]["id"]))
-        edited = await fake.wait_for_bot_message(lambda m: m["attachments"], after=int(shown[-1]["id"]))
+        await fake.post(ALICE, "add sunglasses", reply_to=int(gallery["id"]))
+        shades = await fake.wait_for_bot_message(lambda m: m["attachments"] and "pixme:edit:" in str(m["components"]),
+                                              after=int(gallery["id"]))
+        await studio.jobs.wait_idle(10)
+        shades_node = await studio.store.node_for_message("discord", str(fake.channel_id), shades["id"])
+        assert shades_node is not None and shades_node.parent_id == noir.id
+
+        # ...and picking an older step brings it out on its own, to reply to: the edit continues from it.
+        picked = await fake.choose(ALICE, gallery, "pixme:step", [str(comic.id)])
+        brought = await fake.wait_for(lambda: next((m for m in fake.answers(picked) if m["attachments"]), None))
+        assert fake.file_of(brought) == delivered and "Step 1 · 💥 Comic" in brought["content"]
+        assert not brought["flags"] & EPHEMERAL, "a step brought out is there to be replied to"
+        assert any(c.startswith("pixme:export:sticker:") for c in custom_ids(brought)), "with its buttons"
+        async with asyncio.timeout(10):
+            while await studio.store.node_for_message("discord", str(fake.channel_id), brought["id"]) is None:  # noqa: ASYNC110 - as above
+                await asyncio.sleep(0.01)
+        await fake.post(ALICE, "add a crown", reply_to=int(brought["id"]))
+        edited = await fake.wait_for_bot_message(lambda m: m["attachments"], after=int(brought["id"]))
         await studio.jobs.wait_idle(10)
         node = await studio.store.node_for_message("discord", str(fake.channel_id), edited["id"])
-        first = await studio.store.node_for_message("discord", str(fake.channel_id), shown[0]["id"])
-        assert node is not None and first is not None and node.parent_id == first.id and node.depth == 2
+        assert node is not None and node.parent_id == comic.id and node.depth == 2
 
 
 async def test_a_spanish_speaker_is_answered_in_spanish(fake: FakeDiscord, tmp_path: Path, selfie: bytes) -> None:
