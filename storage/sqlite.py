@@ -18,6 +18,7 @@ import json
 import logging
 import sqlite3
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
@@ -40,6 +41,7 @@ from core.requests import ReplyTarget
 
 log = logging.getLogger(__name__)
 
+PREFERENCES_CACHED = 4096  # people (and chats) whose settings stay in memory, most recently used
 CHECKPOINT_INTERVAL_S = 2.0  # a node insert writes ~5 WAL pages: a few seconds of traffic is a small WAL
 
 _NODE_COLUMNS = ("id, platform, chat_id, user_id, parent_id, root_id, kind, image_sha, mime, style, "
@@ -66,6 +68,10 @@ class SqliteStore:
         self._checkpointer: aiosqlite.Connection | None = None
         self._checkpoints: asyncio.Task[None] | None = None
         self.checkpoints_done = 0  # background checkpoints that ran (tests and diagnostics)
+        # Settings are read three times a request (language, then the person's and the chat's choices for the
+        # job) and written rarely; this process is the database's only writer, so a copy stays true.
+        self._preferences: OrderedDict[tuple[str, str, str], Preferences] = OrderedDict()
+        self._preferences_changes = 0  # bumped by every write: a read that raced one is not cached
 
     @classmethod
     async def open(cls, path: Path | str, *, busy_timeout_ms: int = 5000,
@@ -389,6 +395,7 @@ class SqliteStore:
         await self._db.execute("DELETE FROM preferences WHERE scope = 'person' AND platform = ? AND owner_id = ?",
                                (platform, user_id))
         await self._db.commit()
+        self._forget_preferences(("person", platform, user_id))
         return await self._unreferenced(shas)
 
     async def purge_older_than(self, cutoff: float) -> list[str]:
@@ -418,6 +425,24 @@ class SqliteStore:
     # -- personal settings and persona (people) ---------------------------------------------------
 
     async def get_preferences(self, scope: PreferenceScope, platform: str, owner_id: str) -> Preferences:
+        key = (scope, platform, owner_id)
+        cached = self._preferences.get(key)
+        if cached is not None:
+            self._preferences.move_to_end(key)
+            return cached
+        changes = self._preferences_changes
+        found = await self._read_preferences(scope, platform, owner_id)
+        if changes == self._preferences_changes:
+            self._remember_preferences(key, found)
+        return found
+
+    def _remember_preferences(self, key: tuple[str, str, str], preferences: Preferences) -> None:
+        self._preferences[key] = preferences
+        self._preferences.move_to_end(key)
+        while len(self._preferences) > PREFERENCES_CACHED:
+            self._preferences.popitem(last=False)
+
+    async def _read_preferences(self, scope: PreferenceScope, platform: str, owner_id: str) -> Preferences:
         rows = await self._db.execute_fetchall(
             "SELECT model, aspect_ratio, image_size, delivery, persona, language FROM preferences "
             "WHERE scope = ? AND platform = ? AND owner_id = ?", (scope, platform, owner_id))
@@ -431,12 +456,17 @@ class SqliteStore:
     async def set_preferences(self, scope: PreferenceScope, platform: str, owner_id: str,
                               preferences: Preferences) -> None:
         p = preferences
-        await self._db.execute(
+        await self._write(
             "INSERT OR REPLACE INTO preferences (scope, platform, owner_id, model, aspect_ratio, image_size, "
             "delivery, persona, language, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (scope, platform, owner_id, p.model, p.aspect_ratio, p.image_size, p.delivery, p.persona,
              p.language, time.time()))
-        await self._db.commit()
+        self._forget_preferences((scope, platform, owner_id))
+
+    def _forget_preferences(self, key: tuple[str, str, str]) -> None:
+        """After a write: drop the copy, and keep reads that were under way from caching what they saw."""
+        self._preferences_changes += 1
+        self._preferences.pop(key, None)
 
     async def recent_results(self, platform: str, chat_id: str, user_id: str, limit: int) -> list[Node]:
         rows = await self._db.execute_fetchall(

@@ -7,8 +7,11 @@ import sqlite3
 from importlib import resources
 from pathlib import Path
 
-from core.ports import NewNode
-from storage.sqlite import SqliteStore
+import pytest
+
+from core.ports import NewNode, Preferences
+from storage.images import FileImageStore
+from storage.sqlite import PREFERENCES_CACHED, SqliteStore
 
 
 async def test_a_database_from_the_first_release_is_upgraded_in_place(tmp_path: Path) -> None:
@@ -95,3 +98,65 @@ async def test_close_stops_the_checkpoints_and_memory_databases_work(tmp_path: P
     assert "sqlite-checkpoints" in tasks_before
     await asyncio.wait_for(disk.close(), timeout=5)
     assert "sqlite-checkpoints" not in {t.get_name() for t in asyncio.all_tasks()}
+
+
+async def test_settings_read_from_memory_never_go_stale(tmp_path: Path) -> None:
+    """Settings are kept in memory after the first read: a change, a /forget, or a change landing while a
+    read is under way is seen by the very next read, and the copies stay bounded."""
+    store = await SqliteStore.open(tmp_path / "db.sqlite3")
+    try:
+        assert await store.get_preferences("person", "telegram", "7") == Preferences()
+        await store.set_preferences("person", "telegram", "7", Preferences(aspect_ratio="16:9"))
+        assert (await store.get_preferences("person", "telegram", "7")).aspect_ratio == "16:9"
+
+        for round_ in range(20):  # reads racing writes: whatever they return, the next read is the latest
+            wanted = Preferences(persona=f"round {round_}")
+            reads = [asyncio.create_task(store.get_preferences("person", "telegram", "7")) for _ in range(3)]
+            await asyncio.gather(store.set_preferences("person", "telegram", "7", wanted), *reads)
+            assert await store.get_preferences("person", "telegram", "7") == wanted
+
+        await store.forget_person("telegram", "7")
+        assert await store.get_preferences("person", "telegram", "7") == Preferences()
+
+        for owner in range(PREFERENCES_CACHED + 10):
+            await store.get_preferences("chat", "discord", str(owner))
+        assert len(store._preferences) == PREFERENCES_CACHED
+    finally:
+        await store.close()
+    again = await SqliteStore.open(tmp_path / "db.sqlite3")  # and what was written is on disk, not only in memory
+    try:
+        assert (await again.get_preferences("person", "telegram", "7")) == Preferences()
+        await again.set_preferences("chat", "discord", "1", Preferences(model="offline"))
+    finally:
+        await again.close()
+    third = await SqliteStore.open(tmp_path / "db.sqlite3")
+    try:
+        assert (await third.get_preferences("chat", "discord", "1")).model == "offline"
+    finally:
+        await third.close()
+
+
+async def test_images_are_kept_once_on_disk_and_forgotten_everywhere(tmp_path: Path) -> None:
+    """Recent images are served from memory, but a deleted image is gone from memory and disk alike, and the
+    memory held stays under its limit."""
+    store = await SqliteStore.open(tmp_path / "db.sqlite3")
+    try:
+        images = FileImageStore(tmp_path, store, cache_bytes=4000)
+        first = await images.put(b"a" * 900)
+        assert await images.put(b"a" * 900) == first, "the same bytes are stored once"
+        assert images.path(first).read_bytes() == b"a" * 900, "on disk before put() returns"
+        assert await images.get(first) == b"a" * 900
+
+        await images.delete(first)
+        assert not images.path(first).exists()
+        with pytest.raises(FileNotFoundError):
+            await images.get(first)  # not served from memory after a /forget or the retention purge
+
+        shas = [await images.put(bytes([n]) * 900) for n in range(10)]
+        assert images._cached <= 4000
+        assert [await images.get(sha) for sha in shas] == [bytes([n]) * 900 for n in range(10)], \
+            "the ones no longer in memory come from disk"
+        fresh = FileImageStore(tmp_path, store)  # a restart: everything from disk
+        assert await fresh.get(shas[0]) == bytes([0]) * 900
+    finally:
+        await store.close()
