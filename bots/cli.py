@@ -24,7 +24,7 @@ from core.logsafe import configure_logging
 from core.studio import Studio
 from core.styles import STYLES, get_style
 from storage.images import FileImageStore
-from storage.sqlite import SqliteStore
+from storage.sqlite import SqliteStore, StoreInUse
 
 log = logging.getLogger("pixme")
 
@@ -234,6 +234,9 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(_edit(settings, args))
     except (EngineError, ValueError) as exc:
         print(f"pixme: {getattr(exc, 'message', exc)}", file=sys.stderr)
+        return 1
+    except StoreInUse as exc:
+        print(f"pixme: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -14,15 +14,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import json
 import logging
+import os
 import sqlite3
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
-from typing import Any, cast
+from typing import IO, Any, cast
 
 import aiosqlite
 
@@ -40,6 +42,16 @@ from core.ports import (
 from core.requests import ReplyTarget
 
 log = logging.getLogger(__name__)
+
+
+class StoreInUse(RuntimeError):
+    """Another process has this database open: two bots on one database would both resume the same jobs
+    (sending pictures twice) and each trust its own in-memory copies."""
+
+    def __init__(self, path: Path | str, holder: str) -> None:
+        who = f" (process {holder})" if holder else ""
+        super().__init__(f"{path} is already in use by another pixme{who}: stop it first, or give this one "
+                         "its own [storage] dir.")
 
 PREFERENCES_CACHED = 4096  # people (and chats) whose settings stay in memory, most recently used
 CHECKPOINT_INTERVAL_S = 2.0  # a node insert writes ~5 WAL pages: a few seconds of traffic is a small WAL
@@ -72,6 +84,7 @@ class SqliteStore:
         # job) and written rarely; this process is the database's only writer, so a copy stays true.
         self._preferences: OrderedDict[tuple[str, str, str], Preferences] = OrderedDict()
         self._preferences_changes = 0  # bumped by every write: a read that raced one is not cached
+        self._lock: IO[str] | None = None  # `<database>.lock`, held while open
 
     @classmethod
     async def open(cls, path: Path | str, *, busy_timeout_ms: int = 5000,
@@ -82,9 +95,16 @@ class SqliteStore:
         ":memory:", which has no WAL); `close()` stops it.
         """
         in_memory = str(path) == ":memory:"
+        lock = None
         if not in_memory:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        db = await aiosqlite.connect(str(path))
+            lock = _hold_lock(Path(f"{path}.lock"), path)
+        try:
+            db = await aiosqlite.connect(str(path))
+        except BaseException:
+            if lock is not None:
+                lock.close()
+            raise
         db.row_factory = aiosqlite.Row
         # WAL lets readers proceed during a write; NORMAL sync is durable across process crashes.
         await db.execute("PRAGMA journal_mode=WAL")
@@ -92,6 +112,7 @@ class SqliteStore:
         await db.execute("PRAGMA foreign_keys=ON")
         await db.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         store = cls(db)
+        store._lock = lock
         try:
             await store._migrate()
             if not in_memory:
@@ -150,6 +171,9 @@ class SqliteStore:
                 await self._db.execute_fetchall("PRAGMA wal_checkpoint(TRUNCATE)")
         finally:
             await self._db.close()
+            lock, self._lock = self._lock, None
+            if lock is not None:
+                lock.close()  # closing the file releases the lock
 
     async def _write(self, sql: str, args: Sequence[object]) -> tuple[int | None, int]:
         """One statement and its commit in one trip to aiosqlite's thread; `execute` then `commit` take two,
@@ -506,3 +530,25 @@ def _job(row: Any) -> Job:
                target=ReplyTarget.from_json(json.loads(row["target"])), status=row["status"],
                attempts=row["attempts"], result_node=row["result_node"],
                delivered_message=row["delivered_message"], error=row["error"], created_at=row["created_at"])
+
+
+def _hold_lock(lock_path: Path, path: Path | str) -> IO[str]:
+    """An exclusive advisory lock for as long as the returned file stays open (released by the kernel
+    when the process dies, so a crash never leaves it behind). Raises StoreInUse if another process
+    holds it."""
+    handle = lock_path.open("a+", encoding="utf-8")
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip()[:20]
+        handle.close()
+        raise StoreInUse(path, holder) from None
+    except BaseException:
+        handle.close()
+        raise
+    handle.seek(0)
+    handle.truncate()
+    handle.write(str(os.getpid()))
+    handle.flush()
+    return handle

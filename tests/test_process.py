@@ -81,6 +81,15 @@ async def test_kill_9_mid_model_call_then_restart_delivers_exactly_once(
             await tg.expect_no_message(chat_id=chat.id, within=1.5)  # never sent twice
             photos = [m for m in tg.bot_messages if m.chat_id == chat.id and m.photo is not None]
             assert len(photos) == 1
+
+            # A second bot on the same data would resume the same jobs: it is refused, in one line.
+            third = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "bots.cli", "run", env=env, cwd=tmp_path, stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+            _, err = await asyncio.wait_for(third.communicate(), 60)
+            assert third.returncode == 1
+            assert f"already in use by another pixme (process {second.pid})" in err.decode(), err.decode()
+            assert second.returncode is None, "the running bot carries on"
         finally:
             second.send_signal(signal.SIGTERM)
             code = await asyncio.wait_for(second.wait(), 30)

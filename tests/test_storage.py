@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 from importlib import resources
 from pathlib import Path
@@ -11,7 +12,7 @@ import pytest
 
 from core.ports import NewNode, Preferences
 from storage.images import FileImageStore
-from storage.sqlite import PREFERENCES_CACHED, SqliteStore
+from storage.sqlite import PREFERENCES_CACHED, SqliteStore, StoreInUse
 
 
 async def test_a_database_from_the_first_release_is_upgraded_in_place(tmp_path: Path) -> None:
@@ -160,3 +161,15 @@ async def test_images_are_kept_once_on_disk_and_forgotten_everywhere(tmp_path: P
         assert await fresh.get(shas[0]) == bytes([0]) * 900
     finally:
         await store.close()
+
+
+async def test_one_process_at_a_time_owns_a_database(tmp_path: Path) -> None:
+    path = tmp_path / "db.sqlite3"
+    first = await SqliteStore.open(path)
+    try:
+        with pytest.raises(StoreInUse, match=rf"already in use by another pixme \(process {os.getpid()}\)"):
+            await SqliteStore.open(path)
+    finally:
+        await first.close()
+    again = await SqliteStore.open(path)  # closed (or killed): free again
+    await again.close()
