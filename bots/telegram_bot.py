@@ -40,8 +40,8 @@ from telegram.ext import (
     MessageHandler,
     filters,
 )
-from telegram.request import HTTPXRequest
 
+from bots.telegram_http import AiohttpRequest
 from core import i18n, texts
 from core.config import TelegramSettings
 from core.i18n import N_, _
@@ -396,15 +396,15 @@ class TelegramMessenger:
 
 def build_application(settings: TelegramSettings, *, concurrency: int) -> AnyApplication:
     """The PTB application: pooled HTTP sized for bursts, flood control, concurrent updates."""
-    request = HTTPXRequest(connection_pool_size=settings.connections, pool_timeout=30.0, read_timeout=30.0,
-                           write_timeout=30.0, media_write_timeout=60.0)
+    request = AiohttpRequest(connection_pool_size=settings.connections, pool_timeout=30.0, read_timeout=30.0,
+                             write_timeout=30.0, media_write_timeout=60.0)
     builder: ApplicationBuilder[Any, Any, Any, Any, Any, Any] = (
         Application.builder()
         .token(settings.token.get_secret_value())
         .base_url(settings.api_url)
         .base_file_url(settings.file_url)
         .request(request)
-        .get_updates_request(HTTPXRequest(connection_pool_size=2, read_timeout=40.0))
+        .get_updates_request(AiohttpRequest(connection_pool_size=2, read_timeout=40.0))
         # 429 RetryAfter: every request waits the flood pause out and is retried.
         .rate_limiter(AIORateLimiter(max_retries=3))
         # Handlers only accept and queue work, but downloads and refusals still take a moment:
