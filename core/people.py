@@ -309,11 +309,15 @@ class People:
             target = self.studio._target(ctx)
             await messenger.send_text(target, texts.history_intro(len(nodes)))
             shown = list(reversed(nodes))
-            replies = [ImageReply(node.id, await self.studio.images.get(node.image_sha), node.mime,
-                                  texts.history_caption(node.depth, _step_label(node))) for node in shown]
+            replies = [await self._history_reply(node) for node in shown]
             sent = await messenger.send_gallery(ReplyTarget(target.platform, target.chat_id), replies)
             for node, message_id in zip(shown, sent, strict=True):
                 await self.studio.store.link_message(node, message_id)
+
+    async def _history_reply(self, node: Node) -> ImageReply:
+        """A past picture, captioned with its step."""
+        return ImageReply(node.id, await self.studio.images.get(node.image_sha), node.mime,
+                          texts.history_caption(node.depth, _step_label(node)))
 
     async def show_step(self, ctx: Context, node_id: int) -> None:
         """One picture of a history gallery, brought out as a result of its own (with its buttons) so a
@@ -324,8 +328,7 @@ class People:
             node = await self.studio._node_here(ctx, node_id)
             if node is None:
                 return
-            reply = ImageReply(node.id, await self.studio.images.get(node.image_sha), node.mime,
-                               texts.history_caption(node.depth, _step_label(node)))
+            reply = await self._history_reply(node)
             message_id = await self.studio._messenger(ctx).send_image(self.studio._target(ctx), reply)
             await self.studio.store.link_message(node, message_id)
 
