@@ -249,8 +249,7 @@ class TelegramMessenger:
     async def send_image(self, target: ReplyTarget, reply: ImageReply) -> str:
         caption = reply.caption.strip()
         fits = len(caption) <= CAPTION_LIMIT
-        extension = "png" if reply.mime == "image/png" else "jpg"
-        upload = InputFile(reply.image, filename=f"pixme-{reply.node_id}.{extension}")
+        upload = InputFile(reply.image, filename=f"pixme-{reply.node_id}.{_extension(reply.mime)}")
         chat_id = int(target.chat_id)
         markup = self._export_keyboard(reply.node_id)
         try:
@@ -261,7 +260,7 @@ class TelegramMessenger:
             if not any(code in exc.message for code in _PHOTO_REFUSALS):
                 raise
             log.info("telegram: sendPhoto refused the image (%s); sending it as a file", exc.message)
-            upload = InputFile(reply.image, filename=f"pixme-{reply.node_id}.{extension}")
+            upload = InputFile(reply.image, filename=f"pixme-{reply.node_id}.{_extension(reply.mime)}")
             sent = await _refusing(self._bot.send_document(
                 chat_id=chat_id, document=upload, caption=caption if fits else None,
                 reply_parameters=self._reply(target), reply_markup=markup))
@@ -307,10 +306,9 @@ class TelegramMessenger:
     async def send_file(self, target: ReplyTarget, reply: ImageReply) -> str:
         """sendDocument: Telegram keeps the bytes (full resolution, provenance metadata) as they are."""
         caption = reply.caption.strip()
-        extension = {"image/png": "png", "image/webp": "webp"}.get(reply.mime, "jpg")
+        name = reply.file_name or f"pixme-{reply.node_id}.{_extension(reply.mime)}"
         sent = await _refusing(self._bot.send_document(
-            chat_id=int(target.chat_id),
-            document=InputFile(reply.image, filename=reply.file_name or f"pixme-{reply.node_id}.{extension}"),
+            chat_id=int(target.chat_id), document=InputFile(reply.image, filename=name),
             caption=caption[:CAPTION_LIMIT] or None, reply_parameters=self._reply(target)))
         return str(sent.message_id)
 

@@ -27,6 +27,7 @@ from core.exports import has_provenance
 from core.studio import Studio
 from storage.images import FileImageStore
 from storage.sqlite import SqliteStore
+from tests.conftest import jpeg_bytes
 from tests.standins.discord_api import EPHEMERAL, MEMBER_PERMISSIONS, FakeDiscord, Interaction, Payload, user
 
 gemini_api = pytest.importorskip("tests.standins.gemini_api")
@@ -63,11 +64,8 @@ async def fake() -> AsyncIterator[FakeDiscord]:
 
 
 @pytest.fixture
-def selfie() -> bytes:
-    image = Image.open(Path(__file__).parent / "fixtures" / "astronaut.png").convert("RGB").resize((320, 320))
-    out = io.BytesIO()
-    image.save(out, "JPEG", quality=90)
-    return out.getvalue()
+def selfie(face_image: Image.Image) -> bytes:
+    return jpeg_bytes(face_image.resize((320, 320)), quality=90)
 
 
 def selects(message: Payload) -> dict[str, Payload]:
