@@ -46,7 +46,8 @@ async def open_studio(settings: Settings, engine: ImageEngine | None = None) -> 
     studio = Studio(store=store, images=FileImageStore(data_dir, store), engine=engine,
                     limits=settings.limits, access=settings.access, input_max_px=settings.engine.input_max_px,
                     party=settings.party,
-                    model_choices=settings.gemini.choices if engine.name == "gemini" else None)
+                    model_choices=settings.gemini.choices if engine.name == "gemini" else None,
+                    sizes=list(settings.gemini.sizes))
     try:
         yield studio
     finally:

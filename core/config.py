@@ -20,7 +20,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-DEFAULT_MODEL = "gemini-3.1-flash-image"
+DEFAULT_MODEL = "gemini-nano-banana-2.1"
+ImageSize = Literal["512", "1K", "2K", "4K"]
 
 
 class TelegramSettings(BaseModel):
@@ -47,6 +48,8 @@ class GeminiSettings(BaseModel):
     # The image models people may pick with /settings (the offline engine is always offered too);
     # empty = just `model`.
     models: list[str] = Field(default_factory=list)
+    # The output sizes people may pick in /settings (the model must also offer them); 4K only if listed.
+    sizes: list[ImageSize] = Field(default_factory=lambda: list[ImageSize](["1K", "2K"]))
     request_timeout_s: float = Field(default=120.0, gt=0)
     retry_budget_s: float = Field(default=90.0, ge=0)
 
@@ -73,6 +76,8 @@ class LimitsSettings(BaseModel):
     user_daily: int = Field(default=0, ge=0)
     chat_daily: int = Field(default=0, ge=0)
     daily_images: int = Field(default=0, ge=0)
+    # Estimated US dollars of paid pictures a day (UTC); at it, paid calls stop until midnight. 0 = none.
+    daily_usd: float = Field(default=0.0, ge=0)
     # "You're #N in line" is posted only for waits longer than this (shorter ones would just flash).
     queue_note_after_s: float = Field(default=1.0, ge=0, le=60)
 

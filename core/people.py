@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, cast
 
 from core import i18n, texts
-from core.engines.base import ImageEngine, RenderOptions
+from core.engines.base import ImageEngine, ModelRouter, RenderOptions
 from core.engines.models import model_info
 from core.exports import EXPORT_KINDS, ExportKind, export_async
 from core.i18n import _
@@ -54,11 +54,14 @@ class SettingsForm:
 class People:
     """The studio's settings/persona/history/export use cases; `studio.people`."""
 
-    def __init__(self, studio: Studio, model_choices: list[str] | None = None) -> None:
+    def __init__(self, studio: Studio, model_choices: list[str] | None = None,
+                 sizes: list[str] | None = None) -> None:
         self.studio = studio
         default = studio.engine.model
         chosen = model_choices if model_choices else ([] if studio.engine.name == OFFLINE else [default])
-        self.choices: list[str] = list(dict.fromkeys([*chosen, OFFLINE]))
+        self._offered: list[str] = list(dict.fromkeys([*chosen, OFFLINE]))
+        # The sizes the operator lets people pick (4K costs several times 1K, so only when listed).
+        self.sizes: tuple[str, ...] = tuple(s for s in SIZE_CHOICES if s in (sizes or SIZE_CHOICES))
         self._offline: ImageEngine | None = None
         self._languages: dict[tuple[str, str], str | None] = {}  # (platform, person) -> /language choice
 
@@ -76,11 +79,22 @@ class People:
         chat = await store.get_preferences("chat", platform, chat_id)
         return chat.over(own)
 
+    @property
+    def choices(self) -> list[str]:
+        """The models people may choose among; a retired one shows as the model that replaced it."""
+        engine = self.studio.engine
+        if isinstance(engine, ModelRouter):
+            return list(dict.fromkeys(m if m == OFFLINE else engine.resolve(m) for m in self._offered))
+        return self._offered
+
     def model_of(self, prefs: Preferences) -> str:
         """The model that will draw: the chosen one if the operator offers it, else the default."""
-        if prefs.model in self.choices:
-            return str(prefs.model)
-        return self.studio.engine.model
+        engine = self.studio.engine
+        chosen = engine.resolve(prefs.model) if prefs.model and isinstance(engine, ModelRouter) \
+            and prefs.model != OFFLINE else prefs.model
+        if chosen in self.choices:
+            return str(chosen)
+        return engine.model
 
     def engine_for(self, prefs: Preferences) -> ImageEngine:
         engine = self.studio.engine
@@ -94,8 +108,9 @@ class People:
 
     def options(self, prefs: Preferences) -> RenderOptions:
         model = self.model_of(prefs)
+        size = prefs.image_size if prefs.image_size in self.sizes else None
         return RenderOptions(model=None if model in (OFFLINE, self.studio.engine.model) else model,
-                             aspect_ratio=prefs.aspect_ratio, image_size=prefs.image_size, persona=prefs.persona,
+                             aspect_ratio=prefs.aspect_ratio, image_size=size, persona=prefs.persona,
                              language=i18n.current())
 
     def warnings(self, prefs: Preferences) -> list[str]:
@@ -103,12 +118,15 @@ class People:
         model = self.model_of(prefs)
         info = model_info(model)
         found = []
-        if prefs.model and prefs.model not in self.choices:
+        if prefs.model and model_of_choice(self, prefs.model) not in self.choices:
             found.append(texts.setting_unsupported(model, _("the model"), prefs.model, self.choices))
         if prefs.aspect_ratio and prefs.aspect_ratio not in info.aspect_ratios:
             found.append(texts.setting_unsupported(model, _("aspect ratio"), prefs.aspect_ratio,
                                                    list(info.aspect_ratios)))
-        if prefs.image_size and prefs.image_size not in info.image_sizes:
+        if prefs.image_size and prefs.image_size not in self.sizes:
+            found.append(texts.setting_unsupported(model, _("size"), prefs.image_size,
+                                                   [s for s in self.sizes if s in info.image_sizes]))
+        elif prefs.image_size and prefs.image_size not in info.image_sizes:
             found.append(texts.setting_unsupported(model, _("size"), prefs.image_size, list(info.image_sizes)))
         return found
 
@@ -162,7 +180,7 @@ class People:
             updated = _replace(current, model=None if auto else value)
         elif key == "ratio" and (auto or value in (*RATIO_CHOICES, *model_info(OFFLINE).aspect_ratios)):
             updated = _replace(current, aspect_ratio=None if auto else value)
-        elif key == "size" and (auto or value in SIZE_CHOICES):
+        elif key == "size" and (auto or value in self.sizes):
             updated = _replace(current, image_size=None if auto else value)
         elif key == "delivery" and (auto or value in DELIVERIES):
             updated = _replace(current, delivery=None if auto else cast(Delivery, value))
@@ -193,7 +211,7 @@ class People:
         sizes = [Choice("auto", texts.SETTING_AUTO, effective.image_size is None)]
         sizes += [Choice(s, s, s == effective.image_size,
                          _cost_delta(info.price(s) - unsized) if s in info.image_sizes
-                         else _("⚠️ not on {model}").format(model=model)) for s in SIZE_CHOICES]
+                         else _("⚠️ not on {model}").format(model=model)) for s in self.sizes]
         current = effective.delivery or "photo"
         deliveries = [Choice(d, texts.delivery_name(d), d == current) for d in DELIVERIES]
         menus = {"model": (_("🤖 Model"), models), "ratio": (_("📐 Aspect ratio"), ratios),
@@ -384,6 +402,12 @@ class People:
         if delivery == "both":
             sent.append(await messenger.send_file(target, reply))
         return sent
+
+
+def model_of_choice(people: People, model: str) -> str:
+    """A stored model choice as it draws today (a retired model's successor)."""
+    engine = people.studio.engine
+    return engine.resolve(model) if model != OFFLINE and isinstance(engine, ModelRouter) else model
 
 
 def _replace(prefs: Preferences, **changes: object) -> Preferences:

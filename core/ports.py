@@ -35,6 +35,7 @@ class Node:
     commentary: str = ""
     depth: int = 0  # 0 for a photo, 1 for its first result, …
     created_at: float = 0.0
+    image_size: str | None = None  # the output size the model was asked for (prices differ by size)
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,7 @@ class NewNode:
     engine: str | None = None
     model: str | None = None
     commentary: str = ""
+    image_size: str | None = None
 
 
 @dataclass(frozen=True)
@@ -167,7 +169,9 @@ class Usage(Protocol):
 
     async def job_counts(self, since: float) -> dict[str, int]: ...
 
-    async def delivered_by_model(self, since: float) -> dict[str, int]: ...
+    async def delivered_by_model(self, since: float) -> dict[tuple[str, str], int]:
+        """Pictures delivered since `since`, by (model, output size); "" where either is unknown."""
+        ...
 
 
 class Privacy(Protocol):

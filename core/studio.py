@@ -21,7 +21,15 @@ from core import i18n, texts
 from core.access import Access
 from core.breaker import CircuitBreaker
 from core.config import AccessSettings, LimitsSettings, PartySettings
-from core.engines.base import Busy, EngineError, EngineResult, ImageEngine, Portrait, RenderOptions
+from core.engines.base import (
+    Busy,
+    EngineError,
+    EngineResult,
+    ImageEngine,
+    ModelRouter,
+    Portrait,
+    RenderOptions,
+)
 from core.engines.models import model_info
 from core.exports import stamp_async
 from core.intake import IntakeError, check_declared_size, prepare_async
@@ -59,7 +67,7 @@ class Studio:
                  input_max_px: int = 1024, breaker: CircuitBreaker | None = None,
                  party: PartySettings | None = None,
                  delivery_retry_delays: tuple[float, ...] = DELIVERY_RETRY_DELAYS_S,
-                 model_choices: list[str] | None = None) -> None:
+                 model_choices: list[str] | None = None, sizes: list[str] | None = None) -> None:
         self.store = store
         self.images = images
         self.engine = engine
@@ -77,7 +85,7 @@ class Studio:
         self._blocked_chats: set[tuple[str, str]] = set()
         self._deliveries: set[asyncio.Future[None]] = set()
         self.parties = Parties(self, party or PartySettings())
-        self.people = People(self, model_choices)  # settings, persona, history, exports
+        self.people = People(self, model_choices, sizes)  # settings, persona, history, exports
 
     # -- wiring --------------------------------------------------------------------------------
 
@@ -204,10 +212,11 @@ class Studio:
                 return
             since = _start_of_day()
             counts = await self.store.job_counts(since)
-            spend = sum(model_info(model).usd_per_image * n
-                        for model, n in (await self.store.delivered_by_model(since)).items())
+            spend = {key: (n, n * model_info(key[0]).price(key[1] or None))
+                     for key, n in (await self.store.delivered_by_model(since)).items()}
+            notices = self.engine.notices() if isinstance(self.engine, ModelRouter) else []
             await self._say(ctx, texts.stats(counts, self.jobs.queue_length, self.jobs.running_count, spend,
-                                             self.engine.name, self.engine.model))
+                                             self.engine.name, self.engine.model, notices, self.limits.daily_usd))
 
     async def forget(self, ctx: Context) -> None:
         """Ask the person to confirm deleting everything the bot keeps about them."""
@@ -319,7 +328,31 @@ class Studio:
             if used + self.jobs.pending_in_chat(platform, ctx.chat.id) >= limits.chat_daily:
                 await self._say(ctx, texts.chat_daily_limit(limits.chat_daily, resets))
                 return True
+        refusal = await self._paid_refusal(await self.people.effective(platform, ctx.chat.id, person))
+        if refusal is not None:
+            await self._say(ctx, refusal)
+            return True
         return False
+
+    async def _paid_refusal(self, prefs: Preferences) -> str | None:
+        """Why a paid picture can't be made now (the day's spend limit, the model's day quota), or None.
+        Asked before a request is accepted and again before its engine call, so nobody waits for nothing."""
+        model = self.people.model_of(prefs)
+        if self.people.engine_for(prefs).name == "offline" or model_info(model).price(prefs.image_size) <= 0:
+            return None
+        if self.limits.daily_usd and await self.spent_today() >= self.limits.daily_usd:
+            return texts.spend_limit(self.limits.daily_usd, texts.resets_in(_start_of_day() + 86400 - time.time()),
+                                     "offline" in self.people.choices)
+        if isinstance(self.engine, ModelRouter):
+            unavailable = self.engine.unavailable(model)
+            if unavailable is not None:
+                return texts.engine_failure(unavailable)
+        return None
+
+    async def spent_today(self) -> float:
+        """Today's estimated spend (UTC day): each delivered picture at its model's price for its size."""
+        return sum(n * model_info(model).price(size or None)
+                   for (model, size), n in (await self.store.delivered_by_model(_start_of_day())).items())
 
     async def _submit(self, ctx: Context, kind: str, payload: dict[str, object]) -> None:
         await self.submit_job(ctx.chat.platform, ctx.chat.id, ctx.person.id, kind, payload, self._target(ctx))
@@ -397,6 +430,10 @@ class Studio:
         prefs = await self.people.effective(job.platform, job.chat_id, job.user_id)
         i18n.set_language(prefs.language or job.payload.get("lang"))  # a /language choice wins
         if result_node is None:
+            refusal = await self._paid_refusal(prefs)
+            if refusal is not None:  # the limit was reached, or the quota ran out, while it waited
+                await self._finish_with_text(messenger, job, refusal, "Refused")
+                return
             await self._mark_working(messenger, job)
             await self.store.update_job(job.id, status="running", attempt=True)
             try:
@@ -505,7 +542,7 @@ class Studio:
             job.platform, job.chat_id, job.user_id, kind, sha, mime, parent=parent,
             style=job.payload.get("style"), instruction=job.payload.get("instruction") or job.payload.get("theme"),
             engine="offline" if result.model == "offline" else self.engine.name, model=result.model,
-            commentary=commentary,
+            commentary=commentary, image_size=result.image_size,
         ))
 
     async def _deliver(self, job: Job, send: _Send) -> str | None:

@@ -9,8 +9,9 @@ in; templates use named fields (`{name}`) so translators can reorder them.
 from __future__ import annotations
 
 import datetime as dt
+import time
 
-from core.engines.base import EngineError, NoImage
+from core.engines.base import EngineError, EngineNotice, NoImage, QuotaExhausted
 from core.i18n import N_, _, ngettext
 from core.styles import STYLES, Style
 
@@ -61,6 +62,8 @@ def undo_caption(depth: int, commentary: str) -> str:
 
 def engine_failure(failure: EngineError) -> str:
     message = _(failure.message)  # engines mark their fixed sentences with N_; formatted ones are translated
+    if isinstance(failure, QuotaExhausted):
+        return message.format(resets=duration(failure.until - time.time()))
     if isinstance(failure, NoImage) and failure.text:
         return f"{message}\n\n“{failure.text[:600]}”"
     return message
@@ -90,6 +93,23 @@ def resets_in(seconds: float) -> str:
     return _("at 00:00 UTC (in {minutes} min)").format(minutes=minutes)
 
 
+def duration(seconds: float) -> str:
+    """A wait as people say it: "3 h 20 min", "12 min"."""
+    seconds = max(60.0, seconds)
+    hours, minutes = int(seconds // 3600), int(seconds % 3600 // 60)
+    if hours:
+        return _("{hours} h {minutes} min").format(hours=hours, minutes=minutes)
+    return _("{minutes} min").format(minutes=minutes)
+
+
+def spend_limit(limit_usd: float, resets: str, offline_offered: bool) -> str:
+    text = _("The bot has spent its ${limit} for paid pictures today, so it makes no more until the limit "
+             "resets {resets}.").format(limit=f"{limit_usd:.2f}", resets=resets)
+    if offline_offered:
+        text += " " + _("The free offline engine still works: /model offline.")
+    return text
+
+
 def user_daily_limit(limit: int, resets: str) -> str:
     return ngettext("You've had your {limit} picture for today — the limit resets {resets}.",
                     "You've had your {limit} pictures for today — the limit resets {resets}.",
@@ -111,17 +131,38 @@ def forgotten(images: int) -> str:
                     "Done — I deleted your history and {images} stored pictures.", images).format(images=images)
 
 
-def stats(counts: dict[str, int], waiting: int, running: int, spend_usd: float, engine: str, model: str) -> str:
+def stats(counts: dict[str, int], waiting: int, running: int, spend: dict[tuple[str, str], tuple[int, float]],
+          engine: str, model: str, notices: list[EngineNotice] | None = None, daily_usd: float = 0.0) -> str:
+    """Today's numbers for admins: jobs, queue, spend by model and size, and what the engine had to do."""
     total = sum(n for status, n in counts.items() if ":" not in status)
-    blocked = counts.get("failed:Blocked", 0) + counts.get("failed:NoImage", 0)
+    blocked = counts.get("failed:Blocked", 0)
     failed = counts.get("failed", 0) - blocked
-    return _(
+    spent = sum(usd for _n, usd in spend.values())
+    lines = [_(
         "📊 Today (UTC): {total} jobs — {delivered} delivered, {failed} failed, {blocked} blocked, "
         "{cancelled} cancelled.\nQueue: {waiting} waiting, {running} running.\n"
         "Estimated spend: ${spend} ({engine}: {model})."
     ).format(total=total, delivered=counts.get("delivered", 0), failed=failed, blocked=blocked,
-             cancelled=counts.get("cancelled", 0), waiting=waiting, running=running, spend=f"{spend_usd:.2f}",
-             engine=engine, model=model)
+             cancelled=counts.get("cancelled", 0), waiting=waiting, running=running, spend=f"{spent:.2f}",
+             engine=engine, model=model)]
+    if daily_usd:
+        lines.append(_("Daily spending limit: ${limit}.").format(limit=f"{daily_usd:.2f}"))
+    for (name, size), (n, usd) in sorted(spend.items(), key=lambda item: -item[1][1]):
+        lines.append(f"  • {name or '?'} {size or '1K'}: {n} × ≈ ${usd / max(1, n):.3f} = ${usd:.2f}")
+    for notice in notices or []:
+        lines.append(engine_notice(notice))
+    return "\n".join(lines)
+
+
+def engine_notice(notice: EngineNotice) -> str:
+    if notice.kind == "switched":
+        return _("⚠️ Model {old} {why}: using {new} instead.").format(old=notice.model, why=notice.why,
+                                                                      new=notice.other)
+    if notice.kind == "deprecated":
+        return _("⚠️ Model {model} is deprecated (shuts down {date}); its successor is {successor}.").format(
+            model=notice.model, date=notice.why or "?", successor=notice.other or "?")
+    return _("⛔ Today's quota of {model} is used up: no calls to it for {wait} (it resets at midnight Pacific "
+             "time).").format(model=notice.model, wait=duration(notice.until - time.time()))
 
 
 def styles_list(prefix: str = "/") -> str:

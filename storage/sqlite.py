@@ -57,7 +57,7 @@ PREFERENCES_CACHED = 4096  # people (and chats) whose settings stay in memory, m
 CHECKPOINT_INTERVAL_S = 2.0  # a node insert writes ~5 WAL pages: a few seconds of traffic is a small WAL
 
 _NODE_COLUMNS = ("id, platform, chat_id, user_id, parent_id, root_id, kind, image_sha, mime, style, "
-                 "instruction, engine, model, commentary, depth, created_at")
+                 "instruction, engine, model, commentary, depth, created_at, image_size")
 _PARTY_COLUMNS = "id, platform, chat_id, host_id, style, theme, status, lobby_message, reply_to, deadline"
 _JOB_COLUMNS = ("id, platform, chat_id, user_id, kind, payload, target, status, attempts, result_node, "
                 "delivered_message, error, created_at")
@@ -205,18 +205,18 @@ class SqliteStore:
         now = time.time()
         node_id, _ = await self._write(
             "INSERT INTO nodes (platform, chat_id, user_id, parent_id, root_id, kind, image_sha, mime, style, "
-            "instruction, engine, model, commentary, depth, created_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "instruction, engine, model, commentary, depth, created_at, image_size) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (node.platform, node.chat_id, node.user_id, parent.id if parent else None, root_id, node.kind,
              node.image_sha, node.mime, node.style, node.instruction, node.engine, node.model,
-             node.commentary, depth, now),
+             node.commentary, depth, now, node.image_size),
         )
         assert node_id is not None
         return Node(id=node_id, platform=node.platform, chat_id=node.chat_id, user_id=node.user_id,
                     parent_id=parent.id if parent else None, root_id=root_id, kind=node.kind,
                     image_sha=node.image_sha, mime=node.mime, style=node.style, instruction=node.instruction,
                     engine=node.engine, model=node.model, commentary=node.commentary, depth=depth,
-                    created_at=now)
+                    created_at=now, image_size=node.image_size)
 
     async def get_node(self, node_id: int) -> Node | None:
         # execute_fetchall is one trip to the database thread; execute + fetchone + close are three.
@@ -394,14 +394,14 @@ class SqliteStore:
                 counts[f"failed:{error}"] = counts.get(f"failed:{error}", 0) + n
         return counts
 
-    async def delivered_by_model(self, since: float) -> dict[str, int]:
+    async def delivered_by_model(self, since: float) -> dict[tuple[str, str], int]:
         async with self._db.execute(
-            "SELECT COALESCE(n.model, ''), COUNT(*) FROM jobs j JOIN nodes n ON n.id = j.result_node "
-            "WHERE j.status = 'delivered' AND j.updated_at >= ? GROUP BY 1",
+            "SELECT COALESCE(n.model, ''), COALESCE(n.image_size, ''), COUNT(*) FROM jobs j "
+            "JOIN nodes n ON n.id = j.result_node WHERE j.status = 'delivered' AND j.updated_at >= ? GROUP BY 1, 2",
             (since,),
         ) as cur:
             rows = await cur.fetchall()
-        return {model: n for model, n in rows}
+        return {(model, size): n for model, size, n in rows}
 
     # -- forgetting ------------------------------------------------------------------------------
 
@@ -521,7 +521,8 @@ def _node(row: Any) -> Node:
                 parent_id=row["parent_id"], root_id=row["root_id"], kind=row["kind"],
                 image_sha=row["image_sha"], mime=row["mime"], style=row["style"],
                 instruction=row["instruction"], engine=row["engine"], model=row["model"],
-                commentary=row["commentary"], depth=row["depth"], created_at=row["created_at"])
+                commentary=row["commentary"], depth=row["depth"], created_at=row["created_at"],
+                image_size=row["image_size"])
 
 
 def _job(row: Any) -> Job:

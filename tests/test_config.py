@@ -19,7 +19,8 @@ def test_example_config_loads_and_has_every_documented_section() -> None:
     settings = load_settings(ROOT / "config.example.toml")
     data = tomllib.loads((ROOT / "config.example.toml").read_text())
     assert set(data) >= {"telegram", "discord", "gemini", "engine", "storage", "limits", "access"}
-    assert settings.gemini.model == "gemini-3.1-flash-image"
+    assert settings.gemini.model == "gemini-nano-banana-2.1"
+    assert settings.gemini.sizes == ["1K", "2K"] and settings.limits.daily_usd == 0
     assert settings.telegram.api_url == "https://api.telegram.org/bot"
     assert settings.engine_name == "offline"  # no key in the example, so the bot runs offline
 

@@ -34,7 +34,7 @@ gemini_api = pytest.importorskip("tests.standins.gemini_api")
 
 ALICE = user(6001, "alice")
 SOFIA = user(6002, "sofia", locale="es-ES")
-MODELS = ["gemini-3.1-flash-image", "gemini-3-pro-image", "gemini-2.5-flash-image"]
+MODELS = ["gemini-nano-banana-2.1", "gemini-3-pro-image", "gemini-3.1-flash-lite-image"]
 
 
 @contextlib.asynccontextmanager
@@ -106,7 +106,7 @@ async def test_settings_are_select_menus_and_reach_gemini(fake: FakeDiscord, tmp
             assert menu["flags"] & EPHEMERAL, "settings are private"
             menus = selects(menu)
             assert set(menus) == {f"pixme:setting:{k}" for k in ("model", "ratio", "size", "delivery")}
-            assert chosen(menus["pixme:setting:model"]) == ["gemini-3.1-flash-image"]
+            assert chosen(menus["pixme:setting:model"]) == ["gemini-nano-banana-2.1"]
             pro = next(o for o in menus["pixme:setting:model"]["options"] if o["value"] == "gemini-3-pro-image")
             assert "+$" in (pro.get("description") or ""), "the price difference is shown"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import io
 import logging
 import socket
@@ -12,7 +13,16 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from core.engines.base import BadRequest, Blocked, Busy, EngineError, NoImage, Portrait
+from core.engines.base import (
+    BadRequest,
+    Blocked,
+    Busy,
+    EngineError,
+    NoImage,
+    Portrait,
+    QuotaExhausted,
+    RenderOptions,
+)
 from core.engines.gemini import GeminiEngine
 from core.styles import STYLES, Style
 from tests.standins.gemini_api import FakeGemini, png_bytes
@@ -91,10 +101,10 @@ async def test_stylize_returns_the_answer_image_and_its_words_not_the_thoughts(
     assert colour_of(result.image) == GREEN  # the final image, not the red draft among the thoughts
     assert result.mime == "image/png"
     assert result.commentary == "Braaains suit you."
-    assert result.model == "gemini-3.1-flash-image"
+    assert result.model == "gemini-nano-banana-2.1"  # the default model today
 
     [sent] = gem.generate_requests
-    assert sent.path == "/v1beta/models/gemini-3.1-flash-image:generateContent"
+    assert sent.path == "/v1beta/models/gemini-nano-banana-2.1:generateContent"
     assert sent.key_ok
     assert "systemInstruction" not in sent.body  # image models reject it
     [turn] = sent.body["contents"]
@@ -113,11 +123,11 @@ async def test_unscripted_stand_in_answers_with_the_selfie_inverted(gem: FakeGem
     assert result.commentary
 
 
-async def test_portrait_selfie_keeps_a_portrait_aspect_ratio_and_old_model_gets_no_size(
+async def test_portrait_selfie_keeps_a_portrait_aspect_ratio_and_a_one_size_model_gets_no_size(
         gem: FakeGemini, make: Any) -> None:
-    await make(model="gemini-2.5-flash-image").stylize(jpeg(GREEN, (600, 800)), ZOMBIE)
+    await make(model="gemini-3.1-flash-lite-image").stylize(jpeg(GREEN, (600, 800)), ZOMBIE)
     [sent] = gem.generate_requests
-    assert sent.model == "gemini-2.5-flash-image"
+    assert sent.model == "gemini-3.1-flash-lite-image"
     assert sent.body["generationConfig"]["imageConfig"] == {"aspectRatio": "3:4"}
 
 
@@ -165,11 +175,11 @@ async def test_fuse_beyond_the_model_limit_puts_everyone_on_labelled_contact_she
         gem: FakeGemini, make: Any, selfie: bytes) -> None:
     names = ["Ann", "Bob", "Chloé", "Dev", "Eve"]
     people = [Portrait(n, selfie) for n in names]
-    await make(model="gemini-2.5-flash-image").fuse(people, ZOMBIE)
+    await make(model="gemini-3.1-flash-lite-image").fuse(people, ZOMBIE)
 
     [sent] = gem.generate_requests
     sheets = sent.images()
-    assert 1 <= len(sheets) <= 3  # gemini-2.5-flash-image takes at most three images
+    assert 1 <= len(sheets) <= 3  # gemini-3.1-flash-lite-image takes at most three images
     crops = 0
     for data in sheets:
         with Image.open(io.BytesIO(data)) as sheet:
@@ -283,7 +293,7 @@ async def test_a_blocked_prompt_is_blocked_and_not_retried(gem: FakeGemini, make
     assert len(gem.generate_requests) == 1
 
 
-@pytest.mark.parametrize("reason", ["IMAGE_SAFETY", "SAFETY", "PROHIBITED_CONTENT", "NO_IMAGE", "IMAGE_OTHER"])
+@pytest.mark.parametrize("reason", ["IMAGE_SAFETY", "SAFETY", "PROHIBITED_CONTENT", "IMAGE_PROHIBITED_CONTENT"])
 async def test_a_blocked_output_is_blocked(gem: FakeGemini, make: Any, reason: str) -> None:
     gem.script(gem.finished(reason))
     with pytest.raises(Blocked) as caught:
@@ -292,11 +302,43 @@ async def test_a_blocked_output_is_blocked(gem: FakeGemini, make: Any, reason: s
     assert len(gem.generate_requests) == 1
 
 
-async def test_words_without_a_picture_are_no_image_with_those_words(gem: FakeGemini, make: Any) -> None:
-    gem.script(gem.text("I can't draw crowns on Mondays."))
+async def test_words_without_a_picture_are_asked_once_more_then_no_image_with_those_words(
+        gem: FakeGemini, make: Any) -> None:
+    gem.script(gem.text("I can't draw crowns on Mondays."), gem.text("I can't draw crowns on Mondays."))
     with pytest.raises(NoImage) as caught:
         await make().edit(jpeg(GREEN), "add a crown")
     assert caught.value.text == "I can't draw crowns on Mondays."
+    assert "safety" not in caught.value.message.lower() and "drew nothing" in caught.value.message
+    assert len(gem.generate_requests) == 2
+
+
+@pytest.mark.parametrize("reason", ["NO_IMAGE", "IMAGE_OTHER"])
+async def test_no_image_is_retried_once_then_told_without_mentioning_safety(
+        gem: FakeGemini, make: Any, reason: str) -> None:
+    gem.script(gem.finished(reason), gem.finished(reason))
+    with pytest.raises(NoImage) as caught:
+        await make().stylize(jpeg(GREEN), ZOMBIE)
+    assert not isinstance(caught.value, Blocked)
+    assert "safety" not in caught.value.message.lower() and "rephras" in caught.value.message
+    assert reason in caught.value.detail
+    assert len(gem.generate_requests) == 2
+
+
+async def test_no_image_then_a_picture_gives_the_picture(gem: FakeGemini, make: Any) -> None:
+    gem.script(gem.finished("NO_IMAGE"), gem.image(solid(GREEN)))
+    result = await make().stylize(jpeg(RED), ZOMBIE)
+    assert colour_of(result.image) == GREEN
+    assert len(gem.generate_requests) == 2
+
+
+@pytest.mark.parametrize(("reason", "words"), [("RECITATION", "existing work"), ("IMAGE_RECITATION", "existing work"),
+                                                ("LANGUAGE", "language")])
+async def test_recitation_and_language_have_messages_of_their_own_and_no_retry(
+        gem: FakeGemini, make: Any, reason: str, words: str) -> None:
+    gem.script(gem.finished(reason))
+    with pytest.raises(NoImage) as caught:
+        await make().stylize(jpeg(GREEN), ZOMBIE)
+    assert words in caught.value.message and "safety" not in caught.value.message.lower()
     assert len(gem.generate_requests) == 1
 
 
@@ -327,10 +369,38 @@ async def test_a_wrong_key_is_reported_as_a_key_problem(gem: FakeGemini, make: A
     assert not gem.generate_requests[0].key_ok
 
 
-async def test_an_unknown_model_is_a_bad_request_naming_it(gem: FakeGemini, make: Any) -> None:
-    with pytest.raises(BadRequest) as caught:
-        await make(model="gemini-9-imaginary").stylize(jpeg(GREEN), ZOMBIE)
-    assert "gemini-9-imaginary" in caught.value.detail
+async def test_a_model_answering_404_is_replaced_and_the_request_still_gives_a_picture(
+        gem: FakeGemini, make: Any, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="core.engines.gemini")
+    engine = make(model="gemini-2.5-flash-image")  # shut down: the stand-in answers 404, as Google does
+    for _ in range(2):
+        result = await engine.stylize(jpeg(GREEN), ZOMBIE)
+        assert result.image and result.model == "gemini-nano-banana-2.1"
+    assert [r.model for r in gem.generate_requests] == [
+        "gemini-2.5-flash-image", "gemini-nano-banana-2.1", "gemini-nano-banana-2.1"]  # the gone one once
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert "gemini-2.5-flash-image" in warnings[0] and "gemini-nano-banana-2.1" in warnings[0]
+    [notice] = engine.notices()
+    assert (notice.kind, notice.model, notice.other) == ("switched", "gemini-2.5-flash-image",
+                                                         "gemini-nano-banana-2.1")
+
+
+async def test_a_person_chosen_model_that_is_gone_draws_with_its_successor(gem: FakeGemini, make: Any) -> None:
+    engine = make()
+    result = await engine.stylize(jpeg(GREEN), ZOMBIE, options=RenderOptions(model="gemini-2.5-flash-image"))
+    assert result.model == "gemini-nano-banana-2.1"
+    assert engine.resolve("gemini-2.5-flash-image") == "gemini-nano-banana-2.1"
+
+
+async def test_a_404_with_nothing_left_to_replace_it_tells_the_operator(engines: list[GeminiEngine]) -> None:
+    async with FakeGemini(models=("gemini-2.5-flash",)) as bare:
+        engine = GeminiEngine(api_key=bare.api_key, base_url=bare.base_url, model="gemini-3-pro-image")
+        engines.append(engine)
+        with pytest.raises(BadRequest) as caught:
+            await engine.stylize(jpeg(GREEN), ZOMBIE)
+        assert len(bare.generate_requests) == 1  # it listed the models instead of trying each heir
+    assert "operator" in caught.value.message and "gemini-3-pro-image" in caught.value.detail
 
 
 # ---------------------------------------------------------------------------- start-up check
@@ -340,18 +410,122 @@ async def test_check_is_quiet_when_the_model_exists(gem: FakeGemini, make: Any) 
     assert await make().check() is None
 
 
-async def test_check_warns_about_an_unknown_model_and_names_the_image_models(
-        engines: list[GeminiEngine]) -> None:
-    async with FakeGemini(page_size=2) as paged:  # five models over three pages
+async def test_check_replaces_a_mistyped_model_with_the_default_and_says_both(
+        engines: list[GeminiEngine], caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="core.engines.gemini")
+    async with FakeGemini(page_size=2) as paged:  # six models over three pages
         engine = GeminiEngine(api_key=paged.api_key, base_url=paged.base_url, model="gemini-3.1-flash-imag")
         engines.append(engine)
         warning = await engine.check()
         assert len([r for r in paged.requests if r.path == "/v1beta/models"]) == 3
-    assert warning is not None
-    assert "gemini-3.1-flash-imag'" in warning
-    for name in ("gemini-3.1-flash-image", "gemini-3-pro-image", "gemini-2.5-flash-image"):
-        assert name in warning
-    assert "text-embedding-004" not in warning and "gemini-2.5-flash," not in warning
+        await engine.stylize(jpeg(GREEN), ZOMBIE)
+        assert [r.model for r in paged.generate_requests] == ["gemini-nano-banana-2.1"]  # no doomed call first
+    assert warning is not None and "gemini-3.1-flash-imag'" in warning and "not in Pix Me!'s model table" in warning
+    [switched] = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert "gemini-3.1-flash-imag " in switched and "not offered to this API key" in switched
+    assert "gemini-nano-banana-2.1" in switched
+
+
+async def test_check_switches_a_shut_down_model_at_start_up(gem: FakeGemini, make: Any) -> None:
+    engine = make(model="gemini-2.5-flash-image")
+    assert await engine.check() is None  # the switch is logged as it happens, once
+    assert engine.model == "gemini-nano-banana-2.1"
+    await engine.stylize(jpeg(GREEN), ZOMBIE)
+    assert [r.model for r in gem.generate_requests] == ["gemini-nano-banana-2.1"]
+
+
+async def test_check_warns_that_a_deprecated_model_has_a_successor(gem: FakeGemini, make: Any) -> None:
+    engine = make(model="gemini-3.1-flash-image")
+    warning = await engine.check()
+    assert warning is not None and "deprecated" in warning and "gemini-nano-banana-2.1" in warning
+    await engine.stylize(jpeg(GREEN), ZOMBIE)
+    assert [r.model for r in gem.generate_requests] == ["gemini-3.1-flash-image"]  # still served, still used
+    assert [n.kind for n in engine.notices()] == ["deprecated"]
+
+
+async def test_check_with_no_model_left_names_the_image_models_there_are(engines: list[GeminiEngine]) -> None:
+    async with FakeGemini(models=("gemini-2.5-flash", "text-embedding-004", "imagen-5")) as bare:
+        engine = GeminiEngine(api_key=bare.api_key, base_url=bare.base_url, model="gemini-3-pro-image")
+        engines.append(engine)
+        warning = await engine.check()
+    assert warning is not None and "no successor" in warning and "imagen-5" in warning
+    assert "text-embedding-004" not in warning
+
+
+# ---------------------------------------------------------------------------- quotas
+
+
+class WallClock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_a_per_day_quota_is_not_retried_and_rests_the_model_until_midnight_pacific(
+        gem: FakeGemini, make: Any, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="core.engines.gemini")
+    # 2026-12-01 20:00 UTC is 12:00 in Los Angeles (PST): the quota resets 12 hours later.
+    wall = WallClock(dt.datetime(2026, 12, 1, 20, 0, tzinfo=dt.UTC).timestamp())
+    time = FakeTime()
+    engine = make(retry_budget_s=60, sleep=time.sleep, clock=time.clock, wall_clock=wall)
+    gem.script(gem.day_quota())
+    with pytest.raises(QuotaExhausted) as caught:
+        await engine.stylize(jpeg(GREEN), ZOMBIE)
+    assert len(gem.generate_requests) == 1 and time.sleeps == []  # not retried, not waited on
+    assert caught.value.until - wall.now == 12 * 3600
+    assert "midnight Pacific" in caught.value.message
+    with pytest.raises(QuotaExhausted):
+        await engine.stylize(jpeg(GREEN), ZOMBIE)
+    assert len(gem.generate_requests) == 1  # later requests are not sent
+    assert isinstance(engine.unavailable(None), QuotaExhausted)
+    assert [n.kind for n in engine.notices()] == ["quota"]
+    assert any("per-day quota" in r.getMessage() for r in caplog.records)
+    wall.now += 12 * 3600  # midnight in Los Angeles
+    assert engine.unavailable(None) is None
+    assert (await engine.stylize(jpeg(GREEN), ZOMBIE)).image
+    assert len(gem.generate_requests) == 2
+
+
+async def test_a_free_tier_with_no_quota_is_a_day_quota_too(gem: FakeGemini, make: Any) -> None:
+    gem.script(gem.day_quota(free_tier=True))
+    with pytest.raises(QuotaExhausted):
+        await make().stylize(jpeg(GREEN), ZOMBIE)
+    assert len(gem.generate_requests) == 1
+
+
+async def test_a_per_minute_quota_is_still_retried(gem: FakeGemini, make: Any) -> None:
+    time = FakeTime()
+    engine = make(retry_budget_s=60, sleep=time.sleep, clock=time.clock)
+    gem.fail_next(429, retry_delay="5s")  # its QuotaFailure is ...PerModelPerMinute
+    assert (await engine.stylize(jpeg(GREEN), ZOMBIE)).image
+    assert len(gem.generate_requests) == 2 and 5 <= time.sleeps[0] < 6
+    assert engine.unavailable(None) is None
+
+
+async def test_a_picture_reports_the_size_it_was_asked_at(gem: FakeGemini, make: Any) -> None:
+    result = await make().stylize(jpeg(GREEN), ZOMBIE, options=RenderOptions(image_size="4K"))
+    assert result.image_size == "4K"
+    assert gem.generate_requests[-1].body["generationConfig"]["imageConfig"]["imageSize"] == "4K"
+
+
+async def test_a_six_person_party_on_a_four_character_model_goes_on_contact_sheets(
+        gem: FakeGemini, make: Any, selfie: bytes) -> None:
+    names = ["Ann", "Bob", "Chloé", "Dev", "Eve", "Fay"]
+    await make().fuse([Portrait(n, selfie) for n in names], ZOMBIE)  # nano-banana-2.1: 14 inputs, 4 people
+    [sent] = gem.generate_requests
+    assert 1 <= len(sent.images()) < len(names)
+    assert sum("Contact sheet" in t for t in sent.texts()) == len(sent.images())
+    for name in names:
+        assert name in sent.text
+
+
+async def test_four_people_on_a_four_character_model_are_sent_as_photos(
+        gem: FakeGemini, make: Any, selfie: bytes) -> None:
+    await make().fuse([Portrait(n, selfie) for n in ("Ann", "Bob", "Cy", "Di")], ZOMBIE)
+    [sent] = gem.generate_requests
+    assert len(sent.images()) == 4 and "Photo 4: Di." in sent.texts()
 
 
 async def test_check_with_nothing_listening_returns_a_warning(engines: list[GeminiEngine]) -> None:
@@ -382,7 +556,7 @@ async def test_the_api_key_never_reaches_logs_or_errors(gem: FakeGemini, make: A
     gem.script(gem.reset(), gem.malformed(), gem.error(429, retry_delay="1s"), gem.image(solid(GREEN)))
     await engine.stylize(jpeg(GREEN), ZOMBIE)
     outcomes = [[gem.error(503)] * 100, [gem.error(403)], [gem.error(400)], [gem.blocked_prompt()],
-                [gem.text("no")]]
+                [gem.text("no"), gem.text("no")], [gem.day_quota()]]
     for replies in outcomes:
         gem.clear()
         gem.script(*replies)
@@ -395,7 +569,7 @@ async def test_the_api_key_never_reaches_logs_or_errors(gem: FakeGemini, make: A
     failures.append(caught.value)
     await wrong.check()
 
-    assert {type(f) for f in failures} >= {Busy, BadRequest, Blocked, NoImage}
+    assert {type(f) for f in failures} >= {Busy, BadRequest, Blocked, NoImage, QuotaExhausted}
     assert caplog.records  # the failures were logged…
     for secret in (gem.api_key, "AIza-another-secret-key-xyz"):
         assert secret not in caplog.text  # …without the key

@@ -24,7 +24,7 @@ from tests.test_telegram_harness import ALICE, BOB, GROUP, Running, private, run
 gemini_api = pytest.importorskip("tests.standins.gemini_api")
 
 ALICE_CHAT = private(ALICE)
-MODELS = ["gemini-3.1-flash-image", "gemini-3-pro-image", "gemini-2.5-flash-image"]
+MODELS = ["gemini-nano-banana-2.1", "gemini-3-pro-image", "gemini-3.1-flash-lite-image"]
 
 
 def gemini_settings(tg: FakeTelegram, gem: Any, data_dir: Path) -> Settings:
@@ -70,10 +70,10 @@ async def test_settings_chosen_on_the_keyboard_reach_gemini_and_unsupported_ones
     async with FakeTelegram() as tg, gemini_api.FakeGemini() as gem:
         async with running_bot(tg, tmp_path, settings=gemini_settings(tg, gem, tmp_path)) as run:
             menu = await settings_menu(run, ALICE_CHAT, ALICE)
-            assert "Model: gemini-3.1-flash-image" in (menu.text or "")
+            assert "Model: gemini-nano-banana-2.1" in (menu.text or "")
             await choose(run, ALICE_CHAT, ALICE, menu, "do:set:menu:model")
             pro = next(b for b in menu.buttons if b["callback_data"] == "do:set:model:gemini-3-pro-image")
-            assert "+$0.067" in pro["text"], "the price difference is on the button"
+            assert "+$0.100" in pro["text"], "the price difference is on the button"
             await choose(run, ALICE_CHAT, ALICE, menu, "do:set:model:gemini-3-pro-image")
             await choose(run, ALICE_CHAT, ALICE, menu, "do:set:menu:ratio")
             await choose(run, ALICE_CHAT, ALICE, menu, "do:set:ratio:16:9")
@@ -90,21 +90,21 @@ async def test_settings_chosen_on_the_keyboard_reach_gemini_and_unsupported_ones
             assert result.photo is not None and has_provenance(result.photo), "the photo says it is AI-made"
             assert "can't" not in (result.caption or "")
 
-            # Nano Banana (2.5) has one size: the 2K choice cannot be honoured, and the person is told.
+            # Nano Banana 2 Lite has one size: the 2K choice cannot be honoured, and the person is told.
             await choose(run, ALICE_CHAT, ALICE, menu, "do:set:menu:model")
-            await choose(run, ALICE_CHAT, ALICE, menu, "do:set:model:gemini-2.5-flash-image")
+            await choose(run, ALICE_CHAT, ALICE, menu, "do:set:model:gemini-3.1-flash-lite-image")
             assert "can't do size 2K" in (menu.text or "")
             tg.send_text(ALICE_CHAT, ALICE, "add a crown", reply_to=result.message_id)
             edited = await run.photo_reply(ALICE_CHAT)
             call = gem.generate_requests[-1]
-            assert call.model == "gemini-2.5-flash-image"
+            assert call.model == "gemini-3.1-flash-lite-image"
             assert image_config(call) == {"aspectRatio": "16:9"}, "no size sent to a model that has none"
             assert "can't do size 2K" in (edited.caption or "")
 
             # /model shortcut sets directly.
-            tg.send_text(ALICE_CHAT, ALICE, "/model gemini-3.1-flash-image")
+            tg.send_text(ALICE_CHAT, ALICE, "/model gemini-nano-banana-2.1")
             said = await run.text_reply(ALICE_CHAT)
-            assert "Model: gemini-3.1-flash-image" in (said.text or "")
+            assert "Model: gemini-nano-banana-2.1" in (said.text or "")
 
 
 async def test_persona_and_quoted_text_reach_the_prompt(tmp_path: Path) -> None:

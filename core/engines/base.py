@@ -9,7 +9,7 @@ those into a one-line message for the person. Nothing else may escape an engine.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Literal, Protocol, runtime_checkable
 
 from core.styles import Style
 
@@ -22,6 +22,7 @@ class EngineResult:
     mime: str  # "image/png" or "image/jpeg"
     commentary: str
     model: str  # the model id (or "offline") that made it
+    image_size: str | None = None  # the output size asked of the model, which sets its price
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,15 @@ class NoImage(EngineError):
         self.text = text
 
 
+class QuotaExhausted(EngineError):
+    """The model's quota for the day is used up: no call is made until `until` (a UNIX time)."""
+
+    def __init__(self, message: str, *, until: float, model: str, detail: str = "") -> None:
+        super().__init__(message, detail=detail)
+        self.until = until
+        self.model = model
+
+
 class Busy(EngineError):
     """Rate limited, overloaded or unreachable even after retries; trying later may work."""
 
@@ -85,6 +95,20 @@ class Unsupported(EngineError):
 
 
 @dataclass(frozen=True)
+class EngineNotice:
+    """One thing an operator should know about the engine; /stats shows it, the log said it once."""
+
+    kind: Literal["switched", "deprecated", "quota"]
+    model: str
+    other: str = ""  # switched: the replacement; deprecated: the successor
+    why: str = ""  # switched: what happened to `model`; deprecated: its shutdown date
+    until: float = 0.0  # quota: when calls resume (UNIX time)
+
+
+ModelStatus = Literal["current", "deprecated", "shut_down"]
+
+
+@dataclass(frozen=True)
 class ModelInfo:
     """What one image model can take and give; the per-model capability table holds these."""
 
@@ -97,10 +121,32 @@ class ModelInfo:
     aliases: tuple[str, ...] = field(default_factory=tuple)
     # Price by output size where it differs from `usd_per_image` (the 1K price).
     usd_by_size: tuple[tuple[str, float], ...] = ()
+    status: ModelStatus = "current"
+    successor: str = ""  # the model Google names as its replacement
+    retires: str = ""  # the announced shutdown date, when there is one
+    max_people: int = 3  # people the model keeps consistent in one picture; more go on contact sheets
 
     def price(self, image_size: str | None) -> float:
         """Estimated cost of one picture at `image_size` (None or unknown: the standard price)."""
         return dict(self.usd_by_size).get(image_size or "", self.usd_per_image)
+
+
+@runtime_checkable
+class ModelRouter(Protocol):
+    """An engine that picks among several models as they come and go (Gemini); the studio asks it
+    which model really draws, whether a call would be refused now, and what admins should know."""
+
+    def resolve(self, model: str) -> str:
+        """The model that will draw when `model` is asked for (its successor once it is gone)."""
+        ...
+
+    def unavailable(self, model: str | None) -> EngineError | None:
+        """The refusal a call to `model` (None: the default) would meet right now, without calling."""
+        ...
+
+    def notices(self) -> list[EngineNotice]:
+        """What an operator should know: models switched or deprecated, quotas used up."""
+        ...
 
 
 @runtime_checkable

@@ -5,15 +5,22 @@ user turn (image models reject `system_instruction`), with `responseModalities` 
 the `v1beta` API (SDK 3.x defaults to `v1`, which rejects image output settings). The answer's
 non-thought image is the result and its non-thought text the commentary.
 
-Failures become the typed outcomes of `core.engines.base`. Transient ones (429, 5xx, timeouts,
-dropped connections, malformed answers) are retried with exponential backoff and jitter, honouring
-the server's `RetryInfo.retryDelay`, for at most `retry_budget_s` of waiting; then `Busy`. Each
-attempt is bounded by `request_timeout_s`. The API key never appears in a log line or an error.
+Failures become the typed outcomes of `core.engines.base`. Transient ones (per-minute 429s, 5xx,
+timeouts, dropped connections, malformed answers) are retried with exponential backoff and jitter,
+honouring the server's `RetryInfo.retryDelay`, for at most `retry_budget_s` of waiting; then `Busy`.
+A per-day quota 429 is not retried: the model is rested until midnight Pacific time (`QuotaExhausted`).
+An answer without a picture is asked for once more. Each attempt is bounded by `request_timeout_s`.
+
+Models come and go (`models.toml` says which are deprecated or shut down and what succeeds them): a
+model that is shut down, missing from the key's model list at start-up, or answering 404 at any time
+is replaced by its successor (else the default), with one warning in the log, and the request goes on.
+The API key never appears in a log line or an error.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
 import json
 import logging
@@ -21,8 +28,10 @@ import math
 import random
 import re
 import time
+import zoneinfo
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -39,13 +48,15 @@ from core.engines.base import (
     Blocked,
     Busy,
     EngineError,
+    EngineNotice,
     EngineResult,
     ModelInfo,
     NoImage,
     Portrait,
+    QuotaExhausted,
     RenderOptions,
 )
-from core.engines.models import model_info
+from core.engines.models import MODELS, known, model_info, successors
 from core.engines.offline import _font as label_font  # DejaVu when installed: accents render
 from core.engines.offline import default_face, detect_faces
 from core.i18n import N_
@@ -63,8 +74,14 @@ PROMPT_BLOCKED_MESSAGE = N_("Google's safety filter stopped this request before 
                           "Try rephrasing what you asked for, or use a different photo.")
 OUTPUT_BLOCKED_MESSAGE = N_("Google's safety filter held back the picture it made. "
                           "Try rephrasing your request, or use a different photo.")
-NO_IMAGE_MESSAGE = N_("The model answered in words instead of drawing a picture. "
-                    "Try asking again, a little more concretely.")
+NO_IMAGE_MESSAGE = N_("The model drew nothing this time. Try rephrasing your request, a little more concretely.")
+RECITATION_MESSAGE = N_("The model held this picture back because it came out too close to an existing work. "
+                        "Try asking for something a little different.")
+LANGUAGE_MESSAGE = N_("The model couldn't work with the language of this request. Try writing it in English.")
+QUOTA_MESSAGE = N_("Today's quota for Google's image model is used up, so no new pictures can be made until it "
+                   "resets in {resets} (midnight Pacific time).")
+MODEL_GONE_MESSAGE = N_("The bot's image model has been retired by Google and no replacement is available. "
+                        "Please let the bot's operator know.")
 BAD_REQUEST_MESSAGE = N_("The image service couldn't accept this request. "
                        "Try a different photo or simpler wording.")
 KEY_MESSAGE = N_("The bot can't reach its image service right now because of a setup problem on its side. "
@@ -73,11 +90,16 @@ UNEXPECTED_MESSAGE = N_("Something went wrong while making your picture. Please 
 
 # HTTP codes worth another attempt: timeouts, rate limits, overload and gateway trouble.
 RETRYABLE_CODES = frozenset({408, 429, 500, 502, 503, 504})
-# Finish reasons meaning "a filter or policy stopped the output", not "the model chose text".
-BLOCKING_FINISH = frozenset({
-    "SAFETY", "IMAGE_SAFETY", "PROHIBITED_CONTENT", "IMAGE_PROHIBITED_CONTENT", "IMAGE_OTHER", "NO_IMAGE",
-    "RECITATION", "IMAGE_RECITATION", "BLOCKLIST", "SPII", "LANGUAGE",
-})
+# Finish reasons: a safety filter or policy stopped the output (told as such) ...
+SAFETY_FINISH = frozenset({"SAFETY", "IMAGE_SAFETY", "PROHIBITED_CONTENT", "IMAGE_PROHIBITED_CONTENT",
+                           "BLOCKLIST", "SPII"})
+# ... the output came too close to existing work, or the request's language is not supported ...
+RECITATION_FINISH = frozenset({"RECITATION", "IMAGE_RECITATION"})
+LANGUAGE_FINISH = frozenset({"LANGUAGE"})
+# ... or the model simply drew nothing: worth one more try, and never called a safety block.
+NOTHING_FINISH = frozenset({"NO_IMAGE", "IMAGE_OTHER"})
+NO_PICTURE_TRIES = 2
+QUOTA_TIMEZONE = "America/Los_Angeles"  # Google resets per-day quotas at midnight Pacific time
 _KEY_REASONS = frozenset({"API_KEY_INVALID", "API_KEY_SERVICE_BLOCKED", "API_KEY_HTTP_REFERRER_BLOCKED",
                           "API_KEY_IP_ADDRESS_BLOCKED", "API_KEY_ANDROID_APP_BLOCKED", "API_KEY_IOS_APP_BLOCKED"})
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)s\s*$")  # google.protobuf.Duration in JSON: "7s", "1.500s"
@@ -87,6 +109,31 @@ _SHEET_LABEL = 56  # px of name band under each crop
 _MAX_NAME = 40
 _MAX_INSTRUCTION = 1500
 _MAX_LISTED_MODELS = 1000
+
+
+class _NoPicture(Exception):
+    """The model answered but drew nothing (NO_IMAGE, IMAGE_OTHER, or text only)."""
+
+    def __init__(self, detail: str, text: str = "") -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.text = text
+
+
+class _ModelGone(Exception):
+    """The model answered 404 NOT_FOUND: Google no longer serves it (to this key)."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class _DayQuota(Exception):
+    """A 429 for a per-day quota (or a free tier with no quota at all): waiting minutes will not help."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
 
 
 class _Transient(Exception):
@@ -117,11 +164,16 @@ class GeminiEngine:
     def __init__(self, *, api_key: str, model: str = DEFAULT_MODEL, base_url: str = "",
                  request_timeout_s: float = 120.0, retry_budget_s: float = 90.0,
                  image_size: str = "1K", backoff_initial_s: float = 1.0, backoff_max_s: float = 30.0,
-                 sleep: Sleep | None = None, clock: Clock | None = None) -> None:
+                 sleep: Sleep | None = None, clock: Clock | None = None, wall_clock: Clock | None = None) -> None:
         if not api_key:
             raise ValueError("the Gemini engine needs an API key")
-        self.model = model.strip().removeprefix("models/") or DEFAULT_MODEL
+        self.configured = model.strip().removeprefix("models/") or DEFAULT_MODEL
+        self.model = self.configured  # what draws by default: the configured model or, once it is gone, its heir
         self.info: ModelInfo = model_info(self.model)
+        self._switched: dict[str, tuple[str, str]] = {}  # gone model -> (replacement, why)
+        self._available: set[str] | None = None  # the key's generateContent models, once listed
+        self._quota_until: dict[str, float] = {}  # model -> UNIX time its per-day quota resets
+        self._wall: Clock = wall_clock or time.time
         self._key = api_key.strip()
         self._base_url = base_url.strip()
         self._timeout_s = request_timeout_s
@@ -174,16 +226,19 @@ class GeminiEngine:
         if not portraits:
             raise BadRequest(N_("There is nobody to put in the picture yet."), detail="fuse with no portraits")
         names = _unique_names([p.name for p in portraits])
-        limit = max(1, self._info(options).max_input_images)
+        info = self._info(options)
         parts: list[types.Part] = []
-        if len(portraits) <= limit:
+        # Beyond the people a model keeps consistent (or the images it takes), faces go on labelled
+        # contact sheets: a few sheets, each within what the model keeps straight.
+        if len(portraits) <= min(info.max_input_images, info.max_people):
             for i, (name, portrait) in enumerate(zip(names, portraits, strict=True), start=1):
                 parts.append(types.Part.from_text(text=f"Photo {i}: {name}."))
                 parts.append(_image_part(portrait.image))
             where = "in the photos"
         else:
             try:
-                sheets = await asyncio.to_thread(_contact_sheets, [p.image for p in portraits], names, limit)
+                count = min(max(1, info.max_input_images), math.ceil(len(portraits) / max(1, info.max_people)))
+                sheets = await asyncio.to_thread(_contact_sheets, [p.image for p in portraits], names, count)
             except Exception as exc:
                 raise BadRequest(N_("One of the party photos couldn't be read. Please send it again."),
                                  detail=f"contact sheet failed: {type(exc).__name__}: {exc}") from None
@@ -199,6 +254,7 @@ class GeminiEngine:
         return await self._run("fuse", parts, ratio, options)
 
     async def check(self) -> str | None:
+        """List the models this key can use; replace a configured model that is gone. Returns a warning."""
         host = self._base_url or PUBLIC_HOST
         try:
             async with asyncio.timeout(min(self._timeout_s, 20.0)):
@@ -214,15 +270,87 @@ class GeminiEngine:
         except Exception as exc:
             return self._scrub(f"The Gemini API at {host} is unreachable ({type(exc).__name__}: {_short(str(exc))});"
                                " image requests will fail until it can be reached.")
-        usable = {name: actions for name, actions in available.items()
-                  if actions is None or "generateContent" in actions}
-        if self.model in usable:
+        usable = {name for name, actions in available.items() if actions is None or "generateContent" in actions}
+        self._available = usable
+        warnings: list[str] = []
+        model, info = self.configured, model_info(self.configured)
+        if not known(model):
+            warnings.append(f"The configured Gemini model '{model}' is not in Pix Me!'s model table: assuming "
+                            f"{info.max_input_images} input images, sizes {', '.join(info.image_sizes)} and "
+                            f"${info.usd_per_image:.3f} a picture.")
+        if info.status == "shut_down" or model not in usable:
+            why = ("is shut down" + (f" since {info.retires}" if info.retires else "") if info.status == "shut_down"
+                   else "does not support generateContent" if model in available else "is not offered to this API key")
+            if self._retire(model, why) is None:
+                image_models = sorted(name for name in usable if "image" in name)
+                listed = ", ".join(image_models) if image_models else "none"
+                warnings.append(f"The configured Gemini model '{model}' {why} (API {API_VERSION}) and no successor "
+                                f"is available. Image models that are: {listed}. Set [gemini] model (or "
+                                "PIXME_GEMINI__MODEL) to one of them.")
+        elif info.status == "deprecated":
+            warnings.append(f"The configured Gemini model '{model}' is deprecated"
+                            + (f" and shuts down on {info.retires}" if info.retires else "")
+                            + (f"; its successor is '{info.successor}' (set [gemini] model)" if info.successor else "")
+                            + ". The bot switches by itself when it is gone.")
+        return "\n".join(warnings) or None
+
+    # ------------------------------------------------------------------ models coming and going
+
+    def resolve(self, model: str) -> str:
+        """The model that draws when `model` is asked for: its replacement once it is gone."""
+        seen: set[str] = set()
+        current = model.strip().removeprefix("models/") or self.model
+        while current in self._switched and current not in seen:
+            seen.add(current)
+            current = self._switched[current][0]
+        return current
+
+    def unavailable(self, model: str | None) -> EngineError | None:
+        """The per-day quota refusal a call to `model` would meet now; no call is made for it."""
+        chosen = self.resolve(model or self.model)
+        until = self._quota_until.get(chosen)
+        if until is None:
             return None
-        image_models = sorted(name for name in usable if "image" in name)
-        listed = ", ".join(image_models) if image_models else "none"
-        why = "does not support generateContent" if self.model in available else "is not offered to this API key"
-        return (f"The configured Gemini model '{self.model}' {why} (API {API_VERSION}). Image models that are "
-                f"available: {listed}. Set [gemini] model (or PIXME_GEMINI__MODEL) to one of them.")
+        if self._wall() >= until:
+            del self._quota_until[chosen]
+            log.info("gemini: the per-day quota of %s has reset; calling it again", chosen)
+            return None
+        return QuotaExhausted(QUOTA_MESSAGE, until=until, model=chosen,
+                              detail=f"{chosen}: per-day quota used up until {_pacific(until)}")
+
+    def notices(self) -> list[EngineNotice]:
+        found = [EngineNotice("switched", old, new, why) for old, (new, why) in self._switched.items()]
+        info = model_info(self.model)
+        if info.status == "deprecated":
+            found.append(EngineNotice("deprecated", self.model, info.successor, info.retires))
+        now = self._wall()
+        found += [EngineNotice("quota", model, until=until) for model, until in self._quota_until.items()
+                  if until > now]
+        return found
+
+    def _retire(self, model: str, why: str) -> str | None:
+        """Stop using `model`; returns what replaces it (logged once), or None when nothing can."""
+        if model in self._switched:
+            return self._switched[model][0]
+        replacement = next((m for m in self._candidates(model) if self._usable(m)), None)
+        if replacement is None:
+            log.error("gemini: model %s %s, and no successor or default model is available", model, why)
+            return None
+        self._switched[model] = (replacement, why)
+        if self.model == model:
+            self.model, self.info = replacement, model_info(replacement)
+        log.warning("gemini: model %s %s; using %s instead from now on", model, why, replacement)
+        return replacement
+
+    def _candidates(self, model: str) -> list[str]:
+        """Who may replace `model`: its named successors, the default, then every current model."""
+        current = [m.id for m in MODELS.values() if m.status == "current" and m.id != "offline"]
+        return [m for m in dict.fromkeys([*successors(model), DEFAULT_MODEL, *current]) if m != model]
+
+    def _usable(self, model: str) -> bool:
+        if model in self._switched or model_info(model).status == "shut_down":
+            return False
+        return self._available is None or model in self._available
 
     async def aclose(self) -> None:
         try:
@@ -236,13 +364,27 @@ class GeminiEngine:
     async def _run(self, op: str, parts: list[types.Part], aspect_ratio: str | None,
                    options: RenderOptions | None = None) -> EngineResult:
         """The whole request, from first attempt to typed outcome; nothing untyped escapes."""
-        info = self._info(options)
-        size: str | None = options.image_size if options and options.image_size in info.image_sizes else \
-            (self._image_size if self._image_size in info.image_sizes else "1K")
-        if len(info.image_sizes) <= 1:
-            size = None  # models with one size (2.5 Flash Image) reject the option
+        model = asked = self._model_for(options)
         try:
-            return await self._generate(op, parts, aspect_ratio, self._model_for(options), size)
+            while True:
+                refusal = self.unavailable(model)
+                if refusal is not None:
+                    raise refusal
+                info = model_info(model)
+                size: str | None = options.image_size if options and options.image_size in info.image_sizes \
+                    else (self._image_size if self._image_size in info.image_sizes else "1K")
+                if len(info.image_sizes) <= 1:
+                    size = None  # models with one size (2.5 Flash Image) reject the option
+                try:
+                    return await self._generate(op, parts, aspect_ratio, model, size)
+                except _ModelGone as gone:
+                    if self._available is None:  # no listing yet: learn what exists before picking an heir
+                        await self._learn_models()
+                    replacement = self._retire(model, f"answered 404 NOT_FOUND ({gone.detail})")
+                    if replacement is None:
+                        raise BadRequest(MODEL_GONE_MESSAGE, detail=f"{op}: {asked} is gone and nothing "
+                                                                     "replaces it; check [gemini] model") from None
+                    model = replacement
         except EngineError:
             raise
         except asyncio.CancelledError:
@@ -280,14 +422,29 @@ class GeminiEngine:
             log.info("gemini %s: attempt %d failed (%s); retrying in %.1fs", op, state.attempt_number,
                      self._scrub(str(failure)), state.upcoming_sleep)
 
-        retrying = AsyncRetrying(retry=retry_if_exception_type(_Transient), wait=wait, stop=stop,
-                                 sleep=self._sleep, before_sleep=before_sleep, reraise=True)
         attempts = 0
         try:
-            async for attempt in retrying:
-                with attempt:
-                    attempts += 1
-                    return await self._attempt(contents, config, model)
+            for tries_left in range(NO_PICTURE_TRIES - 1, -1, -1):
+                retrying = AsyncRetrying(retry=retry_if_exception_type(_Transient), wait=wait, stop=stop,
+                                         sleep=self._sleep, before_sleep=before_sleep, reraise=True)
+                try:
+                    async for attempt in retrying:
+                        with attempt:
+                            attempts += 1
+                            result = await self._attempt(contents, config, model)
+                            return dataclasses.replace(result, image_size=image_size or "1K")
+                except _NoPicture as nothing:
+                    if tries_left == 0:
+                        raise NoImage(NO_IMAGE_MESSAGE, text=nothing.text,
+                                      detail=f"{op}: no picture after {NO_PICTURE_TRIES} tries ({nothing.detail})"
+                                      ) from None
+                    log.info("gemini %s: the model drew nothing (%s); asking once more", op, nothing.detail)
+        except _DayQuota as quota:
+            until = _next_pacific_midnight(self._wall())
+            self._quota_until[model] = until
+            log.warning("gemini: the per-day quota of %s is used up (%s); no calls to it until %s (or a restart)",
+                        model, quota.detail, _pacific(until))
+            raise QuotaExhausted(QUOTA_MESSAGE, until=until, model=model, detail=f"{op}: {quota.detail}") from None
         except _Transient as exc:
             detail = self._scrub(f"{op}: gave up after {attempts} attempt(s) in {self._clock() - start:.1f}s "
                                  f"(budget {self._budget_s:g}s); last: {exc.detail}")
@@ -324,14 +481,15 @@ class GeminiEngine:
     def _api_failure(self, exc: genai_errors.APIError, model: str) -> Exception:
         code = exc.code or 0
         what = self._scrub(f"HTTP {code} {exc.status}: {_short(exc.message)}")
+        if code == 429 and _is_daily_quota(exc):
+            return _DayQuota(what)
         if code in RETRYABLE_CODES or code >= 500:
             return _Transient(what, retry_after=_retry_delay(exc.details))
         if _is_key_problem(exc):
             return BadRequest(KEY_MESSAGE, detail=f"the Gemini API refused the operator's API key ({what}); "
                                                   "check GEMINI_API_KEY / [gemini] api_key")
         if code == 404:
-            return BadRequest(BAD_REQUEST_MESSAGE, detail=f"model '{model}' not found ({what}); "
-                                                          "check [gemini] model")
+            return _ModelGone(what)
         return BadRequest(BAD_REQUEST_MESSAGE, detail=what)
 
     async def _interpret(self, response: types.GenerateContentResponse, model: str) -> EngineResult:
@@ -347,22 +505,40 @@ class GeminiEngine:
         # (Their signatures only matter when replaying history, which this engine never does.)
         parts = [p for p in (candidate.content.parts or [] if candidate.content else []) if not p.thought]
         text = " ".join(p.text.strip() for p in parts if p.text and p.text.strip())
-        if reason in BLOCKING_FINISH:
-            raise Blocked(OUTPUT_BLOCKED_MESSAGE,
-                          detail=f"output blocked: finish_reason={reason} {candidate.finish_message or ''}".strip())
+        why = f"finish_reason={reason} {candidate.finish_message or ''}".strip()
+        if reason in SAFETY_FINISH:
+            raise Blocked(OUTPUT_BLOCKED_MESSAGE, detail=f"output blocked: {why}")
+        if reason in RECITATION_FINISH:
+            raise NoImage(RECITATION_MESSAGE, detail=f"output withheld: {why}")
+        if reason in LANGUAGE_FINISH:
+            raise NoImage(LANGUAGE_MESSAGE, detail=f"unsupported language: {why}")
+        if reason in NOTHING_FINISH:
+            raise _NoPicture(why, text)
         images = [p.inline_data for p in parts
                   if p.inline_data is not None and p.inline_data.data
                   and (p.inline_data.mime_type or "image/").startswith("image/")]
         if not images:
             if text:
-                raise NoImage(NO_IMAGE_MESSAGE, text=text, detail=f"text only, finish_reason={reason}")
-            raise _Transient(f"empty answer (finish_reason={reason})")
+                raise _NoPicture(f"text only, {why}", text)
+            raise _Transient(f"empty answer ({why})")
         blob = images[-1]  # an interleaved answer may hold several; the last is the finished one
         assert blob.data is not None
         mime = await asyncio.to_thread(_image_mime, blob.data)
         if mime is None:
             raise _Transient("malformed answer: the image does not decode")
         return EngineResult(image=blob.data, mime=blob.mime_type or mime, commentary=text, model=model)
+
+    async def _learn_models(self) -> None:
+        """List the key's models once, quietly: a failure leaves the successor table to decide."""
+        try:
+            async with asyncio.timeout(min(self._timeout_s, 20.0)):
+                listed = await self._list_models()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.info("gemini: could not list models after a 404 (%s)", self._scrub(type(exc).__name__))
+            return
+        self._available = {name for name, actions in listed.items() if actions is None or "generateContent" in actions}
 
     async def _list_models(self) -> dict[str, list[str] | None]:
         """Model id -> supported methods (None when the listing does not say), every page."""
@@ -382,7 +558,7 @@ class GeminiEngine:
 
     def _model_for(self, options: RenderOptions | None) -> str:
         chosen = (options.model or "").strip().removeprefix("models/") if options else ""
-        return chosen or self.model
+        return self.resolve(chosen or self.model)
 
     def _info(self, options: RenderOptions | None) -> ModelInfo:
         return model_info(self._model_for(options))
@@ -588,6 +764,29 @@ def _retry_delay(body: Any) -> float | None:
             if match:
                 return float(match.group(1))
     return None
+
+
+def _is_daily_quota(exc: genai_errors.APIError) -> bool:
+    """A QuotaFailure for a per-day quota, or a free tier whose limit is 0: waiting minutes won't help."""
+    if "limit: 0" in (exc.message or ""):
+        return True
+    for detail in _details(exc):
+        if str(detail.get("@type", "")).endswith("google.rpc.QuotaFailure"):
+            for violation in detail.get("violations") or []:
+                if isinstance(violation, dict) and "perday" in str(violation.get("quotaId", "")).lower():
+                    return True
+    return False
+
+
+def _next_pacific_midnight(now: float) -> float:
+    """The next midnight in Pacific time, when Google resets per-day quotas (DST handled)."""
+    zone = zoneinfo.ZoneInfo(QUOTA_TIMEZONE)
+    today = datetime.fromtimestamp(now, zone).date()
+    return datetime.combine(today + timedelta(days=1), datetime.min.time(), zone).timestamp()
+
+
+def _pacific(moment: float) -> str:
+    return datetime.fromtimestamp(moment, zoneinfo.ZoneInfo(QUOTA_TIMEZONE)).strftime("%Y-%m-%d %H:%M %Z")
 
 
 def _is_key_problem(exc: genai_errors.APIError) -> bool:

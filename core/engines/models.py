@@ -1,92 +1,79 @@
-"""What each image model can take and give, and roughly what one image costs.
+"""What each image model can take and give, what one picture costs, and whether Google still serves it.
 
-Sources (Google's Gemini API image-generation guide, pricing page and Vertex AI limitations page, as
-quoted by their readers):
-- gemini-2.5-flash-image ("Nano Banana"): best with at most 3 input images; 1024 px output only
-  (no image size option); $30 per 1M image-output tokens, 1290 tokens an image = $0.039.
-- gemini-3-pro-image ("Nano Banana Pro"): up to 14 input images; 1K, 2K or 4K output;
-  $0.134 per 1K or 2K image, $0.24 per 4K image.
-- gemini-3.1-flash-image ("Nano Banana 2"): up to 14 input images; 512, 1K, 2K or 4K output (sizes
-  need an uppercase K); $60 per 1M image-output tokens = $0.045 (512), $0.067 (1K), $0.101 (2K),
-  $0.151 (4K); adds the extreme aspect ratios 1:4, 4:1, 1:8 and 8:1.
-- Batch mode halves these prices; this bot does not use it. Input images and prompt text cost a
-  fraction of a cent more, ignored here: the figures are spend *estimates* for /stats.
-Prices and limits change; an unknown model gets `DEFAULT`, which assumes the tightest limits.
+The facts live in `models.toml` beside this module, so adding or retiring a model is a data change.
+An unknown model gets the file's `[defaults]`: the tightest limits and a dear price, so estimates err high.
 """
 
 from __future__ import annotations
 
-from core.engines.base import ModelInfo
+import tomllib
+from importlib import resources
+from typing import Any, cast
 
-_COMMON_RATIOS = ("1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9")
+from core.engines.base import ModelInfo, ModelStatus
 
-MODELS: dict[str, ModelInfo] = {
-    m.id: m
-    for m in (
-        ModelInfo(
-            "gemini-3.1-flash-image",
-            max_input_images=14,
-            aspect_ratios=(*_COMMON_RATIOS, "1:4", "4:1", "1:8", "8:1"),
-            image_sizes=("512", "1K", "2K", "4K"),
-            usd_per_image=0.067,
-            notes="Nano Banana 2: fast, the default; $0.045 at 512 px, $0.101 at 2K, $0.151 at 4K.",
-            aliases=("gemini-3.1-flash-image-preview",),
-            usd_by_size=(("512", 0.045), ("1K", 0.067), ("2K", 0.101), ("4K", 0.151)),
-        ),
-        ModelInfo(
-            "gemini-3-pro-image",
-            max_input_images=14,
-            aspect_ratios=_COMMON_RATIOS,
-            image_sizes=("1K", "2K", "4K"),
-            usd_per_image=0.134,
-            notes="Nano Banana Pro: thinks before drawing; $0.24 at 4K.",
-            aliases=("gemini-3-pro-image-preview",),
-            usd_by_size=(("1K", 0.134), ("2K", 0.134), ("4K", 0.24)),
-        ),
-        ModelInfo(
-            "gemini-2.5-flash-image",
-            max_input_images=3,
-            aspect_ratios=_COMMON_RATIOS,
-            image_sizes=("1K",),
-            usd_per_image=0.039,
-            notes="Nano Banana: 1024 px only; no image size option.",
-            aliases=("gemini-2.5-flash-image-preview",),
-        ),
-        ModelInfo(
-            "offline",
-            max_input_images=8,  # the offline engine's own fusion limit
-            aspect_ratios=_COMMON_RATIOS,  # by cropping around the face; "1:1" is not forced
-            image_sizes=("1K",),
-            usd_per_image=0.0,
-            notes="OpenCV + Pillow on this machine; costs nothing.",
-        ),
+_STATUSES = ("current", "deprecated", "shut_down")
+
+
+def _entry(raw: dict[str, Any], defaults: dict[str, Any]) -> ModelInfo:
+    merged = {**defaults, **raw}
+    prices = {str(size): float(usd) for size, usd in dict(merged["usd"]).items()}
+    sizes = tuple(str(s) for s in merged["sizes"])
+    status = str(merged.get("status", "current"))
+    if status not in _STATUSES:
+        raise ValueError(f"models.toml: {merged.get('id')}: status {status!r} is not one of {_STATUSES}")
+    standard = prices.get("1K", next(iter(prices.values()), 0.0))
+    return ModelInfo(
+        str(merged["id"]),
+        max_input_images=int(merged["max_inputs"]),
+        aspect_ratios=tuple(str(r) for r in merged["ratios"]),
+        image_sizes=sizes,
+        usd_per_image=standard,
+        notes=str(merged.get("notes", "")),
+        aliases=tuple(str(a) for a in merged.get("aliases", ())),
+        usd_by_size=tuple(prices.items()),
+        status=cast(ModelStatus, status),
+        successor=str(merged.get("successor", "")),
+        retires=str(merged.get("retires", "")),
+        max_people=int(merged.get("characters", merged["max_inputs"])),
     )
-}
 
+
+def _load() -> tuple[dict[str, ModelInfo], dict[str, Any]]:
+    data = tomllib.loads(resources.files("core.engines").joinpath("models.toml").read_text("utf-8"))
+    defaults = {k: v for k, v in data["defaults"].items()}
+    table = {str(raw["id"]): _entry(raw, defaults) for raw in data["model"]}
+    for info in table.values():
+        if info.successor and info.successor not in table:
+            raise ValueError(f"models.toml: {info.id} names an unknown successor {info.successor!r}")
+    return table, defaults
+
+
+MODELS, _DEFAULTS = _load()
 _BY_ALIAS: dict[str, ModelInfo] = {alias: m for m in MODELS.values() for alias in m.aliases}
+DEFAULT = _entry({"id": "unknown"}, _DEFAULTS)
 
-# Unknown models: the smallest input limit and the dearest known price, so estimates err high.
-DEFAULT = ModelInfo(
-    "unknown",
-    max_input_images=3,
-    aspect_ratios=_COMMON_RATIOS,
-    image_sizes=("1K",),
-    usd_per_image=0.134,
-    notes="Not in the capability table; conservative limits assumed.",
-)
+
+def known(model_id: str) -> bool:
+    """Whether `model_id` is in the table (by id or alias)."""
+    key = model_id.strip().removeprefix("models/")
+    return key in MODELS or key in _BY_ALIAS
 
 
 def model_info(model_id: str) -> ModelInfo:
-    """The capability entry for `model_id` ("models/" prefix and "-preview" aliases accepted)."""
+    """The capability entry for `model_id` ("models/" prefix and aliases accepted)."""
     key = model_id.strip().removeprefix("models/")
     found = MODELS.get(key) or _BY_ALIAS.get(key)
     if found is not None:
         return found
-    return ModelInfo(
-        key or DEFAULT.id,
-        max_input_images=DEFAULT.max_input_images,
-        aspect_ratios=DEFAULT.aspect_ratios,
-        image_sizes=DEFAULT.image_sizes,
-        usd_per_image=DEFAULT.usd_per_image,
-        notes=DEFAULT.notes,
-    )
+    return _entry({"id": key or DEFAULT.id}, _DEFAULTS)
+
+
+def successors(model_id: str) -> list[str]:
+    """The chain of named successors after `model_id`, nearest first (cycles cut)."""
+    chain: list[str] = []
+    current = model_info(model_id).successor
+    while current and current not in chain and current != model_id:
+        chain.append(current)
+        current = model_info(current).successor
+    return chain

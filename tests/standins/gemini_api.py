@@ -3,8 +3,9 @@
 It speaks the wire protocol the SDK uses: ``POST /v1beta/models/{model}:generateContent`` with the key
 in the ``x-goog-api-key`` header, camelCase JSON bodies, base64 ``inlineData`` parts, and Google's
 JSON error bodies (``{"error": {"code", "message", "status", "details": [...]}}``); plus the paged
-``GET /v1beta/models`` list. Other API versions answer 404, as the real service does for image
-settings on ``v1``::
+``GET /v1beta/models`` list and ``GET /v1beta/models/{model}``. Models not served (shut down, or never
+offered to the key) answer 404 NOT_FOUND to every call, as retired models do. Other API versions
+answer 404, as the real service does for image settings on ``v1``::
 
     async with FakeGemini() as gem:
         engine = GeminiEngine(api_key=gem.api_key, base_url=gem.base_url, ...)
@@ -40,10 +41,12 @@ from PIL import Image, ImageOps
 
 log = logging.getLogger(__name__)
 
+# What Google serves today: gemini-2.5-flash-image is shut down (404), 3.1-flash-image deprecated but up.
 DEFAULT_MODELS: tuple[str, ...] = (
-    "gemini-3.1-flash-image",
+    "gemini-nano-banana-2.1",
+    "gemini-3.1-flash-lite-image",
     "gemini-3-pro-image",
-    "gemini-2.5-flash-image",
+    "gemini-3.1-flash-image",
     "gemini-2.5-flash",
     "text-embedding-004",
 )
@@ -252,6 +255,25 @@ class FakeGemini:
         if retry_delay is not None:
             details.append({"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": retry_delay})
         return Reply("json", status=status, body=_error_body(status, message, details))
+
+    @staticmethod
+    def day_quota(*, free_tier: bool = False) -> Reply:
+        """A 429 for a per-day quota, as Google sends it: a QuotaFailure whose quotaId says PerDay (the
+        free tier's says "limit: 0" too) and a RetryInfo that waiting a few seconds would not honour."""
+        quota_id = "GenerateRequestsPerDayPerProjectPerModel" + ("-FreeTier" if free_tier else "")
+        message = ("You exceeded your current quota, please check your plan and billing details. * Quota exceeded "
+                   f"for metric: generativelanguage.googleapis.com/generate_requests_per_model_per_day, "
+                   f"limit: {0 if free_tier else 250}, model: gemini-nano-banana-2.1")
+        return Reply("json", status=429, body=_error_body(429, message, [
+            {"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": [{
+                "quotaMetric": "generativelanguage.googleapis.com/generate_requests_per_model_per_day",
+                "quotaId": quota_id, "quotaDimensions": {"location": "global", "model": "gemini-nano-banana-2.1"},
+                "quotaValue": "0" if free_tier else "250"}]},
+            {"@type": "type.googleapis.com/google.rpc.Help", "links": [{
+                "description": "Learn more about Gemini API quotas",
+                "url": "https://ai.google.dev/gemini-api/docs/rate-limits"}]},
+            {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "37s"},
+        ]))
 
     @staticmethod
     def hang(seconds: float = 3600.0) -> Reply:
