@@ -297,29 +297,34 @@ class Studio:
 
     async def _refuse_over_limit(self, ctx: Context) -> bool:
         """Queue and daily limits; says which one was hit and when it resets."""
-        platform, person = ctx.chat.platform, ctx.person.id
+        refusal = await self.over_limit(ctx.chat.platform, ctx.chat.id, ctx.person.id,
+                                        private=ctx.chat.is_private, exempt=self.access.is_admin(ctx))
+        if refusal is not None:
+            await self._say(ctx, refusal)
+        return refusal is not None
+
+    async def over_limit(self, platform: str, chat_id: str, person: str, *, private: bool,
+                         exempt: bool) -> str | None:
+        """The one line refusing another picture for `person` in this chat (the bot's, the person's or the chat's
+        limit), or None; `exempt` (a bot admin) skips the person's daily limit."""
         pending = self.jobs.pending_for(platform, person)
         if pending > self.limits.queue_per_user:
-            await self._say(ctx, texts.one_at_a_time(pending))
-            return True
+            return texts.one_at_a_time(pending)
         limits, since = self.limits, _start_of_day()
         resets = texts.resets_in(_start_of_day() + 86400 - time.time())
         if limits.daily_images:
             used = await self.store.count_delivered(since) + self.jobs.queue_length + self.jobs.running_count
             if used >= limits.daily_images:
-                await self._say(ctx, texts.bot_daily_limit(resets))
-                return True
-        if limits.user_daily and not self.access.is_admin(ctx):
+                return texts.bot_daily_limit(resets)
+        if limits.user_daily and not exempt:
             used = await self.store.count_delivered(since, platform=platform, user_id=person) + pending
             if used >= limits.user_daily:
-                await self._say(ctx, texts.user_daily_limit(limits.user_daily, resets))
-                return True
-        if limits.chat_daily and not ctx.chat.is_private:
-            used = await self.store.count_delivered(since, platform=platform, chat_id=ctx.chat.id)
-            if used + self.jobs.pending_in_chat(platform, ctx.chat.id) >= limits.chat_daily:
-                await self._say(ctx, texts.chat_daily_limit(limits.chat_daily, resets))
-                return True
-        return False
+                return texts.user_daily_limit(limits.user_daily, resets)
+        if limits.chat_daily and not private:
+            used = await self.store.count_delivered(since, platform=platform, chat_id=chat_id)
+            if used + self.jobs.pending_in_chat(platform, chat_id) >= limits.chat_daily:
+                return texts.chat_daily_limit(limits.chat_daily, resets)
+        return None
 
     async def _submit(self, ctx: Context, kind: str, payload: dict[str, object]) -> None:
         await self.submit_job(ctx.chat.platform, ctx.chat.id, ctx.person.id, kind, payload, self._target(ctx))
