@@ -932,7 +932,7 @@ class DiscordBot:
             return data
 
         ref = PhotoRef(fetch=fetch, message_id=str(message.id), size=attachment.size,
-                       mime=attachment.content_type, file_name=attachment.filename)
+                       mime=attachment.content_type, file_name=attachment.filename, owner_id=str(message.author.id))
         await self.studio.style(_interaction_context(interaction, message.id), style.id, ref)
 
     async def on_node_button(self, interaction: discord.Interaction, verb: str, node_id: int) -> None:

@@ -66,6 +66,84 @@ def yes_button(confirm: SentMessage) -> str:
     return next(b["callback_data"] for b in confirm.buttons if b["text"] == texts.FORGET_YES)
 
 
+# -- /forget -----------------------------------------------------------------------------------------
+
+
+async def test_forget_in_a_group_takes_every_picture_made_from_the_person_and_their_name(
+        tg: FakeTelegram, tmp_path: Path) -> None:
+    alice_selfie, bob_selfie, bob_other = selfie_of(256), selfie_of(256, mirrored=True), selfie_of(200)
+    async with running_bot(tg, tmp_path, engine=FakeEngine(), settings=settings_for(tg, tmp_path)) as run:
+        assert run.settings.storage.dir == tmp_path
+        # Bob restyles Alice's photo by replying to it; Carol edits Bob's restyle.
+        alice_photo = tg.send_photo(GROUP, ALICE, alice_selfie)
+        tg.send_text(GROUP, BOB, "/popart", reply_to=alice_photo)
+        restyle = await run.photo_reply(GROUP)
+        tg.send_text(GROUP, CAROL, "add a hat", reply_to=restyle.message_id)
+        carols_edit = await run.photo_reply(GROUP)
+        # Bob's own picture of his own photo: nothing to do with Alice.
+        tg.send_photo(GROUP, BOB, bob_other, caption="/comic")
+        bobs_own = await run.photo_reply(GROUP)
+        # A party Bob hosts, with Alice in it; Carol edits the group picture.
+        lobby = await open_party(run, BOB, "noir")
+        await join(run, lobby, BOB, bob_selfie)
+        offer = await tg.wait_for_message(lambda m: bool(m.buttons), chat_id=GROUP.id)
+        assert offer.text == texts.party_reuse_offer("Bob"), "Bob's own photo, not Alice's he restyled"
+        await join(run, lobby, ALICE, alice_selfie)
+        offer = await tg.wait_for_message(lambda m: bool(m.buttons), chat_id=GROUP.id)
+        assert offer.text == texts.party_reuse_offer("Alice"), "the photo Bob restyled is hers"
+        assert (await press(run, BOB, lobby, button(lobby, "start")))["text"] == texts.PARTY_STARTING
+        group_picture = await run.photo_reply(GROUP)
+        assert group_picture.caption is not None and "Alice" in group_picture.caption
+        tg.send_text(GROUP, CAROL, "make it a beach", reply_to=group_picture.message_id)
+        group_edit = await run.photo_reply(GROUP)
+        await run.settle()
+
+        store = run.studio.store
+        derived = [await store.node_for_message("telegram", str(GROUP.id), str(m.message_id))
+                   for m in (restyle, carols_edit, group_picture, group_edit)]
+        assert all(n is not None for n in derived)
+        doomed_files = {n.image_sha for n in derived if n is not None}
+        assert doomed_files <= files_in(tmp_path)
+        assert "Alice" in json.dumps(database_rows(tmp_path)), "her name is stored before /forget"
+
+        ask = tg.send_text(GROUP, ALICE, "/forget")
+        confirm = await run.text_reply(GROUP)
+        assert confirm.text == texts.FORGET_CONFIRM and confirm.reply_to_message_id == ask
+        query = tg.press_button(GROUP, ALICE, confirm.message_id, yes_button(confirm))
+        done = await run.text_reply(GROUP)
+        # Her photo (one file, sent twice), Bob's restyle, Carol's edit, the group picture and its edit.
+        assert done.text == texts.forgotten(5)
+        assert (await tg.wait_for_callback_answer(query))["text"] == texts.forgotten(5)
+
+        # Nothing derived from her answers any more, whoever made it …
+        for gone in (restyle, carols_edit, group_picture, group_edit):
+            asked = tg.send_text(GROUP, CAROL, "add a crown", reply_to=gone.message_id)
+            answer = await run.text_reply(GROUP)
+            assert answer.text == texts.REPLY_TO_RESULT and answer.reply_to_message_id == asked
+        # … while Bob's own picture still does.
+        tg.send_text(GROUP, BOB, "add a crown", reply_to=bobs_own.message_id)
+        assert is_photo(await run.photo_reply(GROUP))
+        await run.settle()
+
+    # No file of hers or made from her is left, and every file left belongs to a picture still kept.
+    rows = database_rows(tmp_path)
+    left = files_in(tmp_path)
+    assert not doomed_files & left
+    assert left == {n["image_sha"] for n in rows["nodes"]}
+    assert rows["nodes"] and all(n["owner_id"] in (None, str(BOB.id)) for n in rows["nodes"])
+    assert not [r for r in rows["pictured"] if r["user_id"] == str(ALICE.id)]
+    # Her name and id are nowhere: not in party rows, not in Bob's party job, not in Carol's edits.
+    for table, table_rows in rows.items():
+        for row in table_rows:
+            for column, value in row.items():
+                assert "Alice" not in str(value), f"{table}.{column} still names her: {value!r}"
+                if column in ("user_id", "owner_id", "host_id"):
+                    assert value != str(ALICE.id), f"{table}.{column} still holds her id"
+    [party_job] = [j for j in rows["jobs"] if j["kind"] == "fuse"]
+    assert [name for name, _ in json.loads(party_job["payload"])["portraits"]] == ["Bob"]
+    assert [m["name"] for m in rows["party_members"]] == ["Bob"]
+
+
 # -- parties and the daily limits ------------------------------------------------------------------
 
 
@@ -112,3 +190,81 @@ async def test_a_party_is_refused_over_each_daily_limit_at_start_and_at_party(
         await tg.expect_no_message(chat_id=GROUP.id, within=0.3)
         assert await run.studio.store.open_party("telegram", str(GROUP.id)) is None, "no lobby was opened"
         assert engine.fused == []
+
+
+# -- a full disk while saving a result ---------------------------------------------------------------
+
+
+class FillsTheDisk(FakeEngine):
+    """Draws the picture, and the disk is full by the time it is saved."""
+
+    disk_full = False
+
+    async def stylize(self, selfie: bytes, style: Style, *, options: Any = None) -> EngineResult:
+        made = await super().stylize(selfie, style, options=options)
+        type(self).disk_full = True
+        return made
+
+
+def fill_disk_on_result(run: Running, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Image writes fail with ENOSPC while the engine says the disk is full; returns the failed attempts."""
+    images = run.studio.images
+    write = images._write  # type: ignore[attr-defined]
+    failed: list[int] = []
+
+    def full_write(data: bytes) -> tuple[str, bool]:
+        if FillsTheDisk.disk_full:
+            failed.append(len(data))
+            raise OSError(errno.ENOSPC, "No space left on device")
+        result: tuple[str, bool] = write(data)
+        return result
+
+    monkeypatch.setattr(images, "_write", full_write)
+    return failed
+
+
+async def test_a_full_disk_at_the_result_says_so_keeps_the_job_and_delivers_once_when_space_returns(
+        tg: FakeTelegram, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    FillsTheDisk.disk_full = False
+    engine = FillsTheDisk()
+    async with running_bot(tg, tmp_path, engine=engine) as run:
+        failed = fill_disk_on_result(run, monkeypatch)
+        run.studio.full_disk_retry_s = 0.2
+
+        photo_id = tg.send_photo(ALICE_CHAT, ALICE, selfie_of(256), caption="/zombie")
+        told = await run.text_reply(ALICE_CHAT)
+        assert told.text == texts.STORAGE_FULL_KEPT and told.reply_to_message_id == photo_id
+        await tg.wait_until(lambda: len(failed) >= 3, what="saving to be tried again")
+        [job] = await run.studio.store.unfinished_jobs()
+        assert job.status in UNFINISHED and job.user_id == str(ALICE.id)
+        await tg.expect_no_message(chat_id=ALICE.id, within=0.3)  # told once, not at every try
+
+        FillsTheDisk.disk_full = False
+        picture = await run.photo_reply(ALICE_CHAT)
+        assert picture.reply_to_message_id == photo_id and picture.caption == "style: zombie"
+        await run.settle()
+        await tg.expect_no_message(chat_id=ALICE.id, within=0.8)
+        assert len([m for m in tg.bot_messages if is_photo(m)]) == 1, "delivered exactly once"
+        assert len(engine.calls) == 1, "the picture was made (and paid for) once"
+        delivered = await run.studio.store.get_job(job.id)
+        assert delivered is not None and delivered.status == "delivered"
+
+
+async def test_a_result_waiting_for_space_survives_a_restart(tg: FakeTelegram, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    FillsTheDisk.disk_full = False
+    async with running_bot(tg, tmp_path, engine=FillsTheDisk()) as run:
+        failed = fill_disk_on_result(run, monkeypatch)
+        run.studio.full_disk_retry_s = 0.2
+        photo_id = tg.send_photo(ALICE_CHAT, ALICE, selfie_of(256), caption="/zombie")
+        assert (await run.text_reply(ALICE_CHAT)).text == texts.STORAGE_FULL_KEPT
+        await tg.wait_until(lambda: len(failed) >= 2, what="saving to be tried again")
+
+    FillsTheDisk.disk_full = False  # space came back while the bot was down
+    async with running_bot(tg, tmp_path, engine=FakeEngine()) as run:
+        picture = await run.photo_reply(ALICE_CHAT)
+        assert picture.reply_to_message_id == photo_id
+        await run.settle()
+        await tg.expect_no_message(chat_id=ALICE.id, within=0.5)
+        assert len([m for m in tg.bot_messages if is_photo(m)]) == 1
+        assert await run.studio.store.unfinished_jobs() == []
