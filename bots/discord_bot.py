@@ -1000,7 +1000,9 @@ class DiscordBot:
 
     async def on_export(self, interaction: discord.Interaction, kind: str, node_id: int) -> None:
         """An export button: the sticker, profile picture or original, for the presser's eyes only."""
-        toast = await self._privately(interaction, lambda ctx: self.studio.people.export_node(ctx, kind, node_id))
+        pressed = str(interaction.message.id) if interaction.message is not None else None
+        toast = await self._privately(
+            interaction, lambda ctx: self.studio.people.export_node(ctx, kind, node_id, pressed))
         if toast:
             await interaction.followup.send(toast, ephemeral=True)
 

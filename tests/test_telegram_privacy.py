@@ -192,6 +192,40 @@ async def test_a_party_is_refused_over_each_daily_limit_at_start_and_at_party(
         assert engine.fused == []
 
 
+# -- forged export buttons ---------------------------------------------------------------------------
+
+
+async def test_forged_export_buttons_read_nothing(tg: FakeTelegram, tmp_path: Path) -> None:
+    async with running_bot(tg, tmp_path, engine=FakeEngine()) as run:
+        # Alice's selfie and her avatar, in the group before Bob ever used the bot.
+        tg.send_photo(GROUP, ALICE, selfie_of(256), caption="/comic")
+        alices = await run.photo_reply(GROUP)
+        tg.send_photo(GROUP, BOB, selfie_of(200), caption="/noir")
+        bobs = await run.photo_reply(GROUP)
+        await run.settle()
+        alices_node = await run.studio.store.node_for_message("telegram", str(GROUP.id), str(alices.message_id))
+        assert alices_node is not None and alices_node.root_id is not None
+        documents = len(tg.calls_of("sendDocument"))
+
+        # Ids count up: Bob guesses the id of Alice's selfie and of her avatar, on his own result's keyboard.
+        for forged in (alices_node.root_id, alices_node.id):
+            query = tg.press_button(GROUP, BOB, bobs.message_id, f"do:export:original:{forged}", strict=False)
+            assert (await tg.wait_for_callback_answer(query))["text"] == texts.UNKNOWN_BUTTON
+        # Or on Alice's avatar, naming her selfie behind it.
+        query = tg.press_button(GROUP, BOB, alices.message_id, f"do:export:original:{alices_node.root_id}",
+                                strict=False)
+        assert (await tg.wait_for_callback_answer(query))["text"] == texts.UNKNOWN_BUTTON
+        await tg.expect_no_message(chat_id=GROUP.id, within=0.3)
+        assert len(tg.calls_of("sendDocument")) == documents, "nothing was sent"
+
+        # The real button under a picture still exports that picture.
+        real = next(b["callback_data"] for b in bobs.buttons if b["callback_data"].startswith("do:export:original:"))
+        query = tg.press_button(GROUP, BOB, bobs.message_id, real)
+        assert (await tg.wait_for_callback_answer(query))["text"] == texts.EXPORT_SENT
+        original = await tg.wait_for_message(lambda m: m.method == "sendDocument", chat_id=GROUP.id)
+        assert original.reply_to_message_id == bobs.message_id
+
+
 # -- a full disk while saving a result ---------------------------------------------------------------
 
 
