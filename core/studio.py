@@ -699,9 +699,12 @@ class Studio:
     # Buttons on a result carry its node id, so they work after restarts and without a reply.
 
     async def _node_here(self, ctx: Context, node_id: int) -> Node | None:
-        """The node behind a button, if it belongs to this chat; otherwise say the button expired."""
+        """The node behind a button, if it belongs to this chat; otherwise say the button expired. Buttons sit
+        under pictures the bot made: a photo's id only comes from a forged one, and is honoured for its sender
+        alone (a guessed id must not restyle or show a selfie sent before the presser joined)."""
         node = await self.store.get_node(node_id)
-        if node is None or (node.platform, node.chat_id) != (ctx.chat.platform, ctx.chat.id):
+        if node is None or (node.platform, node.chat_id) != (ctx.chat.platform, ctx.chat.id) \
+                or (node.kind == "photo" and node.owner != ctx.person.id):
             await self._say(ctx, texts.UNKNOWN_BUTTON)
             return None
         return node

@@ -249,3 +249,22 @@ async def test_an_export_button_exports_only_its_own_picture_and_a_photo_only_to
     assert last(h, "file").node_id == node.root_id
     assert await h.studio.press(in_group(result.message_id, BEN), f"export:original:{node.id}") == texts.EXPORT_SENT
     assert last(h, "file").image == result.image
+
+
+async def test_forged_step_and_restyle_buttons_never_show_or_restyle_someone_elses_photo(
+        h: Harness, selfie: bytes) -> None:
+    await h.studio.style(in_group("1"), "zombie", photo(selfie, "1"))
+    await h.settle()
+    node = await h.studio.store.get_node(last(h, "image").node_id or 0)
+    assert node is not None and node.root_id is not None
+    images, calls = len([s for s in h.messenger.sent if s.kind == "image"]), len(h.engine.calls)
+
+    await h.studio.people.show_step(in_group("20", BEN), node.root_id)
+    await h.studio.restyle(in_group("21", BEN), node.root_id, "comic")
+    await h.settle()
+    assert h.messenger.texts()[-2:] == [texts.UNKNOWN_BUTTON, texts.UNKNOWN_BUTTON]
+    assert len([s for s in h.messenger.sent if s.kind == "image"]) == images and len(h.engine.calls) == calls
+
+    await h.studio.restyle(in_group("22", BEN), node.id, "comic")  # her result, shown in the chat: fine
+    await h.settle()
+    assert len(h.engine.calls) == calls + 1
