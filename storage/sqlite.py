@@ -207,7 +207,10 @@ class SqliteStore:
         depth = 0 if parent is None else parent.depth + 1
         now = time.time()
         needed = sorted({n.id for n in (*([parent] if parent else []), *node.inputs)})
-        pictured = sorted({n.owner for n in node.inputs})
+        # Whose faces it shows: a photo's sender, everyone in a group picture, and whoever its parent showed;
+        # kept on every picture, so /forget finds it even once retention has removed the photo it came from.
+        from_photos = [*node.inputs, *([parent] if parent is not None and parent.kind == "photo" else [])]
+        pictured = sorted({n.owner for n in from_photos})
         db = self._db
 
         def run() -> int | None:
@@ -228,6 +231,10 @@ class SqliteStore:
                 )
                 conn.executemany("INSERT OR IGNORE INTO pictured (node_id, platform, user_id) VALUES (?, ?, ?)",
                                  [(cur.lastrowid, node.platform, who) for who in pictured])
+                if parent is not None:
+                    conn.execute("INSERT OR IGNORE INTO pictured (node_id, platform, user_id) "
+                                 "SELECT ?, platform, user_id FROM pictured WHERE node_id = ?",
+                                 (cur.lastrowid, parent.id))
                 conn.commit()
             except BaseException:
                 conn.rollback()

@@ -68,6 +68,25 @@ async def test_an_older_database_learns_whose_photos_and_group_pictures_it_holds
     assert "Ada" not in payload and '["Ben", 2]' in payload
 
 
+async def test_forget_finds_pictures_of_a_person_after_retention_removed_their_photo(tmp_path: Path) -> None:
+    store = await SqliteStore.open(tmp_path / "db.sqlite3")
+    try:
+        # Ada's photo, restyled by Ben, edited by Cy; later Ben's own photo in a group picture with hers.
+        ada = await store.add_node(NewNode("telegram", "-5", "8", "photo", "a", "image/jpeg", owner_id="7"))
+        styled = await store.add_node(NewNode("telegram", "-5", "8", "style", "s", "image/png", parent=ada))
+        edited = await store.add_node(NewNode("telegram", "-5", "9", "edit", "e", "image/png", parent=styled))
+        ben = await store.add_node(NewNode("telegram", "-5", "8", "photo", "b", "image/jpeg", owner_id="8"))
+        group = await store.add_node(NewNode("telegram", "-5", "8", "fuse", "g", "image/png", inputs=(ada, ben)))
+        again = await store.add_node(NewNode("telegram", "-5", "9", "edit", "g2", "image/png", parent=group))
+        # Retention took the oldest two: Cy's edit no longer leads back to Ada's photo through the tree.
+        await store._write("DELETE FROM nodes WHERE id IN (?, ?)", (ada.id, styled.id))
+        assert sorted(await store.forget_person("telegram", "7")) == ["e", "g", "g2"]
+        assert [await store.get_node(n.id) for n in (edited, group, again)] == [None] * 3
+        assert await store.get_node(ben.id) is not None, "Ben's own photo stays"
+    finally:
+        await store.close()
+
+
 async def test_history_and_message_links_survive_a_reopen(tmp_path: Path) -> None:
     path = tmp_path / "db.sqlite3"
     store = await SqliteStore.open(path)
