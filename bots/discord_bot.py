@@ -932,7 +932,7 @@ class DiscordBot:
             return data
 
         ref = PhotoRef(fetch=fetch, message_id=str(message.id), size=attachment.size,
-                       mime=attachment.content_type, file_name=attachment.filename)
+                       mime=attachment.content_type, file_name=attachment.filename, owner_id=str(message.author.id))
         await self.studio.style(_interaction_context(interaction, message.id), style.id, ref)
 
     async def on_node_button(self, interaction: discord.Interaction, verb: str, node_id: int) -> None:
@@ -1000,7 +1000,9 @@ class DiscordBot:
 
     async def on_export(self, interaction: discord.Interaction, kind: str, node_id: int) -> None:
         """An export button: the sticker, profile picture or original, for the presser's eyes only."""
-        toast = await self._privately(interaction, lambda ctx: self.studio.people.export_node(ctx, kind, node_id))
+        pressed = str(interaction.message.id) if interaction.message is not None else None
+        toast = await self._privately(
+            interaction, lambda ctx: self.studio.people.export_node(ctx, kind, node_id, pressed))
         if toast:
             await interaction.followup.send(toast, ephemeral=True)
 

@@ -171,7 +171,9 @@ def photo_of(message: Message | None, *, images_only: bool = False) -> PhotoRef 
         file = await bot.get_file(file_id)
         return bytes(await file.download_as_bytearray())
 
-    return PhotoRef(fetch=fetch, message_id=str(message.message_id), size=size, mime=mime, file_name=name)
+    sender = str(message.from_user.id) if message.from_user is not None else None  # whose photo it is
+    return PhotoRef(fetch=fetch, message_id=str(message.message_id), size=size, mime=mime, file_name=name,
+                    owner_id=sender)
 
 
 def _person(user: TgUser | None) -> Person:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from core import texts
 from core.config import PartySettings
 from core.ports import Member, Party
-from core.requests import Button, Context, PhotoRef, ReplyTarget
+from core.requests import Button, Chat, Context, Person, PhotoRef, ReplyTarget
 from core.styles import STYLES, Style, get_style
 
 if TYPE_CHECKING:
@@ -77,6 +77,8 @@ class Parties:
             existing = await self._store.open_party(ctx.chat.platform, ctx.chat.id)
             if existing is not None:
                 await self._point_to(ctx, existing)
+                return
+            if await self.studio._refuse_over_limit(ctx):  # the picture would be the host's: their limits
                 return
             style, theme = parse_party_args(args)
             deadline = time.time() + self.settings.deadline_minutes * 60
@@ -192,6 +194,11 @@ class Parties:
         ready = party.ready
         if len(ready) < self.settings.min_members:
             return texts.party_need_more(self.settings.min_members, len(ready))
+        refusal = await self._over_limit(party)
+        if refusal is not None:  # the lobby stays open for a press after the reset; a deadline closes it
+            if by is None:
+                await self._close(party, "closed", refusal)
+            return refusal
         names = [m.name for m in ready]
         await self._close(party, "started", texts.party_started(names))
         payload = {"style": party.style, "theme": party.theme, "party": party.id,
@@ -199,6 +206,13 @@ class Parties:
         target = ReplyTarget(party.platform, party.chat_id, party.lobby_message or party.reply_to)
         await self.studio.submit_job(party.platform, party.chat_id, party.host_id, "fuse", payload, target)
         return texts.PARTY_STARTING
+
+    async def _over_limit(self, party: Party) -> str | None:
+        """The bot's, the chat's or the host's limit, as at /party: checked again, since a day's pictures may
+        have run out while the lobby was open."""
+        host = Context(Chat(party.platform, party.chat_id, False), Person(party.host_id, ""), "")
+        return await self.studio.over_limit(party.platform, party.chat_id, party.host_id, private=False,
+                                            exempt=self.studio.access.is_admin(host))
 
     async def _close(self, party: Party, status: str, text: str) -> None:
         await self._store.set_party(party.id, status=status)  # type: ignore[arg-type]

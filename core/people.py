@@ -368,10 +368,14 @@ class People:
                 return
             await self._send_export(ctx, node, cast(ExportKind, wanted))
 
-    async def export_node(self, ctx: Context, kind: str, node_id: int) -> str:
-        """An export button on a result; returns the toast."""
-        node = await self.studio._node_here(ctx, node_id)
-        if node is None or kind not in EXPORT_KINDS:
+    async def export_node(self, ctx: Context, kind: str, node_id: int, pressed_message_id: str | None = None) -> str:
+        """An export button on a result; returns the toast. The button must name the picture its own message
+        shows (`pressed_message_id`, else the context's message), so a forged id reads nothing else in the
+        chat; and a person's photo goes to nobody but them."""
+        pressed = pressed_message_id or ctx.message_id
+        node = await self.studio.store.node_for_message(ctx.chat.platform, ctx.chat.id, pressed)
+        if node is None or node.id != node_id or kind not in EXPORT_KINDS \
+                or (node.kind == "photo" and node.owner != ctx.person.id):
             return texts.UNKNOWN_BUTTON
         await self._send_export(ctx, node, cast(ExportKind, kind))
         return texts.EXPORT_SENT

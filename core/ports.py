@@ -36,6 +36,12 @@ class Node:
     depth: int = 0  # 0 for a photo, 1 for its first result, …
     created_at: float = 0.0
     image_size: str | None = None  # the output size the model was asked for (prices differ by size)
+    owner_id: str | None = None  # a photo's sender (not always who asked); None for pictures the bot made
+
+    @property
+    def owner(self) -> str:
+        """Whose photo this is (rows from before senders were recorded: who asked)."""
+        return self.owner_id or self.user_id
 
 
 @dataclass(frozen=True)
@@ -53,6 +59,12 @@ class NewNode:
     model: str | None = None
     commentary: str = ""
     image_size: str | None = None
+    owner_id: str | None = None  # for a photo: who sent it
+    inputs: tuple[Node, ...] = ()  # for a group picture: the photos it was fused from
+
+
+class SourceGone(LookupError):
+    """A picture's parent or one of its photos was deleted (a /forget) while it was being made."""
 
 
 @dataclass(frozen=True)
@@ -175,7 +187,15 @@ class Usage(Protocol):
 
 
 class Privacy(Protocol):
-    async def forget_person(self, platform: str, user_id: str) -> list[str]: ...
+    async def forget_person(self, platform: str, user_id: str) -> list[str]:
+        """Delete the person's nodes, every node rooted in their photos or in a group picture they are in,
+        their jobs, settings and party rows, and their name from other people's jobs; returns image
+        hashes no node refers to any more."""
+        ...
+
+    async def unreferenced(self, shas: list[str]) -> list[str]:
+        """Those of `shas` no node refers to any more (their files can go)."""
+        ...
 
     async def purge_older_than(self, cutoff: float) -> list[str]: ...
 

@@ -49,6 +49,7 @@ class PhotoRef:
     size: int | None = None
     mime: str | None = None
     file_name: str | None = None
+    owner_id: str | None = None  # who sent it, when that is not the person asking (a reply to someone's photo)
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,7 @@ from core.intake import IntakeError, check_declared_size, prepare_async
 from core.jobs import JobRunner, Requeue
 from core.parties import Parties, parse_party_args
 from core.people import People
-from core.ports import ImageStore, Job, NewNode, Node, NodeKind, Preferences, Store
+from core.ports import ImageStore, Job, NewNode, Node, NodeKind, Preferences, SourceGone, Store
 from core.requests import Button, Context, DeliveryRefused, ImageReply, Messenger, PhotoRef, ReplyTarget
 from core.styles import STYLES, Style, get_style
 
@@ -49,8 +49,21 @@ WORKING_REFRESH_S = 4.5  # Telegram shows a chat action for 5 seconds
 DELIVERY_RETRY_DELAYS_S = (1.0, 3.0, 10.0)
 MAX_BUSY_ATTEMPTS = 8  # a job that met an outage this often is told to try later
 REFUSAL_REPEAT_S = 3600.0  # tell a refused person at most once an hour
+FULL_DISK_RETRY_S = 30.0  # a result that found the disk full is saved again this often, until it fits
 
 _Send = Callable[[], Awaitable[str]]
+
+
+@dataclass
+class _Made:
+    """An engine's picture and what it was made from, until it is saved; kept in memory while the disk is full,
+    so the paid picture is not made again."""
+
+    result: EngineResult
+    parent: Node | None  # the picture it continues from (None for a group picture)
+    portraits: list[tuple[str, Node]]  # a group picture's people, as drawn
+    node: Node | None = None  # once saved
+    told: bool = False  # the person has heard that it waits for space
 
 
 @dataclass
@@ -84,6 +97,8 @@ class Studio:
         self._refused_at: dict[tuple[str, str], float] = {}
         self._blocked_chats: set[tuple[str, str]] = set()
         self._deliveries: set[asyncio.Future[None]] = set()
+        self._unsaved: dict[int, _Made] = {}  # job id -> a result waiting for disk space
+        self.full_disk_retry_s = FULL_DISK_RETRY_S
         self.parties = Parties(self, party or PartySettings())
         self.people = People(self, model_choices, sizes)  # settings, persona, history, exports
 
@@ -199,6 +214,7 @@ class Studio:
                 return
             cancelled = await self.jobs.cancel_for(ctx.chat.platform, ctx.person.id, ctx.chat.id)
             for job in cancelled:
+                self._unsaved.pop(job.id, None)
                 await self._clear_waiting(job)
             await self._say(ctx, texts.cancelled(len(cancelled)))
 
@@ -306,33 +322,34 @@ class Studio:
 
     async def _refuse_over_limit(self, ctx: Context) -> bool:
         """Queue and daily limits; says which one was hit and when it resets."""
-        platform, person = ctx.chat.platform, ctx.person.id
+        refusal = await self.over_limit(ctx.chat.platform, ctx.chat.id, ctx.person.id,
+                                        private=ctx.chat.is_private, exempt=self.access.is_admin(ctx))
+        if refusal is not None:
+            await self._say(ctx, refusal)
+        return refusal is not None
+
+    async def over_limit(self, platform: str, chat_id: str, person: str, *, private: bool,
+                         exempt: bool) -> str | None:
+        """The one line refusing another picture for `person` in this chat (the bot's, the person's or the chat's
+        limit), or None; `exempt` (a bot admin) skips the person's daily limit."""
         pending = self.jobs.pending_for(platform, person)
         if pending > self.limits.queue_per_user:
-            await self._say(ctx, texts.one_at_a_time(pending))
-            return True
+            return texts.one_at_a_time(pending)
         limits, since = self.limits, _start_of_day()
         resets = texts.resets_in(_start_of_day() + 86400 - time.time())
         if limits.daily_images:
             used = await self.store.count_delivered(since) + self.jobs.queue_length + self.jobs.running_count
             if used >= limits.daily_images:
-                await self._say(ctx, texts.bot_daily_limit(resets))
-                return True
-        if limits.user_daily and not self.access.is_admin(ctx):
+                return texts.bot_daily_limit(resets)
+        if limits.user_daily and not exempt:
             used = await self.store.count_delivered(since, platform=platform, user_id=person) + pending
             if used >= limits.user_daily:
-                await self._say(ctx, texts.user_daily_limit(limits.user_daily, resets))
-                return True
-        if limits.chat_daily and not ctx.chat.is_private:
-            used = await self.store.count_delivered(since, platform=platform, chat_id=ctx.chat.id)
-            if used + self.jobs.pending_in_chat(platform, ctx.chat.id) >= limits.chat_daily:
-                await self._say(ctx, texts.chat_daily_limit(limits.chat_daily, resets))
-                return True
-        refusal = await self._paid_refusal(await self.people.effective(platform, ctx.chat.id, person))
-        if refusal is not None:
-            await self._say(ctx, refusal)
-            return True
-        return False
+                return texts.user_daily_limit(limits.user_daily, resets)
+        if limits.chat_daily and not private:
+            used = await self.store.count_delivered(since, platform=platform, chat_id=chat_id)
+            if used + self.jobs.pending_in_chat(platform, chat_id) >= limits.chat_daily:
+                return texts.chat_daily_limit(limits.chat_daily, resets)
+        return await self._paid_refusal(await self.people.effective(platform, chat_id, person))
 
     async def _paid_refusal(self, prefs: Preferences) -> str | None:
         """Why a paid picture can't be made now (the day's spend limit, the model's day quota), or None.
@@ -415,7 +432,8 @@ class Studio:
             await self._say(ctx, refusal.message)
             return None
         sha = await self.images.put(prepared.data)
-        node = await self.store.add_node(NewNode(platform, chat_id, ctx.person.id, "photo", sha, "image/jpeg"))
+        node = await self.store.add_node(NewNode(platform, chat_id, ctx.person.id, "photo", sha, "image/jpeg",
+                                                 owner_id=photo.owner_id or ctx.person.id))
         if photo.message_id is not None:
             await self.store.link_message(node, photo.message_id)
         return node
@@ -430,26 +448,30 @@ class Studio:
         prefs = await self.people.effective(job.platform, job.chat_id, job.user_id)
         i18n.set_language(prefs.language or job.payload.get("lang"))  # a /language choice wins
         if result_node is None:
-            refusal = await self._paid_refusal(prefs)
+            refusal = None if job.id in self._unsaved else await self._paid_refusal(prefs)
             if refusal is not None:  # the limit was reached, or the quota ran out, while it waited
                 await self._finish_with_text(messenger, job, refusal, "Refused")
                 return
-            await self._mark_working(messenger, job)
-            await self.store.update_job(job.id, status="running", attempt=True)
-            try:
-                async with self._working(messenger, job.target):
-                    result = await self._call_engine(job, prefs)
-            except Busy as outage:
-                await self._after_outage(messenger, job, outage)
+            made = self._unsaved.pop(job.id, None)  # made before the disk filled up: not paid for twice
+            if made is None:
+                await self._mark_working(messenger, job)
+                await self.store.update_job(job.id, status="running", attempt=True)
+                try:
+                    async with self._working(messenger, job.target):
+                        made = await self._call_engine(job, prefs)
+                except Busy as outage:
+                    await self._after_outage(messenger, job, outage)
+                    return
+                except EngineError as failure:
+                    self.breaker.record_success()  # the service answered; it is up
+                    log.info("job %s: %s (%s)", job.id, type(failure).__name__, failure.detail)
+                    await self._finish_with_text(messenger, job, texts.engine_failure(failure),
+                                                 type(failure).__name__)
+                    return
+                self.breaker.record_success()
+            result_node = await self._keep(messenger, job, made)
+            if result_node is None:
                 return
-            except EngineError as failure:
-                self.breaker.record_success()  # the service answered; it is up
-                log.info("job %s: %s (%s)", job.id, type(failure).__name__, failure.detail)
-                await self._finish_with_text(messenger, job, texts.engine_failure(failure), type(failure).__name__)
-                return
-            self.breaker.record_success()
-            result_node = await self._save_result(job, result)
-            await self.store.update_job(job.id, status="done", result_node=result_node.id)
         caption = "\n\n".join([result_node.commentary or texts.DEFAULT_CAPTION, *self.people.warnings(prefs)])
         reply = ImageReply(result_node.id, await self.images.get(result_node.image_sha), result_node.mime, caption)
         sent: list[str] = []
@@ -473,6 +495,32 @@ class Studio:
         delivery.add_done_callback(self._deliveries.discard)
         await asyncio.shield(delivery)
 
+    async def _keep(self, messenger: Messenger, job: Job, made: _Made) -> Node | None:
+        """Save a result and record it on the job. On a full disk the picture stays in memory, the person hears
+        once that it waits for space, and the job goes back in line (pausing the line: every save would fail)
+        to be saved and delivered when there is room. None if the picture must not be kept (its source went)."""
+        try:
+            if made.node is None:
+                made.node = await self._save_result(job, made)
+            await self.store.update_job(job.id, status="done", result_node=made.node.id)
+            return made.node
+        except SourceGone:
+            # A /forget while it was being made: a picture of that person must not be stored or sent.
+            log.info("job %s: its source was deleted while it was being made", job.id)
+            await self._finish_with_text(messenger, job, texts.SOURCE_GONE, "SourceGone")
+            return None
+        except Exception as exc:
+            if _storage_trouble(exc) != texts.STORAGE_FULL:
+                raise
+        log.warning("job %s: no space to save its result; trying again in %.0f s", job.id, self.full_disk_retry_s)
+        self._unsaved[job.id] = made
+        with contextlib.suppress(Exception):  # on a full disk this may fail too: "running" is unfinished as well
+            await self.store.update_job(job.id, status="queued")
+        if not made.told:
+            made.told = True
+            await self._deliver(job, lambda: messenger.send_text(job.target, texts.STORAGE_FULL_KEPT))
+        raise Requeue(self.full_disk_retry_s)
+
     async def _after_outage(self, messenger: Messenger, job: Job, outage: Busy) -> None:
         pause = self.breaker.record_failure()
         log.warning("job %s: image service unavailable (%s); attempt %d", job.id, outage.detail, job.attempts + 1)
@@ -489,7 +537,7 @@ class Studio:
         await self.store.update_job(job.id, status="failed", error=error)
         await self._clear_waiting(job)
 
-    async def _call_engine(self, job: Job, prefs: Preferences | None = None) -> EngineResult:
+    async def _call_engine(self, job: Job, prefs: Preferences | None = None) -> _Made:
         """Run the job's engine call with the person's choices (model, ratio, size, persona)."""
         prefs = prefs or Preferences()
         engine, options = self.people.engine_for(prefs), self.people.options(prefs)
@@ -503,47 +551,53 @@ class Studio:
             style = get_style(job.payload["style"])
             if style is None:
                 raise EngineError(texts.unknown_style(job.payload["style"]))
-            return await engine.stylize(image, style, options=options)
+            return _Made(await engine.stylize(image, style, options=options), node, [])
         # The identity reference: the original selfie, or for a group picture the picture itself.
         root = await self.store.get_node(node.root_id) if node.root_id else (node if node.kind == "fuse" else None)
         identity = await self.images.get(root.image_sha) if root else None
-        return await engine.edit(image, job.payload["instruction"], identity=identity, options=options)
+        return _Made(await engine.edit(image, job.payload["instruction"], identity=identity, options=options), node, [])
 
-    async def _call_fuse(self, job: Job, engine: ImageEngine, options: RenderOptions) -> EngineResult:
+    async def _call_fuse(self, job: Job, engine: ImageEngine, options: RenderOptions) -> _Made:
         style = get_style(str(job.payload["style"]))
         if style is None:
             raise EngineError(texts.unknown_style(str(job.payload["style"])))
-        portraits = []
+        found: list[tuple[str, Node]] = []
         for name, node_id in job.payload["portraits"]:
             node = await self.store.get_node(int(node_id))
-            if node is not None:  # someone who used /forget meanwhile is left out
-                portraits.append(Portrait(str(name), await self.images.get(node.image_sha)))
-        if len(portraits) < 2:
+            if node is not None:  # someone who used /forget meanwhile is left out (and not named)
+                found.append((str(name), node))
+        if len(found) < 2:
             raise EngineError(texts.SOURCE_GONE)
+        portraits = [Portrait(name, await self.images.get(node.image_sha)) for name, node in found]
         # A group picture is everyone's: the requester's persona is theirs alone, so it stays out.
         options = dataclasses.replace(options, persona="")
-        return await engine.fuse(portraits, style, str(job.payload.get("theme") or ""), options=options)
+        result = await engine.fuse(portraits, style, str(job.payload.get("theme") or ""), options=options)
+        return _Made(result, None, found)
 
-    async def _save_result(self, job: Job, result: EngineResult) -> Node:
+    async def _save_result(self, job: Job, made: _Made) -> Node:
+        """Store the picture and its node; SourceGone if what it was made from was deleted meanwhile."""
+        result = made.result
         commentary = result.commentary.strip()
-        if job.kind == "fuse":
-            if job.payload.get("name_people", True):
-                commentary = texts.group_caption(commentary, [str(name) for name, _ in job.payload["portraits"]])
-            parent = None
-        else:
-            parent = await self.store.get_node(int(job.payload["node"]))
+        if job.kind == "fuse" and job.payload.get("name_people", True):
+            commentary = texts.group_caption(commentary, [name for name, _ in made.portraits])
         # Every picture the bot hands out says it was made by AI (XMP DigitalSourceType + model name).
         image = await stamp_async(result.image, result.mime, result.model)
         mime = "image/png" if image.startswith(b"\x89PNG") else "image/jpeg" if image.startswith(b"\xff\xd8") \
             else result.mime
         sha = await self.images.put(image)
         kind: NodeKind = "fuse" if job.kind == "fuse" else "style" if job.kind == "style" else "edit"
-        return await self.store.add_node(NewNode(
-            job.platform, job.chat_id, job.user_id, kind, sha, mime, parent=parent,
-            style=job.payload.get("style"), instruction=job.payload.get("instruction") or job.payload.get("theme"),
-            engine="offline" if result.model == "offline" else self.engine.name, model=result.model,
-            commentary=commentary, image_size=result.image_size,
-        ))
+        try:
+            return await self.store.add_node(NewNode(
+                job.platform, job.chat_id, job.user_id, kind, sha, mime, parent=made.parent,
+                style=job.payload.get("style"), instruction=job.payload.get("instruction") or job.payload.get("theme"),
+                engine="offline" if result.model == "offline" else self.engine.name, model=result.model,
+                commentary=commentary, image_size=result.image_size,
+                inputs=tuple(node for _, node in made.portraits),
+            ))
+        except SourceGone:
+            for orphan in await self.store.unreferenced([sha]):
+                await self.images.delete(orphan)
+            raise
 
     async def _deliver(self, job: Job, send: _Send) -> str | None:
         """Send with retries; a chat that refuses us for good is marked and not retried."""
@@ -616,12 +670,19 @@ class Studio:
     # -- privacy -----------------------------------------------------------------------------------
 
     async def _forget_person(self, platform: str, user_id: str) -> int:
+        """Everything about the person, and every picture made from their photos or showing them, whoever
+        asked for it; open lobbies they were in are redrawn without them."""
         for job in await self.jobs.cancel_for(platform, user_id):
+            self._unsaved.pop(job.id, None)
             await self._clear_waiting(job)
+        lobbies = [p.id for p in await self.store.open_parties()
+                   if p.platform == platform and (p.member(user_id) is not None or p.host_id == user_id)]
         orphans = await self.store.forget_person(platform, user_id)
         self.people.forget_language(platform, user_id)
         for sha in orphans:
             await self.images.delete(sha)
+        for party_id in lobbies:
+            await self.parties._refresh_lobby(party_id)
         log.info("forgot %s person: %d image(s) deleted", platform, len(orphans))
         return len(orphans)
 
@@ -672,9 +733,12 @@ class Studio:
     # Buttons on a result carry its node id, so they work after restarts and without a reply.
 
     async def _node_here(self, ctx: Context, node_id: int) -> Node | None:
-        """The node behind a button, if it belongs to this chat; otherwise say the button expired."""
+        """The node behind a button, if it belongs to this chat; otherwise say the button expired. Buttons sit
+        under pictures the bot made: a photo's id only comes from a forged one, and is honoured for its sender
+        alone (a guessed id must not restyle or show a selfie sent before the presser joined)."""
         node = await self.store.get_node(node_id)
-        if node is None or (node.platform, node.chat_id) != (ctx.chat.platform, ctx.chat.id):
+        if node is None or (node.platform, node.chat_id) != (ctx.chat.platform, ctx.chat.id) \
+                or (node.kind == "photo" and node.owner != ctx.person.id):
             await self._say(ctx, texts.UNKNOWN_BUTTON)
             return None
         return node

@@ -30,7 +30,8 @@ ADMINS_ONLY = N_("Only the bot's admins can see its stats.")
 WORKING = N_("🎨 Working on it…")
 SERVICE_DOWN_SAVED = (N_("The image service is down right now — your request is saved "
                       "and will run as soon as it's back."))
-FORGET_CONFIRM = (N_("This deletes everything I keep about you: your photos, every picture I made for you, "
+FORGET_CONFIRM = (N_("This deletes everything I keep about you: your photos and every picture made from them "
+                  "(whoever asked for it, group pictures you're in too), every picture I made for you, "
                   "your edit history and any waiting requests. It can't be undone. Go ahead?"))
 FORGET_YES = N_("🗑 Yes, delete everything")
 FORGET_NO = N_("Keep my data")
@@ -38,6 +39,8 @@ FORGET_KEPT = N_("OK — nothing was deleted.")
 NOT_YOUR_BUTTON = N_("That button belongs to someone else.")
 UNKNOWN_BUTTON = N_("That button has expired.")
 STORAGE_FULL = N_("Sorry, I'm out of storage space right now — please try again later.")
+STORAGE_FULL_KEPT = (N_("Your picture is ready, but I'm out of storage space — "
+                     "I'll send it as soon as there's room. No need to ask again."))
 STORAGE_BUSY = N_("Sorry, I'm overloaded for a moment — please try again in a few seconds.")
 SEND_A_PHOTO = N_("Send me a selfie and I'll offer you styles — or send it with a caption like /zombie.")
 

@@ -38,6 +38,7 @@ from core.ports import (
     PartyStatus,
     Preferences,
     PreferenceScope,
+    SourceGone,
 )
 from core.requests import ReplyTarget
 
@@ -57,7 +58,7 @@ PREFERENCES_CACHED = 4096  # people (and chats) whose settings stay in memory, m
 CHECKPOINT_INTERVAL_S = 2.0  # a node insert writes ~5 WAL pages: a few seconds of traffic is a small WAL
 
 _NODE_COLUMNS = ("id, platform, chat_id, user_id, parent_id, root_id, kind, image_sha, mime, style, "
-                 "instruction, engine, model, commentary, depth, created_at, image_size")
+                 "instruction, engine, model, commentary, depth, created_at, image_size, owner_id")
 _PARTY_COLUMNS = "id, platform, chat_id, host_id, style, theme, status, lobby_message, reply_to, deadline"
 _JOB_COLUMNS = ("id, platform, chat_id, user_id, kind, payload, target, status, attempts, result_node, "
                 "delivered_message, error, created_at")
@@ -199,24 +200,55 @@ class SqliteStore:
     # -- edit tree -----------------------------------------------------------------------------
 
     async def add_node(self, node: NewNode) -> Node:
+        """Insert a node; raises SourceGone if its parent or one of its input photos no longer exists (checked
+        in the same trip as the insert, so a /forget can never slip between the check and the row)."""
         parent = node.parent
         root_id = None if parent is None else (parent.root_id or parent.id)
         depth = 0 if parent is None else parent.depth + 1
         now = time.time()
-        node_id, _ = await self._write(
-            "INSERT INTO nodes (platform, chat_id, user_id, parent_id, root_id, kind, image_sha, mime, style, "
-            "instruction, engine, model, commentary, depth, created_at, image_size) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (node.platform, node.chat_id, node.user_id, parent.id if parent else None, root_id, node.kind,
-             node.image_sha, node.mime, node.style, node.instruction, node.engine, node.model,
-             node.commentary, depth, now, node.image_size),
-        )
-        assert node_id is not None
+        needed = sorted({n.id for n in (*([parent] if parent else []), *node.inputs)})
+        # Whose faces it shows: a photo's sender, everyone in a group picture, and whoever its parent showed;
+        # kept on every picture, so /forget finds it even once retention has removed the photo it came from.
+        from_photos = [*node.inputs, *([parent] if parent is not None and parent.kind == "photo" else [])]
+        pictured = sorted({n.owner for n in from_photos})
+        db = self._db
+
+        def run() -> int | None:
+            conn = db._conn  # aiosqlite's thread: nothing else runs on this connection meanwhile
+            if needed:
+                marks = ", ".join("?" * len(needed))
+                (found,) = conn.execute(f"SELECT COUNT(*) FROM nodes WHERE id IN ({marks})", needed).fetchone()
+                if found != len(needed):
+                    return None
+            try:
+                cur = conn.execute(
+                    "INSERT INTO nodes (platform, chat_id, user_id, parent_id, root_id, kind, image_sha, mime, "
+                    "style, instruction, engine, model, commentary, depth, created_at, owner_id, image_size) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (node.platform, node.chat_id, node.user_id, parent.id if parent else None, root_id, node.kind,
+                     node.image_sha, node.mime, node.style, node.instruction, node.engine, node.model,
+                     node.commentary, depth, now, node.owner_id, node.image_size),
+                )
+                conn.executemany("INSERT OR IGNORE INTO pictured (node_id, platform, user_id) VALUES (?, ?, ?)",
+                                 [(cur.lastrowid, node.platform, who) for who in pictured])
+                if parent is not None:
+                    conn.execute("INSERT OR IGNORE INTO pictured (node_id, platform, user_id) "
+                                 "SELECT ?, platform, user_id FROM pictured WHERE node_id = ?",
+                                 (cur.lastrowid, parent.id))
+                conn.commit()
+            except BaseException:
+                conn.rollback()
+                raise
+            return cur.lastrowid
+
+        node_id = cast("int | None", await db._execute(run))
+        if node_id is None:
+            raise SourceGone(f"node {needed} is gone")
         return Node(id=node_id, platform=node.platform, chat_id=node.chat_id, user_id=node.user_id,
                     parent_id=parent.id if parent else None, root_id=root_id, kind=node.kind,
                     image_sha=node.image_sha, mime=node.mime, style=node.style, instruction=node.instruction,
                     engine=node.engine, model=node.model, commentary=node.commentary, depth=depth,
-                    created_at=now, image_size=node.image_size)
+                    created_at=now, image_size=node.image_size, owner_id=node.owner_id)
 
     async def get_node(self, node_id: int) -> Node | None:
         # execute_fetchall is one trip to the database thread; execute + fetchone + close are three.
@@ -281,7 +313,8 @@ class SqliteStore:
 
     async def latest_photo(self, platform: str, chat_id: str, user_id: str) -> Node | None:
         async with self._db.execute(
-            f"SELECT {_NODE_COLUMNS} FROM nodes WHERE platform = ? AND chat_id = ? AND user_id = ? "
+            # Their own photo: one they sent, not someone else's they asked a picture of.
+            f"SELECT {_NODE_COLUMNS} FROM nodes WHERE platform = ? AND chat_id = ? AND owner_id = ? "
             "AND kind = 'photo' ORDER BY id DESC LIMIT 1", (platform, chat_id, user_id),
         ) as cur:
             row = await cur.fetchone()
@@ -406,21 +439,60 @@ class SqliteStore:
     # -- forgetting ------------------------------------------------------------------------------
 
     async def forget_person(self, platform: str, user_id: str) -> list[str]:
-        """Delete a person's nodes and jobs; returns image hashes no node refers to any more."""
-        async with self._db.execute(
-            "SELECT DISTINCT image_sha FROM nodes WHERE platform = ? AND user_id = ?", (platform, user_id)
-        ) as cur:
-            shas = [r[0] for r in await cur.fetchall()]
-        await self._db.execute(
-            "DELETE FROM party_members WHERE user_id = ? AND party_id IN (SELECT id FROM parties WHERE platform = ?)",
-            (user_id, platform))
-        await self._db.execute("DELETE FROM nodes WHERE platform = ? AND user_id = ?", (platform, user_id))
-        await self._db.execute("DELETE FROM jobs WHERE platform = ? AND user_id = ?", (platform, user_id))
-        await self._db.execute("DELETE FROM preferences WHERE scope = 'person' AND platform = ? AND owner_id = ?",
-                               (platform, user_id))
-        await self._db.commit()
+        """Delete what the person asked for, their photos and everything made from them (whoever asked), every
+        group picture they are in and everything made from it, their jobs, settings and party rows, and their
+        name in other people's jobs; returns image hashes no node refers to any more."""
+        db = self._db
+
+        def run() -> list[str]:
+            conn = db._conn
+            try:
+                shas = self._forget_in(conn, platform, user_id)
+                conn.commit()
+            except BaseException:
+                conn.rollback()
+                raise
+            return shas
+
+        shas = cast("list[str]", await db._execute(run))
         self._forget_preferences(("person", platform, user_id))
         return await self._unreferenced(shas)
+
+    @staticmethod
+    def _forget_in(conn: sqlite3.Connection, platform: str, user_id: str) -> list[str]:
+        """The statements of `forget_person`, in one transaction on aiosqlite's thread."""
+        doomed = [row[0] for row in conn.execute(
+            "WITH RECURSIVE doomed(id) AS ("
+            " SELECT id FROM nodes WHERE platform = :p AND owner_id = :u"
+            " UNION SELECT node_id FROM pictured WHERE platform = :p AND user_id = :u"
+            " UNION SELECT n.id FROM nodes n JOIN doomed d ON n.root_id = d.id"
+            " UNION SELECT n.id FROM nodes n JOIN doomed d ON n.parent_id = d.id"
+            ") SELECT id FROM doomed UNION SELECT id FROM nodes WHERE platform = :p AND user_id = :u",
+            {"p": platform, "u": user_id})]
+        ids = json.dumps(doomed)
+        shas = [row[0] for row in conn.execute(
+            "SELECT DISTINCT image_sha FROM nodes WHERE id IN (SELECT value FROM json_each(?))", (ids,))]
+        # Other people's jobs made from these pictures keep their row (their quota counts it) but lose the
+        # person: a group picture's job forgets their name and photo; an edit's words about them go.
+        for job_id, payload_text, result in conn.execute(
+                "SELECT id, payload, result_node FROM jobs WHERE platform = ? AND user_id != ? AND (kind = 'fuse' "
+                "OR result_node IN (SELECT value FROM json_each(?)) "
+                "OR json_extract(payload, '$.node') IN (SELECT value FROM json_each(?)))",
+                (platform, user_id, ids, ids)).fetchall():
+            payload = json.loads(payload_text)
+            scrubbed = _without(payload, result, set(doomed))
+            if scrubbed != payload:
+                conn.execute("UPDATE jobs SET payload = ? WHERE id = ?", (json.dumps(scrubbed), job_id))
+        conn.execute("DELETE FROM party_members WHERE user_id = ? AND party_id IN "
+                     "(SELECT id FROM parties WHERE platform = ?)", (user_id, platform))
+        # A party they hosted goes on without them: no host (chat admins can still start it), no name.
+        conn.execute("UPDATE parties SET host_id = '', host_name = '' WHERE platform = ? AND host_id = ?",
+                     (platform, user_id))
+        conn.execute("DELETE FROM nodes WHERE id IN (SELECT value FROM json_each(?))", (ids,))
+        conn.execute("DELETE FROM jobs WHERE platform = ? AND user_id = ?", (platform, user_id))
+        conn.execute("DELETE FROM preferences WHERE scope = 'person' AND platform = ? AND owner_id = ?",
+                     (platform, user_id))
+        return shas
 
     async def purge_older_than(self, cutoff: float) -> list[str]:
         """Delete nodes created before `cutoff`; returns image hashes no node refers to any more."""
@@ -433,6 +505,9 @@ class SqliteStore:
             "DELETE FROM jobs WHERE updated_at < ? AND status IN ('delivered', 'failed', 'cancelled')", (cutoff,)
         )
         await self._db.commit()
+        return await self._unreferenced(shas)
+
+    async def unreferenced(self, shas: list[str]) -> list[str]:
         return await self._unreferenced(shas)
 
     async def _unreferenced(self, shas: list[str]) -> list[str]:
@@ -522,7 +597,20 @@ def _node(row: Any) -> Node:
                 image_sha=row["image_sha"], mime=row["mime"], style=row["style"],
                 instruction=row["instruction"], engine=row["engine"], model=row["model"],
                 commentary=row["commentary"], depth=row["depth"], created_at=row["created_at"],
-                image_size=row["image_size"])
+                image_size=row["image_size"], owner_id=row["owner_id"])
+
+
+def _without(payload: dict[str, Any], result: int | None, doomed: set[int]) -> dict[str, Any]:
+    """A job's payload with nothing left about deleted pictures: their portraits (a name and a photo) and,
+    for a job made from or making one of them, its words (an instruction or a theme may name them)."""
+    kept = dict(payload)
+    if isinstance(kept.get("portraits"), list):
+        kept["portraits"] = [p for p in kept["portraits"] if int(p[1]) not in doomed]
+    if kept.get("node") in doomed or result in doomed:
+        for words in ("instruction", "theme"):
+            if words in kept:
+                kept[words] = ""
+    return kept
 
 
 def _job(row: Any) -> Job:

@@ -316,6 +316,19 @@ async def test_pix_me_message_menu_offers_styles_privately_and_replies_to_the_ph
         assert not result["flags"] & EPHEMERAL
         photo_node = await _node(run, fake, photo)
         assert photo_node is not None and photo_node.kind == "photo"
+        assert photo_node.owner_id == str(BOB["id"]), "the photo is Bob's, though Alice asked"
+        assert await _node(run, fake, result) is not None
+
+        # Bob's /forget takes Alice's restyle of his photo with it.
+        before = fake.last_id()
+        await fake.slash(BOB, "forget")
+        confirm = await fake.wait_for_bot_message(lambda m: m["components"], after=before)
+        yes = next(cid for cid in _custom_ids(confirm) if cid.startswith("pixme:press:forget:yes"))
+        before = fake.last_id()
+        await fake.click(BOB, confirm, yes)
+        done = await fake.wait_for_bot_message(lambda m: m["content"].startswith("Done"), after=before)
+        assert done["content"] == texts.forgotten(2)
+        assert await _node(run, fake, result) is None and await _node(run, fake, photo) is None
 
         text_only = await fake.post(BOB, "just words")
         before = fake.last_id()

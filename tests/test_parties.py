@@ -9,9 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from core.config import PartySettings
-from core.requests import Chat, Context, Person, PhotoRef
+from core import texts
+from core.config import LimitsSettings, PartySettings
+from core.engines.base import EngineResult, Portrait, RenderOptions
+from core.requests import Button, Chat, Context, Person, PhotoRef, ReplyTarget
 from core.studio import Studio
+from core.styles import Style
 from storage.images import FileImageStore
 from storage.sqlite import SqliteStore
 from tests.fakes import FakeEngine, FakeMessenger, Sent
@@ -264,3 +267,75 @@ async def test_someone_the_operator_denied_cannot_join_by_button(tmp_path: Path,
     finally:
         await studio.aclose()
         await store.close()
+
+
+class GatedEngine(FakeEngine):
+    """Starts drawing a group picture, then waits for the test to let it finish."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.drawing = asyncio.Event()
+        self.finish = asyncio.Event()
+
+    async def fuse(self, portraits: list[Portrait], style: Style, theme: str = "", *,
+                   options: RenderOptions | None = None) -> EngineResult:
+        self.drawing.set()
+        await self.finish.wait()
+        return await super().fuse(portraits, style, theme, options=options)
+
+
+async def test_a_group_picture_drawn_while_a_member_is_forgotten_is_dropped(tmp_path: Path, selfie: bytes) -> None:
+    w = await make_world(tmp_path)
+    engine = w.studio.engine = w.engine = GatedEngine()
+    try:
+        await w.studio.parties.open(w.ctx(ADA), "")
+        await join_with_selfie(w, BEN, selfie)
+        await join_with_selfie(w, CY, selfie)
+        assert await w.studio.press(w.ctx(ADA), w.action("start")) == "Starting the party!"
+        await asyncio.wait_for(engine.drawing.wait(), 10)
+
+        await w.studio.forget(w.ctx(BEN))
+        yes = next(b.action for b in w.messenger.buttons if b.action.startswith("forget:yes"))
+        await w.studio.press(w.ctx(BEN), yes)
+        engine.finish.set()
+        await w.settle()
+
+        assert not [s for s in w.messenger.sent if s.kind == "image"], "a picture of Ben is not sent"
+        assert w.messenger.texts()[-1] == texts.SOURCE_GONE
+        rows = await w.store._db.execute_fetchall("SELECT kind, user_id, owner_id FROM nodes")
+        assert [tuple(r) for r in rows] == [("photo", CY.id, CY.id)], "only Cy's selfie is left"
+        files = {p.name for p in (tmp_path / "images").rglob("*") if p.is_file()}
+        assert len(files) == 1, "the dropped picture's file is gone too"
+    finally:
+        await w.studio.aclose()
+        await w.store.close()
+
+
+async def test_a_deadline_that_meets_the_days_limit_closes_the_lobby_with_it(tmp_path: Path, selfie: bytes) -> None:
+    w = await make_world(tmp_path, PartySettings(deadline_minutes=0.02))  # 1.2 s
+    w.studio.limits = LimitsSettings(daily_images=1)
+    try:
+        await w.studio.parties.open(w.ctx(ADA), "")
+        lobby = w.lobby()
+        closed = asyncio.Event()
+        edit = w.messenger.edit_text
+
+        async def edit_and_tell(target: ReplyTarget, message_id: str, text: str,
+                                buttons: list[Button] | None = None) -> None:
+            await edit(target, message_id, text, buttons)
+            if message_id == lobby.message_id and not buttons:
+                closed.set()
+
+        w.messenger.edit_text = edit_and_tell  # type: ignore[method-assign]
+        await join_with_selfie(w, BEN, selfie)
+        await join_with_selfie(w, CY, selfie)
+        await w.studio.style(w.ctx(DEE, Chat("test", "4", is_private=True)), "zombie", photo(selfie, "d1"))
+        await w.settle()  # the day's one picture, made while the lobby was open
+
+        await asyncio.wait_for(closed.wait(), 10)
+        assert lobby.text.startswith(texts.bot_daily_limit("§").split("§")[0]) and "\n" not in lobby.text
+        assert w.engine.fused == []
+        assert await w.store.open_party("test", GROUP.id) is None, "the lobby is closed"
+    finally:
+        await w.studio.aclose()
+        await w.store.close()

@@ -204,7 +204,7 @@ async def test_exports_by_reply_and_by_button(h: Harness, selfie: bytes) -> None
     with Image.open(io.BytesIO(sticker.image)) as im:
         assert (im.format, im.size) == ("WEBP", (512, 512))
 
-    toast = await h.studio.press(ctx("3"), f"export:profile:{result.node_id}")
+    toast = await h.studio.press(ctx(result.message_id), f"export:profile:{result.node_id}")  # the result's button
     assert toast == texts.EXPORT_SENT
     profile = last(h, "file")
     assert profile.image is not None
@@ -226,3 +226,45 @@ async def test_forget_deletes_settings_and_persona(h: Harness) -> None:
     yes = next(b for b in h.messenger.buttons if b.action.startswith("forget:yes"))
     await h.studio.press(ctx("4"), yes.action)
     assert await h.studio.store.get_preferences("person", "test", ADA.id) == Preferences()
+
+
+async def test_an_export_button_exports_only_its_own_picture_and_a_photo_only_to_its_sender(
+        h: Harness, selfie: bytes) -> None:
+    await h.studio.style(in_group("1"), "zombie", photo(selfie, "1"))  # Ada's selfie is message 1 of the group
+    await h.settle()
+    result = last(h, "image")
+    node = await h.studio.store.get_node(result.node_id or 0)
+    assert node is not None and node.root_id is not None
+    before = len(h.messenger.sent)
+
+    # Ben names Ada's selfie on her result's button, or on the message showing the selfie itself.
+    assert await h.studio.press(in_group(result.message_id, BEN), f"export:original:{node.root_id}") \
+        == texts.UNKNOWN_BUTTON
+    assert await h.studio.press(in_group("1", BEN), f"export:original:{node.root_id}") == texts.UNKNOWN_BUTTON
+    assert await h.studio.press(in_group("1", BEN), f"export:sticker:{node.root_id}") == texts.UNKNOWN_BUTTON
+    assert len(h.messenger.sent) == before, "nothing was sent"
+
+    # Ada may have her own photo back; anyone may export the result their button is under.
+    assert await h.studio.press(in_group("1"), f"export:original:{node.root_id}") == texts.EXPORT_SENT
+    assert last(h, "file").node_id == node.root_id
+    assert await h.studio.press(in_group(result.message_id, BEN), f"export:original:{node.id}") == texts.EXPORT_SENT
+    assert last(h, "file").image == result.image
+
+
+async def test_forged_step_and_restyle_buttons_never_show_or_restyle_someone_elses_photo(
+        h: Harness, selfie: bytes) -> None:
+    await h.studio.style(in_group("1"), "zombie", photo(selfie, "1"))
+    await h.settle()
+    node = await h.studio.store.get_node(last(h, "image").node_id or 0)
+    assert node is not None and node.root_id is not None
+    images, calls = len([s for s in h.messenger.sent if s.kind == "image"]), len(h.engine.calls)
+
+    await h.studio.people.show_step(in_group("20", BEN), node.root_id)
+    await h.studio.restyle(in_group("21", BEN), node.root_id, "comic")
+    await h.settle()
+    assert h.messenger.texts()[-2:] == [texts.UNKNOWN_BUTTON, texts.UNKNOWN_BUTTON]
+    assert len([s for s in h.messenger.sent if s.kind == "image"]) == images and len(h.engine.calls) == calls
+
+    await h.studio.restyle(in_group("22", BEN), node.id, "comic")  # her result, shown in the chat: fine
+    await h.settle()
+    assert len(h.engine.calls) == calls + 1

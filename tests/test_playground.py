@@ -20,6 +20,7 @@ from PIL import Image
 
 from bots.cli import open_studio
 from bots.playground import Playground
+from core import texts
 from core.config import LimitsSettings, PlaygroundSettings, Settings, StorageSettings
 from core.engines.base import ImageEngine
 from core.engines.offline import OfflineEngine
@@ -466,6 +467,23 @@ async def test_export_buttons_give_a_sticker_a_profile_picture_and_the_original_
     await page.act("text", text="add a crown", reply_to=original["id"])
     said = await page.message("text", text="add a crown")
     assert "crown" in (await page.message("image", reply_to=said["id"]))["text"].lower()
+
+
+async def test_forged_export_presses_read_neither_a_photo_nor_another_picture(page: Page, selfie: bytes) -> None:
+    photo_id, result = await _styled(page, selfie)
+    photo_node = result["node"] - 1  # ids count up: the selfie was stored just before its result
+
+    # Sam names Alex's selfie on the selfie's own message, and on Alex's result.
+    for message in (photo_id, result["id"]):
+        await page.act("press", name="Sam", message=message, action=f"export:original:{photo_node}")
+        assert (await page.next(lambda e: e["type"] == "toast"))["text"] == texts.UNKNOWN_BUTTON
+    assert not [e for e in page.events if e["type"] == "message" and e["message"]["kind"] == "file"]
+
+    # Alex may have his own photo back.
+    await page.act("press", message=photo_id, action=f"export:original:{photo_node}")
+    mine = await page.message("file", reply_to=photo_id)
+    assert mine["node"] == photo_node
+    assert (await page.next(lambda e: e["type"] == "toast"))["text"] == texts.EXPORT_SENT
 
 
 async def test_export_typed_as_a_reply_and_explained_without_one(page: Page, selfie: bytes) -> None:

@@ -34,6 +34,59 @@ async def test_a_database_from_the_first_release_is_upgraded_in_place(tmp_path: 
         assert db.execute("PRAGMA user_version").fetchone()[0] >= 2
 
 
+async def test_an_older_database_learns_whose_photos_and_group_pictures_it_holds(tmp_path: Path) -> None:
+    """Before senders were recorded: a photo is credited to who asked for it, and a group picture to the
+    people whose photos its job names, so /forget still finds them."""
+    path = tmp_path / "old.sqlite3"
+    folder = resources.files("storage") / "migrations"
+    scripts = sorted(e.name for e in folder.iterdir() if e.name.endswith(".sql") and int(e.name[:4]) <= 4)
+    with sqlite3.connect(path) as db:
+        for name in scripts:
+            db.executescript((folder / name).read_text(encoding="utf-8"))
+        db.execute("PRAGMA user_version = 4")
+        for node_id, user, kind, sha in ((1, "7", "photo", "a1"), (2, "8", "photo", "b1"), (3, "8", "fuse", "f1"),
+                                         (4, "9", "edit", "e1")):
+            db.execute("INSERT INTO nodes (id, platform, chat_id, user_id, kind, image_sha, mime, created_at, "
+                       "parent_id, root_id) VALUES (?, 'telegram', '-5', ?, ?, ?, 'image/png', 0, ?, ?)",
+                       (node_id, user, kind, sha, 3 if node_id == 4 else None, 3 if node_id == 4 else None))
+        db.execute("INSERT INTO jobs (platform, chat_id, user_id, kind, payload, target, status, result_node, "
+                   "created_at, updated_at) VALUES ('telegram', '-5', '8', 'fuse', ?, '{}', 'delivered', 3, 0, 0)",
+                   ('{"style": "comic", "portraits": [["Ada", 1], ["Ben", 2]]}',))
+    store = await SqliteStore.open(path)
+    try:
+        photo = await store.get_node(1)
+        assert photo is not None and photo.owner_id == "7"
+        gone = await store.forget_person("telegram", "7")  # Ada asked for nothing but is in Ben's picture
+        assert sorted(gone) == ["a1", "e1", "f1"]
+        assert await store.get_node(3) is None and await store.get_node(4) is None
+        kept = await store.get_node(2)
+        assert kept is not None and kept.owner_id == "8"
+    finally:
+        await store.close()
+    with sqlite3.connect(path) as db:
+        [(payload,)] = db.execute("SELECT payload FROM jobs").fetchall()
+    assert "Ada" not in payload and '["Ben", 2]' in payload
+
+
+async def test_forget_finds_pictures_of_a_person_after_retention_removed_their_photo(tmp_path: Path) -> None:
+    store = await SqliteStore.open(tmp_path / "db.sqlite3")
+    try:
+        # Ada's photo, restyled by Ben, edited by Cy; later Ben's own photo in a group picture with hers.
+        ada = await store.add_node(NewNode("telegram", "-5", "8", "photo", "a", "image/jpeg", owner_id="7"))
+        styled = await store.add_node(NewNode("telegram", "-5", "8", "style", "s", "image/png", parent=ada))
+        edited = await store.add_node(NewNode("telegram", "-5", "9", "edit", "e", "image/png", parent=styled))
+        ben = await store.add_node(NewNode("telegram", "-5", "8", "photo", "b", "image/jpeg", owner_id="8"))
+        group = await store.add_node(NewNode("telegram", "-5", "8", "fuse", "g", "image/png", inputs=(ada, ben)))
+        again = await store.add_node(NewNode("telegram", "-5", "9", "edit", "g2", "image/png", parent=group))
+        # Retention took the oldest two: Cy's edit no longer leads back to Ada's photo through the tree.
+        await store._write("DELETE FROM nodes WHERE id IN (?, ?)", (ada.id, styled.id))
+        assert sorted(await store.forget_person("telegram", "7")) == ["e", "g", "g2"]
+        assert [await store.get_node(n.id) for n in (edited, group, again)] == [None] * 3
+        assert await store.get_node(ben.id) is not None, "Ben's own photo stays"
+    finally:
+        await store.close()
+
+
 async def test_history_and_message_links_survive_a_reopen(tmp_path: Path) -> None:
     path = tmp_path / "db.sqlite3"
     store = await SqliteStore.open(path)

@@ -230,7 +230,7 @@ class Playground:
                 self.messenger.toast(queue, texts.UNKNOWN_BUTTON)
                 return
             self.messenger.toast(queue, texts.style_coming(style.label))
-            await studio.style(self._context(chat_id, person, photo_id), style.id, self._photo(photo_id))
+            await studio.style(self._context(chat_id, person, photo_id), style.id, self._photo(chat_id, photo_id))
         elif op in ("undo", "again", "restyle"):
             node = action.get("node")
             if not isinstance(node, int):
@@ -296,7 +296,8 @@ class Playground:
             await people.export(ctx, rest, reply_to if ours else None)
         elif get_style(name) is not None:
             replied = self.messenger.message(ctx.chat.id, reply_to) if reply_to else None
-            photo = self._photo(reply_to) if replied is not None and replied.get("kind") == "photo" else None
+            is_photo = replied is not None and replied.get("kind") == "photo"
+            photo = self._photo(ctx.chat.id, reply_to) if is_photo else None
             await studio.style(ctx, name, photo, reply_to)
         else:
             await self.messenger.send_text(target, texts.unknown_style(name))
@@ -385,12 +386,14 @@ class Playground:
             return item[0]
         return fetch
 
-    def _photo(self, message_id: str | None) -> PhotoRef | None:
+    def _photo(self, chat_id: str, message_id: str | None) -> PhotoRef | None:
         if message_id is None:
             return None
         item = self.uploads.get(message_id)
+        sent = self.messenger.message(chat_id, message_id)
         return PhotoRef(fetch=self._fetcher(message_id), message_id=message_id,
-                        size=len(item[0]) if item else None, mime=item[1] if item else None)
+                        size=len(item[0]) if item else None, mime=item[1] if item else None,
+                        owner_id=(sent.get("from") or {}).get("id") if sent else None)  # whose photo it is
 
     def _asked_by(self, chat_id: str, message_id: str, person: Person) -> bool:
         """Whether `person` sent the command a bot message answers (true when nobody can tell)."""
