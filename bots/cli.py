@@ -174,8 +174,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    sub.add_parser("run", help="start every platform that has a token (Ctrl-C or SIGTERM stops it); "
-                              "with no token, the local playground")
+    about_run = ("start every platform that has a token (Ctrl-C or SIGTERM stops it); "
+                 "with no token, the local playground")
+    sub.add_parser("run", help=about_run, description=about_run[0].upper() + about_run[1:] + ".")
     playground = sub.add_parser("playground", help="only the local web chat, on http://127.0.0.1:8080/")
     playground.add_argument("--host", default=None, help="default: [playground] host (127.0.0.1)")
     playground.add_argument("--port", type=int, default=None, help="default: [playground] port (8080)")
@@ -195,8 +196,11 @@ def build_parser() -> argparse.ArgumentParser:
     edit.add_argument("--engine", choices=["offline", "gemini"], default=None)
     edit.add_argument("--identity", type=Path, default=None,
                       help="the original selfie, to keep the face recognisable")
+    # Accepted before or after the command; SUPPRESS keeps a value given before it from being reset.
     for sp in (render, edit, *(sub.choices[n] for n in ("run", "styles", "playground"))):
-        sp.add_argument("--config", type=Path, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        sp.add_argument("--config", type=Path, default=argparse.SUPPRESS,
+                        help="TOML config file (default: ./config.toml if it exists)")
+        sp.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="debug logging")
     return parser
 
 
