@@ -225,6 +225,11 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(settings.secrets(), level=logging.DEBUG if args.verbose else logging.INFO)
     try:
         if args.command == "run":
+            problems = [p for p in (settings.telegram.token_problem(), settings.discord.token_problem()) if p]
+            for problem in problems:
+                print(f"pixme: {problem}", file=sys.stderr)
+            if problems:
+                return 2
             if not (settings.telegram.token.get_secret_value() or settings.discord.token.get_secret_value()):
                 print(NO_TOKEN, file=sys.stderr)
             return asyncio.run(run_bots(settings))

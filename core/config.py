@@ -8,6 +8,7 @@ first: `PIXME_<SECTION>__<KEY>` variables, the conventional `GEMINI_API_KEY` /
 from __future__ import annotations
 
 import os
+import re
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
@@ -24,6 +25,20 @@ DEFAULT_MODEL = "gemini-nano-banana-2.1"
 ImageSize = Literal["512", "1K", "2K", "4K"]
 
 
+# What the platforms issue: checked before any network call, so a typo is one line, not a traceback.
+# Telegram: the bot's numeric id, a colon, ~35 characters (a shorter tail is a truncated paste).
+_TELEGRAM_TOKEN = re.compile(r"\d{1,20}:[A-Za-z0-9_-]{30,}")
+# Discord: base64url(bot id) . timestamp . HMAC.
+_DISCORD_TOKEN = re.compile(r"[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{20,}")
+
+
+def _shape(token: str) -> str:
+    """A description of a malformed secret that does not repeat it."""
+    if token != token.strip():
+        return "it has spaces or a line break around it"
+    return f"{len(token)} characters" + (", with spaces in it" if any(c.isspace() for c in token) else "")
+
+
 class TelegramSettings(BaseModel):
     token: SecretStr = SecretStr("")
     api_url: str = "https://api.telegram.org/bot"
@@ -33,12 +48,29 @@ class TelegramSettings(BaseModel):
     # An album arrives as one message per photo; wait this long after the last one before acting.
     album_wait_s: float = Field(default=1.0, gt=0, le=10)
 
+    def token_problem(self) -> str | None:
+        """Why the token cannot be a Bot API token, in one line (None if it looks right or is unset)."""
+        token = self.token.get_secret_value()
+        if not token or _TELEGRAM_TOKEN.fullmatch(token):
+            return None
+        return (f"the Telegram token (TELEGRAM_BOT_TOKEN or [telegram] token) is malformed ({_shape(token)}): "
+                "@BotFather gives one like 7012345678:AAH… — digits, a colon, then about 35 letters, digits, - or _")
+
 
 class DiscordSettings(BaseModel):
     token: SecretStr = SecretStr("")
     api_url: str = ""
     gateway_url: str = ""
     guild_ids: list[int] = Field(default_factory=list)
+
+    def token_problem(self) -> str | None:
+        """Why the token cannot be a Discord bot token, in one line (None if it looks right or is unset)."""
+        token = self.token.get_secret_value()
+        if not token or _DISCORD_TOKEN.fullmatch(token):
+            return None
+        return (f"the Discord token (DISCORD_BOT_TOKEN or [discord] token) is malformed ({_shape(token)}): "
+                "the Developer Portal's Bot page gives three parts joined by dots, e.g. MTA4…Nzg.GxYz12.AbC…, "
+                "without a \"Bot \" prefix")
 
 
 class GeminiSettings(BaseModel):
