@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from core.config import ConfigError, DiscordSettings, Settings, TelegramSettings, load_settings
+from core.config import ConfigError, DiscordSettings, Settings, TelegramSettings, load_settings, unknown_keys
 from core.engines.base import EngineError, ImageEngine
 from core.engines.factory import build_engine
 from core.intake import IntakeError, prepare
@@ -222,6 +222,8 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"pixme: {exc}", file=sys.stderr)
         return 2
+    for warning in unknown_keys(config) if config is not None else []:
+        print(f"pixme: warning: {config}: {warning}", file=sys.stderr)
     configure_logging(settings.secrets(), level=logging.DEBUG if args.verbose else logging.INFO)
     try:
         if args.command == "run":

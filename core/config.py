@@ -7,8 +7,10 @@ first: `PIXME_<SECTION>__<KEY>` variables, the conventional `GEMINI_API_KEY` /
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
+import tomllib
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
@@ -229,3 +231,40 @@ def load_settings(path: Path | None, **overrides: Any) -> Settings:
         raise ConfigError(f"could not read {path}: {exc}") from None
     finally:
         _config_file.reset(token)
+
+
+def unknown_keys(path: Path) -> list[str]:
+    """One line per section or key in the TOML file that no setting reads, naming the closest known one.
+
+    The settings ignore what they do not know (so an older file keeps working); this tells the operator
+    that `tokn` or `[playgrond]` was ignored instead of leaving them to wonder.
+    """
+    data = tomllib.loads(path.read_text(encoding="utf-8"))
+    keys_of: dict[str, list[str]] = {}
+    for name, field in Settings.model_fields.items():
+        model = field.annotation
+        keys_of[name] = list(model.model_fields) if isinstance(model, type) and issubclass(model, BaseModel) else []
+    homes: dict[str, str] = {}  # a key written above every section -> the first section that has it
+    for section, keys in keys_of.items():
+        for key in keys:
+            homes.setdefault(key, f"[{section}] {key}")
+    found: list[str] = []
+    for name, value in data.items():
+        if name in keys_of:
+            if isinstance(value, dict):
+                known = {k: k for k in keys_of[name]}
+                found += [f"ignored unknown key {key!r} in [{name}]{_closest(key, known)}"
+                          for key in value if key not in known]
+        elif isinstance(value, dict):
+            found.append(f"ignored unknown section [{name}]{_closest(name, {s: f'[{s}]' for s in keys_of})}")
+        else:
+            found.append(f"ignored unknown key {name!r} outside any section{_closest(name, homes)}")
+    return found
+
+
+def _closest(word: str, known: dict[str, str]) -> str:
+    """'; did you mean X?' for the nearest name in `known` (shown as its value), else the known names."""
+    match = difflib.get_close_matches(word.lower(), list(known), n=1, cutoff=0.6)
+    if match:
+        return f"; did you mean {known[match[0]]}?"
+    return f" (known: {', '.join(known.values())})" if len(known) <= 12 else ""

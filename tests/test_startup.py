@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import sys
 from pathlib import Path
 
 import pytest
 from pydantic import SecretStr
 
-from core.config import DiscordSettings, TelegramSettings
+from core.config import DiscordSettings, TelegramSettings, unknown_keys
 from tests.standins.discord_api import FakeDiscord
 from tests.standins.telegram_api import FakeTelegram
 
+ROOT = Path(__file__).resolve().parent.parent
 SECRETS = ("TELEGRAM_BOT_TOKEN", "DISCORD_BOT_TOKEN", "GEMINI_API_KEY", "GOOGLE_API_KEY")
 
 
@@ -136,3 +138,44 @@ def test_telegram_tokens_as_botfather_issues_them_pass(token: str) -> None:
     FakeDiscord().token])
 def test_discord_tokens_as_the_portal_issues_them_pass(token: str) -> None:
     assert DiscordSettings(token=SecretStr(token)).token_problem() is None
+
+
+async def test_misspelt_settings_are_named_with_the_closest_known_one_and_the_bot_runs(tmp_path: Path) -> None:
+    (tmp_path / "config.toml").write_text('[telegram]\ntokn = "7012345678:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"\n'
+                                          '[playgrond]\nport = 9999\n[playground]\nport = 0\n')
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bots.cli", "run", env=_env(tmp_path), cwd=tmp_path, stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    try:
+        assert proc.stdout is not None and proc.stderr is not None
+        async with asyncio.timeout(60):
+            line = (await proc.stdout.readline()).decode()
+        assert "playground: open http://127.0.0.1:" in line, "it keeps running, on the settings it understood"
+        proc.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(30):
+            assert await proc.wait() == 0
+        err = (await proc.stderr.read()).decode().splitlines()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    warnings = [line for line in err if line.startswith("pixme: warning:")]
+    assert warnings == [
+        "pixme: warning: config.toml: ignored unknown key 'tokn' in [telegram]; did you mean token?",
+        "pixme: warning: config.toml: ignored unknown section [playgrond]; did you mean [playground]?",
+    ]
+    assert not any("7012345678" in line for line in err), "the value is never shown"
+
+
+def test_unknown_keys_outside_sections_wrong_case_and_no_close_match(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text('token = "x"\n[gemini]\nAPI_key = "k"\nmodel = "gemini-3-pro-image"\n'
+                      '[limits]\nfrobnicate = 1\n[party]\n[access]\nadmin = [1]\n')
+    assert unknown_keys(config) == [
+        "ignored unknown key 'token' outside any section; did you mean [telegram] token?",
+        "ignored unknown key 'API_key' in [gemini]; did you mean api_key?",  # keys are case-sensitive
+        "ignored unknown key 'frobnicate' in [limits] (known: concurrency, queue_per_user, user_daily, chat_daily, "
+        "daily_images, daily_usd, queue_note_after_s)",
+        "ignored unknown key 'admin' in [access]; did you mean admins?",
+    ]
+    assert unknown_keys(ROOT / "config.example.toml") == []  # the documented file is all known keys
