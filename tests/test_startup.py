@@ -179,3 +179,11 @@ def test_unknown_keys_outside_sections_wrong_case_and_no_close_match(tmp_path: P
         "ignored unknown key 'admin' in [access]; did you mean admins?",
     ]
     assert unknown_keys(ROOT / "config.example.toml") == []  # the documented file is all known keys
+
+
+def test_the_example_config_explains_what_newcomers_asked_about() -> None:
+    text = (ROOT / "config.example.toml").read_text(encoding="utf-8")
+    section = {name: body for name, body in (part.split("]", 1) for part in text.split("\n[")[1:])}
+    assert "downloaded from" in section["telegram"].split("file_url", 1)[1].split("\n")[0]
+    assert '"telegram:123456789"' in section["access"] and "negative" in section["access"]
+    assert "0 = any free port" in section["playground"]
