@@ -83,13 +83,13 @@ async def test_a_malformed_token_is_one_line_and_no_connection(
             "PIXME_DISCORD__API_URL": base, "PIXME_DISCORD__GATEWAY_URL": f"ws://127.0.0.1:{recorder.port}/",
         })
         code, out, err = await _run(env, tmp_path)
+    assert recorder.connections == 0, "refused before any network call"
     assert code == 2
     lines = err.strip().splitlines()
     assert len(lines) == 1, err
     assert named in lines[0] and "malformed" in lines[0]
     assert token.strip() not in err, "the message does not repeat the secret"
     assert out == ""
-    assert recorder.connections == 0, "refused before any network call"
 
 
 async def test_telegram_rejecting_the_token_stops_cleanly(tmp_path: Path) -> None:
