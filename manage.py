@@ -236,6 +236,9 @@ def run_pip(command: list[str], log: TextIO, log_path: Path, *, status: Status |
             print(f"  {line}", file=sys.stderr)
         _say(f"pip failed (exit {code}); its full output is in {_shown(log_path)}")
         raise SystemExit(1)
+    for line in output.kept:  # pip's own warnings still matter (a misspelt extra, a broken dependency)
+        if line.startswith("WARNING:"):
+            print(f"  {line}", file=sys.stderr)
 
 
 def main(argv: list[str]) -> int:

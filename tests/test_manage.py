@@ -117,3 +117,15 @@ def _replay(name: str, code: int = 0) -> list[str]:
               "    sys.stdout.write(line); sys.stdout.flush()\n"
               "sys.exit(int(sys.argv[2]))\n")
     return [sys.executable, "-c", script, str(FIXTURES / name), str(code)]
+
+
+def test_pips_own_warnings_still_show_after_a_successful_install(tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    transcript = tmp_path / "pip.txt"
+    transcript.write_text("".join(_transcript("pip-install.txt")[:3])
+                          + "WARNING: pixme 0.1.0 does not provide the extra 'tset'\n"
+                          + "".join(_transcript("pip-install.txt")[3:]), encoding="utf-8")
+    with (tmp_path / "log").open("w") as log:
+        manage.run_pip(_replay(str(transcript)), log, tmp_path / "log", status=manage.Status(io.StringIO(), live=False))
+    err = capsys.readouterr().err
+    assert err == "  WARNING: pixme 0.1.0 does not provide the extra 'tset'\n"  # and not the index noise
