@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from core.config import ConfigError, DiscordSettings, Settings, TelegramSettings, load_settings
+from core.config import ConfigError, DiscordSettings, Settings, TelegramSettings, load_settings, unknown_keys
 from core.engines.base import EngineError, ImageEngine
 from core.engines.factory import build_engine
 from core.intake import IntakeError, prepare
@@ -174,8 +174,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    sub.add_parser("run", help="start every platform that has a token (Ctrl-C or SIGTERM stops it); "
-                              "with no token, the local playground")
+    about_run = ("start every platform that has a token (Ctrl-C or SIGTERM stops it); "
+                 "with no token, the local playground")
+    sub.add_parser("run", help=about_run, description=about_run[0].upper() + about_run[1:] + ".")
     playground = sub.add_parser("playground", help="only the local web chat, on http://127.0.0.1:8080/")
     playground.add_argument("--host", default=None, help="default: [playground] host (127.0.0.1)")
     playground.add_argument("--port", type=int, default=None, help="default: [playground] port (8080)")
@@ -195,8 +196,11 @@ def build_parser() -> argparse.ArgumentParser:
     edit.add_argument("--engine", choices=["offline", "gemini"], default=None)
     edit.add_argument("--identity", type=Path, default=None,
                       help="the original selfie, to keep the face recognisable")
+    # Accepted before or after the command; SUPPRESS keeps a value given before it from being reset.
     for sp in (render, edit, *(sub.choices[n] for n in ("run", "styles", "playground"))):
-        sp.add_argument("--config", type=Path, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        sp.add_argument("--config", type=Path, default=argparse.SUPPRESS,
+                        help="TOML config file (default: ./config.toml if it exists)")
+        sp.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="debug logging")
     return parser
 
 
@@ -218,9 +222,16 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"pixme: {exc}", file=sys.stderr)
         return 2
+    for warning in unknown_keys(config) if config is not None else []:
+        print(f"pixme: warning: {config}: {warning}", file=sys.stderr)
     configure_logging(settings.secrets(), level=logging.DEBUG if args.verbose else logging.INFO)
     try:
         if args.command == "run":
+            problems = [p for p in (settings.telegram.token_problem(), settings.discord.token_problem()) if p]
+            for problem in problems:
+                print(f"pixme: {problem}", file=sys.stderr)
+            if problems:
+                return 2
             if not (settings.telegram.token.get_secret_value() or settings.discord.token.get_secret_value()):
                 print(NO_TOKEN, file=sys.stderr)
             return asyncio.run(run_bots(settings))

@@ -449,6 +449,9 @@ class TelegramBot:
         if self.application.running:
             await self.application.stop()
         await self.application.shutdown()
+        # After a failed start the Application never counted as initialized, so its shutdown skips the
+        # bot, whose HTTP sessions were opened before getMe failed; closing them again is a no-op.
+        await self.application.bot.shutdown()
 
     async def set_commands(self) -> None:
         """The command menu: the basics, then every style; one menu per language (English is the default)."""

@@ -7,7 +7,10 @@ first: `PIXME_<SECTION>__<KEY>` variables, the conventional `GEMINI_API_KEY` /
 
 from __future__ import annotations
 
+import difflib
 import os
+import re
+import tomllib
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
@@ -24,6 +27,20 @@ DEFAULT_MODEL = "gemini-nano-banana-2.1"
 ImageSize = Literal["512", "1K", "2K", "4K"]
 
 
+# What the platforms issue: checked before any network call, so a typo is one line, not a traceback.
+# Telegram: the bot's numeric id, a colon, ~35 characters (a shorter tail is a truncated paste).
+_TELEGRAM_TOKEN = re.compile(r"\d{1,20}:[A-Za-z0-9_-]{30,}")
+# Discord: base64url(bot id) . timestamp . HMAC.
+_DISCORD_TOKEN = re.compile(r"[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{20,}")
+
+
+def _shape(token: str) -> str:
+    """A description of a malformed secret that does not repeat it."""
+    if token != token.strip():
+        return "it has spaces or a line break around it"
+    return f"{len(token)} characters" + (", with spaces in it" if any(c.isspace() for c in token) else "")
+
+
 class TelegramSettings(BaseModel):
     token: SecretStr = SecretStr("")
     api_url: str = "https://api.telegram.org/bot"
@@ -33,12 +50,29 @@ class TelegramSettings(BaseModel):
     # An album arrives as one message per photo; wait this long after the last one before acting.
     album_wait_s: float = Field(default=1.0, gt=0, le=10)
 
+    def token_problem(self) -> str | None:
+        """Why the token cannot be a Bot API token, in one line (None if it looks right or is unset)."""
+        token = self.token.get_secret_value()
+        if not token or _TELEGRAM_TOKEN.fullmatch(token):
+            return None
+        return (f"the Telegram token (TELEGRAM_BOT_TOKEN or [telegram] token) is malformed ({_shape(token)}): "
+                "@BotFather gives one like 7012345678:AAH… — digits, a colon, then about 35 letters, digits, - or _")
+
 
 class DiscordSettings(BaseModel):
     token: SecretStr = SecretStr("")
     api_url: str = ""
     gateway_url: str = ""
     guild_ids: list[int] = Field(default_factory=list)
+
+    def token_problem(self) -> str | None:
+        """Why the token cannot be a Discord bot token, in one line (None if it looks right or is unset)."""
+        token = self.token.get_secret_value()
+        if not token or _DISCORD_TOKEN.fullmatch(token):
+            return None
+        return (f"the Discord token (DISCORD_BOT_TOKEN or [discord] token) is malformed ({_shape(token)}): "
+                "the Developer Portal's Bot page gives three parts joined by dots, e.g. MTA4…Nzg.GxYz12.AbC…, "
+                "without a \"Bot \" prefix")
 
 
 class GeminiSettings(BaseModel):
@@ -197,3 +231,40 @@ def load_settings(path: Path | None, **overrides: Any) -> Settings:
         raise ConfigError(f"could not read {path}: {exc}") from None
     finally:
         _config_file.reset(token)
+
+
+def unknown_keys(path: Path) -> list[str]:
+    """One line per section or key in the TOML file that no setting reads, naming the closest known one.
+
+    The settings ignore what they do not know (so an older file keeps working); this tells the operator
+    that `tokn` or `[playgrond]` was ignored instead of leaving them to wonder.
+    """
+    data = tomllib.loads(path.read_text(encoding="utf-8"))
+    keys_of: dict[str, list[str]] = {}
+    for name, field in Settings.model_fields.items():
+        model = field.annotation
+        keys_of[name] = list(model.model_fields) if isinstance(model, type) and issubclass(model, BaseModel) else []
+    homes: dict[str, str] = {}  # a key written above every section -> the first section that has it
+    for section, keys in keys_of.items():
+        for key in keys:
+            homes.setdefault(key, f"[{section}] {key}")
+    found: list[str] = []
+    for name, value in data.items():
+        if name in keys_of:
+            if isinstance(value, dict):
+                known = {k: k for k in keys_of[name]}
+                found += [f"ignored unknown key {key!r} in [{name}]{_closest(key, known)}"
+                          for key in value if key not in known]
+        elif isinstance(value, dict):
+            found.append(f"ignored unknown section [{name}]{_closest(name, {s: f'[{s}]' for s in keys_of})}")
+        else:
+            found.append(f"ignored unknown key {name!r} outside any section{_closest(name, homes)}")
+    return found
+
+
+def _closest(word: str, known: dict[str, str]) -> str:
+    """'; did you mean X?' for the nearest name in `known` (shown as its value), else the known names."""
+    match = difflib.get_close_matches(word.lower(), list(known), n=1, cutoff=0.6)
+    if match:
+        return f"; did you mean {known[match[0]]}?"
+    return f" (known: {', '.join(known.values())})" if len(known) <= 12 else ""

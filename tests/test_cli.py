@@ -71,6 +71,21 @@ def test_help_names_every_command(capsys: pytest.CaptureFixture[str]) -> None:
         assert command in out
 
 
+def test_run_help_lists_config_and_the_option_works_after_the_command(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    shown = subprocess.run([sys.executable, "-m", "bots.cli", "run", "--help"], cwd=tmp_path,
+                           capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0
+    assert "--config CONFIG" in shown.stdout and "config.toml" in shown.stdout
+    assert "--verbose" in shown.stdout and "playground" in shown.stdout
+    # Given after the command, --config is honoured, not silently dropped.
+    missing = subprocess.run([sys.executable, "-m", "bots.cli", "run", "--config", "nope.toml"], cwd=tmp_path,
+                             capture_output=True, text=True, timeout=60)
+    assert missing.returncode == 2 and "nope.toml not found" in missing.stderr
+
+
 def test_a_missing_config_file_is_named(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     assert main(["--config", str(tmp_path / "nope.toml"), "styles"]) == 0  # styles needs no config
     assert main(["--config", str(tmp_path / "nope.toml"), "run"]) == 2

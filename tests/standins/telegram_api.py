@@ -283,8 +283,10 @@ def _jpeg(image: Image.Image, quality: int = 87) -> bytes:
 class FakeTelegram:
     """The Bot API on 127.0.0.1 plus a scripted world of people, chats and files."""
 
-    def __init__(self, token: str = "123456:TEST-TOKEN-abcdef", bot_username: str = "pixme_test_bot",
-                 bot_id: int = 123456, *, bot_name: str = "Pix Me Test", privacy_mode: bool = True) -> None:
+    # The token is shaped like a real one (`pixme run` refuses one that is not, before connecting).
+    def __init__(self, token: str = "123456:AAE-TEST-TOKEN-abcdefghij_klmnopqrs",
+                 bot_username: str = "pixme_test_bot", bot_id: int = 123456, *, bot_name: str = "Pix Me Test",
+                 privacy_mode: bool = True) -> None:
         self.token = token
         self.bot_username = bot_username
         self.bot_id = bot_id
