@@ -3,6 +3,7 @@
 
     python3 manage.py run      # create/reuse .venv, install, start the bot
     python3 manage.py test     # create/reuse .venv, install with test extras, run pytest
+    python3 manage.py lint     # the same .venv: ruff on everything, mypy on the packages
 
 Anything after the command is passed on (`python3 manage.py run --config my.toml`,
 `python3 manage.py test -k telegram`). The virtual environment is reinstalled only when
@@ -249,6 +250,12 @@ def main(argv: list[str]) -> int:
     if command == "test":
         ensure_venv("test")
         return _exec([str(BIN / "python"), "-m", "pytest", *rest])
+    if command == "lint":
+        ensure_venv("test")
+        os.chdir(ROOT)
+        ruff = subprocess.call([str(BIN / "ruff"), "check", "."])
+        mypy = subprocess.call([str(BIN / "mypy"), "core", "bots", "storage", "manage.py"])
+        return ruff or mypy
     ensure_venv("")
     # Everything else is a pixme sub-command: run, render, edit, styles, …
     return _exec([str(BIN / "pixme"), command, *rest])
