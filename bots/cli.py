@@ -16,7 +16,17 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from core.config import ConfigError, DiscordSettings, Settings, TelegramSettings, load_settings
+from pydantic import ValidationError
+
+from core.config import (
+    ConfigError,
+    DiscordSettings,
+    PlaygroundSettings,
+    Settings,
+    TelegramSettings,
+    load_settings,
+    problems,
+)
 from core.engines.base import EngineError, ImageEngine
 from core.engines.factory import build_engine
 from core.intake import IntakeError, prepare
@@ -105,6 +115,10 @@ async def run_bots(settings: Settings, stop: asyncio.Event | None = None) -> int
                 for bot in started:
                     await bot.stop()
                 return 1
+            if not settings.playground.is_loopback:
+                print(f"pixme: warning: the playground is open to other machines on {settings.playground.host} and "
+                      "has no login: anyone with its address can send photos, read the chat and use /forget",
+                      file=sys.stderr, flush=True)
             print(f"Pix Me! playground: open {playground.url} in your browser (Ctrl-C stops it)", flush=True)
             started.append(playground)
         await studio.resume()
@@ -178,6 +192,8 @@ def build_parser() -> argparse.ArgumentParser:
     playground = sub.add_parser("playground", help="only the local web chat, on http://127.0.0.1:8080/")
     playground.add_argument("--host", default=None, help="default: [playground] host (127.0.0.1)")
     playground.add_argument("--port", type=int, default=None, help="default: [playground] port (8080)")
+    playground.add_argument("--public", action="store_true", default=None,
+                            help="allow a --host other than loopback (the page has no login; a warning is printed)")
     sub.add_parser("styles", help="list the styles, one a line, command name first")
 
     render = sub.add_parser("render", help="turn an image into an avatar in one style")
@@ -224,10 +240,16 @@ def main(argv: list[str] | None = None) -> int:
                 print(NO_TOKEN, file=sys.stderr)
             return asyncio.run(run_bots(settings))
         if args.command == "playground":
-            place = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+            place = {k: v for k, v in (("host", args.host), ("port", args.port), ("public", args.public))
+                     if v is not None}
+            try:
+                chosen = PlaygroundSettings.model_validate(
+                    {**settings.playground.model_dump(), "enabled": True, **place})
+            except ValidationError as exc:
+                print(f"pixme: {problems(exc)}", file=sys.stderr)
+                return 2
             only_playground = settings.model_copy(update={
-                "telegram": TelegramSettings(), "discord": DiscordSettings(),
-                "playground": settings.playground.model_copy(update={"enabled": True, **place})})
+                "telegram": TelegramSettings(), "discord": DiscordSettings(), "playground": chosen})
             return asyncio.run(run_bots(only_playground))
         if args.command == "render":
             return asyncio.run(_render(settings, args))

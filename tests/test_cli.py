@@ -49,13 +49,62 @@ async def test_run_without_any_token_says_what_to_set(tmp_path: Path) -> None:
             line = (await proc.stdout.readline()).decode()
         assert "playground" in line and "http://127.0.0.1:" in line
         url = line[line.index("http://"):].split()[0]
-        async with aiohttp.ClientSession() as session, session.get(url) as page:
-            assert page.status == 200 and "Pix Me!" in await page.text()
+        address, _, key = url.partition("/?key=")
+        assert not address.endswith(":0") and len(key) >= 24  # the port really bound, and this launch's key
+        async with aiohttp.ClientSession() as session:
+            async with session.get(url) as page:
+                assert page.status == 200 and "Pix Me!" in await page.text()
+            async with session.get(address + "/") as keyless:
+                assert keyless.status == 403
         proc.send_signal(signal.SIGTERM)
         async with asyncio.timeout(30):
             assert await proc.wait() == 0
         err = (await proc.stderr.read()).decode()
         assert "TELEGRAM_BOT_TOKEN" in err and "BotFather" in err and "DISCORD_BOT_TOKEN" in err
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+def test_a_playground_host_other_than_loopback_needs_public(capsys: pytest.CaptureFixture[str],
+                                                             tmp_path: Path) -> None:
+    assert main(["playground", "--host", "0.0.0.0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "no login" in err and "--public" in err
+    (tmp_path / "config.toml").write_text('[playground]\nenabled = true\nhost = "192.168.1.20"\n')
+    assert main(["run"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "192.168.1.20 is not loopback" in err and "public = true" in err
+
+
+async def test_a_public_playground_warns_that_it_has_no_login(tmp_path: Path) -> None:
+    import asyncio
+    import os
+    import signal
+    import sys
+
+    import aiohttp
+
+    env = {k: v for k, v in os.environ.items() if k not in TOKENS and not k.startswith("PIXME_")}
+    env.update(PIXME_STORAGE__DIR=str(tmp_path / "data"))
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bots.cli", "playground", "--host", "0.0.0.0", "--public", "--port", "0",
+        cwd=tmp_path, env=env, stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    try:
+        assert proc.stdout is not None and proc.stderr is not None
+        async with asyncio.timeout(60):
+            line = (await proc.stdout.readline()).decode()
+        url = line[line.index("http://"):].split()[0]
+        async with aiohttp.ClientSession() as session, session.get(url) as page:
+            assert page.status == 200
+        proc.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(30):
+            assert await proc.wait() == 0
+        err = (await proc.stderr.read()).decode()
+        warning = next(x for x in err.splitlines() if "warning" in x)
+        assert "open to other machines" in warning and "no login" in warning
     finally:
         if proc.returncode is None:
             proc.kill()
