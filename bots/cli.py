@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 from collections.abc import AsyncIterator
@@ -33,6 +34,7 @@ from core.intake import IntakeError, prepare
 from core.logsafe import configure_logging
 from core.studio import Studio
 from core.styles import STYLES, get_style
+from storage.files import UMASK, keep_private
 from storage.images import FileImageStore
 from storage.sqlite import SqliteStore, StoreInUse
 
@@ -51,6 +53,7 @@ NO_TOKEN = (
 async def open_studio(settings: Settings, engine: ImageEngine | None = None) -> AsyncIterator[Studio]:
     """The core, wired to SQLite and the image store under `[storage] dir`."""
     data_dir = settings.storage.dir
+    keep_private(data_dir, data_dir / "pixme.sqlite3")
     store = await SqliteStore.open(data_dir / "pixme.sqlite3")
     engine = engine or build_engine(settings)
     studio = Studio(store=store, images=FileImageStore(data_dir, store), engine=engine,
@@ -176,6 +179,15 @@ def _write_result(output: Path, image: bytes, commentary: str) -> int:
     return 0
 
 
+def _serve(settings: Settings) -> int:
+    """`run_bots` with everything it creates (database, WAL, images) readable by this account only."""
+    previous = os.umask(UMASK)
+    try:
+        return asyncio.run(run_bots(settings))
+    finally:
+        os.umask(previous)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pixme", description="Pix Me! — turn selfies into avatars on Telegram and Discord.",
@@ -238,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "run":
             if not (settings.telegram.token.get_secret_value() or settings.discord.token.get_secret_value()):
                 print(NO_TOKEN, file=sys.stderr)
-            return asyncio.run(run_bots(settings))
+            return _serve(settings)
         if args.command == "playground":
             place = {k: v for k, v in (("host", args.host), ("port", args.port), ("public", args.public))
                      if v is not None}
@@ -250,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
                 return 2
             only_playground = settings.model_copy(update={
                 "telegram": TelegramSettings(), "discord": DiscordSettings(), "playground": chosen})
-            return asyncio.run(run_bots(only_playground))
+            return _serve(only_playground)
         if args.command == "render":
             return asyncio.run(_render(settings, args))
         return asyncio.run(_edit(settings, args))

@@ -56,6 +56,11 @@ async def test_run_without_any_token_says_what_to_set(tmp_path: Path) -> None:
                 assert page.status == 200 and "Pix Me!" in await page.text()
             async with session.get(address + "/") as keyless:
                 assert keyless.status == 403
+        # Names, personas and instructions are this account's alone: the folder 0700, the database 0600.
+        data = tmp_path / "data"
+        assert _mode(data) == 0o700
+        for name in ("pixme.sqlite3", "pixme.sqlite3-wal", "pixme.sqlite3-shm"):
+            assert _mode(data / name) == 0o600, name
         proc.send_signal(signal.SIGTERM)
         async with asyncio.timeout(30):
             assert await proc.wait() == 0
@@ -109,6 +114,40 @@ async def test_a_public_playground_warns_that_it_has_no_login(tmp_path: Path) ->
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+def _mode(path: Path) -> int:
+    import stat
+
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+async def test_a_data_folder_others_could_read_is_tightened_with_one_line_in_the_log(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    from bots.cli import open_studio
+    from core.config import Settings, StorageSettings
+    from core.engines.offline import OfflineEngine
+    from storage.sqlite import SqliteStore
+
+    data = tmp_path / "data"
+    await (await SqliteStore.open(data / "pixme.sqlite3")).close()  # as an earlier version left it
+    data.chmod(0o755)
+    (data / "pixme.sqlite3").chmod(0o644)
+    settings = Settings(storage=StorageSettings(dir=data))
+    with caplog.at_level(logging.INFO):
+        async with open_studio(settings, engine=OfflineEngine()):
+            assert _mode(data) == 0o700
+            for name in ("pixme.sqlite3", "pixme.sqlite3-wal", "pixme.sqlite3-shm"):
+                assert _mode(data / name) == 0o600, name
+    notices = [r.getMessage() for r in caplog.records if "other users" in r.getMessage()]
+    assert len(notices) == 1 and str(data) in notices[0] and "\n" not in notices[0]
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        async with open_studio(settings, engine=OfflineEngine()):
+            pass
+    assert not [r for r in caplog.records if "other users" in r.getMessage()]  # said once, when it was so
 
 
 def test_help_names_every_command(capsys: pytest.CaptureFixture[str]) -> None:
