@@ -38,5 +38,9 @@ def _tighten(path: Path, mode: int) -> bool:
         return False
     if current & 0o077 == 0:
         return False
-    path.chmod(current & mode)
+    try:
+        path.chmod(current & mode)
+    except OSError as exc:  # not ours to change (another owner, a read-only mount): say so, carry on
+        log.warning("storage: %s can be read by other users and could not be changed: %s", path, exc.strerror)
+        return False
     return True
