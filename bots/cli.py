@@ -10,19 +10,32 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from core.config import ConfigError, DiscordSettings, Settings, TelegramSettings, load_settings, unknown_keys
+from pydantic import ValidationError
+
+from core.config import (
+    ConfigError,
+    DiscordSettings,
+    PlaygroundSettings,
+    Settings,
+    TelegramSettings,
+    load_settings,
+    problems,
+    unknown_keys,
+)
 from core.engines.base import EngineError, ImageEngine
 from core.engines.factory import build_engine
 from core.intake import IntakeError, prepare
 from core.logsafe import configure_logging
 from core.studio import Studio
 from core.styles import STYLES, get_style
+from storage.files import UMASK, keep_private
 from storage.images import FileImageStore
 from storage.sqlite import SqliteStore, StoreInUse
 
@@ -41,6 +54,7 @@ NO_TOKEN = (
 async def open_studio(settings: Settings, engine: ImageEngine | None = None) -> AsyncIterator[Studio]:
     """The core, wired to SQLite and the image store under `[storage] dir`."""
     data_dir = settings.storage.dir
+    keep_private(data_dir, data_dir / "pixme.sqlite3")
     store = await SqliteStore.open(data_dir / "pixme.sqlite3")
     engine = engine or build_engine(settings)
     studio = Studio(store=store, images=FileImageStore(data_dir, store), engine=engine,
@@ -106,6 +120,10 @@ async def run_bots(settings: Settings, stop: asyncio.Event | None = None) -> int
                 for bot in started:
                     await bot.stop()
                 return 1
+            if not settings.playground.is_loopback:
+                print(f"pixme: warning: the playground is open to other machines on {settings.playground.host} and "
+                      "has no login: anyone with its address can send photos, read the chat and use /forget",
+                      file=sys.stderr, flush=True)
             print(f"Pix Me! playground: open {playground.url} in your browser (Ctrl-C stops it)", flush=True)
             started.append(playground)
         await studio.resume()
@@ -163,6 +181,15 @@ def _write_result(output: Path, image: bytes, commentary: str) -> int:
     return 0
 
 
+def _serve(settings: Settings) -> int:
+    """`run_bots` with everything it creates (database, WAL, images) readable by this account only."""
+    previous = os.umask(UMASK)
+    try:
+        return asyncio.run(run_bots(settings))
+    finally:
+        os.umask(previous)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pixme", description="Pix Me! — turn selfies into avatars on Telegram and Discord.",
@@ -180,6 +207,8 @@ def build_parser() -> argparse.ArgumentParser:
     playground = sub.add_parser("playground", help="only the local web chat, on http://127.0.0.1:8080/")
     playground.add_argument("--host", default=None, help="default: [playground] host (127.0.0.1)")
     playground.add_argument("--port", type=int, default=None, help="default: [playground] port (8080)")
+    playground.add_argument("--public", action="store_true", default=None,
+                            help="allow a --host other than loopback (the page has no login; a warning is printed)")
     sub.add_parser("styles", help="list the styles, one a line, command name first")
 
     render = sub.add_parser("render", help="turn an image into an avatar in one style")
@@ -227,20 +256,26 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(settings.secrets(), level=logging.DEBUG if args.verbose else logging.INFO)
     try:
         if args.command == "run":
-            problems = [p for p in (settings.telegram.token_problem(), settings.discord.token_problem()) if p]
-            for problem in problems:
+            bad_tokens = [p for p in (settings.telegram.token_problem(), settings.discord.token_problem()) if p]
+            for problem in bad_tokens:
                 print(f"pixme: {problem}", file=sys.stderr)
-            if problems:
+            if bad_tokens:
                 return 2
             if not (settings.telegram.token.get_secret_value() or settings.discord.token.get_secret_value()):
                 print(NO_TOKEN, file=sys.stderr)
-            return asyncio.run(run_bots(settings))
+            return _serve(settings)
         if args.command == "playground":
-            place = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+            place = {k: v for k, v in (("host", args.host), ("port", args.port), ("public", args.public))
+                     if v is not None}
+            try:
+                chosen = PlaygroundSettings.model_validate(
+                    {**settings.playground.model_dump(), "enabled": True, **place})
+            except ValidationError as exc:
+                print(f"pixme: {problems(exc)}", file=sys.stderr)
+                return 2
             only_playground = settings.model_copy(update={
-                "telegram": TelegramSettings(), "discord": DiscordSettings(),
-                "playground": settings.playground.model_copy(update={"enabled": True, **place})})
-            return asyncio.run(run_bots(only_playground))
+                "telegram": TelegramSettings(), "discord": DiscordSettings(), "playground": chosen})
+            return _serve(only_playground)
         if args.command == "render":
             return asyncio.run(_render(settings, args))
         return asyncio.run(_edit(settings, args))

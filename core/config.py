@@ -8,6 +8,7 @@ first: `PIXME_<SECTION>__<KEY>` variables, the conventional `GEMINI_API_KEY` /
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import os
 import re
 import tomllib
@@ -15,7 +16,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -128,6 +129,26 @@ class PlaygroundSettings(BaseModel):
     enabled: bool = False
     host: str = "127.0.0.1"  # loopback only by default: the page has no login
     port: int = Field(default=8080, ge=0, le=65535)  # 0 = any free port
+    # Another host than loopback serves the page to other machines, with no login: only if asked for.
+    public: bool = False
+
+    @property
+    def is_loopback(self) -> bool:
+        """Whether only this machine can reach the page (localhost, 127.0.0.0/8, ::1)."""
+        host = self.host.strip().removeprefix("[").removesuffix("]")
+        if host.casefold() == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(host).is_loopback
+        except ValueError:  # a host name: whatever it resolves to, it is not ours to trust
+            return False
+
+    @model_validator(mode="after")
+    def _loopback_unless_public(self) -> PlaygroundSettings:
+        if not self.is_loopback and not self.public:
+            raise ValueError(f"host {self.host} is not loopback, and the playground has no login; "
+                             "add --public (or [playground] public = true) to serve it to other machines anyway")
+        return self
 
 
 class AccessSettings(BaseModel):
@@ -213,20 +234,23 @@ class ConfigError(Exception):
     """The configuration file is missing or invalid; the message says what to fix."""
 
 
+def problems(exc: ValidationError) -> str:
+    """A validation error as one line: where, and what is wrong."""
+    return "; ".join(
+        f"{'.'.join(str(p) for p in err['loc']) + ': ' if err['loc'] else ''}{err['msg'].removeprefix('Value error, ')}"
+        for err in exc.errors()
+    )
+
+
 def load_settings(path: Path | None, **overrides: Any) -> Settings:
     """Read `path` (if it exists) plus the environment. A named but missing file is an error."""
-    from pydantic import ValidationError
-
     if path is not None and not path.exists():
         raise ConfigError(f"config file {path} not found (copy config.example.toml to start one)")
     token = _config_file.set(path)
     try:
         return Settings(**overrides)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
-        )
-        raise ConfigError(f"invalid configuration: {problems}") from None
+        raise ConfigError(f"invalid configuration: {problems(exc)}") from None
     except ValueError as exc:  # TOML syntax errors
         raise ConfigError(f"could not read {path}: {exc}") from None
     finally:

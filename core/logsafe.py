@@ -7,6 +7,13 @@ import re
 import sys
 from urllib.parse import quote
 
+# Loggers that put what people wrote into their DEBUG lines: aiosqlite every statement with its parameters
+# (party themes, personas, instructions), python-telegram-bot whole updates and every Bot API call's
+# parameters and answer, discord.py request and response bodies, google-genai error bodies. They stay
+# at INFO with -v too; our own DEBUG lines say what happened, not what anyone said.
+CONTENT_LOGGERS = ("aiosqlite", "telegram.ext.ExtBot", "telegram.ext.Application", "discord.http",
+                   "google_genai")
+
 # A Bot API token anywhere in a URL or message, even one we were not told about.
 _TOKEN_RE = re.compile(r"\d{5,}(?::|%3A|%3a)[A-Za-z0-9_-]{20,}")  # also URL-encoded (httpx quotes it)
 
@@ -49,4 +56,6 @@ def configure_logging(secrets: list[str], *, level: int = logging.INFO) -> Redac
     root.setLevel(level)
     for noisy in ("httpx", "httpcore", "telegram.ext.Updater", "aiohttp.access", "discord.gateway"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    for talkative in CONTENT_LOGGERS:
+        logging.getLogger(talkative).setLevel(max(level, logging.INFO))
     return redactor

@@ -50,6 +50,7 @@ DELIVERY_RETRY_DELAYS_S = (1.0, 3.0, 10.0)
 MAX_BUSY_ATTEMPTS = 8  # a job that met an outage this often is told to try later
 REFUSAL_REPEAT_S = 3600.0  # tell a refused person at most once an hour
 FULL_DISK_RETRY_S = 30.0  # a result that found the disk full is saved again this often, until it fits
+ORPHAN_AGE_S = 3600.0  # an image file nothing refers to after this long was left by a crash
 
 _Send = Callable[[], Awaitable[str]]
 
@@ -294,13 +295,24 @@ class Studio:
             log.info("retention: deleted %d image(s) older than %d days", len(orphans), retention_days)
         return len(orphans)
 
+    async def sweep_orphans(self) -> int:
+        """Delete image files left without a node (by a crash) for over ORPHAN_AGE_S; returns how many."""
+        swept = await self.images.sweep_orphans(ORPHAN_AGE_S)
+        if swept:
+            log.info("housekeeping: deleted %d image file(s) nothing referred to", swept)
+        return swept
+
     async def housekeeping(self, retention_days: int, every_s: float = 3600.0) -> None:
-        """Run retention forever, once at start and then every `every_s` seconds."""
+        """Run retention and the orphan sweep forever, once at start and then every `every_s` seconds."""
         while True:
             try:
                 await self.purge_expired(retention_days)
             except Exception:
                 log.exception("retention purge failed")
+            try:
+                await self.sweep_orphans()
+            except Exception:
+                log.exception("orphan sweep failed")
             await asyncio.sleep(every_s)
 
     # -- admission -------------------------------------------------------------------------------

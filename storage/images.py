@@ -6,6 +6,10 @@ a crash never leaves half an image under a real name. File work runs in a thread
 The most recently used images also stay in memory (up to `CACHE_BYTES`): a request writes its photo and
 reads it back moments later for the engine, and an edit reads the result it continues from; each read
 from disk is a trip through a worker thread. Deleting an image drops it from memory too.
+
+A file is written before the node that refers to it, so a crash in between leaves a file nothing refers
+to; `sweep_orphans` finds those (and half-written temporaries) once they are old enough that no request
+can still be about to refer to them.
 """
 
 from __future__ import annotations
@@ -13,13 +17,17 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import re
 import tempfile
+import threading
+import time
 from collections import OrderedDict
 from pathlib import Path
 
 from storage.sqlite import SqliteStore
 
 CACHE_BYTES = 48 * 1024 * 1024  # ≈ 150 model-ready photos and results
+_SHA_NAME = re.compile(r"^[0-9a-f]{64}$")
 
 
 class FileImageStore:
@@ -31,6 +39,9 @@ class FileImageStore:
         self._cache_limit = cache_bytes
         self._cache: OrderedDict[str, bytes] = OrderedDict()
         self._cached = 0  # bytes held in `_cache`
+        # A file the sweep is about to delete may be put again (the same photo sent again): the check that
+        # it exists (refreshing its time) and the sweep's last look before deleting never interleave.
+        self._files = threading.Lock()
 
     def path(self, sha: str) -> Path:
         return self._root / sha[:2] / sha
@@ -57,6 +68,56 @@ class FileImageStore:
             self._cached -= len(dropped)
         await asyncio.to_thread(self.path(sha).unlink, missing_ok=True)
 
+    async def sweep_orphans(self, min_age_s: float) -> int:
+        """Delete image files no node refers to, and temporaries a crash left, older than `min_age_s`;
+        returns how many files went."""
+        cutoff = time.time() - min_age_s
+        images, temporaries = await asyncio.to_thread(self._files_before, cutoff)
+        referenced = await self._db.referenced_images(list(images))
+        orphans = [path for sha, path in images.items() if sha not in referenced]
+        deleted = await asyncio.to_thread(self._delete_unless_touched, [*orphans, *temporaries], cutoff)
+        shas = [path.name for path in deleted if _SHA_NAME.match(path.name)]
+        for sha in shas:
+            dropped = self._cache.pop(sha, None)
+            if dropped is not None:
+                self._cached -= len(dropped)
+        await self._db.forget_images(shas)
+        return len(deleted)
+
+    def _files_before(self, cutoff: float) -> tuple[dict[str, Path], list[Path]]:
+        """Image files and leftover temporaries last written (or put again) before `cutoff`."""
+        images: dict[str, Path] = {}
+        temporaries: list[Path] = []
+        if not self._root.is_dir():
+            return images, temporaries
+        for folder in self._root.iterdir():
+            if not folder.is_dir() or folder.is_symlink():
+                continue
+            for path in folder.iterdir():
+                try:
+                    if not path.is_file() or path.is_symlink() or path.stat().st_mtime >= cutoff:
+                        continue
+                except OSError:
+                    continue
+                if _SHA_NAME.match(path.name):
+                    images[path.name] = path
+                elif path.name.startswith(".tmp-"):
+                    temporaries.append(path)
+        return images, temporaries
+
+    def _delete_unless_touched(self, paths: list[Path], cutoff: float) -> list[Path]:
+        deleted = []
+        for path in paths:
+            with self._files:
+                try:
+                    if path.stat().st_mtime >= cutoff:  # put again since it was listed: in use after all
+                        continue
+                    path.unlink()
+                except FileNotFoundError:
+                    continue
+            deleted.append(path)
+        return deleted
+
     def _remember(self, sha: str, data: bytes) -> None:
         if len(data) > self._cache_limit // 4:  # a huge one would push out everything else
             return
@@ -71,8 +132,12 @@ class FileImageStore:
     def _write(self, data: bytes) -> tuple[str, bool]:
         sha = hashlib.sha256(data).hexdigest()
         final = self.path(sha)
-        if final.exists():
-            return sha, False
+        with self._files:
+            try:
+                os.utime(final)  # already stored: fresh again, so the orphan sweep leaves it be
+                return sha, False
+            except FileNotFoundError:
+                pass
         final.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=".tmp-")
         try:

@@ -197,6 +197,22 @@ class SqliteStore:
         await self._write("INSERT OR IGNORE INTO images (sha, size, created_at) VALUES (?, ?, ?)",
                           (sha, size, time.time()))
 
+    async def referenced_images(self, shas: Sequence[str]) -> set[str]:
+        """Which of `shas` a node refers to."""
+        found: set[str] = set()
+        for start in range(0, len(shas), 500):
+            batch = shas[start:start + 500]
+            rows = await self._db.execute_fetchall(
+                f"SELECT DISTINCT image_sha FROM nodes WHERE image_sha IN ({', '.join('?' * len(batch))})", batch)
+            found.update(row[0] for row in rows)
+        return found
+
+    async def forget_images(self, shas: Sequence[str]) -> None:
+        """Drop the bookkeeping rows of image files that were deleted."""
+        if shas:
+            await self._db.executemany("DELETE FROM images WHERE sha = ?", [(s,) for s in shas])
+            await self._db.commit()
+
     # -- edit tree -----------------------------------------------------------------------------
 
     async def add_node(self, node: NewNode) -> Node:
@@ -495,7 +511,8 @@ class SqliteStore:
         return shas
 
     async def purge_older_than(self, cutoff: float) -> list[str]:
-        """Delete nodes created before `cutoff`; returns image hashes no node refers to any more."""
+        """Delete nodes created before `cutoff`, finished jobs, parties and the personal settings of people
+        silent since; returns image hashes no node refers to any more."""
         async with self._db.execute(
             "SELECT DISTINCT image_sha FROM nodes WHERE created_at < ?", (cutoff,)
         ) as cur:
@@ -504,7 +521,19 @@ class SqliteStore:
         await self._db.execute(
             "DELETE FROM jobs WHERE updated_at < ? AND status IN ('delivered', 'failed', 'cancelled')", (cutoff,)
         )
+        # Parties (their members go with them) long over, and the settings and personas of people who
+        # have had nothing made or asked for since the cutoff: what is left of them is just as old.
+        await self._db.execute("DELETE FROM parties WHERE created_at < ? AND (status != 'open' OR deadline < ?)",
+                               (cutoff, cutoff))
+        await self._db.execute(
+            "DELETE FROM preferences WHERE scope = 'person' AND updated_at < ? "
+            "AND NOT EXISTS (SELECT 1 FROM nodes n WHERE n.platform = preferences.platform "
+            "                AND n.user_id = preferences.owner_id) "
+            "AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.platform = preferences.platform "
+            "                AND j.user_id = preferences.owner_id)", (cutoff,))
         await self._db.commit()
+        self._preferences.clear()
+        self._preferences_changes += 1  # reads under way must not cache what was just deleted
         return await self._unreferenced(shas)
 
     async def unreferenced(self, shas: list[str]) -> list[str]:

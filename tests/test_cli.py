@@ -49,8 +49,18 @@ async def test_run_without_any_token_says_what_to_set(tmp_path: Path) -> None:
             line = (await proc.stdout.readline()).decode()
         assert "playground" in line and "http://127.0.0.1:" in line
         url = line[line.index("http://"):].split()[0]
-        async with aiohttp.ClientSession() as session, session.get(url) as page:
-            assert page.status == 200 and "Pix Me!" in await page.text()
+        address, _, key = url.partition("/?key=")
+        assert not address.endswith(":0") and len(key) >= 24  # the port really bound, and this launch's key
+        async with aiohttp.ClientSession() as session:
+            async with session.get(url) as page:
+                assert page.status == 200 and "Pix Me!" in await page.text()
+            async with session.get(address + "/") as keyless:
+                assert keyless.status == 403
+        # Names, personas and instructions are this account's alone: the folder 0700, the database 0600.
+        data = tmp_path / "data"
+        assert _mode(data) == 0o700
+        for name in ("pixme.sqlite3", "pixme.sqlite3-wal", "pixme.sqlite3-shm"):
+            assert _mode(data / name) == 0o600, name
         proc.send_signal(signal.SIGTERM)
         async with asyncio.timeout(30):
             assert await proc.wait() == 0
@@ -60,6 +70,84 @@ async def test_run_without_any_token_says_what_to_set(tmp_path: Path) -> None:
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+def test_a_playground_host_other_than_loopback_needs_public(capsys: pytest.CaptureFixture[str],
+                                                             tmp_path: Path) -> None:
+    assert main(["playground", "--host", "0.0.0.0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "no login" in err and "--public" in err
+    (tmp_path / "config.toml").write_text('[playground]\nenabled = true\nhost = "192.168.1.20"\n')
+    assert main(["run"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "192.168.1.20 is not loopback" in err and "public = true" in err
+
+
+async def test_a_public_playground_warns_that_it_has_no_login(tmp_path: Path) -> None:
+    import asyncio
+    import os
+    import signal
+    import sys
+
+    import aiohttp
+
+    env = {k: v for k, v in os.environ.items() if k not in TOKENS and not k.startswith("PIXME_")}
+    env.update(PIXME_STORAGE__DIR=str(tmp_path / "data"))
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bots.cli", "playground", "--host", "0.0.0.0", "--public", "--port", "0",
+        cwd=tmp_path, env=env, stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    try:
+        assert proc.stdout is not None and proc.stderr is not None
+        async with asyncio.timeout(60):
+            line = (await proc.stdout.readline()).decode()
+        url = line[line.index("http://"):].split()[0]
+        async with aiohttp.ClientSession() as session, session.get(url) as page:
+            assert page.status == 200
+        proc.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(30):
+            assert await proc.wait() == 0
+        err = (await proc.stderr.read()).decode()
+        warning = next(x for x in err.splitlines() if "warning" in x)
+        assert "open to other machines" in warning and "no login" in warning
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+def _mode(path: Path) -> int:
+    import stat
+
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+async def test_a_data_folder_others_could_read_is_tightened_with_one_line_in_the_log(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    from bots.cli import open_studio
+    from core.config import Settings, StorageSettings
+    from core.engines.offline import OfflineEngine
+    from storage.sqlite import SqliteStore
+
+    data = tmp_path / "data"
+    await (await SqliteStore.open(data / "pixme.sqlite3")).close()  # as an earlier version left it
+    data.chmod(0o755)
+    (data / "pixme.sqlite3").chmod(0o644)
+    settings = Settings(storage=StorageSettings(dir=data))
+    with caplog.at_level(logging.INFO):
+        async with open_studio(settings, engine=OfflineEngine()):
+            assert _mode(data) == 0o700
+            for name in ("pixme.sqlite3", "pixme.sqlite3-wal", "pixme.sqlite3-shm"):
+                assert _mode(data / name) == 0o600, name
+    notices = [r.getMessage() for r in caplog.records if "other users" in r.getMessage()]
+    assert len(notices) == 1 and str(data) in notices[0] and "\n" not in notices[0]
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        async with open_studio(settings, engine=OfflineEngine()):
+            pass
+    assert not [r for r in caplog.records if "other users" in r.getMessage()]  # said once, when it was so
 
 
 def test_help_names_every_command(capsys: pytest.CaptureFixture[str]) -> None:

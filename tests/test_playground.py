@@ -20,6 +20,7 @@ from PIL import Image
 
 from bots.cli import open_studio
 from bots.playground import Playground
+from bots.playground.app import PLAYGROUND_KEY
 from core import texts
 from core.config import LimitsSettings, PlaygroundSettings, Settings, StorageSettings
 from core.engines.base import ImageEngine
@@ -82,7 +83,7 @@ class Page:
         if reply_to:
             form.add_field("reply_to", reply_to)
         form.add_field("photo", data, filename=filename, content_type=content_type)
-        response = await self.client.post(f"/api/chats/{self.chat}/photos", data=form)
+        response = await self.client.post(f"/api/chats/{self.chat}/photos?key={key_of(self.client)}", data=form)
         assert response.status == 200, await response.text()
         return str((await response.json())["id"])
 
@@ -116,9 +117,14 @@ async def client(tmp_path: Path) -> AsyncIterator[TestClient[Any, Any]]:
         yield test_client
 
 
+def key_of(client: TestClient[Any, Any]) -> str:
+    """This launch's key, which the printed address (and so the page) carries."""
+    return client.app[PLAYGROUND_KEY].key
+
+
 async def open_page(client: TestClient[Any, Any], chat: str = "", lang: str = "") -> Page:
     """A page as a browser opens it; `lang` is its navigator.language."""
-    ws = await client.ws_connect(f"/ws?chat={chat}" + (f"&lang={lang}" if lang else ""))
+    ws = await client.ws_connect(f"/ws?chat={chat}&key={key_of(client)}" + (f"&lang={lang}" if lang else ""))
     hello = await ws.receive_json(timeout=10)
     assert hello["type"] == "hello"
     return Page(client, ws, hello)
@@ -154,7 +160,7 @@ async def _styled(page: Page, selfie: bytes, style: str = "zombie") -> tuple[str
 async def test_the_page_says_which_engine_and_lists_the_styles(page: Page, client: TestClient[Any, Any]) -> None:
     assert page.hello["engine"] == "offline"
     assert "zombie" in [s["id"] for s in page.hello["styles"]]
-    index = await client.get("/")
+    index = await client.get(f"/?key={key_of(client)}")
     body = await index.text()
     assert index.status == 200 and "Pix Me!" in body and "/static/app.js" in body
     assert "default-src 'self'" in index.headers["Content-Security-Policy"]
@@ -274,13 +280,89 @@ async def test_only_static_files_and_produced_pictures_are_served(client: TestCl
     assert (await client.get("/static/app.js")).status == 200
     # Another website in the same browser cannot drive the playground.
     with pytest.raises(aiohttp.WSServerHandshakeError):
-        await client.ws_connect("/ws", headers={"Origin": "https://evil.example"})
+        await client.ws_connect(f"/ws?key={key_of(client)}", headers={"Origin": "https://evil.example"})
     form = aiohttp.FormData()
     form.add_field("photo", selfie, filename="a.jpg", content_type="image/jpeg")
-    response = await client.post(f"/api/chats/{page.chat}/photos", data=form,
+    response = await client.post(f"/api/chats/{page.chat}/photos?key={key_of(client)}", data=form,
                                  headers={"Origin": "https://evil.example"})
     assert response.status == 403
     assert PlaygroundSettings().host == "127.0.0.1" and PlaygroundSettings().port == 8080
+
+
+async def _history_of(client: TestClient[Any, Any], chat: str) -> list[Event]:
+    page = await open_page(client, chat)
+    await page.close()
+    return page.hello["history"]  # type: ignore[no-any-return]
+
+
+async def test_a_dns_rebinding_page_is_refused_the_page_the_upload_and_the_websocket(
+        client: TestClient[Any, Any], page: Page, selfie: bytes) -> None:
+    """A website whose name was rebound to 127.0.0.1 calls itself by its own name, Origin and Host alike;
+    even holding the key (which it cannot know) it gets nothing."""
+    _, result = await _styled(page, selfie)
+    key, port = key_of(client), client.port
+    rebound = f"rebind.attacker.example:{port}"
+    attacker = {"Host": rebound, "Origin": f"http://{rebound}"}
+    response = await client.get(f"/?key={key}", headers=attacker)
+    assert response.status == 403 and "Pix Me!" not in await response.text()
+    form = aiohttp.FormData()
+    form.add_field("name", "Alex")
+    form.add_field("photo", selfie, filename="a.jpg", content_type="image/jpeg")
+    response = await client.post(f"/api/chats/{page.chat}/photos?key={key}", data=form, headers=attacker)
+    assert response.status == 403
+    with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+        await client.ws_connect(f"/ws?chat={page.chat}&key={key}", headers=attacker)
+    assert refused.value.status == 403
+    assert (await client.get(result["image"], headers=attacker)).status == 403  # nor Alex's pictures
+    # Nothing reached the chat: Alex's picture is the last thing in it.
+    assert (await _history_of(client, page.chat))[-1]["id"] == result["id"]
+
+    # The loopback names on the port it listens on are the playground's own; another port is not.
+    for host in (f"127.0.0.1:{port}", f"localhost:{port}", f"LOCALHOST:{port}"):
+        assert (await client.get(f"/?key={key}", headers={"Host": host})).status == 200, host
+    for host in (f"127.0.0.1:{port + 1}", "127.0.0.1", f"127.0.0.1.nip.io:{port}", f"[::2]:{port}", ""):
+        assert (await client.get(f"/?key={key}", headers={"Host": host})).status == 403, host
+
+
+async def test_without_this_launchs_key_the_page_the_upload_and_the_websocket_are_refused(
+        client: TestClient[Any, Any], page: Page, selfie: bytes) -> None:
+    for query in ("", "?key=", "?key=" + "A" * 32, f"?key={key_of(client)}x"):
+        response = await client.get(f"/{query}")
+        assert response.status == 403, query
+        assert "address pixme printed" in await response.text()
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await client.ws_connect(f"/ws{query}")
+        assert refused.value.status == 403
+        form = aiohttp.FormData()
+        form.add_field("photo", selfie, filename="a.jpg", content_type="image/jpeg")
+        assert (await client.post(f"/api/chats/{page.chat}/photos{query}", data=form)).status == 403
+    assert [e for e in page.events if e["type"] == "message"] == []  # no upload got through
+    assert (await client.get("/static/app.js")).status == 200  # the script itself is no secret
+    assert (await client.get(f"/?key={key_of(client)}")).status == 200
+
+
+async def test_an_upload_that_is_not_a_form_gets_400_with_one_line(client: TestClient[Any, Any], page: Page,
+                                                                    selfie: bytes) -> None:
+    url = f"/api/chats/{page.chat}/photos?key={key_of(client)}"
+    for body, content_type in ((b'{"photo": "x"}', "application/json"), (selfie, "image/jpeg"),
+                               (b"--x\r\n", "multipart/form-data"),  # no boundary
+                               (b"garbage", "multipart/form-data; boundary=xyz")):
+        response = await client.post(url, data=body, headers={"Content-Type": content_type})
+        text = await response.text()
+        assert response.status == 400, (content_type, text)
+        assert "\n" not in text.strip() and "Traceback" not in text and len(text) < 100
+    # A form field is read up to a cap of the app's own, not aiohttp's (1 MB by default).
+    form = aiohttp.FormData()
+    form.add_field("name", "A" * 100_000)
+    form.add_field("photo", selfie, filename="a.jpg", content_type="image/jpeg")
+    assert (await client.post(url, data=form)).status == 413
+    form = aiohttp.FormData()
+    for i in range(12):  # the page sends four fields; a flood of them is not read on and on
+        form.add_field(f"f{i}", "x")
+    form.add_field("photo", selfie, filename="a.jpg", content_type="image/jpeg")
+    assert (await client.post(url, data=form)).status == 400
+    assert [e for e in page.events if e["type"] == "message"] == []
+    assert (await page.upload(selfie)) != ""  # and a real one still works
 
 
 async def test_a_waiting_request_shows_its_place_in_line_then_the_picture(tmp_path: Path, selfie: bytes) -> None:

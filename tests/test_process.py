@@ -97,3 +97,33 @@ async def test_kill_9_mid_model_call_then_restart_delivers_exactly_once(
     text = log.read_text()
     assert tg.token not in text and tg.token.split(":")[1] not in text
     assert gem.api_key not in text
+
+
+async def test_verbose_logs_hold_no_sql_parameters_and_no_raw_updates(tmp_path: Path) -> None:
+    """`-v` is for finding out what the bot did; what people wrote (a persona, a party's theme) stays out,
+    though the database driver and the Telegram library log exactly that at DEBUG."""
+    log = tmp_path / "bot.log"
+    persona, theme = "a zanzibar quokka whisperer", "Quokkas on Zanzibar"
+    async with FakeTelegram() as tg, FakeGemini() as gem:
+        ada = User(601, "Ada")
+        chat, group = Chat(601), Chat(-100601, type="supergroup", title="Friends")
+        tg.add_chat(chat, ada)
+        tg.add_chat(group, ada)
+        env = _env(tg, gem, tmp_path / "data")
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bots.cli", "-v", "run", env=env, cwd=tmp_path,
+            stdin=asyncio.subprocess.DEVNULL, stdout=log.open("ab"), stderr=asyncio.subprocess.STDOUT)
+        try:
+            await _until(lambda: tg.calls_of("getUpdates"), 60)
+            tg.send_text(chat, ada, f"/persona {persona}")
+            await tg.wait_for_message(lambda m: persona in (m.text or ""), chat_id=chat.id, timeout=30)
+            tg.send_text(group, ada, f"/party comic {theme}")
+            await tg.wait_for_message(lambda m: theme in (m.text or ""), chat_id=group.id, timeout=30)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            code = await asyncio.wait_for(proc.wait(), 30)
+    text = log.read_text()
+    assert code == 0, text[-2000:]
+    assert " DEBUG " in text  # -v really was on
+    assert "quokka" not in text.lower() and "zanzibar" not in text.lower(), text[-3000:]
+    assert "update_id" not in text and "INSERT INTO" not in text

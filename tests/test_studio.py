@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -13,6 +15,7 @@ from PIL import Image
 from core.config import LimitsSettings
 from core.engines.base import Blocked, NoImage
 from core.exports import has_provenance
+from core.ports import Member, Preferences
 from core.requests import Chat, Context, ImageReply, Person, PhotoRef, ReplyTarget
 from core.studio import Studio
 from storage.images import FileImageStore
@@ -326,6 +329,103 @@ async def test_retention_purges_old_images(tmp_path: Path, selfie: bytes) -> Non
     await store._db.commit()
     assert await h.studio.purge_expired(30) == 2
     assert not [p for p in (tmp_path / "images").rglob("*") if p.is_file()]
+    await h.studio.aclose()
+    await store.close()
+
+
+async def test_retention_also_removes_old_parties_and_the_settings_of_people_gone_quiet(
+        tmp_path: Path, selfie: bytes) -> None:
+    h, store = await studio_with(tmp_path)
+    quiet, busy = person(8), person(9)
+    old = await store.add_party("test", "g1", Member(quiet.id, quiet.name), "comic", "Quokka beach",
+                                time.time() + 600, None)
+    assert old is not None
+    await store.put_member(old.id, Member(busy.id, busy.name))
+    await store.set_party(old.id, status="closed")
+    for who in (quiet, busy):
+        await store.set_preferences("person", "test", who.id, Preferences(persona=f"{who.name} runs marathons"))
+    await store.set_preferences("chat", "test", "g1", Preferences(aspect_ratio="16:9"))  # the admins' choice
+    # All of that is 31 days old now; since then the busy one has had a picture made, the quiet one nothing.
+    await store._db.execute("UPDATE parties SET created_at = created_at - 31 * 86400, deadline = deadline - 31 * 86400")
+    await store._db.execute("UPDATE preferences SET updated_at = updated_at - 31 * 86400")
+    await store._db.commit()
+    await h.studio.style(Context(CHAT, busy, "5"), "zombie", photo(selfie, "5"))
+    await h.settle()
+    recent = await store.add_party("test", "g2", Member(busy.id, busy.name), "comic", "", time.time() + 600, None)
+    assert recent is not None
+    assert (await store.get_preferences("person", "test", quiet.id)).persona  # read, so kept in memory too
+
+    await h.studio.purge_expired(30)
+    assert await store.get_party(old.id) is None
+    members = await store._db.execute_fetchall("SELECT COUNT(*) FROM party_members WHERE party_id = ?", (old.id,))
+    assert next(iter(members))[0] == 0
+    assert await store.get_party(recent.id) is not None
+    assert (await store.get_preferences("person", "test", quiet.id)).persona == ""  # gone, from memory too
+    assert (await store.get_preferences("person", "test", busy.id)).persona == "P9 runs marathons"
+    assert (await store.get_preferences("chat", "test", "g1")).aspect_ratio == "16:9"
+    await h.studio.aclose()
+    await store.close()
+
+
+def _hours_ago(path: Path, hours: float) -> None:
+    then = time.time() - hours * 3600
+    os.utime(path, (then, then))
+
+
+def _files(root: Path) -> set[Path]:
+    return {p for p in (root / "images").rglob("*") if p.is_file()}
+
+
+async def test_an_image_file_nothing_refers_to_is_swept_after_an_hour(tmp_path: Path, selfie: bytes) -> None:
+    h, store = await studio_with(tmp_path)
+    await h.studio.style(ctx("1"), "zombie", photo(selfie, "1"))
+    await h.settle()
+    kept = _files(tmp_path)  # Ada's photo and her avatar
+    assert len(kept) == 2
+    images = h.studio.images
+    assert isinstance(images, FileImageStore)
+    # What a crash between writing a file and its row leaves: an image nothing refers to, a half-written one.
+    orphan = images.path(await images.put(b"written, then the process died"))
+    temporary = orphan.parent / ".tmp-k2j3h4"
+    temporary.write_bytes(b"half an ima")
+    fresh = images.path(await images.put(b"written a moment ago, its node on the way"))
+    for path in (*kept, orphan, temporary):
+        _hours_ago(path, 2)
+
+    assert await h.studio.sweep_orphans() == 2
+    assert _files(tmp_path) == {*kept, fresh}
+    # Ada's pictures are all still there: a restart (nothing in memory) edits her avatar from disk.
+    await h.studio.aclose()
+    h2 = Harness(Studio(store=store, images=FileImageStore(tmp_path, store), engine=h.engine), h.engine, h.messenger)
+    h2.studio.attach("test", h.messenger)
+    await h2.studio.edit(ctx("2"), "add a crown", h.messenger.sent[-1].message_id)
+    await h2.settle()
+    assert h.messenger.sent[-1].kind == "image" and h.messenger.sent[-1].text == "edit: add a crown"
+
+    # An old orphan whose bytes are sent again is in use again: the sweep leaves it.
+    again = images.path(await images.put(b"the same selfie, sent twice"))
+    _hours_ago(again, 2)
+    await h2.studio.images.put(b"the same selfie, sent twice")
+    assert await h2.studio.sweep_orphans() == 0 and again.exists()
+    await h2.studio.aclose()
+    await store.close()
+
+
+async def test_housekeeping_sweeps_orphans_even_when_history_is_kept_forever(tmp_path: Path) -> None:
+    h, store = await studio_with(tmp_path)
+    images = h.studio.images
+    assert isinstance(images, FileImageStore)
+    orphan = images.path(await images.put(b"left by a crash"))
+    _hours_ago(orphan, 2)
+    housekeeping = asyncio.create_task(h.studio.housekeeping(retention_days=0))
+    try:
+        async with asyncio.timeout(10):
+            while orphan.exists():  # noqa: ASYNC110 - waiting for the task's file work in its thread
+                await asyncio.sleep(0.01)
+    finally:
+        housekeeping.cancel()
+    rows = await store._db.execute_fetchall("SELECT COUNT(*) FROM images")
+    assert next(iter(rows))[0] == 0  # its bookkeeping row went with it
     await h.studio.aclose()
     await store.close()
 

@@ -4,6 +4,11 @@ The page talks over one WebSocket (actions in, events out) and uploads photos wi
 POST. Like the other adapters it only translates: page actions become studio calls, and the
 studio answers through `PlaygroundMessenger`. Several people can be simulated from one page: every
 action names who does it, which is what makes parties work here too.
+
+It has no login, so it guards itself against the browser it runs in: on loopback it answers only
+requests addressed to a loopback name on its own port (a DNS-rebinding page names its own host), and
+the page, the WebSocket and uploads need the key made at each launch, which only the printed address
+carries.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import dataclasses
 import json
 import logging
 import re
+import secrets
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any
@@ -39,6 +45,10 @@ DRAIN_LIMIT = 4 * MAX_FILE_BYTES  # past this an oversized upload is cut off ins
 PREVIEW_PX = 768
 MAX_TEXT = 2000
 MAX_NAME = 32
+MAX_FIELD_BYTES = 4 * MAX_TEXT  # a form field (name, caption, …) as UTF-8: MAX_TEXT characters at most
+MAX_PARTS = 8  # the page sends four
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
+_HOST = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[^:\[\]]+)(?::([0-9]{1,5}))?$")
 _CHAT_ID = re.compile(r"^[0-9a-f]{1,16}-[0-9a-f]{8}$")
 _LANGUAGE_TAG = re.compile(r"^[A-Za-z]{2,8}([-_][A-Za-z0-9]{1,8}){0,4}$")
 # Buttons that answer only the person who asked for them (their own settings, their own language).
@@ -78,6 +88,8 @@ class Playground:
         self._tasks: set[asyncio.Task[None]] = set()
         self._sockets: set[web.WebSocketResponse] = set()
         self._runner: web.AppRunner | None = None
+        # Made at each launch and known only from the printed address; the page carries it on.
+        self.key = secrets.token_urlsafe(24)
         self.url = ""
         studio.attach(PLATFORM, self.messenger)
         self.app = self._build_app()
@@ -85,7 +97,10 @@ class Playground:
     # -- lifecycle --------------------------------------------------------------------------------
 
     def _build_app(self) -> web.Application:
-        app = web.Application(middlewares=[_security_headers], client_max_size=MAX_FILE_BYTES + 1024 * 1024)
+        middlewares = [_security_headers]
+        if self.settings.is_loopback:  # served to other machines (--public), any name may be theirs
+            middlewares.append(_loopback_names_only)
+        app = web.Application(middlewares=middlewares, client_max_size=MAX_FILE_BYTES + 1024 * 1024)
         app[PLAYGROUND_KEY] = self
         app.router.add_get("/", self._index)
         app.router.add_get("/static/{name}", self._static)
@@ -106,10 +121,11 @@ class Playground:
             await self._runner.cleanup()
             self._runner = None
             raise
-        host, port = self._runner.addresses[0][:2]
+        host, port = self._runner.addresses[0][:2]  # what was really bound: port 0 became a real one
         shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
-        self.url = f"http://{'[' + shown + ']' if ':' in shown else shown}:{port}/"
-        log.info("playground: serving %s", self.url)
+        address = f"http://{'[' + shown + ']' if ':' in shown else shown}:{port}/"
+        self.url = f"{address}?key={self.key}"
+        log.info("playground: serving %s", address)  # the key stays out of the log
 
     async def stop(self) -> None:
         if self._runner is not None:
@@ -129,7 +145,8 @@ class Playground:
 
     # -- static files and images ------------------------------------------------------------------
 
-    async def _index(self, _: web.Request) -> web.StreamResponse:
+    async def _index(self, request: web.Request) -> web.StreamResponse:
+        self._check_key(request)
         return web.FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
 
     async def _static(self, request: web.Request) -> web.StreamResponse:
@@ -152,6 +169,7 @@ class Playground:
     # -- the WebSocket ----------------------------------------------------------------------------
 
     async def _websocket(self, request: web.Request) -> web.StreamResponse:
+        self._check_key(request)
         _check_origin(request)
         ws = web.WebSocketResponse(heartbeat=30.0, max_msg_size=64 * 1024)
         await ws.prepare(request)
@@ -305,30 +323,40 @@ class Playground:
     # -- uploads ----------------------------------------------------------------------------------
 
     async def _upload(self, request: web.Request) -> web.Response:
+        self._check_key(request)
         _check_origin(request)
         chat_id = request.match_info["chat"]
         if not self.messenger.is_current(chat_id):
             raise web.HTTPNotFound(text="Unknown chat — reload the page.")
+        if request.content_type != "multipart/form-data":
+            raise web.HTTPBadRequest(text="The photo must be sent as multipart/form-data.")
         fields: dict[str, str] = {}
         data = bytearray()
         size = 0
         mime: str | None = None
         file_name: str | None = None
-        reader = await request.multipart()
-        while (part := await reader.next()) is not None:
-            if not isinstance(part, BodyPartReader) or part.name is None:
-                continue
-            if part.name == "photo":
-                mime = part.headers.get("Content-Type") or "application/octet-stream"
-                file_name = part.filename
-                while chunk := await part.read_chunk(256 * 1024):
-                    size += len(chunk)
-                    if size <= MAX_FILE_BYTES:
-                        data += chunk
-                    elif size > DRAIN_LIMIT:
-                        raise web.HTTPRequestEntityTooLarge(max_size=MAX_FILE_BYTES, actual_size=size)
-            else:
-                fields[part.name] = (await part.text())[:MAX_TEXT]
+        parts = 0
+        try:
+            reader = await request.multipart()
+            while (part := await reader.next()) is not None:
+                parts += 1
+                if parts > MAX_PARTS:
+                    raise web.HTTPBadRequest(text="Too many fields in the upload.")
+                if not isinstance(part, BodyPartReader) or part.name is None:
+                    continue
+                if part.name == "photo":
+                    mime = part.headers.get("Content-Type") or "application/octet-stream"
+                    file_name = part.filename
+                    while chunk := await part.read_chunk(256 * 1024):
+                        size += len(chunk)
+                        if size <= MAX_FILE_BYTES:
+                            data += chunk
+                        elif size > DRAIN_LIMIT:
+                            raise web.HTTPRequestEntityTooLarge(max_size=MAX_FILE_BYTES, actual_size=size)
+                else:
+                    fields[part.name] = (await _read_field(part))[:MAX_TEXT]
+        except ValueError:  # no boundary, a broken one, a body cut short
+            raise web.HTTPBadRequest(text="The upload could not be read.") from None
         if mime is None:
             raise web.HTTPBadRequest(text="No photo in the upload.")
         person = person_named(fields.get("name"), fields.get("lang"))
@@ -377,6 +405,11 @@ class Playground:
             log.exception("playground: photo %s failed", ctx.message_id)
 
     # -- helpers ----------------------------------------------------------------------------------
+
+    def _check_key(self, request: web.Request) -> None:
+        """The page, its WebSocket and its uploads need this launch's key (from the printed address)."""
+        if not secrets.compare_digest(request.query.get("key", ""), self.key):
+            raise web.HTTPForbidden(text="Open the playground at the address pixme printed (it carries a key).")
 
     def _fetcher(self, message_id: str) -> Callable[[], Awaitable[bytes]]:
         async def fetch() -> bytes:
@@ -429,6 +462,41 @@ def _personal(ctx: Context) -> Context:
 
 def _message_id(value: object) -> str | None:
     return value if isinstance(value, str) and 0 < len(value) <= 64 else None
+
+
+async def _read_field(part: BodyPartReader) -> str:
+    """A text field, refused past MAX_FIELD_BYTES rather than read whole into memory."""
+    value = bytearray()
+    while chunk := await part.read_chunk(MAX_FIELD_BYTES):
+        value += chunk
+        if len(value) > MAX_FIELD_BYTES:
+            raise web.HTTPRequestEntityTooLarge(max_size=MAX_FIELD_BYTES, actual_size=len(value))
+    return value.decode("utf-8", errors="replace")
+
+
+def _allowed_host(request: web.Request) -> bool:
+    """Whether the request names a loopback host on the port it really arrived at.
+
+    A DNS-rebinding page reaches 127.0.0.1 under its own name (rebind.attacker.example:8080), and the
+    browser lets it read the answers, as the same origin; the name in Host is what gives it away."""
+    match = _HOST.match(request.headers.get("Host", ""))
+    transport = request.transport
+    local = transport.get_extra_info("sockname") if transport is not None else None
+    if match is None or not local:
+        return False
+    name, port = match.group(1).lower(), int(match.group(2) or 80)
+    local_ip, local_port = str(local[0]), int(local[1])
+    names = {*LOOPBACK_NAMES, f"[{local_ip}]" if ":" in local_ip else local_ip}
+    return name in names and port == local_port
+
+
+@web.middleware
+async def _loopback_names_only(request: web.Request,
+                               handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                               ) -> web.StreamResponse:
+    if not _allowed_host(request):
+        raise web.HTTPForbidden(text="The playground answers only at 127.0.0.1, localhost or [::1] on its own port.")
+    return await handler(request)
 
 
 def _check_origin(request: web.Request) -> None:

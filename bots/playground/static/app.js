@@ -6,6 +6,8 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
+// This launch's key, from the address pixme printed: the WebSocket and uploads are refused without it.
+const key = new URLSearchParams(location.search).get("key") || "";
 const state = {
   chat: sessionStorage.getItem("pixme-chat") || "",
   ws: null,
@@ -71,7 +73,7 @@ personInput.addEventListener("change", () => { rememberPerson(me()); renderPeopl
 // -- connection --------------------------------------------------------------------------------
 function connect() {
   const proto = location.protocol === "https:" ? "wss" : "ws";
-  const query = `chat=${encodeURIComponent(state.chat)}&lang=${encodeURIComponent(language)}`;
+  const query = `chat=${encodeURIComponent(state.chat)}&lang=${encodeURIComponent(language)}&key=${encodeURIComponent(key)}`;
   const ws = new WebSocket(`${proto}://${location.host}/ws?${query}`);
   state.ws = ws;
   setStatus("connecting", "connecting…");
@@ -410,7 +412,8 @@ async function upload(file) {
   renderPeople();
   toast(`Sending ${file.name || "your photo"}…`);
   try {
-    const response = await fetch(`/api/chats/${encodeURIComponent(state.chat)}/photos`, { method: "POST", body: form });
+    const response = await fetch(`/api/chats/${encodeURIComponent(state.chat)}/photos?key=${encodeURIComponent(key)}`,
+                                 { method: "POST", body: form });
     if (!response.ok) toast((await response.text()) || `Upload failed (${response.status})`);
   } catch {
     toast("Upload failed — is the playground still running?");
