@@ -24,6 +24,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from core.errors import PixmeError
+
 DEFAULT_MODEL = "gemini-nano-banana-2.1"
 ImageSize = Literal["512", "1K", "2K", "4K"]
 
@@ -230,7 +232,7 @@ class Settings(BaseSettings):
         return [v.get_secret_value() for v in values if v.get_secret_value()]
 
 
-class ConfigError(Exception):
+class ConfigError(PixmeError):
     """The configuration file is missing or invalid; the message says what to fix."""
 
 

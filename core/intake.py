@@ -30,6 +30,7 @@ import numpy as np
 import pillow_heif
 from PIL import Image, UnidentifiedImageError
 
+from core.errors import PixmeError
 from core.i18n import _
 
 pillow_heif.register_heif_opener()
@@ -83,7 +84,7 @@ _TRANSPOSE = {
 }
 
 
-class IntakeError(Exception):
+class IntakeError(PixmeError):
     """The file cannot be used; `message` is one line for the person."""
 
     def __init__(self, message: str) -> None:

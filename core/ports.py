@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from core.errors import PixmeError
 from core.requests import ReplyTarget
 
 NodeKind = Literal["photo", "style", "edit", "fuse"]
@@ -63,7 +64,7 @@ class NewNode:
     inputs: tuple[Node, ...] = ()  # for a group picture: the photos it was fused from
 
 
-class SourceGone(LookupError):
+class SourceGone(PixmeError, LookupError):
     """A picture's parent or one of its photos was deleted (a /forget) while it was being made."""
 
 

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from core.errors import PixmeError
 from core.styles import Style
 
 
@@ -87,7 +88,7 @@ class Button:
     action: str  # short, e.g. "forget:yes"; comes back to `Studio.press`
 
 
-class DeliveryRefused(Exception):
+class DeliveryRefused(PixmeError):
     """The platform will never accept messages to this chat (e.g. the person blocked the bot)."""
 
 

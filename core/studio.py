@@ -10,9 +10,7 @@ import asyncio
 import contextlib
 import dataclasses
 import datetime as dt
-import errno
 import logging
-import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -31,6 +29,7 @@ from core.engines.base import (
     RenderOptions,
 )
 from core.engines.models import model_info
+from core.errors import StorageBusy, StorageFull
 from core.exports import stamp_async
 from core.intake import IntakeError, check_declared_size, prepare_async
 from core.jobs import JobRunner, Requeue
@@ -811,12 +810,8 @@ def _start_of_day() -> float:
 
 
 def _storage_trouble(exc: Exception) -> str | None:
-    if isinstance(exc, sqlite3.OperationalError):
-        text = str(exc).lower()
-        if "full" in text:
-            return texts.STORAGE_FULL
-        if "locked" in text or "busy" in text:
-            return texts.STORAGE_BUSY
-    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+    if isinstance(exc, StorageFull):
         return texts.STORAGE_FULL
+    if isinstance(exc, StorageBusy):
+        return texts.STORAGE_BUSY
     return None

@@ -15,6 +15,7 @@ can still be about to refer to them.
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import os
 import re
@@ -24,6 +25,7 @@ import time
 from collections import OrderedDict
 from pathlib import Path
 
+from core.errors import StorageFull
 from storage.sqlite import SqliteStore
 
 CACHE_BYTES = 48 * 1024 * 1024  # ≈ 150 model-ready photos and results
@@ -47,7 +49,12 @@ class FileImageStore:
         return self._root / sha[:2] / sha
 
     async def put(self, data: bytes) -> str:
-        sha, created = await asyncio.to_thread(self._write, data)
+        try:
+            sha, created = await asyncio.to_thread(self._write, data)
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise StorageFull(f"image store: {exc.strerror}") from exc
+            raise
         if created:
             await self._db.record_image(sha, len(data))
         self._remember(sha, data)

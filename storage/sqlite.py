@@ -15,19 +15,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import functools
+import inspect
 import json
 import logging
 import os
 import sqlite3
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import IO, Any, cast
 
 import aiosqlite
 
+from core.errors import StorageBusy, StorageError, StorageFull
 from core.ports import (
     Job,
     JobStatus,
@@ -45,7 +48,7 @@ from core.requests import ReplyTarget
 log = logging.getLogger(__name__)
 
 
-class StoreInUse(RuntimeError):
+class StoreInUse(StorageError):
     """Another process has this database open: two bots on one database would both resume the same jobs
     (sending pictures twice) and each trust its own in-memory copies."""
 
@@ -670,3 +673,33 @@ def _hold_lock(lock_path: Path, path: Path | str) -> IO[str]:
     handle.write(str(os.getpid()))
     handle.flush()
     return handle
+
+
+def storage_error(exc: sqlite3.OperationalError) -> Exception:
+    """SQLite's own words for a full disk or a lock, as the core's error types; anything else as it was."""
+    text = str(exc).lower()
+    if "full" in text:
+        return StorageFull(f"sqlite: {exc}")
+    if "locked" in text or "busy" in text:
+        return StorageBusy(f"sqlite: {exc}")
+    return exc
+
+
+def _speaking_core_errors(method: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    @functools.wraps(method)
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return await method(*args, **kwargs)
+        except sqlite3.OperationalError as exc:
+            translated = storage_error(exc)
+            if translated is exc:
+                raise
+            raise translated from exc
+
+    return wrapper
+
+
+# Every public coroutine of the store speaks the core's error types, so use cases never read SQLite's words.
+for _name, _method in list(vars(SqliteStore).items()):
+    if not _name.startswith("_") and inspect.iscoroutinefunction(_method):
+        setattr(SqliteStore, _name, _speaking_core_errors(_method))

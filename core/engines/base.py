@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
 
+from core.errors import PixmeError
 from core.styles import Style
 
 
@@ -48,7 +49,7 @@ class Portrait:
     image: bytes
 
 
-class EngineError(Exception):
+class EngineError(PixmeError):
     """Base class: the engine could not produce an image. `message` is for the person."""
 
     retryable = False
