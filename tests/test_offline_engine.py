@@ -26,17 +26,21 @@ from core.engines.offline import (
     EditOp,
     OfflineEngine,
     detect_faces,
+    main_face,
     parse_edit,
     stylize_array,
 )
 from core.styles import STYLES, Style, get_style
-from tests.conftest import jpeg_bytes
+from tests.conftest import FIXTURES, jpeg_bytes
 
 Array = np.ndarray[Any, Any]
 STYLE_IDS = [s.id for s in STYLES]
 # Where the astronaut's face is in the 512 px fixture (measured once by eye and by the detector).
 FACE_512 = (177, 67, 93, 93)  # x, y, w, h
 EYE_Y_512 = 102
+# The speaker with a raised hand (tests/fixtures/raised_hand.jpg, 410 x 512): face and hand boxes.
+HAND_FACE = (91, 117, 225, 225)  # x, y, w, h
+HAND_BOX = (322, 283, 88, 158)
 
 
 def style(style_id: str) -> Style:
@@ -393,6 +397,49 @@ async def test_accessories_are_drawn_on_the_face(engine: OfflineEngine, selfie: 
     else:
         assert y + 0.6 * h < cy < y + h
     assert result.commentary.startswith(said)
+
+
+@pytest.fixture(scope="module")
+def raised_hand() -> bytes:
+    return (FIXTURES / "raised_hand.jpg").read_bytes()
+
+
+def test_the_face_outranks_everything_else_the_cascade_finds(raised_hand: bytes, selfie_rgb: Array) -> None:
+    rgb = decode(raised_hand)
+    face = main_face(rgb)
+    assert face is not None and face.eyes_detected
+    x, y, w, h = HAND_FACE
+    assert abs(face.cx - (x + w / 2)) < 15 and abs(face.cy - (y + h / 2)) < 15
+    hx, hy, hw, hh = HAND_BOX
+    assert not any(hx - 20 < f.cx < hx + hw + 20 and hy - 20 < f.cy < hy + hh + 20 for f in detect_faces(rgb))
+    # On a pop-art grid the cascade finds four faces; they come most confident first, as one face.
+    faces = detect_faces(stylize_array(selfie_rgb, "popart", np.random.default_rng(5)))
+    assert len(faces) >= 3 and all(a.confidence >= b.confidence for a, b in itertools.pairwise(faces))
+
+
+@pytest.mark.parametrize("base_style", ["photo", "comic", "popart", "anime"])
+@pytest.mark.parametrize("instruction", ["add a crown", "sunglasses"])
+async def test_one_crown_on_the_face_in_the_raised_hand_photo(engine: OfflineEngine, raised_hand: bytes,
+                                                              base_style: str, instruction: str) -> None:
+    image = raised_hand if base_style == "photo" else (await engine.stylize(raised_hand, style(base_style))).image
+    before = decode(image)
+    after = decode((await engine.edit(image, instruction, identity=raised_hand)).image)
+    mask = changed(before, after)
+    h, w = mask.shape
+    assert mask.sum() > 300
+    # Re-encoding a JPEG moves a few edge pixels too: an overlay is a cluster a tenth of the largest or more.
+    _n, labels, stats, _ = cv2.connectedComponentsWithStats(cv2.dilate(mask.astype(np.uint8), np.ones((9, 9))))
+    areas = stats[1:, cv2.CC_STAT_AREA]
+    overlays = np.nonzero(areas >= 0.1 * areas.max())[0] + 1
+    assert len(overlays) == 1, f"{len(overlays)} separate overlays"  # one crown, not one per "face"
+    ys, xs = np.nonzero(mask & (labels == overlays[0]))
+    if base_style == "popart":  # four portraits in a grid: the overlay stays in one panel
+        assert xs.max() - xs.min() < w / 2 and ys.max() - ys.min() < h / 2
+        return
+    hx, hy, hw, hh = HAND_BOX
+    assert not mask[hy:hy + hh, hx + 10:hx + hw].any(), "drawn on the raised hand"
+    x, _y, fw, _h = HAND_FACE
+    assert abs(xs.mean() - (x + fw / 2)) < 0.2 * fw
 
 
 async def test_accessory_uses_the_identity_face_when_the_image_has_none(

@@ -82,6 +82,7 @@ class Face:
     right_eye: tuple[float, float]
     detected: bool = True
     eyes_detected: bool = False
+    confidence: float = 0.0  # how sure detection is that this is a face (see `detect_faces`)
 
     @property
     def cx(self) -> float:
@@ -109,7 +110,7 @@ class Face:
         return Face(self.x * sx + dx, self.y * sy + dy, self.w * sx, self.h * sy,
                     (self.left_eye[0] * sx + dx, self.left_eye[1] * sy + dy),
                     (self.right_eye[0] * sx + dx, self.right_eye[1] * sy + dy),
-                    self.detected, self.eyes_detected)
+                    self.detected, self.eyes_detected, self.confidence)
 
     @staticmethod
     def from_box(x: float, y: float, w: float, h: float, *, detected: bool) -> Face:
@@ -124,7 +125,12 @@ def default_face(width: int, height: int) -> Face:
 
 
 def detect_faces(rgb: Array) -> list[Face]:
-    """Faces in an RGB uint8 image, largest first (empty when none are found)."""
+    """Faces in an RGB uint8 image, the most confident first (empty when none are found).
+
+    A Haar cascade also fires on hands, ears and patterned cloth; what tells a face from those is a
+    pair of eyes in the right place and how far through the cascade's last stage the window got
+    (its level weight). `confidence` adds the two, so a raised hand never outranks the face.
+    """
     cascades = _get_cascades()
     if cascades is None:
         return []
@@ -150,15 +156,41 @@ def detect_faces(rgb: Array) -> list[Face]:
     kept = [tuple(int(v) for v in r) for r, n in zip(rects, votes, strict=True) if n >= max(4, 0.3 * best)]
     faces: list[Face] = []
     for fx, fy, fw, fh in sorted(kept, key=lambda r: -r[2] * r[3]):
+        weight = _level_weight(gray, face_cc, fx, fy, fw, fh)
         eyes = _detect_eyes(gray, eye_cc, fx, fy, fw, fh)
         if eyes is None:
-            face = Face.from_box(fx, fy, fw, fh, detected=True)
+            box = Face.from_box(fx, fy, fw, fh, detected=True)
+            face = Face(fx, fy, fw, fh, box.left_eye, box.right_eye, confidence=weight)
         else:
-            face = Face(fx, fy, fw, fh, eyes[0], eyes[1], detected=True, eyes_detected=True)
+            face = Face(fx, fy, fw, fh, eyes[0], eyes[1], eyes_detected=True, confidence=weight + _EYES_BONUS)
         faces.append(face.scaled(1 / scale, 1 / scale))
     if faces:  # keep faces comparable to the largest: small ones are usually false positives
-        faces = [f for f in faces if f.w >= 0.55 * faces[0].w][:MAX_FUSE_PEOPLE]
-    return faces
+        faces = [f for f in faces if f.w >= 0.55 * faces[0].w]
+    faces.sort(key=lambda f: -f.confidence)
+    return faces[:MAX_FUSE_PEOPLE]
+
+
+_EYES_BONUS = 10.0  # a pair of eyes outweighs any level weight a non-face window reaches
+
+
+def main_face(rgb: Array) -> Face | None:
+    """The one face an overlay or a crop is for: the most confident, eyes first; None if none."""
+    faces = detect_faces(rgb)
+    return faces[0] if faces else None
+
+
+def _level_weight(gray: Array, face_cc: Any, x: int, y: int, w: int, h: int) -> float:
+    """How clearly the window passes the cascade's last stage (detectMultiScale3's level weight)."""
+    pad = max(2, w // 5)
+    x0, y0 = max(0, x - pad), max(0, y - pad)
+    roi = gray[y0:y + h + pad, x0:x + w + pad]
+    with _DETECT_LOCK:
+        found = face_cc.detectMultiScale3(roi, scaleFactor=1.05, minNeighbors=1,
+                                          minSize=(int(w * 0.8), int(h * 0.8)),
+                                          maxSize=(int(w * 1.25) + 1, int(h * 1.25) + 1),
+                                          outputRejectLevels=True)
+    weights = found[2]
+    return float(np.max(weights)) if len(weights) else 0.0
 
 
 def _detect_eyes(gray: Array, eye_cc: Any, fx: int, fy: int, fw: int, fh: int
@@ -1397,18 +1429,19 @@ def _caption(image: Image.Image, text: str) -> None:
         y += line_h * 1.1
 
 
-def _faces_for_edit(rgb: Array, identity: Array | None) -> list[Face]:
-    faces = detect_faces(rgb)
-    if faces:
-        return faces
+def _face_for_edit(rgb: Array, identity: Array | None) -> Face:
+    """The one face overlays go on: a second crown on a raised hand or a poster's neighbour is a bug."""
+    face = main_face(rgb)
+    if face is not None:
+        return face
     h, w = rgb.shape[:2]
     if identity is not None:
         ih, iw = identity.shape[:2]
         if abs(iw / ih - w / h) < 0.02:
-            found = detect_faces(identity)
-            if found:
-                return [found[0].scaled(w / iw, h / ih)]
-    return [default_face(w, h)]
+            found = main_face(identity)
+            if found is not None:
+                return found.scaled(w / iw, h / ih)
+    return default_face(w, h)
 
 
 _DONE = {
@@ -1438,12 +1471,11 @@ def apply_edits(rgb: Array, ops: list[EditOp], identity: Array | None = None) ->
     accessories = [op.name for op in ops if op.kind == "accessory"]
     out = rgb
     if accessories:
-        faces = _faces_for_edit(rgb, identity)
+        face = _face_for_edit(rgb, identity)
         pil = Image.fromarray(rgb).convert("RGBA")
         for name in _ACCESSORY_ORDER:
             if name in accessories:
-                for face in faces:
-                    _ACCESSORIES[name](pil, face)
+                _ACCESSORIES[name](pil, face)
         out = np.asarray(pil.convert("RGB"))
     for op in ops:
         if op.kind == "adjust":
@@ -1579,7 +1611,7 @@ def _encode(rgb: Array, png: bool) -> tuple[bytes, str]:
 
 
 def crop_to_ratio(rgb: Array, ratio: str | None) -> Array:
-    """Crop to `ratio` ("16:9"), keeping the largest face (or the middle) in frame; None: as is."""
+    """Crop to `ratio` ("16:9"), keeping the main face (or the middle) in frame; None: as is."""
     if not ratio:
         return rgb
     try:
@@ -1590,10 +1622,9 @@ def crop_to_ratio(rgb: Array, ratio: str | None) -> Array:
     height, width = rgb.shape[:2]
     if not height or not width or abs(width / height - target) < 0.01:
         return rgb
-    faces = detect_faces(rgb)
+    face = main_face(rgb)
     cx, cy = (width / 2, height / 2)
-    if faces:
-        face = max(faces, key=lambda f: f.w * f.h)
+    if face is not None:
         cx, cy = face.x + face.w / 2, face.y + face.h / 2
     if width / height > target:  # too wide: keep the full height
         new_w = max(1, round(height * target))
