@@ -690,15 +690,16 @@ def _anime(ctx: _Ctx) -> Array:
     # mouth) keep their own tones.
     dark = (light < m - 26).astype(np.uint8)
     k = max(3, int(ctx.face.w * 0.09)) | 1
-    small_dark = dark & ~cv2.morphologyEx(dark, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
-    skin_l = np.where(light >= m - 9, m, np.where(small_dark > 0, cel_l, m - 13))
+    broad = cv2.morphologyEx(dark, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
+    small_dark = (dark > 0) & (broad == 0)  # eyes, brows, nostrils: dark but small
+    skin_l = np.where(light >= m - 9, m, np.where(small_dark, cel_l, m - 13))
     cel_l = cel_l * (1 - skin) + skin_l * skin
     cel_l = _blur(cel_l.astype(np.float32), 0.8 * s)
     cel_l = np.clip(cel_l * 0.9 + 12, 0, 100)  # anime is bright: lift, but keep the order of tones
     chroma = _blur(lab[..., 1:], 3.0 * s) * np.float32(1.15)
     if core.sum() > 50:  # one skin colour, not a patchwork of reds and browns
-        tone = np.median(chroma[core], axis=0)
-        chroma = chroma + (tone - chroma) * (0.7 * skin)[..., None]
+        tone = np.median(chroma[core], axis=0).astype(np.float32)
+        chroma = (chroma + (tone - chroma) * (0.7 * skin)[..., None]).astype(np.float32)
     cel = cv2.cvtColor(np.dstack([cel_l, chroma]).astype(np.float32), cv2.COLOR_Lab2RGB)
     cel = np.clip(cel, 0, 1)
     # Clean thin lines in a dark shade of the local colour, and an outline around the person.
