@@ -127,7 +127,7 @@ async def main() -> None:
     styles_sheet(rows, names, args.out / "styles.png")
     print(f"wrote {args.out / 'styles.png'}")
     if args.sheet:
-        styles_sheet(rows, names, args.sheet, cell=180)
+        styles_sheet(rows, names, args.sheet, cell=160)
         print(f"wrote {args.sheet} ({args.sheet.stat().st_size // 1024} KiB)")
     await engine.aclose()
 

@@ -294,6 +294,71 @@ def test_watercolour_leaves_white_paper_at_the_edges(styled: dict[str, Array]) -
     assert face.mean() < 225  # the painted face is not blank paper
 
 
+PORTRAITS = ("astronaut.png", "portrait_dark_skin.jpg", "portrait_white_hair.jpg", "raised_hand.jpg")
+
+
+@pytest.fixture(scope="module")
+def portraits() -> dict[str, Array]:
+    """The four fixture portraits (light and dark skin, white hair, a raised hand), long side 512."""
+    out = {}
+    for name in PORTRAITS:
+        image = Image.open(FIXTURES / name).convert("RGB")
+        image.thumbnail((512, 512), Image.Resampling.LANCZOS)
+        out[name] = np.asarray(image)
+    return out
+
+
+def face_box(img: Array, rgb: Array) -> Array:
+    """Cheeks to chin of the main face of `rgb`, cut from `img`."""
+    f = main_face(rgb)
+    assert f is not None
+    rows = slice(int(f.y + 0.25 * f.h), int(f.y + 0.9 * f.h))
+    return np.ascontiguousarray(img[rows, int(f.x + 0.2 * f.w):int(f.x + 0.8 * f.w)])
+
+
+@pytest.mark.parametrize("name", PORTRAITS)
+def test_sketch_draws_every_face_light_or_dark(portraits: dict[str, Array], name: str) -> None:
+    rgb = portraits[name]
+    face = face_box(stylize_array(rgb, "sketch", np.random.default_rng(5)), rgb).mean(axis=2)
+    assert (face < 120).mean() > 0.12, "the face is barely drawn"  # pencil on the features, not blank paper
+    assert face.std() > 45
+
+
+@pytest.mark.parametrize("name", PORTRAITS)
+def test_anime_and_watercolour_keep_skin_in_skin_tones(portraits: dict[str, Array], name: str) -> None:
+    rgb = portraits[name]
+    for sid in ("anime", "watercolor"):
+        hsv = cv2.cvtColor(face_box(stylize_array(rgb, sid, np.random.default_rng(5)), rgb), cv2.COLOR_RGB2HSV)
+        hue, sat = hsv[..., 0].astype(int) * 2, hsv[..., 1] / 255
+        odd = ((hue > 70) & (hue < 330) & (sat > 0.15)).mean()  # green, blue or lilac patches
+        assert odd < 0.02, (sid, odd)
+
+
+@pytest.mark.parametrize("name", PORTRAITS)
+def test_pixel_art_is_a_small_palette_with_dark_outlines(portraits: dict[str, Array], name: str) -> None:
+    img = stylize_array(portraits[name], "pixel", np.random.default_rng(5))
+    colours, counts = np.unique(img.reshape(-1, 3), axis=0, return_counts=True)
+    assert len(colours) <= 16
+    darkest = int(np.argmin(colours.astype(int).sum(axis=1)))
+    assert colours[darkest].max() < 50 and counts[darkest] / counts.sum() > 0.03
+
+
+@pytest.mark.parametrize("name", PORTRAITS)
+def test_zombie_has_dead_eyes_and_blood(portraits: dict[str, Array], name: str) -> None:
+    rgb = portraits[name]
+    f = main_face(rgb)
+    assert f is not None
+    img = stylize_array(rgb, "zombie", np.random.default_rng(5)).astype(int)
+    for ex, ey in (f.left_eye, f.right_eye):
+        x, y, r = int(ex), int(ey), max(2, int(0.02 * f.w))
+        eye = img[y - r:y + r + 1, x - r:x + r + 1].mean()
+        socket = img[int(ey + 0.09 * f.h):int(ey + 0.12 * f.h), x - 3 * r:x + 3 * r].mean()
+        assert eye > socket + 25, "milky eyes glow out of dark sockets"
+    chin = img[int(f.y + 0.8 * f.h):int(f.y + 1.15 * f.h), int(f.x + 0.2 * f.w):int(f.x + 0.8 * f.w)]
+    blood = chin[..., 0] > np.maximum(chin[..., 1], chin[..., 2]) + 30  # red in a desaturated, green-grey face
+    assert blood.sum() > 0.004 * f.w * f.h
+
+
 @pytest.mark.parametrize("style_id", STYLE_IDS)
 def test_a_picture_without_a_face_still_stylises(style_id: str) -> None:
     gradient = np.zeros((240, 320, 3), np.uint8)

@@ -692,7 +692,7 @@ def _anime(ctx: _Ctx) -> Array:
     k = max(3, int(ctx.face.w * 0.09)) | 1
     broad = cv2.morphologyEx(dark, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
     small_dark = (dark > 0) & (broad == 0)  # eyes, brows, nostrils: dark but small
-    skin_l = np.where(light >= m - 9, m, np.where(small_dark, cel_l, m - 13))
+    skin_l = np.where(light >= m - 9, m, np.where(small_dark, cel_l - 12, m - 13))  # inked-in features
     cel_l = cel_l * (1 - skin) + skin_l * skin
     cel_l = _blur(cel_l.astype(np.float32), 0.8 * s)
     cel_l = np.clip(cel_l * 0.9 + 12, 0, 100)  # anime is bright: lift, but keep the order of tones
@@ -712,7 +712,7 @@ def _anime(ctx: _Ctx) -> Array:
     if s > 0.75:
         lines = cv2.dilate(lines, np.ones((2, 2), np.uint8))
     lines = _blur(lines, 0.6)[..., None]
-    cel = cel * (1 - 0.8 * lines) + cel * 0.25 * 0.8 * lines
+    cel = cel * (1 - 0.85 * lines) + cel * 0.15 * 0.85 * lines
     # Pastel sky behind the person.
     pm = _blur(person, 1.0)[..., None]
     sky = _anime_sky(h, w, rng)
