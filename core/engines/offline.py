@@ -981,8 +981,12 @@ def _watercolor(ctx: _Ctx) -> Array:
     # Washes: lightness in a few flat steps, each pixel keeping its own (softened) hue, so skin is
     # painted in skin tones: a palette shared with the background put lilac and green on faces.
     lab = cv2.cvtColor(_f(small), cv2.COLOR_RGB2Lab)
-    steps = np.round(lab[..., 0] / 17.0)
+    # Skin is painted in one soft wash (no hard-edged pools on foreheads and noses).
+    skin = _resize(_skin_mask(ctx), small.shape[1], small.shape[0], cv2.INTER_AREA)
+    lightness = lab[..., 0] * (1 - skin) + _blur(lab[..., 0], 2.0) * skin
+    steps = np.round(lightness / 17.0)
     flat_l = _blur((steps * 17.0).astype(np.float32), 0.8)
+    flat_l = flat_l * (1 - skin) + _blur(lightness, 1.5) * skin
     chroma = _blur(lab[..., 1:], 1.5)
     quant = np.clip(cv2.cvtColor(np.dstack([flat_l, chroma]).astype(np.float32), cv2.COLOR_Lab2RGB), 0, 1)
     wash = _resize(quant, w, h, cv2.INTER_CUBIC)
@@ -991,7 +995,7 @@ def _watercolor(ctx: _Ctx) -> Array:
     paint = wash * 0.55 + bleed * 0.45
     # Wet edges: pigment gathers where washes meet.
     edges = cv2.morphologyEx(steps.astype(np.uint8), cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8)) > 0
-    edges = _resize(_blur(edges.astype(np.float32), 0.8), w, h)
+    edges = _resize(_blur(edges.astype(np.float32), 0.8) * (1 - skin), w, h)
     paint = paint * (1 - 0.3 * edges[..., None])
     # Transparent pigment: lighter, softly saturated, pooling in the paper's tooth.
     paint = _saturate(paint, 1.15)
