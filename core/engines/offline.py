@@ -128,8 +128,8 @@ def detect_faces(rgb: Array) -> list[Face]:
     """Faces in an RGB uint8 image, the most confident first (empty when none are found).
 
     A Haar cascade also fires on hands, ears and patterned cloth; what tells a face from those is a
-    pair of eyes in the right place and how far through the cascade's last stage the window got
-    (its level weight). `confidence` adds the two, so a raised hand never outranks the face.
+    pair of eyes in the right place, how far through the cascade's last stage the window got (its
+    level weight) and size. `confidence` adds the three, so a raised hand never outranks the face.
     """
     cascades = _get_cascades()
     if cascades is None:
@@ -166,11 +166,16 @@ def detect_faces(rgb: Array) -> list[Face]:
         faces.append(face.scaled(1 / scale, 1 / scale))
     if faces:  # keep faces comparable to the largest: small ones are usually false positives
         faces = [f for f in faces if f.w >= 0.55 * faces[0].w]
+        # A selfie's face is its largest: size breaks ties between windows without eyes (a stylised
+        # face against a hand beside it).
+        faces = [Face(f.x, f.y, f.w, f.h, f.left_eye, f.right_eye, f.detected, f.eyes_detected,
+                      f.confidence + _SIZE_BONUS * f.w / faces[0].w) for f in faces]
     faces.sort(key=lambda f: -f.confidence)
     return faces[:MAX_FUSE_PEOPLE]
 
 
 _EYES_BONUS = 10.0  # a pair of eyes outweighs any level weight a non-face window reaches
+_SIZE_BONUS = 3.0  # the largest window gets this much on top; one half its width, half of it
 
 
 def main_face(rgb: Array) -> Face | None:
