@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import io
 import logging
 import os
 import signal
@@ -17,6 +18,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+from PIL import Image
 from pydantic import ValidationError
 
 from core.config import (
@@ -155,6 +157,7 @@ async def _render(settings: Settings, args: argparse.Namespace) -> int:
     style = get_style(args.style)
     if style is None:
         raise SystemExit(f"pixme: unknown style {args.style!r}; `pixme styles` lists them")
+    _output_format(args.output)
     engine = build_engine(settings, args.engine)
     try:
         result = await engine.stylize(_read_image(args.image, settings.engine.input_max_px), style)
@@ -164,6 +167,7 @@ async def _render(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _edit(settings: Settings, args: argparse.Namespace) -> int:
+    _output_format(args.output)
     engine = build_engine(settings, args.engine)
     identity = _read_image(args.identity, settings.engine.input_max_px) if args.identity else None
     try:
@@ -174,9 +178,38 @@ async def _edit(settings: Settings, args: argparse.Namespace) -> int:
     return _write_result(args.output, result.image, result.commentary)
 
 
+# What `-o` may name, and the Pillow format written for it: the file is what its name says.
+_OUTPUT_FORMATS = {".png": "PNG", ".webp": "WEBP", ".jpg": "JPEG", ".jpeg": "JPEG"}
+
+
+def _output_format(output: Path) -> str:
+    """The Pillow format for `output`'s extension; refused before any work when there is none."""
+    fmt = _OUTPUT_FORMATS.get(output.suffix.lower())
+    if fmt is None:
+        raise SystemExit(f"pixme: {output}: name the output .png, .webp or .jpg")
+    return fmt
+
+
+def _encoded_as(image: bytes, fmt: str) -> bytes:
+    """`image` in `fmt`: as it is when it already is (no second lossy pass), otherwise re-encoded."""
+    with Image.open(io.BytesIO(image)) as picture:
+        if picture.format == fmt:
+            return image
+        picture.load()
+        out = io.BytesIO()
+        if fmt == "JPEG":
+            picture.convert("RGB").save(out, fmt, quality=92)
+        elif fmt == "WEBP":
+            picture.save(out, fmt, quality=92, method=4)
+        else:
+            picture.save(out, fmt, optimize=False, compress_level=6)
+        return out.getvalue()
+
+
 def _write_result(output: Path, image: bytes, commentary: str) -> int:
+    data = _encoded_as(image, _output_format(output))
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_bytes(image)
+    output.write_bytes(data)
     print(f"wrote {output}" + (f" — {commentary}" if commentary else ""))
     return 0
 

@@ -26,17 +26,21 @@ from core.engines.offline import (
     EditOp,
     OfflineEngine,
     detect_faces,
+    main_face,
     parse_edit,
     stylize_array,
 )
 from core.styles import STYLES, Style, get_style
-from tests.conftest import jpeg_bytes
+from tests.conftest import FIXTURES, jpeg_bytes
 
 Array = np.ndarray[Any, Any]
 STYLE_IDS = [s.id for s in STYLES]
 # Where the astronaut's face is in the 512 px fixture (measured once by eye and by the detector).
 FACE_512 = (177, 67, 93, 93)  # x, y, w, h
 EYE_Y_512 = 102
+# The speaker with a raised hand (tests/fixtures/raised_hand.jpg, 410 x 512): face and hand boxes.
+HAND_FACE = (91, 117, 225, 225)  # x, y, w, h
+HAND_BOX = (322, 283, 88, 158)
 
 
 def style(style_id: str) -> Style:
@@ -290,6 +294,71 @@ def test_watercolour_leaves_white_paper_at_the_edges(styled: dict[str, Array]) -
     assert face.mean() < 225  # the painted face is not blank paper
 
 
+PORTRAITS = ("astronaut.png", "portrait_dark_skin.jpg", "portrait_white_hair.jpg", "raised_hand.jpg")
+
+
+@pytest.fixture(scope="module")
+def portraits() -> dict[str, Array]:
+    """The four fixture portraits (light and dark skin, white hair, a raised hand), long side 512."""
+    out = {}
+    for name in PORTRAITS:
+        image = Image.open(FIXTURES / name).convert("RGB")
+        image.thumbnail((512, 512), Image.Resampling.LANCZOS)
+        out[name] = np.asarray(image)
+    return out
+
+
+def face_box(img: Array, rgb: Array) -> Array:
+    """Cheeks to chin of the main face of `rgb`, cut from `img`."""
+    f = main_face(rgb)
+    assert f is not None
+    rows = slice(int(f.y + 0.25 * f.h), int(f.y + 0.9 * f.h))
+    return np.ascontiguousarray(img[rows, int(f.x + 0.2 * f.w):int(f.x + 0.8 * f.w)])
+
+
+@pytest.mark.parametrize("name", PORTRAITS)
+def test_sketch_draws_every_face_light_or_dark(portraits: dict[str, Array], name: str) -> None:
+    rgb = portraits[name]
+    face = face_box(stylize_array(rgb, "sketch", np.random.default_rng(5)), rgb).mean(axis=2)
+    assert (face < 120).mean() > 0.12, "the face is barely drawn"  # pencil on the features, not blank paper
+    assert face.std() > 45
+
+
+@pytest.mark.parametrize("name", PORTRAITS)
+def test_anime_and_watercolour_keep_skin_in_skin_tones(portraits: dict[str, Array], name: str) -> None:
+    rgb = portraits[name]
+    for sid in ("anime", "watercolor"):
+        hsv = cv2.cvtColor(face_box(stylize_array(rgb, sid, np.random.default_rng(5)), rgb), cv2.COLOR_RGB2HSV)
+        hue, sat = hsv[..., 0].astype(int) * 2, hsv[..., 1] / 255
+        odd = ((hue > 70) & (hue < 330) & (sat > 0.15)).mean()  # green, blue or lilac patches
+        assert odd < 0.02, (sid, odd)
+
+
+@pytest.mark.parametrize("name", PORTRAITS)
+def test_pixel_art_is_a_small_palette_with_dark_outlines(portraits: dict[str, Array], name: str) -> None:
+    img = stylize_array(portraits[name], "pixel", np.random.default_rng(5))
+    colours, counts = np.unique(img.reshape(-1, 3), axis=0, return_counts=True)
+    assert len(colours) <= 16
+    darkest = int(np.argmin(colours.astype(int).sum(axis=1)))
+    assert colours[darkest].max() < 50 and counts[darkest] / counts.sum() > 0.03
+
+
+@pytest.mark.parametrize("name", PORTRAITS)
+def test_zombie_has_dead_eyes_and_blood(portraits: dict[str, Array], name: str) -> None:
+    rgb = portraits[name]
+    f = main_face(rgb)
+    assert f is not None
+    img = stylize_array(rgb, "zombie", np.random.default_rng(5)).astype(int)
+    for ex, ey in (f.left_eye, f.right_eye):
+        x, y, r = int(ex), int(ey), max(2, int(0.02 * f.w))
+        eye = img[y - r:y + r + 1, x - r:x + r + 1].mean()
+        socket = img[int(ey + 0.09 * f.h):int(ey + 0.12 * f.h), x - 3 * r:x + 3 * r].mean()
+        assert eye > socket + 25, "milky eyes glow out of dark sockets"
+    chin = img[int(f.y + 0.8 * f.h):int(f.y + 1.15 * f.h), int(f.x + 0.2 * f.w):int(f.x + 0.8 * f.w)]
+    blood = chin[..., 0] > np.maximum(chin[..., 1], chin[..., 2]) + 30  # red in a desaturated, green-grey face
+    assert blood.sum() > 0.004 * f.w * f.h
+
+
 @pytest.mark.parametrize("style_id", STYLE_IDS)
 def test_a_picture_without_a_face_still_stylises(style_id: str) -> None:
     gradient = np.zeros((240, 320, 3), np.uint8)
@@ -393,6 +462,49 @@ async def test_accessories_are_drawn_on_the_face(engine: OfflineEngine, selfie: 
     else:
         assert y + 0.6 * h < cy < y + h
     assert result.commentary.startswith(said)
+
+
+@pytest.fixture(scope="module")
+def raised_hand() -> bytes:
+    return (FIXTURES / "raised_hand.jpg").read_bytes()
+
+
+def test_the_face_outranks_everything_else_the_cascade_finds(raised_hand: bytes, selfie_rgb: Array) -> None:
+    rgb = decode(raised_hand)
+    face = main_face(rgb)
+    assert face is not None and face.eyes_detected
+    x, y, w, h = HAND_FACE
+    assert abs(face.cx - (x + w / 2)) < 15 and abs(face.cy - (y + h / 2)) < 15
+    hx, hy, hw, hh = HAND_BOX
+    assert not any(hx - 20 < f.cx < hx + hw + 20 and hy - 20 < f.cy < hy + hh + 20 for f in detect_faces(rgb))
+    # On a pop-art grid the cascade finds four faces; they come most confident first, as one face.
+    faces = detect_faces(stylize_array(selfie_rgb, "popart", np.random.default_rng(5)))
+    assert len(faces) >= 3 and all(a.confidence >= b.confidence for a, b in itertools.pairwise(faces))
+
+
+@pytest.mark.parametrize("base_style", ["photo", "comic", "popart", "anime"])
+@pytest.mark.parametrize("instruction", ["add a crown", "sunglasses"])
+async def test_one_crown_on_the_face_in_the_raised_hand_photo(engine: OfflineEngine, raised_hand: bytes,
+                                                              base_style: str, instruction: str) -> None:
+    image = raised_hand if base_style == "photo" else (await engine.stylize(raised_hand, style(base_style))).image
+    before = decode(image)
+    after = decode((await engine.edit(image, instruction, identity=raised_hand)).image)
+    mask = changed(before, after)
+    h, w = mask.shape
+    assert mask.sum() > 300
+    # Re-encoding a JPEG moves a few edge pixels too: an overlay is a cluster a tenth of the largest or more.
+    _n, labels, stats, _ = cv2.connectedComponentsWithStats(cv2.dilate(mask.astype(np.uint8), np.ones((9, 9))))
+    areas = stats[1:, cv2.CC_STAT_AREA]
+    overlays = np.nonzero(areas >= 0.1 * areas.max())[0] + 1
+    assert len(overlays) == 1, f"{len(overlays)} separate overlays"  # one crown, not one per "face"
+    ys, xs = np.nonzero(mask & (labels == overlays[0]))
+    if base_style == "popart":  # four portraits in a grid: the overlay stays in one panel
+        assert xs.max() - xs.min() < w / 2 and ys.max() - ys.min() < h / 2
+        return
+    hx, hy, hw, hh = HAND_BOX
+    assert not mask[hy:hy + hh, hx + 10:hx + hw].any(), "drawn on the raised hand"
+    x, _y, fw, _h = HAND_FACE
+    assert abs(xs.mean() - (x + fw / 2)) < 0.2 * fw
 
 
 async def test_accessory_uses_the_identity_face_when_the_image_has_none(

@@ -82,6 +82,7 @@ class Face:
     right_eye: tuple[float, float]
     detected: bool = True
     eyes_detected: bool = False
+    confidence: float = 0.0  # how sure detection is that this is a face (see `detect_faces`)
 
     @property
     def cx(self) -> float:
@@ -109,7 +110,7 @@ class Face:
         return Face(self.x * sx + dx, self.y * sy + dy, self.w * sx, self.h * sy,
                     (self.left_eye[0] * sx + dx, self.left_eye[1] * sy + dy),
                     (self.right_eye[0] * sx + dx, self.right_eye[1] * sy + dy),
-                    self.detected, self.eyes_detected)
+                    self.detected, self.eyes_detected, self.confidence)
 
     @staticmethod
     def from_box(x: float, y: float, w: float, h: float, *, detected: bool) -> Face:
@@ -124,7 +125,12 @@ def default_face(width: int, height: int) -> Face:
 
 
 def detect_faces(rgb: Array) -> list[Face]:
-    """Faces in an RGB uint8 image, largest first (empty when none are found)."""
+    """Faces in an RGB uint8 image, the most confident first (empty when none are found).
+
+    A Haar cascade also fires on hands, ears and patterned cloth; what tells a face from those is a
+    pair of eyes in the right place, how far through the cascade's last stage the window got (its
+    level weight) and size. `confidence` adds the three, so a raised hand never outranks the face.
+    """
     cascades = _get_cascades()
     if cascades is None:
         return []
@@ -150,15 +156,46 @@ def detect_faces(rgb: Array) -> list[Face]:
     kept = [tuple(int(v) for v in r) for r, n in zip(rects, votes, strict=True) if n >= max(4, 0.3 * best)]
     faces: list[Face] = []
     for fx, fy, fw, fh in sorted(kept, key=lambda r: -r[2] * r[3]):
+        weight = _level_weight(gray, face_cc, fx, fy, fw, fh)
         eyes = _detect_eyes(gray, eye_cc, fx, fy, fw, fh)
         if eyes is None:
-            face = Face.from_box(fx, fy, fw, fh, detected=True)
+            box = Face.from_box(fx, fy, fw, fh, detected=True)
+            face = Face(fx, fy, fw, fh, box.left_eye, box.right_eye, confidence=weight)
         else:
-            face = Face(fx, fy, fw, fh, eyes[0], eyes[1], detected=True, eyes_detected=True)
+            face = Face(fx, fy, fw, fh, eyes[0], eyes[1], eyes_detected=True, confidence=weight + _EYES_BONUS)
         faces.append(face.scaled(1 / scale, 1 / scale))
     if faces:  # keep faces comparable to the largest: small ones are usually false positives
-        faces = [f for f in faces if f.w >= 0.55 * faces[0].w][:MAX_FUSE_PEOPLE]
-    return faces
+        faces = [f for f in faces if f.w >= 0.55 * faces[0].w]
+        # A selfie's face is its largest: size breaks ties between windows without eyes (a stylised
+        # face against a hand beside it).
+        faces = [Face(f.x, f.y, f.w, f.h, f.left_eye, f.right_eye, f.detected, f.eyes_detected,
+                      f.confidence + _SIZE_BONUS * f.w / faces[0].w) for f in faces]
+    faces.sort(key=lambda f: -f.confidence)
+    return faces[:MAX_FUSE_PEOPLE]
+
+
+_EYES_BONUS = 10.0  # a pair of eyes outweighs any level weight a non-face window reaches
+_SIZE_BONUS = 3.0  # the largest window gets this much on top; one half its width, half of it
+
+
+def main_face(rgb: Array) -> Face | None:
+    """The one face an overlay or a crop is for: the most confident, eyes first; None if none."""
+    faces = detect_faces(rgb)
+    return faces[0] if faces else None
+
+
+def _level_weight(gray: Array, face_cc: Any, x: int, y: int, w: int, h: int) -> float:
+    """How clearly the window passes the cascade's last stage (detectMultiScale3's level weight)."""
+    pad = max(2, w // 5)
+    x0, y0 = max(0, x - pad), max(0, y - pad)
+    roi = gray[y0:y + h + pad, x0:x + w + pad]
+    with _DETECT_LOCK:
+        found = face_cc.detectMultiScale3(roi, scaleFactor=1.05, minNeighbors=1,
+                                          minSize=(int(w * 0.8), int(h * 0.8)),
+                                          maxSize=(int(w * 1.25) + 1, int(h * 1.25) + 1),
+                                          outputRejectLevels=True)
+    weights = found[2]
+    return float(np.max(weights)) if len(weights) else 0.0
 
 
 def _detect_eyes(gray: Array, eye_cc: Any, fx: int, fy: int, fw: int, fh: int
@@ -521,7 +558,13 @@ def _zombie(ctx: _Ctx) -> Array:
         milky = np.maximum(milky, _blob(h, w, ex, ey, 0.028 * f.w, 0.024 * f.h))
     sockets = np.clip(sockets * 1.25, 0, 1)[..., None]
     out = out * (1 - 0.8 * sockets) + sockets * 0.8 * np.array([0.09, 0.04, 0.07], np.float32)
-    out = out + (np.array([0.80, 0.84, 0.72], np.float32) - out) * (0.45 * milky[..., None])
+    out = out + (np.array([0.86, 0.88, 0.74], np.float32) - out) * (0.8 * np.clip(milky * 1.6, 0, 1)[..., None])
+    # Rot: a few dark, raw lesions on the cheeks and brow, rimmed darker.
+    lesion = _smoothstep(0.55, 0.8, _noise(h, w, rng, f.w * 0.07)) * _smoothstep(0.6, 0.9, skin)
+    lesion = lesion * (1 - _ellipse(h, w, f.cx, f.eye_y, 0.45 * f.w, 0.14 * f.h, soft=0.5))  # not the eyes
+    rim = np.clip(_blur(lesion, f.w * 0.012) - lesion, 0, 1)[..., None] * 2.5
+    out = out * (1 - 0.5 * rim)
+    out = out + (np.array([0.30, 0.08, 0.07], np.float32) - out) * (0.75 * lesion[..., None])
     # Lips: the reddish pixels around the mouth go dark grey-purple; grey the teeth.
     mouth = _ellipse(h, w, f.cx, f.y + 0.82 * f.h, 0.24 * f.w, 0.1 * f.h, soft=0.4)
     redness = np.clip((img[..., 0] - img[..., 1] - 0.1) * 4, 0, 1)
@@ -529,8 +572,23 @@ def _zombie(ctx: _Ctx) -> Array:
     out = out * (1 - 0.7 * lips) + lips * 0.7 * np.array([0.26, 0.18, 0.24], np.float32)
     teeth = (mouth * np.clip((lum - 0.6) * 4, 0, 1) * (1 - redness))[..., None]
     out = out * (1 - 0.5 * teeth) + teeth * 0.5 * np.array([0.62, 0.6, 0.45], np.float32)
+    # Blood running from the corners of the mouth down the chin.
+    blood = np.zeros((h, w), np.float32)
+    mouth_y = f.y + 0.82 * f.h
+    for side in (-1, 1):
+        x0 = f.cx + side * 0.17 * f.w
+        for _n in range(2):
+            x = x0 + rng.uniform(-0.04, 0.04) * f.w
+            length = rng.uniform(0.12, 0.3) * f.h
+            width = max(1, round(rng.uniform(0.012, 0.022) * f.w))
+            end = (round(x + rng.uniform(-0.02, 0.02) * f.w), round(mouth_y + length))
+            cv2.line(blood, (round(x), round(mouth_y)), end, 1.0, width, cv2.LINE_AA)
+            cv2.circle(blood, end, max(1, round(width * 0.9)), 1.0, -1, cv2.LINE_AA)
+    blood = np.maximum(blood, 0.8 * lips[..., 0])
+    blood = (_blur(blood, max(0.8, f.w * 0.004)) * _smoothstep(0.3, 0.7, skin + lips[..., 0]))[..., None]
+    out = out + (np.array([0.36, 0.02, 0.03], np.float32) - out) * (0.85 * blood)
     # Cold, desaturated horror grade with crushed blacks; the rest of the scene sinks into gloom.
-    out = _saturate(out, 0.45)
+    out = _saturate(out, 0.45) * (1 - 0.55 * blood) + out * 0.55 * blood  # the blood stays red
     out = out * (1 - 0.25 * (1 - sk))
     out = out * np.array([0.9, 1.0, 0.95], np.float32) + np.array([0.0, 0.015, 0.01], np.float32)
     out = np.clip((out - 0.06) * 1.2, 0, 1) ** np.float32(1.15)
@@ -625,30 +683,56 @@ def _focus_lines(page: Array, f: Face, rng: np.random.Generator, s: float) -> Ar
 def _anime(ctx: _Ctx) -> Array:
     h, w, rng, s = ctx.h, ctx.w, ctx.rng, ctx.scale
     smooth = _smooth(ctx.rgb, work=512, passes=3, d=9, sigma_color=50, sigma_space=9)
-    img = _f(smooth) ** np.float32(0.8)
-    img = _saturate(img, 1.35)
-    # Cel shading: hard value bands while keeping each pixel's hue and chroma.
-    v = _blur(np.max(img, axis=2), 2.5 * s)
-    bands = (0.42 + 0.24 * _smoothstep(0.28, 0.33, v) + 0.2 * _smoothstep(0.55, 0.6, v)
-             + 0.12 * _smoothstep(0.86, 0.9, v))
-    cel = np.clip(img * (bands / np.maximum(v, 1e-3))[..., None], 0, 1)
-    cel = np.clip(cel * 0.9 + 0.08, 0, 1)  # soften towards pastel
-    # Clean thin lines in a dark shade of the local colour.
+    lab = cv2.cvtColor(_f(smooth), cv2.COLOR_RGB2Lab)
+    # Cel shading in Lab: lightness posterised in steps centred on the face's own tone (so every
+    # skin keeps its colour), chroma taken from a blurred copy so noise never turns into blotches.
+    skin = _skin_mask(ctx)
+    light = _blur(lab[..., 0], 2.5 * s) * (1 - skin) + _blur(lab[..., 0], 7 * s) * skin  # smooth skin
+    core = skin > 0.6
+    m = float(np.median(light[core])) if core.sum() > 50 else float(np.median(light))
+    cel_l = m + 15.0 * np.round((light - m) / 15.0)
+    # Skin is flat: one base tone, one soft shadow, and only the darkest features (eyes, brows,
+    # mouth) keep their own tones.
+    dark = (light < m - 26).astype(np.uint8)
+    k = max(3, int(ctx.face.w * 0.09)) | 1
+    broad = cv2.morphologyEx(dark, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
+    small_dark = (dark > 0) & (broad == 0)  # eyes, brows, nostrils: dark but small
+    skin_l = np.where(light >= m - 9, m, np.where(small_dark, cel_l - 12, m - 13))  # inked-in features
+    cel_l = cel_l * (1 - skin) + skin_l * skin
+    cel_l = _blur(cel_l.astype(np.float32), 0.8 * s)
+    cel_l = np.clip(cel_l * 0.9 + 12, 0, 100)  # anime is bright: lift, but keep the order of tones
+    chroma = _blur(lab[..., 1:], 3.0 * s) * np.float32(1.15)
+    if core.sum() > 50:  # one skin colour, not a patchwork of reds and browns
+        tone = np.median(chroma[core], axis=0).astype(np.float32)
+        chroma = (chroma + (tone - chroma) * (0.7 * skin)[..., None]).astype(np.float32)
+    cel = cv2.cvtColor(np.dstack([cel_l, chroma]).astype(np.float32), cv2.COLOR_Lab2RGB)
+    cel = np.clip(cel, 0, 1)
+    # Clean thin lines in a dark shade of the local colour, and an outline around the person.
     gray = cv2.cvtColor(smooth, cv2.COLOR_RGB2GRAY)
     lines = _canny(cv2.GaussianBlur(gray, (0, 0), 1.2 * s), 35, 95)
+    # Eyes, brows, nose and mouth inked boldly (a flat cel face needs them to read, thumbnails too).
+    work, _ = _fit(gray, 512)
+    wf = _f(work)
+    dog = _blur(wf, 1.2) - 0.98 * _blur(wf, 1.9)
+    feature = _resize((dog < -0.018).astype(np.float32), w, h) * _smoothstep(0.5, 0.8, skin)
+    lines = np.maximum(lines, (feature > 0.5).astype(np.float32))
+    person = ctx.person()
+    outline = cv2.morphologyEx((person > 0.5).astype(np.uint8), cv2.MORPH_GRADIENT,
+                               np.ones((max(2, round(3 * s)),) * 2, np.uint8)).astype(np.float32)
+    lines = np.maximum(lines, outline)
     if s > 0.75:
         lines = cv2.dilate(lines, np.ones((2, 2), np.uint8))
     lines = _blur(lines, 0.6)[..., None]
-    cel = cel * (1 - 0.8 * lines) + cel * 0.25 * 0.8 * lines
+    cel = cel * (1 - 0.85 * lines) + cel * 0.15 * 0.85 * lines
     # Pastel sky behind the person.
-    person = ctx.person()[..., None]
+    pm = _blur(person, 1.0)[..., None]
     sky = _anime_sky(h, w, rng)
-    out = cel * person + sky * (1 - person)
-    # Bloom: the bright parts glow.
-    bright = np.clip((out - 0.65) / 0.35, 0, 1)
+    out = cel * pm + sky * (1 - pm)
+    # Bloom: the bright parts glow, softly.
+    bright = np.clip((out - 0.7) / 0.3, 0, 1)
     glow = _fast_blur(bright, 14 * s)
-    out = _screen(out, glow * 0.55)
-    out = _screen(out, _fast_blur(out, 10 * s) * 0.12)
+    out = _screen(out, glow * 0.35)
+    out = _screen(out, _fast_blur(out, 10 * s) * 0.08)
     return _u8(out)
 
 
@@ -727,46 +811,68 @@ def _popart(ctx: _Ctx) -> Array:
 
 def _pixel(ctx: _Ctx) -> Array:
     h, w, f, rng = ctx.h, ctx.w, ctx.face, ctx.rng
-    block = max(2, round(max(h, w) / 88))
+    block = max(2, round(max(h, w) / 72))
     sw, sh = math.ceil(w / block), math.ceil(h / block)
-    smooth = _smooth(ctx.rgb, work=384, passes=1, d=7, sigma_color=30, sigma_space=5)
-    small = _f(_resize(smooth, sw, sh, cv2.INTER_AREA))
-    small = np.clip((_saturate(small, 1.35) - 0.5) * 1.15 + 0.5, 0, 1)
-    small = np.clip(small + 0.6 * (small - _blur(small, 1.2)), 0, 1)  # crisp features at sprite scale
-    # Dark outlines where the picture has strong edges (sprite style).
-    gray = cv2.cvtColor(smooth, cv2.COLOR_RGB2GRAY)
-    edges = _canny(cv2.GaussianBlur(gray, (0, 0), 2.0 * block / 8), 60, 150)
-    edges = cv2.dilate(edges, np.ones((max(1, block // 3),) * 2, np.uint8))
-    edge_frac = _resize(edges, sw, sh, cv2.INTER_AREA)
-    small = np.where((edge_frac > 0.3)[..., None], small * 0.45, small)
-    # A 16-colour palette chosen in Lab, favouring the face so skin, eyes and mouth get their shades.
+    smooth = _smooth(ctx.rgb, work=384, passes=2, d=7, sigma_color=40, sigma_space=5)
+    small_u8 = _resize(smooth, sw, sh, cv2.INTER_AREA)
+    # Sprites are flat: the background flattened harder than the person.
+    person = _resize(ctx.person(), sw, sh, cv2.INTER_AREA) > 0.5
+    flat_bg = cv2.medianBlur(small_u8, 5) if min(sw, sh) >= 5 else small_u8
+    sharp = _f(small_u8)
+    sharp = np.clip(sharp + 0.6 * (sharp - _blur(sharp, 1.2)), 0, 1)  # crisp eyes and mouth at sprite scale
+    small = np.where(person[..., None], sharp, _f(flat_bg))
+    small = np.clip((_saturate(small, 1.15) - 0.5) * 1.05 + 0.5, 0, 1)
+    # A small palette (12 colours) chosen in Lab, leaning on the face so skin, eyes and mouth get
+    # their shades; no dithering: flat areas of colour read as a sprite, dots as a photo mosaic.
     lab = cv2.cvtColor(small.astype(np.float32), cv2.COLOR_RGB2Lab)
     fs = f.scaled(sw / w, sh / h)
     fy0, fy1 = int(max(0, fs.y)), int(min(sh, fs.y + fs.h))
     fx0, fx1 = int(max(0, fs.x)), int(min(sw, fs.x + fs.w))
     face_px = lab[fy0:fy1, fx0:fx1].reshape(-1, 3)
-    sample = np.concatenate([lab.reshape(-1, 3)] + [face_px] * 8)
-    centres = _kmeans(sample, 16, rng, iters=12, sample=12000)
-    # Light ordered dithering, then each pixel to its palette colour.
-    bayer = np.array([[0, 8, 2, 10], [12, 4, 14, 6], [3, 11, 1, 9], [15, 7, 13, 5]], np.float32) / 16 - 0.47
-    dither = np.tile(bayer, (sh // 4 + 1, sw // 4 + 1))[:sh, :sw, None] * np.float32(4.0)
-    _, labels = _quantize(lab + dither * np.array([1, 0.5, 0.5], np.float32), centres)
+    sample = np.concatenate([lab.reshape(-1, 3)] + [face_px] * 3)
+    centres = _kmeans(sample, 12, rng, iters=12, sample=12000)
+    _, labels = _quantize(lab, centres)
     palette = np.clip(cv2.cvtColor(centres[None, :, :].astype(np.float32), cv2.COLOR_Lab2RGB)[0], 0, 1)
     quant = palette[labels]
+    # One-pixel dark outlines: around the person and along the picture's strong edges.
+    gray = cv2.cvtColor(smooth, cv2.COLOR_RGB2GRAY)
+    edges = _canny(cv2.GaussianBlur(gray, (0, 0), 2.0 * block / 8), 70, 160)
+    edges = cv2.dilate(edges, np.ones((max(1, block // 3),) * 2, np.uint8))
+    ink = _resize(edges, sw, sh, cv2.INTER_AREA) > 0.35
+    silhouette = cv2.morphologyEx(person.astype(np.uint8), cv2.MORPH_GRADIENT, np.ones((2, 2), np.uint8)) > 0
+    ink = (ink | (silhouette & person)) & ~_sprite_eyes(fs, sw, sh)
+    outline = palette[int(np.argmin(centres[:, 0]))] * 0.45
+    quant = np.where(ink[..., None], outline, quant)
     big = np.repeat(np.repeat(_u8(quant), block, axis=0), block, axis=1)
     return np.ascontiguousarray(big[:h, :w])
+
+
+def _sprite_eyes(f: Face, sw: int, sh: int) -> Array:
+    """Cells around the eyes, kept free of outline so the eyes read as eyes, not a black bar."""
+    keep = np.zeros((sh, sw), bool)
+    for ex, ey in (f.left_eye, f.right_eye):
+        x0, x1 = int(max(0, ex - 0.08 * f.w)), int(min(sw, ex + 0.08 * f.w + 1))
+        y0, y1 = int(max(0, ey - 0.05 * f.h)), int(min(sh, ey + 0.05 * f.h + 1))
+        keep[y0:y1, x0:x1] = True
+    return keep
 
 
 def _sketch(ctx: _Ctx) -> Array:
     h, w, rng, s = ctx.h, ctx.w, ctx.rng, ctx.scale
     gray = cv2.cvtColor(ctx.rgb, cv2.COLOR_RGB2GRAY)
-    gray = cv2.bilateralFilter(_fit(gray, 512)[0], 7, 30, 5)
-    gray = _resize(gray, w, h)
-    g = gray.astype(np.float32)
-    # Colour dodge of the inverted blur: pencil contour lines.
+    small = cv2.bilateralFilter(_fit(gray, 512)[0], 7, 30, 5)
+    # Local contrast first: a dark face gets the same range of pencil tones as a light one.
+    small = cv2.createCLAHE(clipLimit=2.5, tileGridSize=(6, 6)).apply(small)
+    # Contours: an extended difference of Gaussians (XDoG) drawn where the picture has edges.
+    sf = _f(small)
+    dog = _blur(sf, 1.3) - 0.98 * _blur(sf, 2.1)
+    contour = np.where(dog >= -0.01, 1.0, 1 + np.tanh(40 * (dog + 0.01))).astype(np.float32)
+    contour = _resize(np.clip(contour, 0, 1), w, h)
+    g = _resize(small, w, h).astype(np.float32)
+    # Colour dodge of the inverted blur: soft pencil shading along the forms.
     blur = _blur(255 - g, 10 * s)
     dodge = np.clip(g * 255 / np.maximum(255 - blur, 1), 0, 255) / 255
-    lines = np.clip(dodge, 0, 1) ** np.float32(1.7)
+    lines = np.clip(dodge, 0, 1) ** np.float32(2.2) * (0.25 + 0.75 * contour)
     # Hatching in the darker tones, following the tone of a soft copy of the picture.
     tone = _fast_blur(g / 255, 4 * s)
     dark = np.clip((0.72 - tone) / 0.6, 0, 1)
@@ -774,11 +880,14 @@ def _sketch(ctx: _Ctx) -> Array:
     hatch2 = _hatching(h, w, rng, -50, s)
     shade = 1 - 0.5 * dark * hatch1 - 0.4 * np.clip(dark * 1.6 - 0.6, 0, 1) * hatch2
     shade = shade - 0.1 * dark  # a smudge of soft graphite under the strokes
-    value = np.clip(lines * shade, 0, 1)
+    # Soft graphite tone under the lines, so forms (and a whole face) read at a glance, thumbnails too.
+    value = np.clip(lines * shade * (0.62 + 0.38 * _smoothstep(0.1, 0.75, tone)), 0, 1)
     # The drawing fades out towards the edges of the page, as sketches do.
     f = ctx.face
     r = _radial(h, w, f.cx, f.cy + 1.2 * f.h)
     fade = _smoothstep(0.55, 0.85, r + _noise(h, w, rng, 50 * s) * 0.08)
+    fade = np.maximum(fade, 0.5 * (1 - _blur(ctx.person(), 6 * s)))  # the background only suggested
+    fade = fade * (1 - _ellipse(h, w, f.cx, f.cy, 0.95 * f.w, 1.15 * f.h, soft=0.35))  # a close-up keeps its face
     value = value + (1 - value) * fade * 0.85
     # Off-white paper with tooth.
     tooth = _grain(h, w, rng, 0.025, coarse=False) + 0.02 * _noise(h, w, rng, 40 * s)
@@ -880,26 +989,35 @@ def _watercolor(ctx: _Ctx) -> Array:
     small, _ = _fit(ctx.rgb, 320)
     for _n in range(3):
         small = cv2.bilateralFilter(small, 9, 60, 9)
-    sm = _f(small)
-    centres = _kmeans(sm.reshape(-1, 3), 12, rng)
-    quant, labels = _quantize(sm, centres)
-    wash = _resize(_blur(quant, 1.2), w, h, cv2.INTER_CUBIC)
+    # Washes: lightness in a few flat steps, each pixel keeping its own (softened) hue, so skin is
+    # painted in skin tones: a palette shared with the background put lilac and green on faces.
+    lab = cv2.cvtColor(_f(small), cv2.COLOR_RGB2Lab)
+    # Skin is painted in one soft wash (no hard-edged pools on foreheads and noses).
+    skin = _resize(_skin_mask(ctx), small.shape[1], small.shape[0], cv2.INTER_AREA)
+    lightness = lab[..., 0] * (1 - skin) + _blur(lab[..., 0], 2.0) * skin
+    steps = np.round(lightness / 17.0)
+    flat_l = _blur((steps * 17.0).astype(np.float32), 0.8)
+    flat_l = flat_l * (1 - skin) + _blur(lightness, 1.5) * skin
+    chroma = _blur(lab[..., 1:], 1.5)
+    quant = np.clip(cv2.cvtColor(np.dstack([flat_l, chroma]).astype(np.float32), cv2.COLOR_Lab2RGB), 0, 1)
+    wash = _resize(quant, w, h, cv2.INTER_CUBIC)
     # Bleeding: blend the flat washes with a blurred copy so colours run into each other.
     bleed = _fast_blur(wash, 6 * s)
-    paint = wash * 0.6 + bleed * 0.4
+    paint = wash * 0.55 + bleed * 0.45
     # Wet edges: pigment gathers where washes meet.
-    edges = cv2.morphologyEx(labels.astype(np.uint8), cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8)) > 0
-    edges = _resize(_blur(edges.astype(np.float32), 0.8), w, h)
-    paint = paint * (1 - 0.18 * edges[..., None])
+    edges = cv2.morphologyEx(steps.astype(np.uint8), cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8)) > 0
+    edges = _resize(_blur(edges.astype(np.float32), 0.8) * (1 - skin), w, h)
+    paint = paint * (1 - 0.3 * edges[..., None])
     # Transparent pigment: lighter, softly saturated, pooling in the paper's tooth.
-    paint = _saturate(paint, 1.2)
-    # Lift the darks into transparent indigo (watercolour has no solid black) and let hues drift.
+    paint = _saturate(paint, 1.15)
+    # Lift the darks into transparent indigo (watercolour has no solid black); pigment density
+    # varies in soft blooms, the same for every channel, so no hue appears that was not there.
     dark = (1 - _lum(paint))[..., None]
-    paint = paint * 0.78 + 0.2 + dark * 0.08 * np.array([-0.6, -0.3, 0.6], np.float32)
-    drift = np.stack([_noise(h, w, rng, 90 * s) for _n in range(3)], axis=-1)
-    paint = np.clip(paint * (1 + 0.06 * drift), 0, 1)
+    paint = paint * 0.74 + 0.24 + dark * 0.05 * np.array([-0.5, -0.25, 0.5], np.float32)
+    bloom = _noise(h, w, rng, 90 * s)[..., None]
+    paint = np.clip(paint * (1 + 0.04 * bloom), 0, 1)
     paper_tex = _noise(h, w, rng, 3 * s) * 0.5 + _noise(h, w, rng, 18 * s) * 0.5
-    density = (1 - paint) * 0.85 * (1 + 0.18 * paper_tex[..., None])
+    density = (1 - paint) * 0.85 * (1 + 0.14 * paper_tex[..., None])
     paper = np.array([0.985, 0.975, 0.95], np.float32)
     out = paper * (1 - density)
     # Faint pencil underdrawing.
@@ -913,6 +1031,12 @@ def _watercolor(ctx: _Ctx) -> Array:
     edge_noise = _noise(h, w, rng, 70 * s) * 0.12 + _noise(h, w, rng, 25 * s) * 0.05
     fade = _smoothstep(0.55, 0.78, r + edge_noise)
     fade = fade * (1 - _ellipse(h, w, f.cx, f.cy - 0.1 * f.h, 1.0 * f.w, 1.05 * f.h, soft=0.3))
+    # The person stays painted longest, but the paper still shows all round the edge of the sheet.
+    margin = 0.07 * min(h, w)
+    ys, xs = np.arange(h, dtype=np.float32), np.arange(w, dtype=np.float32)
+    inner = np.minimum(np.minimum(ys, h - 1 - ys)[:, None], np.minimum(xs, w - 1 - xs)[None, :])
+    inner = _smoothstep(0.5 * margin, 1.5 * margin, inner)
+    fade = np.maximum(fade * (1 - 0.45 * _blur(ctx.person(), 8 * s) * inner), 1 - inner)
     fade = fade[..., None]
     out = out * (1 - fade) + paper * fade
     out = out + _grain(h, w, rng, 0.012, coarse=False)[..., None]
@@ -930,10 +1054,16 @@ def _noir(ctx: _Ctx) -> Array:
     key = _blob(h, w, f.cx - 0.25 * f.w, f.cy - 0.1 * f.h, 1.6 * f.w, 2.2 * f.h)
     lit = g * (0.55 + 0.65 * key)
     # Venetian-blind light on the wall behind, fainter across the person, faintest on the face.
-    period = max(h, w) / 10
-    blinds = _blur(_smoothstep(0.38, 0.52, _line_screen(h, w, period, 70)), 2.0 * s)
-    face_zone = _ellipse(h, w, f.cx, f.cy, 0.75 * f.w, 0.9 * f.h, soft=0.5)
-    depth = 0.85 * (1 - person) + 0.5 * person * (1 - face_zone) + 0.22 * face_zone
+    period = max(h, w) / 9
+    blinds = _blur(_smoothstep(0.3, 0.5, _line_screen(h, w, period, 70)), 3.0 * s)
+    # The blinds fall on the wall and the shoulders; the face stays in the clean key light (stripes
+    # across a face read as a barcode, not as a film still).
+    face_zone = _ellipse(h, w, f.cx, f.cy + 0.05 * f.h, 0.85 * f.w, 1.0 * f.h, soft=0.5)
+    # ... and only where the window's light falls: a soft patch on the roomier side of the face.
+    wx = f.cx + (w - f.cx) * 0.55 if f.cx < w / 2 else f.cx * 0.45
+    window = _smoothstep(0.0, 0.6, _blob(h, w, wx, f.cy - 0.15 * h, 0.3 * w, 0.45 * h))
+    blinds = blinds * (0.25 + 0.75 * window)
+    depth = 0.85 * (1 - person) + 0.35 * person * (1 - face_zone)
     wall = 0.18 + 0.75 * g * 0.6 + 0.3 * blinds  # window light on the wall
     lit = lit * person + wall * (1 - person)
     lit = lit * (1 - depth * (1 - blinds))
@@ -1397,18 +1527,19 @@ def _caption(image: Image.Image, text: str) -> None:
         y += line_h * 1.1
 
 
-def _faces_for_edit(rgb: Array, identity: Array | None) -> list[Face]:
-    faces = detect_faces(rgb)
-    if faces:
-        return faces
+def _face_for_edit(rgb: Array, identity: Array | None) -> Face:
+    """The one face overlays go on: a second crown on a raised hand or a poster's neighbour is a bug."""
+    face = main_face(rgb)
+    if face is not None:
+        return face
     h, w = rgb.shape[:2]
     if identity is not None:
         ih, iw = identity.shape[:2]
         if abs(iw / ih - w / h) < 0.02:
-            found = detect_faces(identity)
-            if found:
-                return [found[0].scaled(w / iw, h / ih)]
-    return [default_face(w, h)]
+            found = main_face(identity)
+            if found is not None:
+                return found.scaled(w / iw, h / ih)
+    return default_face(w, h)
 
 
 _DONE = {
@@ -1438,12 +1569,11 @@ def apply_edits(rgb: Array, ops: list[EditOp], identity: Array | None = None) ->
     accessories = [op.name for op in ops if op.kind == "accessory"]
     out = rgb
     if accessories:
-        faces = _faces_for_edit(rgb, identity)
+        face = _face_for_edit(rgb, identity)
         pil = Image.fromarray(rgb).convert("RGBA")
         for name in _ACCESSORY_ORDER:
             if name in accessories:
-                for face in faces:
-                    _ACCESSORIES[name](pil, face)
+                _ACCESSORIES[name](pil, face)
         out = np.asarray(pil.convert("RGB"))
     for op in ops:
         if op.kind == "adjust":
@@ -1579,7 +1709,7 @@ def _encode(rgb: Array, png: bool) -> tuple[bytes, str]:
 
 
 def crop_to_ratio(rgb: Array, ratio: str | None) -> Array:
-    """Crop to `ratio` ("16:9"), keeping the largest face (or the middle) in frame; None: as is."""
+    """Crop to `ratio` ("16:9"), keeping the main face (or the middle) in frame; None: as is."""
     if not ratio:
         return rgb
     try:
@@ -1590,10 +1720,9 @@ def crop_to_ratio(rgb: Array, ratio: str | None) -> Array:
     height, width = rgb.shape[:2]
     if not height or not width or abs(width / height - target) < 0.01:
         return rgb
-    faces = detect_faces(rgb)
+    face = main_face(rgb)
     cx, cy = (width / 2, height / 2)
-    if faces:
-        face = max(faces, key=lambda f: f.w * f.h)
+    if face is not None:
         cx, cy = face.x + face.w / 2, face.y + face.h / 2
     if width / height > target:  # too wide: keep the full height
         new_w = max(1, round(height * target))
