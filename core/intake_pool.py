@@ -189,7 +189,7 @@ class Intake:
         self._turns: dict[Hashable, _Turns] = {}
         self._lock = threading.Lock()  # guards _idle between event-loop and pool threads
         self._closed = False
-        self.killed = 0  # workers stopped for overrunning their budget, for tests and logs
+        self.stopped: list[str] = []  # why each overrunning worker was stopped ("SIGXCPU", "wall clock")
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -276,11 +276,12 @@ class Intake:
             wall_s = self.settings.cpu_budget_s * WALL_FACTOR + WALL_SLACK_S
             try:
                 reply = worker.exchange(request, wall_s)
-            except _Killed:
-                reason = worker.exit_reason() if not worker.process.is_alive() else "wall clock"
+            except _Killed as stop:
+                # The pipe can read as closed a moment before the process is reaped: wait for its exit code.
+                reason = "wall clock" if str(stop) == "wall clock" else worker.exit_reason()
                 worker.stop()
                 worker = None
-                self.killed += 1
+                self.stopped.append(reason)
                 log.warning("intake: a decode was stopped (%s); its worker is replaced", reason)
                 return "killed", reason
             if claim > RECYCLE_AFTER_BYTES:
@@ -289,8 +290,9 @@ class Intake:
             return reply
         finally:
             with self._lock:
-                closed = self._closed
-                if not closed:
+                # Closed meanwhile, or one too many (a cancelled wait let another decode start a worker).
+                surplus = self._closed or len(self._idle) >= self._workers
+                if not surplus:
                     self._idle.append(worker)
-            if closed and worker is not None:
+            if surplus and worker is not None:
                 worker.stop()
