@@ -316,3 +316,36 @@ async def test_discord_a_denied_persons_attachment_is_never_downloaded(tmp_path:
         await fake.slash(DC_BOB, "avatar", {"style": "zombie"}, attachments={"photo": fake.upload(photo)})
         await fake.wait_for_bot_message(lambda m: m["attachments"], after=before)
         assert len(fake.downloads) == 1
+
+
+# -- end to end: the playground ----------------------------------------------------------------------------
+
+
+async def test_playground_previews_go_through_the_same_bounded_intake(
+        tmp_path: Path, bomb: bytes, photo: bytes) -> None:
+    from core.engines.offline import OfflineEngine
+    from tests.test_playground import open_page, serve
+
+    budget = IntakeSettings(cpu_budget_s=1, max_jpeg_scans=10_000)  # the bomb really decodes here
+    async with serve(tmp_path, OfflineEngine(), intake=budget) as client:
+        page = await open_page(client)
+        try:
+            bombing = asyncio.ensure_future(page.upload(bomb, name="Mallory"))
+            photo_id = await page.upload(photo, name="Alex")  # uploaded, previewed and answered meanwhile
+            menu = await page.message("menu", reply_to=photo_id)
+            assert menu["text"] == texts.PICK_STYLE
+            assert not bombing.done(), "Alex was answered while Mallory's bomb was still being decoded"
+            refusal = await page.message("text", reply_to=await bombing)
+            assert refusal["text"] == too_costly_message()
+        finally:
+            await page.close()
+
+
+async def test_refusals_from_the_decoding_process_are_in_the_senders_language(intake: Intake, bomb: bytes) -> None:
+    from core import i18n
+
+    with i18n.speaking("es"):
+        with pytest.raises(IntakeError) as refusal:
+            await intake.prepare(bomb)  # refused by the worker's marker walk, in another process
+    assert refusal.value.message.startswith("Ese JPEG está hecho de una forma que ninguna cámara usa")
+    assert intake_workers(), "the refusal came from a decoding process"
