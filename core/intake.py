@@ -192,11 +192,6 @@ def check_decoded_bytes(estimate: int, width: int, height: int, limit: int) -> N
         raise IntakeError(too_large_message(width, height))
 
 
-# Bytes per pixel as Pillow holds a mode; every image is turned into RGB (4 bytes a pixel) at full size
-# before it is made small, so nothing costs less than that.
-_PILLOW_BYTES = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16B": 2, "I;16L": 2, "I;16N": 2}
-
-
 def decoded_bytes(width: int, height: int, bytes_per_pixel: float) -> int:
     """What decoding `width`×`height` pixels at `bytes_per_pixel` (channels × bytes per sample) holds,
     counting at least the 4 bytes a pixel of the RGB copy every image passes through."""
@@ -216,7 +211,7 @@ def _pillow_decoded_bytes(image: Image.Image, fmt: str, max_px: int) -> int:
     if fmt in {"JPEG", "MPO"}:
         return jpeg_decoded_bytes(width, height, len(image.getbands()), bool(image.info.get("progressive")),
                                   max_px)
-    return decoded_bytes(width, height, _PILLOW_BYTES.get(image.mode, 4))
+    return decoded_bytes(width, height, 4)  # Pillow holds every mode in at most 4 bytes a pixel
 
 
 @dataclass(frozen=True)

@@ -45,7 +45,7 @@ from core.intake import (
 log = logging.getLogger(__name__)
 
 MAX_TURNS_PER_PERSON = 4  # one decoding and three waiting; a fifth photo at once is refused
-RECYCLE_AFTER_BYTES = 64 * 1024 * 1024  # a worker that decoded more than this is replaced (memory back)
+RECYCLE_AFTER_RSS = 384 * 1024 * 1024  # a worker whose peak memory passed this is replaced (memory back)
 WALL_FACTOR, WALL_SLACK_S = 4.0, 5.0  # the wall-clock ceiling: budget × factor + slack
 _MP = multiprocessing.get_context("forkserver")
 # The fork server imports these once; every worker forked from it starts with them loaded.
@@ -92,8 +92,9 @@ def _worker_main(conn: Connection) -> None:
         except Exception as exc:  # a bug, not the file's fault: say so in the parent's log
             reply = ("error", f"{type(exc).__name__}: {exc}")
         del data
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux counts it in KiB
         try:
-            conn.send(reply)
+            conn.send((*reply, peak))
         except (OSError, EOFError):
             return
 
@@ -112,13 +113,13 @@ class _Worker:
         theirs.close()  # only the worker holds its end, so its death reads as end-of-file here
         self.conn = ours
 
-    def exchange(self, request: tuple[Any, ...], wall_s: float) -> tuple[str, Any]:
+    def exchange(self, request: tuple[Any, ...], wall_s: float) -> tuple[str, Any, int]:
         try:
             self.conn.send(request)
             if not self.conn.poll(wall_s):
                 log.info("intake: a decode passed %.0f s of wall-clock time; stopping its worker", wall_s)
                 raise _Killed("wall clock")
-            reply: tuple[str, Any] = self.conn.recv()
+            reply: tuple[str, Any, int] = self.conn.recv()
             return reply
         except (EOFError, OSError) as exc:
             raise _Killed(type(exc).__name__) from None
@@ -255,7 +256,7 @@ class Intake:
         request = (data, max_px, self.limits, i18n.current(), self.settings.cpu_budget_s)
         async with self._memory.claim(claim), self._slots:
             loop = asyncio.get_running_loop()
-            status, value = await loop.run_in_executor(self._threads, self._run, request, claim)
+            status, value = await loop.run_in_executor(self._threads, self._run, request)
         if status == "ok":
             assert isinstance(value, PreparedImage)
             return value
@@ -266,16 +267,19 @@ class Intake:
         log.error("intake: the decoder failed: %s", value)
         raise IntakeError(_("That photo seems damaged or incomplete — please send it again."))
 
-    def _run(self, request: tuple[Any, ...], claim: int) -> tuple[str, Any]:
+    def _run(self, request: tuple[Any, ...]) -> tuple[str, Any]:
         """In a pool thread: take an idle worker (starting one if needed), decode, give it back or replace it."""
         with self._lock:
             worker = self._idle.pop() if self._idle else None
         try:
-            if worker is None or not worker.process.is_alive():
+            if worker is not None and not worker.process.is_alive():
+                worker.stop()
+                worker = None
+            if worker is None:
                 worker = _Worker()
             wall_s = self.settings.cpu_budget_s * WALL_FACTOR + WALL_SLACK_S
             try:
-                reply = worker.exchange(request, wall_s)
+                status, value, peak = worker.exchange(request, wall_s)
             except _Killed as stop:
                 # The pipe can read as closed a moment before the process is reaped: wait for its exit code.
                 reason = "wall clock" if str(stop) == "wall clock" else worker.exit_reason()
@@ -284,10 +288,10 @@ class Intake:
                 self.stopped.append(reason)
                 log.warning("intake: a decode was stopped (%s); its worker is replaced", reason)
                 return "killed", reason
-            if claim > RECYCLE_AFTER_BYTES:
+            if peak > RECYCLE_AFTER_RSS:
                 worker.stop()
                 worker = None
-            return reply
+            return status, value
         finally:
             with self._lock:
                 # Closed meanwhile, or one too many (a cancelled wait let another decode start a worker).
