@@ -349,3 +349,21 @@ async def test_refusals_from_the_decoding_process_are_in_the_senders_language(in
             await intake.prepare(bomb)  # refused by the worker's marker walk, in another process
     assert refusal.value.message.startswith("Ese JPEG está hecho de una forma que ninguna cámara usa")
     assert intake_workers(), "the refusal came from a decoding process"
+
+
+async def test_playground_a_denied_persons_upload_is_not_decoded(tmp_path: Path, bomb: bytes, photo: bytes) -> None:
+    from core.engines.offline import OfflineEngine
+    from tests.test_playground import open_page, serve
+
+    async with serve(tmp_path, OfflineEngine(), access=AccessSettings(deny=["pg-mallory"])) as client:
+        page = await open_page(client)
+        try:
+            await page.upload(bomb, name="Mallory")  # answered once the upload is handled
+            posted = await page.message("photo", text="")
+            assert posted["from"]["name"] == "Mallory" and posted["image"] is None, "no preview was made"
+            assert not intake_workers(), "her file never reached a decoder"
+            photo_id = await page.upload(photo, name="Alex")
+            assert (await page.message("menu", reply_to=photo_id))["text"] == texts.PICK_STYLE
+            assert intake_workers()
+        finally:
+            await page.close()
