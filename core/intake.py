@@ -250,7 +250,7 @@ def structure_refusal() -> str:
              "please send a normal photo.")
 
 
-_FILL = re.compile(rb"\xff+")
+_FILL = re.compile(rb"\xff{1,%d}" % (MAX_JPEG_FILL_BYTES + 2))  # bounded: a flood is refused, not read to its end
 # In entropy-coded data FF is followed by 00 (stuffing), D0-D7 (restart) or more FF (fill); anything else
 # is the next marker.
 _NEXT_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")

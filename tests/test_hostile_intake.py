@@ -21,7 +21,7 @@ from PIL import Image
 
 from core import texts
 from core.config import AccessSettings, IntakeSettings
-from core.intake import IntakeError, check_jpeg_structure, prepare
+from core.intake import IntakeError, check_jpeg_structure, peek, prepare
 from core.intake_pool import Intake, _ByteBudget, busy_message, too_costly_message
 from tests.conftest import jpeg_bytes
 from tests.standins.discord_api import EPHEMERAL, FakeDiscord
@@ -124,6 +124,11 @@ def test_floods_of_fill_bytes_or_segments_are_refused(face_image: Image.Image) -
         with pytest.raises(IntakeError, match=STRUCTURE):
             prepare(flood)
     assert prepare(data[:2] + comment * 10 + data[2:]).width == 512  # a few comments are fine
+    # The bot's own process reads only the header, and stops reading a flood as soon as it is one.
+    began = time.monotonic()
+    with pytest.raises(IntakeError, match=STRUCTURE):
+        peek(data[:2] + b"\xff" * 19_000_000 + data[2:])
+    assert time.monotonic() - began < 0.5
 
 
 @pytest.mark.parametrize("build", [
