@@ -34,6 +34,7 @@ from core.config import (
 from core.engines.base import EngineError, ImageEngine
 from core.engines.factory import build_engine
 from core.intake import IntakeError, prepare
+from core.intake_pool import Intake
 from core.logsafe import configure_logging
 from core.studio import Studio
 from core.styles import STYLES, get_style
@@ -61,7 +62,7 @@ async def open_studio(settings: Settings, engine: ImageEngine | None = None) -> 
     engine = engine or build_engine(settings)
     studio = Studio(store=store, images=FileImageStore(data_dir, store), engine=engine,
                     limits=settings.limits, access=settings.access, input_max_px=settings.engine.input_max_px,
-                    party=settings.party,
+                    party=settings.party, intake=Intake(settings.intake),
                     model_choices=settings.gemini.choices if engine.name == "gemini" else None,
                     sizes=list(settings.gemini.sizes))
     try:
@@ -84,6 +85,7 @@ async def run_bots(settings: Settings, stop: asyncio.Event | None = None) -> int
         if warning:
             log.warning("%s", warning)
         log.info("engine: %s (%s)", studio.engine.name, studio.engine.model)
+        await studio.intake.start()  # decoding processes ready before the first photo
         started: list[Any] = []  # each platform's bot: start() and stop()
         if settings.telegram.token.get_secret_value():
             from bots.telegram_bot import TelegramBot

@@ -29,7 +29,7 @@ from PIL import Image
 from core import i18n, texts
 from core.config import DiscordSettings
 from core.i18n import N_, _
-from core.intake import IntakeError, check_declared_size, prepare_async
+from core.intake import IntakeError, check_declared_size
 from core.parties import DEFAULT_STYLE, MAX_THEME_CHARS
 from core.people import SettingsForm
 from core.ports import MAX_PERSONA_CHARS
@@ -800,11 +800,20 @@ class DiscordBot:
         """A private answer made in the person's language."""
         await interaction.response.send_message(text(), ephemeral=True)
 
-    async def _checked_download(self, attachment: discord.Attachment) -> bytes:
-        """Download and run the intake checks, so a bad file is refused before anything is queued."""
-        data = await attachment.read()
-        await prepare_async(data, max_px=self.studio.input_max_px)
+    async def _checked_download(self, interaction: discord.Interaction, attachment: discord.Attachment) -> bytes:
+        """Download and run the intake checks, so a bad file is refused before anything is queued (one at a
+        time per person, like every download and decode)."""
+        async with self.studio.intake.turn((PLATFORM, str(interaction.user.id))):
+            data = await attachment.read()
+            await self.studio.intake.prepare(data, max_px=self.studio.input_max_px)
         return data
+
+    async def _refuse_if_not_allowed(self, interaction: discord.Interaction) -> bool:
+        """Access before any download: a refused person hears it privately and nothing is fetched."""
+        if self.studio.access.allows(_interaction_context(interaction, interaction.id)):
+            return False
+        await interaction.response.send_message(texts.NOT_ALLOWED, ephemeral=True)
+        return True
 
     async def _refuse_privately(self, interaction: discord.Interaction, text: str) -> None:
         """Replace a public "thinking…" with a note only the person sees."""
@@ -813,6 +822,8 @@ class DiscordBot:
         await interaction.followup.send(text, ephemeral=True)
 
     async def on_avatar(self, interaction: discord.Interaction, style_id: str, photo: discord.Attachment) -> None:
+        if await self._refuse_if_not_allowed(interaction):
+            return
         problem = declared_problem(photo)
         if problem is not None:
             await interaction.response.send_message(problem, ephemeral=True)
@@ -820,7 +831,7 @@ class DiscordBot:
         answer = await interaction.response.defer(thinking=True)
         request_id = str((answer.message_id if answer is not None else None) or interaction.id)
         try:
-            data = await self._checked_download(photo)
+            data = await self._checked_download(interaction, photo)
         except IntakeError as refusal:
             await self._refuse_privately(interaction, refusal.message)
             return
@@ -906,6 +917,8 @@ class DiscordBot:
         await interaction.response.send_message(texts.PICK_STYLE, view=view, ephemeral=True)
 
     async def on_pick(self, interaction: discord.Interaction, message_id: int, style_id: str) -> None:
+        if await self._refuse_if_not_allowed(interaction):
+            return
         style = get_style(style_id)
         channel = self.client.get_partial_messageable(interaction.channel_id or 0)
         try:
@@ -920,7 +933,7 @@ class DiscordBot:
             return
         await interaction.response.edit_message(content=texts.style_coming(style.label), view=None)
         try:
-            data = await self._checked_download(attachment)
+            data = await self._checked_download(interaction, attachment)
         except IntakeError as refusal:
             await interaction.edit_original_response(content=refusal.message)
             return

@@ -102,6 +102,21 @@ class EngineSettings(BaseModel):
     input_max_px: int = Field(default=1024, ge=256, le=4096)
 
 
+class IntakeSettings(BaseModel):
+    """Decoding what people send: in worker processes, each decode within a CPU budget and a memory budget."""
+
+    # Decoding processes; 0 = cores - 1, at least 2 (so one person's file never holds them all).
+    workers: int = Field(default=0, ge=0, le=64)
+    # CPU seconds one file may take to decode (a 12 MP photo takes about 0.04 s); past it, it is refused.
+    cpu_budget_s: float = Field(default=2.0, gt=0, le=60)
+    # Largest picture, counted as decoded bytes (width × height × bytes per pixel, at least 4).
+    max_decoded_mb: int = Field(default=192, ge=16, le=4096)
+    # Decoded bytes of all decodes in flight together (at least max_decoded_mb).
+    decoding_mb: int = Field(default=384, ge=16, le=16384)
+    # Scans one JPEG may have (cameras write 1, progressive files about 10).
+    max_jpeg_scans: int = Field(default=32, ge=1, le=10000)
+
+
 class StorageSettings(BaseModel):
     dir: Path = Path("data")
     retention_days: int = Field(default=30, ge=0)
@@ -198,6 +213,7 @@ class Settings(BaseSettings):
     discord: DiscordSettings = Field(default_factory=DiscordSettings)
     gemini: GeminiSettings = Field(default_factory=GeminiSettings)
     engine: EngineSettings = Field(default_factory=EngineSettings)
+    intake: IntakeSettings = Field(default_factory=IntakeSettings)
     storage: StorageSettings = Field(default_factory=StorageSettings)
     limits: LimitsSettings = Field(default_factory=LimitsSettings)
     access: AccessSettings = Field(default_factory=AccessSettings)

@@ -9,20 +9,23 @@ needs no copies between Pillow and NumPy; everything else, and anything OpenCV r
 The long side of the result is at most `max_px`. When a JPEG's DCT scaling (1/2, 1/4, 1/8) lands
 within 5% under `max_px` (a 4032 px phone photo at 1/4 is 1008 px for 1024), that is the result:
 no resampling at all, instead of decoding twice as many pixels to shrink them again.
+
+Hostile files are bounded three ways: a JPEG's markers are walked before decoding and absurd
+structure is refused (a scan repeated thousands of times decodes for minutes); every image is
+budgeted by the bytes it decodes to (pixels × bytes per pixel, from the header), not by pixels; and
+the bot decodes through `Intake`, in worker processes that are killed after a CPU budget, with one
+decode in flight per person and a cap on decode memory in flight (see `core.intake_pool`).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextvars
 import functools
 import io
 import logging
 import math
-import os
+import re
 import warnings
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import cv2
@@ -53,6 +56,24 @@ FAST_RESIZE_MAX_STEP = 1.5
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 # We check the pixel count ourselves with a clearer message, so Pillow's warning is only noise.
 warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+
+# JPEG structure no camera or editor makes: a progressive file has about ten scans, and a handful of
+# segments (APPn, DQT, DHT, COM) before and between them. Each extra scan costs a pass over the whole image.
+MAX_JPEG_SCANS = 32
+MAX_JPEG_SEGMENTS = 1000
+MAX_JPEG_FILL_BYTES = 4096
+# What one picture may decode to (width × height × bytes per pixel, see `decoded_bytes`): a 48 MP phone
+# photo fits (a JPEG is decoded at 1/8 scale anyway); an 8000×8000 RGBA or 16-bit PNG does not.
+MAX_DECODED_BYTES = 192 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class DecodeLimits:
+    """How much structure and memory one file may claim; sent along with it to the decoding process."""
+
+    max_jpeg_scans: int = MAX_JPEG_SCANS
+    max_decoded_bytes: int = MAX_DECODED_BYTES
+
 
 _CV_SCALE = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
              8: cv2.IMREAD_REDUCED_COLOR_8}
@@ -111,32 +132,19 @@ def check_declared_size(size: int | None) -> None:
         raise IntakeError(too_big_message(size))
 
 
-_pool: ThreadPoolExecutor | None = None
-
-
-def _intake_pool() -> ThreadPoolExecutor:
-    """Decoding is CPU-bound: at most cores - 1 at once, so the event loop keeps a core, and in a pool
-    of its own, so quick file I/O in the default pool never queues behind a burst of decodes."""
-    global _pool
-    if _pool is None:
-        _pool = ThreadPoolExecutor(max_workers=max(1, (os.cpu_count() or 2) - 1), thread_name_prefix="intake")
-    return _pool
-
-
-async def prepare_async(data: bytes, *, max_px: int = 1024) -> PreparedImage:
-    """`prepare` in the intake worker pool; the event loop only waits."""
-    loop = asyncio.get_running_loop()
-    # In the caller's context: a refusal is worded in the language of the person who sent the file.
-    work = functools.partial(prepare, data, max_px=max_px)
-    return await loop.run_in_executor(_intake_pool(), contextvars.copy_context().run, work)
-
-
-def prepare(data: bytes, *, max_px: int = 1024) -> PreparedImage:
-    """Validate, orient and downscale `data`. Blocking: call it from a worker thread."""
+def check_size(data: bytes) -> None:
+    """The checks that need nothing but the length."""
     if not data:
         raise IntakeError(_("That file is empty — please send the photo again."))
     if len(data) > MAX_FILE_BYTES:
         raise IntakeError(too_big_message(len(data)))
+
+
+def prepare(data: bytes, *, max_px: int = 1024, limits: DecodeLimits = DecodeLimits()) -> PreparedImage:
+    """Validate, orient and downscale `data`. Blocking: call it from a worker thread or process."""
+    check_size(data)
+    if data[:2] == b"\xff\xd8":
+        check_jpeg_structure(data, limits.max_jpeg_scans)
     try:
         image = Image.open(io.BytesIO(data))
     except Image.DecompressionBombError:
@@ -152,13 +160,15 @@ def prepare(data: bytes, *, max_px: int = 1024) -> PreparedImage:
             format=fmt or "such"))
     width, height = image.size
     if width * height > MAX_PIXELS:
-        raise IntakeError(_("That image is {width}×{height} pixels, too large to process safely; "
-                            "please send a smaller photo.").format(width=width, height=height))
+        raise IntakeError(too_large_message(width, height))
     if min(width, height) < MIN_SIDE:
         raise IntakeError(_("That image is only {width}×{height} pixels — "
                             "please send a proper photo of a face.").format(width=width, height=height))
     if max(width, height) / min(width, height) > MAX_ASPECT:
         raise IntakeError(_("That image is a very long strip — please send a normal photo with a face in it."))
+    declared = peek(data, max_px)
+    estimate = max(_pillow_decoded_bytes(image, fmt, max_px), declared.decoded_bytes if declared else 0)
+    check_decoded_bytes(estimate, width, height, limits.max_decoded_bytes)
     try:
         if fmt in {"JPEG", "MPO"} and image.mode == "RGB":
             quick = _decode_jpeg_quickly(data, image.size, _orientation(image), fmt, max_px)
@@ -170,6 +180,144 @@ def prepare(data: bytes, *, max_px: int = 1024) -> PreparedImage:
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError, EOFError) as exc:
         log.info("intake: undecodable %s: %s", fmt, exc)
         raise IntakeError(_("That photo seems damaged or incomplete — please send it again.")) from None
+
+
+def too_large_message(width: int, height: int) -> str:
+    return _("That image is {width}×{height} pixels, too large to process safely; "
+             "please send a smaller photo.").format(width=width, height=height)
+
+
+def check_decoded_bytes(estimate: int, width: int, height: int, limit: int) -> None:
+    if estimate > limit:
+        log.info("intake: %dx%d would decode to %d MB; refused", width, height, estimate // 1_000_000)
+        raise IntakeError(too_large_message(width, height))
+
+
+def decoded_bytes(width: int, height: int, bytes_per_pixel: float) -> int:
+    """What decoding `width`×`height` pixels at `bytes_per_pixel` (channels × bytes per sample) holds,
+    counting at least the 4 bytes a pixel of the RGB copy every image passes through."""
+    return math.ceil(width * height * max(4.0, bytes_per_pixel))
+
+
+def jpeg_decoded_bytes(width: int, height: int, components: int, progressive: bool, max_px: int) -> int:
+    """A JPEG decodes at its DCT scale; a progressive one also holds every coefficient of the whole image
+    (2 bytes a sample, counted as if no channel were subsampled)."""
+    scale = draft_scale((width, height), max_px)
+    out = decoded_bytes(math.ceil(width / scale), math.ceil(height / scale), components)
+    return out + (width * height * components * 2 if progressive else 0)
+
+
+def _pillow_decoded_bytes(image: Image.Image, fmt: str, max_px: int) -> int:
+    width, height = image.size
+    if fmt in {"JPEG", "MPO"}:
+        return jpeg_decoded_bytes(width, height, len(image.getbands()), bool(image.info.get("progressive")),
+                                  max_px)
+    return decoded_bytes(width, height, 4)  # Pillow holds every mode in at most 4 bytes a pixel
+
+
+@dataclass(frozen=True)
+class Peek:
+    """What a file's first bytes say it will cost to decode."""
+
+    format: str
+    width: int
+    height: int
+    decoded_bytes: int
+
+
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
+
+
+def peek(data: bytes, max_px: int = 1024, max_scans: int = MAX_JPEG_SCANS) -> Peek | None:
+    """The size and decoded bytes of a PNG (from IHDR: channels × bit depth) or a JPEG (from its frame
+    header), read without decoding, in microseconds; None for other formats or unreadable headers.
+    A JPEG whose headers are already absurd is refused here."""
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR" and len(data) >= 29:
+        width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+        depth, colour = data[24], data[25]
+        channels = _PNG_CHANNELS.get(colour, 4)
+        return Peek("PNG", width, height, decoded_bytes(width, height, channels * max(depth, 8) / 8))
+    if data[:2] == b"\xff\xd8":
+        header = check_jpeg_structure(data, max_scans, header_only=True)
+        if header is not None:
+            return Peek("JPEG", header.width, header.height,
+                        jpeg_decoded_bytes(header.width, header.height, header.components, header.progressive,
+                                           max_px))
+    return None
+
+
+def structure_refusal() -> str:
+    return _("That JPEG is built in a way no camera makes (far too many scans or markers); "
+             "please send a normal photo.")
+
+
+_FILL = re.compile(rb"\xff{1,%d}" % (MAX_JPEG_FILL_BYTES + 2))  # bounded: a flood is refused, not read to its end
+# In entropy-coded data FF is followed by 00 (stuffing), D0-D7 (restart) or more FF (fill); anything else
+# is the next marker.
+_NEXT_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
+_SOF = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
+_PROGRESSIVE = frozenset({0xC2, 0xC6, 0xCA, 0xCE})
+
+
+@dataclass(frozen=True)
+class JpegHeader:
+    width: int
+    height: int
+    components: int
+    progressive: bool
+
+
+def check_jpeg_structure(data: bytes, max_scans: int = MAX_JPEG_SCANS, *,
+                         header_only: bool = False) -> JpegHeader | None:
+    """Walk a JPEG's markers up to its end (or, with `header_only`, its first scan) and refuse structure no
+    encoder makes: more than `max_scans` scans, floods of segments or of fill bytes. Returns the frame
+    header, if one was found. Costs one regex search per scan, so a 20 MB file is walked in milliseconds."""
+    header: JpegHeader | None = None
+    scans = segments = fill = 0
+    i, n = 2, len(data)
+    while i + 1 < n:
+        if data[i] != 0xFF:
+            break  # garbage where a marker should be: the decoder says whether the file is usable
+        run = _FILL.match(data, i)
+        assert run is not None
+        fill += run.end() - i - 1
+        i = run.end()
+        if fill > MAX_JPEG_FILL_BYTES:
+            log.info("intake: a JPEG with more than %d fill bytes; refused", MAX_JPEG_FILL_BYTES)
+            raise IntakeError(structure_refusal())
+        if i >= n:
+            break
+        marker = data[i]
+        i += 1
+        if marker == 0xD9:  # end of image
+            break
+        if 0xD0 <= marker <= 0xD7 or marker == 0x01:  # no length
+            continue
+        if i + 2 > n:
+            break
+        length = int.from_bytes(data[i:i + 2], "big")
+        segments += marker != 0xDA  # scans have their own limit
+        if segments > MAX_JPEG_SEGMENTS:
+            log.info("intake: a JPEG with more than %d segments; refused", MAX_JPEG_SEGMENTS)
+            raise IntakeError(structure_refusal())
+        if marker in _SOF and header is None and i + 8 <= n:
+            height = int.from_bytes(data[i + 3:i + 5], "big")
+            width = int.from_bytes(data[i + 5:i + 7], "big")
+            header = JpegHeader(width, height, data[i + 7], marker in _PROGRESSIVE)
+        if marker == 0xDA:  # start of scan: skip its entropy-coded data to the next real marker
+            scans += 1
+            if scans > max_scans:
+                log.info("intake: a JPEG with more than %d scans; refused", max_scans)
+                raise IntakeError(structure_refusal())
+            if header_only:
+                break
+            found = _NEXT_MARKER.search(data, i + length)
+            if found is None:
+                break
+            i = found.start()
+        else:
+            i += length
+    return header
 
 
 def _orientation(image: Image.Image) -> int:

@@ -31,7 +31,8 @@ from core.engines.base import (
 from core.engines.models import model_info
 from core.errors import StorageBusy, StorageFull
 from core.exports import stamp_async
-from core.intake import IntakeError, check_declared_size, prepare_async
+from core.intake import IntakeError, check_declared_size
+from core.intake_pool import Intake
 from core.jobs import JobRunner, Requeue
 from core.parties import Parties, parse_party_args
 from core.people import People
@@ -80,13 +81,15 @@ class Studio:
                  input_max_px: int = 1024, breaker: CircuitBreaker | None = None,
                  party: PartySettings | None = None,
                  delivery_retry_delays: tuple[float, ...] = DELIVERY_RETRY_DELAYS_S,
-                 model_choices: list[str] | None = None, sizes: list[str] | None = None) -> None:
+                 model_choices: list[str] | None = None, sizes: list[str] | None = None,
+                 intake: Intake | None = None) -> None:
         self.store = store
         self.images = images
         self.engine = engine
         self.limits = limits or LimitsSettings()
         self.access = Access(access or AccessSettings())
         self.input_max_px = input_max_px
+        self.intake = intake or Intake()  # decoding people's files: bounded and killable
         self.breaker = breaker or CircuitBreaker()
         self.jobs = JobRunner(store, self._run_job, concurrency=self.limits.concurrency,
                               on_positions=self._show_positions)
@@ -120,6 +123,7 @@ class Studio:
         if self._deliveries:
             await asyncio.wait(set(self._deliveries), timeout=DRAIN_S)
         await self.people.aclose()
+        await self.intake.aclose()
 
     # -- use cases -----------------------------------------------------------------------------
 
@@ -430,15 +434,17 @@ class Studio:
                 return known
         try:
             check_declared_size(photo.size)
-            try:
-                data = await photo.fetch()
-            except IntakeError:
-                raise
-            except Exception as exc:
-                log.warning("photo download failed in %s:%s: %s", platform, chat_id, type(exc).__name__)
-                await self._say(ctx, texts.DOWNLOAD_FAILED)
-                return None
-            prepared = await prepare_async(bytes(data), max_px=self.input_max_px)
+            # One download-and-decode at a time per person: a hostile file holds one worker, its sender's.
+            async with self.intake.turn((platform, ctx.person.id)):
+                try:
+                    data = await photo.fetch()
+                except IntakeError:
+                    raise
+                except Exception as exc:
+                    log.warning("photo download failed in %s:%s: %s", platform, chat_id, type(exc).__name__)
+                    await self._say(ctx, texts.DOWNLOAD_FAILED)
+                    return None
+                prepared = await self.intake.prepare(bytes(data), max_px=self.input_max_px)
         except IntakeError as refusal:
             await self._say(ctx, refusal.message)
             return None

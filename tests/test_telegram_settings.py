@@ -258,7 +258,7 @@ async def test_a_spanish_speaker_is_answered_in_spanish_and_language_overrides(t
             with i18n.speaking("es"):
                 assert [b["text"] for b in result.buttons] == [label for label, _kind in texts.export_buttons()]
 
-            # A file that is no photo: the refusal (worded in the intake worker thread) is Spanish too.
+            # A file that is no photo: the refusal (worded in an intake worker process) is Spanish too.
             tg.send_document(rosa_chat, rosa, b"%PDF-1.4 not a photo", "selfie.jpg", "image/jpeg", caption="/zombie")
             with i18n.speaking("es"):
                 expected = _("That doesn't look like a photo I can read — please send a JPEG, PNG, WebP, GIF, "

@@ -29,7 +29,7 @@ from aiohttp import BodyPartReader, WSMsgType, web
 from bots.playground.messenger import Event, ImageCache, PlaygroundMessenger
 from core import texts
 from core.config import PlaygroundSettings
-from core.intake import MAX_FILE_BYTES, IntakeError, prepare, too_big_message
+from core.intake import MAX_FILE_BYTES, IntakeError, too_big_message
 from core.requests import Chat, Context, Person, PhotoRef, ReplyTarget
 from core.studio import Studio
 from core.styles import STYLES, get_style
@@ -360,7 +360,8 @@ class Playground:
         if mime is None:
             raise web.HTTPBadRequest(text="No photo in the upload.")
         person = person_named(fields.get("name"), fields.get("lang"))
-        await self.studio.speak_to(self._context(chat_id, person, ""))  # intake's refusals are said in it too
+        asking = self._context(chat_id, person, "")
+        await self.studio.speak_to(asking)  # intake's refusals are said in it too
         reply_to = _message_id(fields.get("reply_to"))
         caption = fields.get("caption", "").strip()
         original = bytes(data)
@@ -368,15 +369,17 @@ class Playground:
         refusal: str | None = None
         if size > MAX_FILE_BYTES:
             refusal = too_big_message(size)
-        else:
+        elif self.studio.access.allows(asking):  # a refused person's file is not even looked at
             try:
-                preview = (await asyncio.to_thread(prepare, original, max_px=PREVIEW_PX)).data
+                # The same bounded intake as every photo: worker processes, budgets, one at a time per person.
+                async with self.studio.intake.turn((PLATFORM, person.id)):
+                    preview = (await self.studio.intake.prepare(original, max_px=PREVIEW_PX)).data
             except IntakeError as exc:
                 refusal = exc.message
         message_id = self.messenger.post_from_person(
             chat_id, person, kind="photo", text=caption, reply_to=reply_to,
             photo=(preview, "image/jpeg") if preview is not None else None)
-        if refusal is None:
+        if refusal is None and preview is not None:
             self.uploads.put(original, mime, token=message_id)
         ctx = self._context(chat_id, person, message_id)
         photo = PhotoRef(fetch=self._fetcher(message_id), message_id=message_id, size=size, mime=mime,

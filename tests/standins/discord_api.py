@@ -142,6 +142,7 @@ class FakeDiscord:
         self.messages: dict[int, Payload] = {}
         self.deleted: set[int] = set()
         self.files: dict[str, tuple[bytes, str]] = {}  # CDN path -> (bytes, content type)
+        self.downloads: list[str] = []  # CDN path of every file served, in order
         self.commands: dict[int | None, list[Payload]] = {}  # None = global
         self.interactions: dict[int, Interaction] = {}
         self.dm_channels: dict[int, int] = {}  # user id -> channel id
@@ -844,4 +845,5 @@ class FakeDiscord:
         found = self.files.get(request.match_info["path"])
         if found is None:
             raise _DiscordError(404, 0, "404: Not Found")
+        self.downloads.append(request.match_info["path"])
         return web.Response(body=found[0], content_type=found[1].split(";")[0])
