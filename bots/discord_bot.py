@@ -17,7 +17,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import discord
 import yarl
@@ -38,6 +38,7 @@ from core.studio import Studio
 from core.styles import STYLES, Style, get_style
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 PLATFORM = "discord"
 DEFAULT_API = "https://discord.com/api/v10"
@@ -54,11 +55,6 @@ _MENTION = re.compile(r"<@!?(\d+)>")
 # Discord errors meaning a chat will never take our messages: missing access, unknown channel, DMs closed.
 _REFUSED_CODES = {50001, 50013, 10003, 50007}
 _EXPIRED_TOKEN_CODES = {50027, 10015, 10062}
-
-
-def _reuse_settled() -> frozenset[str]:
-    """What settles a "use my last selfie" offer for good, so its button can go (in the presser's language)."""
-    return frozenset({texts.PARTY_REUSED, texts.PARTY_NOT_OPEN, texts.UNKNOWN_BUTTON})
 
 
 # -- translating Discord things --------------------------------------------------------------------
@@ -972,14 +968,14 @@ class DiscordBot:
         await self.studio.restyle(_interaction_context(interaction, message_id), node_id, style_id)
 
     async def on_press(self, interaction: discord.Interaction, action: str) -> None:
-        toast = await self._privately(interaction, lambda ctx: self.studio.press(ctx, action))
-        if toast == texts.PARTY_SEND_SELFIE:  # Discord's ways in are a command or a reply with the photo
-            toast = texts.DISCORD_PARTY_SEND_SELFIE
-        if action.startswith("party:reuse:") and toast in _reuse_settled() and interaction.message is not None:
-            with contextlib.suppress(discord.HTTPException):  # a used (or moot) offer loses its button
+        outcome = await self._privately(interaction, lambda ctx: self.studio.press(ctx, action))
+        if outcome is None:
+            return
+        if outcome.kind == "settled" and interaction.message is not None:
+            with contextlib.suppress(discord.HTTPException):  # a used (or moot) offer loses its buttons
                 await interaction.message.edit(view=None)
-        if toast:
-            await interaction.followup.send(toast, ephemeral=True)
+        if outcome.text:
+            await interaction.followup.send(outcome.text, ephemeral=True)
 
     # -- settings, history, exports ------------------------------------------------------------------
 
@@ -994,7 +990,7 @@ class DiscordBot:
         ctx = _interaction_context(interaction, interaction.id)
         answer = await self.studio.people.choose(ctx, key, value)
         form = await self.studio.people.form(ctx)
-        text = form.text if answer == texts.SETTINGS_SAVED else f"{answer}\n\n{form.text}"
+        text = form.text if answer.kind == "ok" else f"{answer.text}\n\n{form.text}"
         await interaction.response.edit_message(content=_caption(text), view=settings_view(form))
 
     async def on_history(self, interaction: discord.Interaction) -> None:
@@ -1014,13 +1010,13 @@ class DiscordBot:
     async def on_export(self, interaction: discord.Interaction, kind: str, node_id: int) -> None:
         """An export button: the sticker, profile picture or original, for the presser's eyes only."""
         pressed = str(interaction.message.id) if interaction.message is not None else None
-        toast = await self._privately(
+        outcome = await self._privately(
             interaction, lambda ctx: self.studio.people.export_node(ctx, kind, node_id, pressed))
-        if toast:
-            await interaction.followup.send(toast, ephemeral=True)
+        if outcome is not None and outcome.text:
+            await interaction.followup.send(outcome.text, ephemeral=True)
 
     async def _privately(self, interaction: discord.Interaction,
-                         use_case: Callable[[Context], Awaitable[str | None]]) -> str | None:
+                         use_case: Callable[[Context], Awaitable[T]]) -> T | None:
         """Run a use case whose answers only the person should see; returns its result if unsaid."""
         answer = await interaction.response.defer(ephemeral=True, thinking=True)
         request_id = str((answer.message_id if answer is not None else None) or interaction.id)

@@ -43,6 +43,7 @@ from telegram.ext import (
 
 from bots.telegram_http import AiohttpRequest
 from core import i18n, texts
+from core.actions import ExportPress, PartyPress, encode, parse
 from core.config import TelegramSettings
 from core.i18n import N_, _
 from core.requests import (
@@ -89,22 +90,7 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".heic", ".heif", 
 # sendPhoto refuses some images (too big, odd dimensions); those still go out as a file.
 _PHOTO_REFUSALS = ("PHOTO_INVALID_DIMENSIONS", "PHOTO_SAVE_FILE_INVALID", "IMAGE_PROCESS_FAILED")
 _ADMIN_STATUSES = (ChatMemberStatus.OWNER, ChatMemberStatus.ADMINISTRATOR)
-PARTY_ACTION_PREFIX = "party:"
-SETTINGS_ACTION_PREFIX = "set:"
-EXPORT_ACTION_PREFIX = "export:"
-LANGUAGE_ACTION_PREFIX = "lang:"
 
-
-def _party_good_news() -> frozenset[str]:
-    """What a party button press may answer that is good news; anything else is shown as an alert.
-    (Read in the presser's language at each press, never frozen at import.)"""
-    return frozenset({texts.PARTY_SEND_SELFIE, texts.PARTY_ALREADY_IN, texts.PARTY_LEFT,
-                      texts.PARTY_REUSED, texts.PARTY_CANCELLED_TOAST, texts.PARTY_STARTING})
-
-
-def _reuse_settled() -> frozenset[str]:
-    """A "use my last selfie" offer has served its purpose after these answers; refusals keep it for its owner."""
-    return frozenset({texts.PARTY_REUSED, texts.PARTY_NOT_OPEN, texts.UNKNOWN_BUTTON})
 
 AnyApplication = Application[Any, Any, Any, Any, Any, Any]
 T = TypeVar("T")
@@ -302,7 +288,7 @@ class TelegramMessenger:
         """Sticker / profile picture / original, under a result (the node id survives restarts)."""
         if node_id <= 0:
             return None
-        return self._keyboard([self._button(Button(label, f"export:{kind}:{node_id}"))
+        return self._keyboard([self._button(Button(label, encode(ExportPress(kind, node_id))))
                                for label, kind in texts.export_buttons()], per_row=3)
 
     async def send_file(self, target: ReplyTarget, reply: ImageReply) -> str:
@@ -572,7 +558,7 @@ class TelegramBot:
                 if await self.studio.parties.join_with_photo(ctx, str(lobby.message_id), photo):
                     return
             elif (action := self._party_action(lobby, "join")) is not None:
-                await self.messenger.send_text(target, await self.studio.press(ctx, action))
+                await self.messenger.send_text(target, (await self.studio.press(ctx, action)).text)
                 return
         await self.messenger.send_text(target, texts.PARTY_JOIN_HOW)
 
@@ -582,7 +568,8 @@ class TelegramBot:
         for row in markup.inline_keyboard if markup is not None else ():
             for button in row:
                 action = self.messenger.action_of(str(button.callback_data or ""))
-                if action is not None and action.startswith(f"{PARTY_ACTION_PREFIX}{verb}:"):
+                pressed = parse(action) if action is not None else None
+                if action is not None and isinstance(pressed, PartyPress) and pressed.verb == verb:
                     return action
         return None
 
@@ -673,36 +660,17 @@ class TelegramBot:
             if action is None or menu is None:
                 await query.answer(texts.UNKNOWN_BUTTON)
                 return
-            toast = await self.studio.press(self._context(menu, query.from_user), action)
-            if action.startswith(PARTY_ACTION_PREFIX):
-                await self._party_answer(query.answer, action, toast, menu)
-                return
-            if action.startswith(EXPORT_ACTION_PREFIX):  # a result keeps its export buttons
-                await query.answer(toast[:CALLBACK_ANSWER_LIMIT])
-                return
-            if action.startswith((SETTINGS_ACTION_PREFIX, LANGUAGE_ACTION_PREFIX)):  # edited in place
-                await query.answer(toast[:CALLBACK_ANSWER_LIMIT] or None,
-                                   show_alert=toast == texts.SETTINGS_ADMINS_ONLY)
-                return
-            await query.answer(toast[:CALLBACK_ANSWER_LIMIT])
-            if toast != texts.NOT_YOUR_BUTTON:  # a settled question: take its buttons away
+            outcome = await self.studio.press(self._context(menu, query.from_user), action)
+            # Refusals and bad news pop up so the presser notices; a settled question loses its buttons
+            # (menus the studio redraws in place, lobbies and results keep theirs: their outcome isn't settled).
+            await query.answer(outcome.text[:CALLBACK_ANSWER_LIMIT] or None, show_alert=outcome.alert)
+            if outcome.kind == "settled":
                 try:
                     await menu.edit_reply_markup(reply_markup=None)
                 except TelegramError as exc:
                     log.debug("telegram: could not remove buttons: %s", exc.message)
         except Exception:
             log.exception("telegram: button press failed")
-
-    @staticmethod
-    async def _party_answer(answer: Callable[..., Awaitable[bool]], action: str, toast: str,
-                            menu: Message) -> None:
-        """Refusals pop up so the presser notices; the lobby's keyboard is the studio's to change."""
-        await answer(toast[:CALLBACK_ANSWER_LIMIT], show_alert=toast not in _party_good_news())
-        if action.startswith(f"{PARTY_ACTION_PREFIX}reuse:") and toast in _reuse_settled():
-            try:
-                await menu.edit_reply_markup(reply_markup=None)
-            except TelegramError as exc:
-                log.debug("telegram: could not remove buttons: %s", exc.message)
 
     async def _style_button(self, answer: Callable[..., Awaitable[bool]], style_id: str,
                             menu: Message | None, presser: TgUser) -> None:

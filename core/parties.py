@@ -17,6 +17,7 @@ import time
 from typing import TYPE_CHECKING
 
 from core import texts
+from core.actions import Outcome, PartyPress, encode
 from core.config import PartySettings
 from core.ports import Member, Party
 from core.requests import Button, Chat, Context, Person, PhotoRef, ReplyTarget
@@ -119,32 +120,30 @@ class Parties:
                 await self._refresh_lobby(party.id)
         return True
 
-    async def press(self, ctx: Context, verb: str, party_id: int, owner: str) -> str:
-        """A lobby button (join, leave, start, cancel) or a personal one (reuse); returns the toast."""
-        async with self._lock(party_id):
-            party = await self._store.get_party(party_id)
+    async def press(self, ctx: Context, press: PartyPress) -> Outcome:
+        """A lobby button (join, leave, start, cancel) or a personal one (reuse)."""
+        async with self._lock(press.party_id):
+            party = await self._store.get_party(press.party_id)
             if party is None or (party.platform, party.chat_id) != (ctx.chat.platform, ctx.chat.id):
-                return texts.UNKNOWN_BUTTON
+                return Outcome.settled(texts.UNKNOWN_BUTTON, alert=True)
             if party.status != "open":
-                return texts.PARTY_NOT_OPEN
-            if verb == "join":
+                return Outcome.settled(texts.PARTY_NOT_OPEN, alert=True)
+            if press.verb == "join":
                 return await self._join(ctx, party)
-            if verb == "reuse":
-                return await self._reuse(ctx, party, owner)
-            if verb == "leave":
+            if press.verb == "reuse":
+                return await self._reuse(ctx, party, press.owner)
+            if press.verb == "leave":
                 if not await self._store.remove_member(party.id, ctx.person.id):
-                    return texts.PARTY_NOT_IN
+                    return Outcome.refused(texts.PARTY_NOT_IN)
                 await self._refresh_lobby(party.id)
-                return texts.PARTY_LEFT
-            if verb in ("start", "cancel"):
-                if ctx.person.id != party.host_id and not await ctx.is_chat_admin() \
-                        and not self.studio.access.is_admin(ctx):
-                    return texts.PARTY_HOST_ONLY
-                if verb == "cancel":
-                    await self._close(party, "cancelled", texts.party_cancelled(ctx.person.name))
-                    return texts.PARTY_CANCELLED_TOAST
-                return await self._start(party, by=ctx)
-        return texts.UNKNOWN_BUTTON
+                return Outcome.ok(texts.PARTY_LEFT)
+            if ctx.person.id != party.host_id and not await ctx.is_chat_admin() \
+                    and not self.studio.access.is_admin(ctx):
+                return Outcome.refused(texts.PARTY_HOST_ONLY)
+            if press.verb == "cancel":
+                await self._close(party, "cancelled", texts.party_cancelled(ctx.person.name))
+                return Outcome.ok(texts.PARTY_CANCELLED_TOAST)
+            return await self._start(party, by=ctx)
 
     async def resume(self) -> int:
         """Re-arm the deadlines of lobbies that were open when the bot stopped."""
@@ -161,12 +160,12 @@ class Parties:
 
     # -- steps -------------------------------------------------------------------------------------
 
-    async def _join(self, ctx: Context, party: Party) -> str:
+    async def _join(self, ctx: Context, party: Party) -> Outcome:
         member = party.member(ctx.person.id)
         if member is not None and member.node_id is not None:
-            return texts.PARTY_ALREADY_IN
+            return Outcome.ok(texts.PARTY_ALREADY_IN)
         if member is None and len(party.members) >= self.settings.max_members:
-            return texts.party_full(self.settings.max_members)
+            return Outcome.refused(texts.party_full(self.settings.max_members))
         await self._store.put_member(party.id, Member(ctx.person.id, ctx.person.name))
         await self._refresh_lobby(party.id)
         earlier = await self._store.latest_photo(ctx.chat.platform, ctx.chat.id, ctx.person.id)
@@ -175,37 +174,37 @@ class Parties:
             target = ReplyTarget(ctx.chat.platform, ctx.chat.id, party.lobby_message)
             await self.studio._messenger(ctx).send_buttons(
                 target, texts.party_reuse_offer(ctx.person.name),
-                [Button(texts.PARTY_REUSE, f"party:reuse:{party.id}:{ctx.person.id}")])
-        return texts.PARTY_SEND_SELFIE
+                [Button(texts.PARTY_REUSE, encode(PartyPress("reuse", party.id, ctx.person.id)))])
+        return Outcome.ok(texts.party_send_selfie(ctx.chat.platform))
 
-    async def _reuse(self, ctx: Context, party: Party, owner: str) -> str:
+    async def _reuse(self, ctx: Context, party: Party, owner: str) -> Outcome:
         if owner != ctx.person.id:
-            return texts.NOT_YOUR_BUTTON
+            return Outcome.refused(texts.NOT_YOUR_BUTTON)
         earlier = await self._store.latest_photo(ctx.chat.platform, ctx.chat.id, ctx.person.id)
         if earlier is None:
-            return texts.PARTY_SEND_SELFIE
+            return Outcome.ok(texts.party_send_selfie(ctx.chat.platform))
         if party.member(ctx.person.id) is None and len(party.members) >= self.settings.max_members:
-            return texts.party_full(self.settings.max_members)
+            return Outcome.refused(texts.party_full(self.settings.max_members))
         await self._store.put_member(party.id, Member(ctx.person.id, ctx.person.name, earlier.id))
         await self._refresh_lobby(party.id)
-        return texts.PARTY_REUSED
+        return Outcome.settled(texts.PARTY_REUSED)
 
-    async def _start(self, party: Party, by: Context | None = None) -> str:
+    async def _start(self, party: Party, by: Context | None = None) -> Outcome:
         ready = party.ready
         if len(ready) < self.settings.min_members:
-            return texts.party_need_more(self.settings.min_members, len(ready))
+            return Outcome.refused(texts.party_need_more(self.settings.min_members, len(ready)))
         refusal = await self._over_limit(party)
         if refusal is not None:  # the lobby stays open for a press after the reset; a deadline closes it
             if by is None:
                 await self._close(party, "closed", refusal)
-            return refusal
+            return Outcome.refused(refusal)
         names = [m.name for m in ready]
         await self._close(party, "started", texts.party_started(names))
         payload = {"style": party.style, "theme": party.theme, "party": party.id,
                    "portraits": [[m.name, m.node_id] for m in ready]}
         target = ReplyTarget(party.platform, party.chat_id, party.lobby_message or party.reply_to)
         await self.studio.submit_job(party.platform, party.chat_id, party.host_id, "fuse", payload, target)
-        return texts.PARTY_STARTING
+        return Outcome.ok(texts.PARTY_STARTING)
 
     async def _over_limit(self, party: Party) -> str | None:
         """The bot's, the chat's or the host's limit, as at /party: checked again, since a day's pictures may
@@ -282,4 +281,4 @@ class Parties:
 
     @staticmethod
     def _lobby_buttons(party: Party) -> list[Button]:
-        return [Button(label, f"party:{verb}:{party.id}") for verb, label in texts.party_buttons()]
+        return [Button(label, encode(PartyPress(verb, party.id))) for verb, label in texts.party_buttons()]

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, cast
 
 from core import i18n, texts
+from core.actions import LanguagePress, Outcome, SettingPress, encode
 from core.engines.base import ImageEngine, ModelRouter, RenderOptions
 from core.engines.models import model_info
 from core.exports import EXPORT_KINDS, ExportKind, export_async
@@ -148,16 +149,15 @@ class People:
                 return
             answer = await self._choose(ctx, "model", model.strip())
             text, _buttons = await self._view(ctx, "main")
-            await self.studio._say(ctx, text if answer == texts.SETTINGS_SAVED else answer)
+            await self.studio._say(ctx, text if answer.kind == "ok" else answer.text)
 
-    async def press(self, ctx: Context, rest: str) -> str:
+    async def press(self, ctx: Context, press: SettingPress) -> Outcome:
         """`set:menu:<name>` switches the keyboard; `set:<key>:<value>` saves; both edit the message in place."""
-        key, _, value = rest.partition(":")
-        if key == "menu":
-            menu = value if value in _MENUS else "main"
-            answer = ""
+        if press.key == "menu":
+            menu = press.value if press.value in _MENUS else "main"
+            answer = Outcome.ok("")
         else:
-            answer = await self._choose(ctx, key, value)
+            answer = await self._choose(ctx, press.key, press.value)
             menu = "main"
         text, buttons = await self._view(ctx, menu)
         await self.studio._messenger(ctx).edit_text(self.studio._target(ctx), ctx.message_id, text, buttons)
@@ -168,11 +168,11 @@ class People:
             return "person", ctx.person.id
         return "chat", ctx.chat.id
 
-    async def _choose(self, ctx: Context, key: str, value: str) -> str:
-        """Store one choice; returns the toast (saved, refused, or not allowed)."""
+    async def _choose(self, ctx: Context, key: str, value: str) -> Outcome:
+        """Store one choice: saved (ok), or refused (not one of the choices, or a group's and not an admin)."""
         scope, owner = await self._scope(ctx)
         if scope == "chat" and not (self.studio.access.is_admin(ctx) or await ctx.is_chat_admin()):
-            return texts.SETTINGS_ADMINS_ONLY
+            return Outcome.refused(texts.SETTINGS_ADMINS_ONLY)
         store, platform = self.studio.store, ctx.chat.platform
         current = await store.get_preferences(scope, platform, owner)
         auto = value in ("", texts.SETTING_AUTO, "auto")
@@ -185,9 +185,9 @@ class People:
         elif key == "delivery" and (auto or value in DELIVERIES):
             updated = _replace(current, delivery=None if auto else cast(Delivery, value))
         else:
-            return texts.unknown_setting(value)
+            return Outcome.refused(texts.unknown_setting(value), alert=False)
         await store.set_preferences(scope, platform, owner, updated)
-        return texts.SETTINGS_SAVED
+        return Outcome.ok(texts.SETTINGS_SAVED)
 
     async def form(self, ctx: Context) -> SettingsForm:
         """The settings as text plus one list of choices per setting (Discord shows them as select menus)."""
@@ -218,23 +218,24 @@ class People:
                  "size": (_("🔍 Size"), sizes), "delivery": (_("📨 Delivery"), deliveries)}
         return SettingsForm(text, menus)
 
-    async def choose(self, ctx: Context, key: str, value: str) -> str:
-        """One choice from a settings menu (Discord's selects); returns what to tell the person."""
+    async def choose(self, ctx: Context, key: str, value: str) -> Outcome:
+        """One choice from a settings menu (Discord's selects)."""
         async with self.studio._handling(ctx) as allowed:
             if not allowed:
-                return texts.NOT_ALLOWED
+                return Outcome.refused(texts.NOT_ALLOWED)
             return await self._choose(ctx, key, value)
-        return texts.INTERNAL_ERROR
+        return Outcome.refused(texts.INTERNAL_ERROR)
 
     async def _view(self, ctx: Context, menu: str) -> tuple[str, list[Button]]:
         """The settings as text and buttons: the main menu, or one setting's choices (Telegram, playground)."""
         form = await self.form(ctx)
         if menu in form.menus:
             choices = form.menus[menu][1]
-            buttons = [Button(_mark(c.current, f"{c.label} ({c.note})" if c.note else c.label), f"set:{menu}:{c.value}")
-                       for c in choices]
-            return form.text, [*buttons, Button(texts.SETTINGS_BACK, "set:menu:main")]
-        return form.text, [Button(title, f"set:menu:{key}") for key, (title, _choices) in form.menus.items()]
+            buttons = [Button(_mark(c.current, f"{c.label} ({c.note})" if c.note else c.label),
+                              encode(SettingPress(menu, c.value))) for c in choices]
+            return form.text, [*buttons, Button(texts.SETTINGS_BACK, encode(SettingPress("menu", "main")))]
+        return form.text, [Button(title, encode(SettingPress("menu", key)))
+                           for key, (title, _choices) in form.menus.items()]
 
     # -- /language ---------------------------------------------------------------------------------
 
@@ -265,13 +266,13 @@ class People:
                 return
             await self.studio._say(ctx, await self._set_language(ctx, code))
 
-    async def press_language(self, ctx: Context, code: str) -> str:
+    async def press_language(self, ctx: Context, code: str) -> Outcome:
         """A /language button: save, then show the message again in the new language."""
         if code != "auto" and code not in i18n.LANGUAGES:
-            return texts.UNKNOWN_BUTTON
+            return Outcome.settled(texts.UNKNOWN_BUTTON, alert=True)
         answer = await self._set_language(ctx, code)
         await self.studio._messenger(ctx).edit_text(self.studio._target(ctx), ctx.message_id, answer, None)
-        return answer
+        return Outcome.ok(answer)
 
     async def _set_language(self, ctx: Context, code: str) -> str:
         """Store the choice ("auto": follow the app again) and switch to it at once; returns the answer."""
@@ -286,8 +287,9 @@ class People:
 
     @staticmethod
     def _language_buttons() -> list[Button]:
-        buttons = [Button(_mark(code == i18n.current(), name), f"lang:{code}") for code, name in i18n.LANGUAGES.items()]
-        return [*buttons, Button(_("🔄 Follow my app's language"), "lang:auto")]
+        buttons = [Button(_mark(code == i18n.current(), name), encode(LanguagePress(code)))
+                   for code, name in i18n.LANGUAGES.items()]
+        return [*buttons, Button(_("🔄 Follow my app's language"), encode(LanguagePress("auto")))]
 
     # -- /persona ----------------------------------------------------------------------------------
 
@@ -368,7 +370,8 @@ class People:
                 return
             await self._send_export(ctx, node, cast(ExportKind, wanted))
 
-    async def export_node(self, ctx: Context, kind: str, node_id: int, pressed_message_id: str | None = None) -> str:
+    async def export_node(self, ctx: Context, kind: str, node_id: int,
+                          pressed_message_id: str | None = None) -> Outcome:
         """An export button on a result; returns the toast. The button must name the picture its own message
         shows (`pressed_message_id`, else the context's message), so a forged id reads nothing else in the
         chat; and a person's photo goes to nobody but them."""
@@ -376,9 +379,9 @@ class People:
         node = await self.studio.store.node_for_message(ctx.chat.platform, ctx.chat.id, pressed)
         if node is None or node.id != node_id or kind not in EXPORT_KINDS \
                 or (node.kind == "photo" and node.owner != ctx.person.id):
-            return texts.UNKNOWN_BUTTON
+            return Outcome.refused(texts.UNKNOWN_BUTTON)
         await self._send_export(ctx, node, cast(ExportKind, kind))
-        return texts.EXPORT_SENT
+        return Outcome.ok(texts.EXPORT_SENT)
 
     async def _send_export(self, ctx: Context, node: Node, kind: ExportKind) -> None:
         data = await self.studio.images.get(node.image_sha)

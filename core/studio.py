@@ -17,6 +17,16 @@ from dataclasses import dataclass
 
 from core import i18n, texts
 from core.access import Access
+from core.actions import (
+    ExportPress,
+    ForgetPress,
+    LanguagePress,
+    Outcome,
+    PartyPress,
+    SettingPress,
+    encode,
+    parse,
+)
 from core.breaker import CircuitBreaker
 from core.config import AccessSettings, LimitsSettings, PartySettings
 from core.engines.base import (
@@ -243,41 +253,35 @@ class Studio:
         async with self._handling(ctx) as allowed:
             if allowed:
                 await self._messenger(ctx).send_buttons(self._target(ctx), texts.FORGET_CONFIRM, [
-                    Button(texts.FORGET_YES, f"forget:yes:{ctx.person.id}"),
-                    Button(texts.FORGET_NO, f"forget:no:{ctx.person.id}"),
+                    Button(texts.FORGET_YES, encode(ForgetPress(True, ctx.person.id))),
+                    Button(texts.FORGET_NO, encode(ForgetPress(False, ctx.person.id))),
                 ])
 
-    async def press(self, ctx: Context, action: str) -> str:
-        """A button from `send_buttons` was pressed; returns a short toast for the presser."""
+    async def press(self, ctx: Context, data: str, pressed_message_id: str | None = None) -> Outcome:
+        """A button from `send_buttons` was pressed (`data` is what it carried, see core.actions); the outcome
+        says what to tell the presser and whether the question behind the buttons is settled."""
         async with self._handling(ctx) as allowed:
             if not allowed:
-                return texts.NOT_ALLOWED
-            verb, _, rest = action.partition(":")
-            if verb == "party":
-                what, _, rest = rest.partition(":")
-                party_id, _, owner = rest.partition(":")
-                if not party_id.isdigit():
-                    return texts.UNKNOWN_BUTTON
-                return await self.parties.press(ctx, what, int(party_id), owner)
-            if verb == "set":
-                return await self.people.press(ctx, rest)
-            if verb == "lang":
-                return await self.people.press_language(ctx, rest)
-            if verb == "export":
-                kind, _, node_id = rest.partition(":")
-                return await self.people.export_node(ctx, kind, int(node_id)) if node_id.isdigit() \
-                    else texts.UNKNOWN_BUTTON
-            if verb == "forget":
-                answer, _, owner = rest.partition(":")
-                if owner != ctx.person.id:
-                    return texts.NOT_YOUR_BUTTON
-                if answer != "yes":
-                    await self._say(ctx, texts.FORGET_KEPT)
-                    return texts.FORGET_KEPT
-                deleted = await self._forget_person(ctx.chat.platform, ctx.person.id)
-                await self._say(ctx, texts.forgotten(deleted))
-                return texts.forgotten(deleted)
-        return texts.UNKNOWN_BUTTON
+                return Outcome.refused(texts.NOT_ALLOWED)
+            match parse(data):
+                case PartyPress() as press:
+                    return await self.parties.press(ctx, press)
+                case SettingPress() as press:
+                    return await self.people.press(ctx, press)
+                case LanguagePress(code):
+                    return await self.people.press_language(ctx, code)
+                case ExportPress(kind, node_id):
+                    return await self.people.export_node(ctx, kind, node_id, pressed_message_id)
+                case ForgetPress(confirmed, owner):
+                    if owner != ctx.person.id:
+                        return Outcome.refused(texts.NOT_YOUR_BUTTON)
+                    if not confirmed:
+                        await self._say(ctx, texts.FORGET_KEPT)
+                        return Outcome.settled(texts.FORGET_KEPT)
+                    deleted = await self._forget_person(ctx.chat.platform, ctx.person.id)
+                    await self._say(ctx, texts.forgotten(deleted))
+                    return Outcome.settled(texts.forgotten(deleted))
+        return Outcome.settled(texts.UNKNOWN_BUTTON, alert=True)
 
     async def speak_to(self, ctx: Context) -> None:
         """Answer in the person's language from here on in this task (for what adapters say themselves)."""

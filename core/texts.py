@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 
+from core.actions import PartyVerb
 from core.engines.base import EngineError, EngineNotice, NoImage, QuotaExhausted
 from core.i18n import N_, _, ngettext
 from core.styles import STYLES, Style
@@ -246,7 +247,7 @@ PARTY_HOST_ONLY = N_("Only the host or a chat admin can do that.")
 PARTY_CANCELLED_TOAST = N_("Party cancelled.")
 PARTY_STARTING = N_("Starting the party!")
 PARTY_JOIN_HOW = N_("To join a party, reply to its message with a selfie (or press its Join button).")
-def party_buttons() -> list[tuple[str, str]]:
+def party_buttons() -> list[tuple[PartyVerb, str]]:
     return [("join", _("🙋 Join")), ("leave", _("🚪 Leave")), ("start", _("▶️ Start")), ("cancel", _("✖️ Cancel"))]
 
 
@@ -438,3 +439,8 @@ def __getattr__(name: str) -> str:
         return _(_SOURCE[name])
     except KeyError:
         raise AttributeError(f"module 'core.texts' has no attribute {name!r}") from None
+
+
+def party_send_selfie(platform: str) -> str:
+    """What to do after joining a party: on Discord the ways in are a command or a reply with the photo."""
+    return _(_SOURCE["DISCORD_PARTY_SEND_SELFIE" if platform == "discord" else "PARTY_SEND_SELFIE"])

@@ -77,8 +77,8 @@ async def w(tmp_path: Path) -> AsyncIterator[World]:
 
 async def join_with_selfie(w: World, person: Person, selfie: bytes) -> None:
     lobby = w.lobby()
-    assert await w.studio.press(w.ctx(person), w.action("join")) == "You're in! Now reply to the party message " \
-                                                                    "with a selfie."
+    joined = await w.studio.press(w.ctx(person), w.action("join"))
+    assert joined.text == "You're in! Now reply to the party message with a selfie." and joined.kind == "ok"
     ctx = w.ctx(person)
     assert await w.studio.parties.join_with_photo(ctx, lobby.message_id, photo(selfie, ctx.message_id))
 
@@ -95,7 +95,7 @@ async def test_a_three_person_party_from_lobby_to_group_picture(w: World, selfie
     await join_with_selfie(w, CY, selfie)
     assert "Who's in (3/8)" in w.lobby().text and w.lobby().text.count("📸 selfie in") == 3
 
-    assert await w.studio.press(w.ctx(ADA), w.action("start")) == "Starting the party!"
+    assert (await w.studio.press(w.ctx(ADA), w.action("start"))).text == "Starting the party!"
     await w.settle()
     [picture] = [s for s in w.messenger.sent if s.kind == "image"]
     assert picture.target.reply_to == lobby.message_id  # posted as a reply to the lobby
@@ -117,10 +117,10 @@ async def test_only_the_host_or_a_chat_admin_can_start_or_cancel(w: World, selfi
     await w.studio.parties.open(w.ctx(ADA), "")
     await join_with_selfie(w, BEN, selfie)
     await join_with_selfie(w, CY, selfie)
-    assert await w.studio.press(w.ctx(BEN), w.action("start")) == "Only the host or a chat admin can do that."
-    assert await w.studio.press(w.ctx(CY), w.action("cancel")) == "Only the host or a chat admin can do that."
+    assert (await w.studio.press(w.ctx(BEN), w.action("start"))).text == "Only the host or a chat admin can do that."
+    assert (await w.studio.press(w.ctx(CY), w.action("cancel"))).text == "Only the host or a chat admin can do that."
     assert w.engine.fused == []
-    assert await w.studio.press(w.ctx(DEE, admin=True), w.action("start")) == "Starting the party!"
+    assert (await w.studio.press(w.ctx(DEE, admin=True), w.action("start"))).text == "Starting the party!"
     await w.settle()
     assert [p.name for p in w.engine.fused[0]] == ["Ben", "Cy"]  # the host never brought a selfie
 
@@ -136,9 +136,9 @@ async def test_nobody_can_add_someone_elses_photo(w: World, selfie: bytes) -> No
     assert offer.kind == "buttons" and offer.text.startswith("Ben, reply to the party message")
     reuse = offer.buttons[0].action
     # …which Cy cannot press to put Ben's face in the party.
-    assert await w.studio.press(w.ctx(CY), reuse) == "That button belongs to someone else."
+    assert (await w.studio.press(w.ctx(CY), reuse)).text == "That button belongs to someone else."
     assert "Ben — ⏳ waiting for a selfie" in w.lobby().text
-    assert await w.studio.press(w.ctx(BEN), reuse) == "Your last selfie is in the party."
+    assert (await w.studio.press(w.ctx(BEN), reuse)).text == "Your last selfie is in the party."
     assert "Ben — 📸 selfie in" in w.lobby().text
     # And Ada cannot join with a selfie on Ben's behalf: a photo joins the person who sent it.
     ada_ctx = w.ctx(ADA)
@@ -149,14 +149,15 @@ async def test_nobody_can_add_someone_elses_photo(w: World, selfie: bytes) -> No
 async def test_leaving_removes_the_selfie_and_cancel_closes_the_lobby(w: World, selfie: bytes) -> None:
     await w.studio.parties.open(w.ctx(ADA), "")
     await join_with_selfie(w, BEN, selfie)
-    assert await w.studio.press(w.ctx(BEN), w.action("leave")) == "You left the party — your selfie won't be used."
+    left = await w.studio.press(w.ctx(BEN), w.action("leave"))
+    assert left.text == "You left the party — your selfie won't be used."
     assert "Ben" not in w.lobby().text
-    assert await w.studio.press(w.ctx(CY), w.action("leave")) == "You're not in this party."
+    assert (await w.studio.press(w.ctx(CY), w.action("leave"))).text == "You're not in this party."
     lobby = w.lobby()
     join = w.action("join")
-    assert await w.studio.press(w.ctx(ADA), w.action("cancel")) == "Party cancelled."
+    assert (await w.studio.press(w.ctx(ADA), w.action("cancel"))).text == "Party cancelled."
     assert "cancelled by Ada" in lobby.text and lobby.buttons == []
-    assert await w.studio.press(w.ctx(CY), join) == "That party isn't open any more."
+    assert (await w.studio.press(w.ctx(CY), join)).text == "That party isn't open any more."
     await w.settle()
     assert w.engine.fused == []
 
@@ -173,7 +174,7 @@ async def test_one_open_party_per_chat_and_groups_only(w: World) -> None:
 async def test_starting_with_too_few_selfies_is_refused(w: World, selfie: bytes) -> None:
     await w.studio.parties.open(w.ctx(ADA), "")
     await join_with_selfie(w, BEN, selfie)
-    assert await w.studio.press(w.ctx(ADA), w.action("start")) == \
+    assert (await w.studio.press(w.ctx(ADA), w.action("start"))).text == \
         "A party needs at least 2 selfies to start — 1 so far."
 
 
@@ -213,8 +214,8 @@ async def test_an_open_lobby_survives_a_restart(tmp_path: Path, selfie: bytes) -
     try:
         await again.studio.resume()
         # Its buttons still work, and a selfie replying to it still joins.
-        assert await again.studio.press(again.ctx(CY), join) == "You're in! Now reply to the party message with " \
-                                                                "a selfie."
+        joined = await again.studio.press(again.ctx(CY), join)
+        assert joined.text == "You're in! Now reply to the party message with a selfie."
         cy = again.ctx(CY)
         assert await again.studio.parties.join_with_photo(cy, lobby.message_id, photo(selfie, cy.message_id))
         assert "Cy — 📸 selfie in" in lobby.text
@@ -261,7 +262,7 @@ async def test_someone_the_operator_denied_cannot_join_by_button(tmp_path: Path,
     w = World(studio, store, FakeEngine(), messenger)
     try:
         await studio.parties.open(w.ctx(ADA), "")
-        assert await studio.press(w.ctx(DEE), w.action("join")) == "Sorry, this bot is private — its operator " \
+        assert (await studio.press(w.ctx(DEE), w.action("join"))).text == "Sorry, this bot is private — its operator " \
                                                                    "hasn't given you access."
         assert "Dee" not in w.lobby().text
     finally:
@@ -291,7 +292,7 @@ async def test_a_group_picture_drawn_while_a_member_is_forgotten_is_dropped(tmp_
         await w.studio.parties.open(w.ctx(ADA), "")
         await join_with_selfie(w, BEN, selfie)
         await join_with_selfie(w, CY, selfie)
-        assert await w.studio.press(w.ctx(ADA), w.action("start")) == "Starting the party!"
+        assert (await w.studio.press(w.ctx(ADA), w.action("start"))).text == "Starting the party!"
         await asyncio.wait_for(engine.drawing.wait(), 10)
 
         await w.studio.forget(w.ctx(BEN))

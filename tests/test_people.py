@@ -50,7 +50,7 @@ async def open_settings(h: Harness, context: Context) -> Sent:
 async def press(h: Harness, context: Context, menu: Sent, action: str) -> str:
     """Press a button of `menu` (which must show it), as the bot sees it: the context is the menu message."""
     assert action in [b.action for b in menu.buttons], f"{action} not offered: {[b.action for b in menu.buttons]}"
-    return await h.studio.press(dataclasses.replace(context, message_id=menu.message_id), action)
+    return (await h.studio.press(dataclasses.replace(context, message_id=menu.message_id), action)).text
 
 
 async def test_a_ratio_chosen_on_the_keyboard_is_saved_shown_and_used_for_the_next_picture(
@@ -204,7 +204,8 @@ async def test_exports_by_reply_and_by_button(h: Harness, selfie: bytes) -> None
     with Image.open(io.BytesIO(sticker.image)) as im:
         assert (im.format, im.size) == ("WEBP", (512, 512))
 
-    toast = await h.studio.press(ctx(result.message_id), f"export:profile:{result.node_id}")  # the result's button
+    # the result's own button
+    toast = (await h.studio.press(ctx(result.message_id), f"export:profile:{result.node_id}")).text
     assert toast == texts.EXPORT_SENT
     profile = last(h, "file")
     assert profile.image is not None
@@ -238,16 +239,17 @@ async def test_an_export_button_exports_only_its_own_picture_and_a_photo_only_to
     before = len(h.messenger.sent)
 
     # Ben names Ada's selfie on her result's button, or on the message showing the selfie itself.
-    assert await h.studio.press(in_group(result.message_id, BEN), f"export:original:{node.root_id}") \
+    assert (await h.studio.press(in_group(result.message_id, BEN), f"export:original:{node.root_id}")).text \
         == texts.UNKNOWN_BUTTON
-    assert await h.studio.press(in_group("1", BEN), f"export:original:{node.root_id}") == texts.UNKNOWN_BUTTON
-    assert await h.studio.press(in_group("1", BEN), f"export:sticker:{node.root_id}") == texts.UNKNOWN_BUTTON
+    assert (await h.studio.press(in_group("1", BEN), f"export:original:{node.root_id}")).text == texts.UNKNOWN_BUTTON
+    assert (await h.studio.press(in_group("1", BEN), f"export:sticker:{node.root_id}")).text == texts.UNKNOWN_BUTTON
     assert len(h.messenger.sent) == before, "nothing was sent"
 
     # Ada may have her own photo back; anyone may export the result their button is under.
-    assert await h.studio.press(in_group("1"), f"export:original:{node.root_id}") == texts.EXPORT_SENT
+    assert (await h.studio.press(in_group("1"), f"export:original:{node.root_id}")).text == texts.EXPORT_SENT
     assert last(h, "file").node_id == node.root_id
-    assert await h.studio.press(in_group(result.message_id, BEN), f"export:original:{node.id}") == texts.EXPORT_SENT
+    exported = await h.studio.press(in_group(result.message_id, BEN), f"export:original:{node.id}")
+    assert exported.text == texts.EXPORT_SENT
     assert last(h, "file").image == result.image
 
 

@@ -310,9 +310,10 @@ async def test_forget_deletes_everything_after_confirmation(tmp_path: Path, self
     assert any((tmp_path / "images").rglob("*"))
     await h.studio.forget(ctx("2"))
     yes = next(b for b in h.messenger.buttons if b.action.startswith("forget:yes"))
-    assert await h.studio.press(Context(CHAT, person(8), "3"), yes.action) == "That button belongs to someone else."
-    toast = await h.studio.press(ctx("3"), yes.action)
-    assert toast.startswith("Done — I deleted your history and 2 stored pictures")
+    refused = await h.studio.press(Context(CHAT, person(8), "3"), yes.action)
+    assert (refused.text, refused.kind) == ("That button belongs to someone else.", "refused")  # the question stays
+    done = await h.studio.press(ctx("3"), yes.action)
+    assert done.text.startswith("Done — I deleted your history and 2 stored pictures") and done.kind == "settled"
     assert not [p for p in (tmp_path / "images").rglob("*") if p.is_file()]
     await h.studio.edit(ctx("4"), "add a crown", result.message_id)
     assert h.messenger.sent[-1].text.startswith("Reply to one of my pictures")

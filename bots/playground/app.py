@@ -28,6 +28,7 @@ from aiohttp import BodyPartReader, WSMsgType, web
 
 from bots.playground.messenger import Event, ImageCache, PlaygroundMessenger
 from core import texts
+from core.actions import LanguagePress, SettingPress, parse
 from core.config import PlaygroundSettings
 from core.intake import MAX_FILE_BYTES, IntakeError, too_big_message
 from core.requests import Chat, Context, Person, PhotoRef, ReplyTarget
@@ -51,8 +52,6 @@ LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
 _HOST = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[^:\[\]]+)(?::([0-9]{1,5}))?$")
 _CHAT_ID = re.compile(r"^[0-9a-f]{1,16}-[0-9a-f]{8}$")
 _LANGUAGE_TAG = re.compile(r"^[A-Za-z]{2,8}([-_][A-Za-z0-9]{1,8}){0,4}$")
-# Buttons that answer only the person who asked for them (their own settings, their own language).
-_PERSONAL_ACTIONS = ("set:", "lang:")
 _SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
@@ -261,14 +260,14 @@ class Playground:
                 await studio.restyle(ctx, node, str(action.get("style", "")))
         elif op == "press":
             action_name = str(action.get("action", ""))[:200]
-            if action_name.startswith(_PERSONAL_ACTIONS):
+            if isinstance(parse(action_name), SettingPress | LanguagePress):
                 if not self._asked_by(chat_id, on, person):
                     self.messenger.toast(queue, texts.NOT_YOUR_BUTTON)
                     return
                 ctx = _personal(ctx)
-            toast = await studio.press(ctx, action_name)
-            self.messenger.toast(queue, toast)
-            if action_name.startswith(("forget:", "party:reuse:")) and toast != texts.NOT_YOUR_BUTTON:
+            outcome = await studio.press(ctx, action_name)
+            self.messenger.toast(queue, outcome.text)
+            if outcome.kind == "settled":  # the question behind these buttons is answered or gone
                 await self.messenger.remove_buttons(chat_id, on)
         else:
             self.messenger.toast(queue, texts.UNKNOWN_BUTTON)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from core import texts
+from core.actions import ExportPress, encode
 from core.requests import Button, ImageReply, Person, ReplyTarget
 from core.styles import Style
 
@@ -205,7 +206,7 @@ def _export_buttons(node_id: int) -> list[dict[str, str]]:
     """Sticker / profile picture / original under a result, labelled in the language of whoever it is for."""
     if node_id <= 0:
         return []
-    return [{"label": label, "action": f"export:{kind}:{node_id}"} for label, kind in texts.export_buttons()]
+    return [{"label": label, "action": encode(ExportPress(kind, node_id))} for label, kind in texts.export_buttons()]
 
 
 def _served_mime(mime: str) -> str:
