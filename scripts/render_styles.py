@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from core.engines.base import Portrait  # noqa: E402
-from core.engines.offline import OfflineEngine, _font  # noqa: E402
+from core.engines.offline import OfflineEngine, label_font  # noqa: E402
 from core.styles import STYLES, get_style  # noqa: E402
 
 EDITS = (
@@ -57,7 +57,7 @@ def styles_sheet(rows: list[list[Image.Image]], names: list[str], path: Path, ce
     cols = max(len(r) for r in rows)
     sheet = Image.new("RGB", (cols * cell, label + len(rows) * cell), (255, 255, 255))
     draw = ImageDraw.Draw(sheet)
-    font = _font(17)
+    font = label_font(17)
     for c, name in enumerate(names):
         width = draw.textlength(name, font=font)
         draw.text((c * cell + (cell - width) / 2, 6), name, fill=(30, 30, 30), font=font)
@@ -73,7 +73,7 @@ def contact_sheet(items: list[tuple[str, Path]], path: Path, cell: int = 300, co
     label = 28
     sheet = Image.new("RGB", (cols * cell, rows * (cell + label)), (255, 255, 255))
     draw = ImageDraw.Draw(sheet)
-    font = _font(18)
+    font = label_font(18)
     for i, (name, p) in enumerate(items):
         im = ImageOps.contain(Image.open(p).convert("RGB"), (cell - 8, cell - 8), Image.Resampling.LANCZOS)
         x, y = (i % cols) * cell, (i // cols) * (cell + label)

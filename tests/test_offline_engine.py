@@ -71,11 +71,11 @@ def selfie_rgb(selfie: bytes) -> Array:
 @pytest.fixture(scope="module")
 def styled(selfie_rgb: Array) -> dict[str, Array]:
     """Every style of the 512 px selfie, round-tripped through the engine's own encoding."""
-    from core.engines.offline import _encode
+    from core.engines.offline import encode_image
 
     out = {}
     for sid in STYLE_IDS:
-        data, _ = _encode(stylize_array(selfie_rgb, sid, np.random.default_rng(5)), sid == "pixel")
+        data, _ = encode_image(stylize_array(selfie_rgb, sid, np.random.default_rng(5)), sid == "pixel")
         out[sid] = decode(data)
     return out
 

@@ -57,8 +57,7 @@ from core.engines.base import (
     RenderOptions,
 )
 from core.engines.models import MODELS, known, model_info, successors
-from core.engines.offline import _font as label_font  # DejaVu when installed: accents render
-from core.engines.offline import default_face, detect_faces
+from core.engines.offline import default_face, detect_faces, label_font  # DejaVu when installed: accents render
 from core.i18n import N_
 from core.styles import COMMENTARY_CLAUSE, Style
 
