@@ -14,17 +14,31 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from core import texts
+from core.access import Access
 from core.actions import Outcome, PartyPress, encode
 from core.config import PartySettings
-from core.ports import Member, Party
+from core.gate import Gate
+from core.ports import Member, Node, Party, Store
+from core.replies import Replies
 from core.requests import Button, Chat, Context, Person, PhotoRef, ReplyTarget
 from core.styles import STYLES, Style, get_style
 
-if TYPE_CHECKING:
-    from core.studio import Studio
+
+class PartyHost(Protocol):
+    """What parties need from the rest of the studio: intake, the limits, and the job queue."""
+
+    async def ingest(self, ctx: Context, photo: PhotoRef) -> Node | None: ...
+
+    async def refuse_over_limit(self, ctx: Context) -> bool: ...
+
+    async def over_limit(self, platform: str, chat_id: str, person: str, *, private: bool,
+                         exempt: bool) -> str | None: ...
+
+    async def submit_job(self, platform: str, chat_id: str, user_id: str, kind: str, payload: dict[str, object],
+                         target: ReplyTarget) -> None: ...
 
 log = logging.getLogger(__name__)
 
@@ -46,15 +60,16 @@ def parse_party_args(text: str) -> tuple[Style, str]:
 class Parties:
     """The party use cases; the studio owns one and routes `party:` button actions here."""
 
-    def __init__(self, studio: Studio, settings: PartySettings) -> None:
-        self.studio = studio
+    def __init__(self, settings: PartySettings, *, store: Store, replies: Replies, gate: Gate, access: Access,
+                 host: PartyHost) -> None:
         self.settings = settings
+        self._store = store
+        self.replies = replies
+        self.gate = gate
+        self.access = access
+        self.host = host
         self._timers: dict[int, asyncio.Task[None]] = {}
         self._locks: dict[int, asyncio.Lock] = {}
-
-    @property
-    def _store(self):  # type: ignore[no-untyped-def]  # the studio's Store
-        return self.studio.store
 
     # -- queries for adapters ----------------------------------------------------------------------
 
@@ -69,17 +84,17 @@ class Parties:
 
     async def open(self, ctx: Context, args: str) -> None:
         """Open a lobby in a group chat, or point to the one already open."""
-        async with self.studio._handling(ctx) as allowed:
+        async with self.gate.handling(ctx) as allowed:
             if not allowed:
                 return
             if ctx.chat.is_private:
-                await self.studio._say(ctx, texts.PARTY_GROUPS_ONLY)
+                await self.replies.say(ctx, texts.PARTY_GROUPS_ONLY)
                 return
             existing = await self._store.open_party(ctx.chat.platform, ctx.chat.id)
             if existing is not None:
                 await self._point_to(ctx, existing)
                 return
-            if await self.studio._refuse_over_limit(ctx):  # the picture would be the host's: their limits
+            if await self.host.refuse_over_limit(ctx):  # the picture would be the host's: their limits
                 return
             style, theme = parse_party_args(args)
             deadline = time.time() + self.settings.deadline_minutes * 60
@@ -92,7 +107,7 @@ class Parties:
                     await self._point_to(ctx, raced)
                 return
             target = ReplyTarget(ctx.chat.platform, ctx.chat.id, ctx.message_id)
-            lobby = await self.studio._messenger(ctx).send_buttons(target, self._lobby_text(party),
+            lobby = await self.replies.to(ctx).send_buttons(target, self._lobby_text(party),
                                                                   self._lobby_buttons(party))
             await self._store.set_party(party.id, lobby_message=lobby)
             self._arm(party.id, deadline)
@@ -102,22 +117,22 @@ class Parties:
         party = await self._store.party_for_lobby(ctx.chat.platform, ctx.chat.id, lobby_message_id)
         if party is None:
             return False
-        async with self.studio._handling(ctx) as allowed:
+        async with self.gate.handling(ctx) as allowed:
             if not allowed:
                 return True
             async with self._lock(party.id):
                 party = await self._store.get_party(party.id)
                 if party is None or party.status != "open":
-                    await self.studio._say(ctx, texts.PARTY_NOT_OPEN)
+                    await self.replies.say(ctx, texts.PARTY_NOT_OPEN)
                     return True
                 if party.member(ctx.person.id) is None and len(party.members) >= self.settings.max_members:
-                    await self.studio._say(ctx, texts.party_full(self.settings.max_members))
+                    await self.replies.say(ctx, texts.party_full(self.settings.max_members))
                     return True
-                node = await self.studio._ingest(ctx, photo)  # refusals (bad files) are said there
+                node = await self.host.ingest(ctx, photo)  # refusals (bad files) are said there
                 if node is None:
                     return True
                 await self._store.put_member(party.id, Member(ctx.person.id, ctx.person.name, node.id))
-                await self._refresh_lobby(party.id)
+                await self.refresh_lobby(party.id)
         return True
 
     async def press(self, ctx: Context, press: PartyPress) -> Outcome:
@@ -135,10 +150,10 @@ class Parties:
             if press.verb == "leave":
                 if not await self._store.remove_member(party.id, ctx.person.id):
                     return Outcome.refused(texts.PARTY_NOT_IN)
-                await self._refresh_lobby(party.id)
+                await self.refresh_lobby(party.id)
                 return Outcome.ok(texts.PARTY_LEFT)
             if ctx.person.id != party.host_id and not await ctx.is_chat_admin() \
-                    and not self.studio.access.is_admin(ctx):
+                    and not self.access.is_admin(ctx):
                 return Outcome.refused(texts.PARTY_HOST_ONLY)
             if press.verb == "cancel":
                 await self._close(party, "cancelled", texts.party_cancelled(ctx.person.name))
@@ -167,12 +182,12 @@ class Parties:
         if member is None and len(party.members) >= self.settings.max_members:
             return Outcome.refused(texts.party_full(self.settings.max_members))
         await self._store.put_member(party.id, Member(ctx.person.id, ctx.person.name))
-        await self._refresh_lobby(party.id)
+        await self.refresh_lobby(party.id)
         earlier = await self._store.latest_photo(ctx.chat.platform, ctx.chat.id, ctx.person.id)
         if earlier is not None:
             # Only the person it belongs to can press this one: nobody adds someone else's photo.
             target = ReplyTarget(ctx.chat.platform, ctx.chat.id, party.lobby_message)
-            await self.studio._messenger(ctx).send_buttons(
+            await self.replies.to(ctx).send_buttons(
                 target, texts.party_reuse_offer(ctx.person.name),
                 [Button(texts.PARTY_REUSE, encode(PartyPress("reuse", party.id, ctx.person.id)))])
         return Outcome.ok(texts.party_send_selfie(ctx.chat.platform))
@@ -186,7 +201,7 @@ class Parties:
         if party.member(ctx.person.id) is None and len(party.members) >= self.settings.max_members:
             return Outcome.refused(texts.party_full(self.settings.max_members))
         await self._store.put_member(party.id, Member(ctx.person.id, ctx.person.name, earlier.id))
-        await self._refresh_lobby(party.id)
+        await self.refresh_lobby(party.id)
         return Outcome.settled(texts.PARTY_REUSED)
 
     async def _start(self, party: Party, by: Context | None = None) -> Outcome:
@@ -203,22 +218,22 @@ class Parties:
         payload = {"style": party.style, "theme": party.theme, "party": party.id,
                    "portraits": [[m.name, m.node_id] for m in ready]}
         target = ReplyTarget(party.platform, party.chat_id, party.lobby_message or party.reply_to)
-        await self.studio.submit_job(party.platform, party.chat_id, party.host_id, "fuse", payload, target)
+        await self.host.submit_job(party.platform, party.chat_id, party.host_id, "fuse", payload, target)
         return Outcome.ok(texts.PARTY_STARTING)
 
     async def _over_limit(self, party: Party) -> str | None:
         """The bot's, the chat's or the host's limit, as at /party: checked again, since a day's pictures may
         have run out while the lobby was open."""
         host = Context(Chat(party.platform, party.chat_id, False), Person(party.host_id, ""), "")
-        return await self.studio.over_limit(party.platform, party.chat_id, party.host_id, private=False,
-                                            exempt=self.studio.access.is_admin(host))
+        return await self.host.over_limit(party.platform, party.chat_id, party.host_id, private=False,
+                                            exempt=self.access.is_admin(host))
 
     async def _close(self, party: Party, status: str, text: str) -> None:
         await self._store.set_party(party.id, status=status)  # type: ignore[arg-type]
         timer = self._timers.pop(party.id, None)
         if timer is not None and timer is not asyncio.current_task():
             timer.cancel()
-        messenger = self.studio._messengers.get(party.platform)
+        messenger = self.replies.get(party.platform)
         if messenger is not None and party.lobby_message is not None:
             with contextlib.suppress(Exception):
                 await messenger.edit_text(self._target(party), party.lobby_message, text)
@@ -256,9 +271,9 @@ class Parties:
     def _lock(self, party_id: int) -> asyncio.Lock:
         return self._locks.setdefault(party_id, asyncio.Lock())
 
-    async def _refresh_lobby(self, party_id: int) -> None:
+    async def refresh_lobby(self, party_id: int) -> None:
         party = await self._store.get_party(party_id)
-        messenger = self.studio._messengers.get(party.platform) if party else None
+        messenger = self.replies.get(party.platform) if party else None
         if party is None or messenger is None or party.lobby_message is None:
             return
         with contextlib.suppress(Exception):  # an edit that fails changes nothing that matters
@@ -267,7 +282,7 @@ class Parties:
 
     async def _point_to(self, ctx: Context, party: Party) -> None:
         target = ReplyTarget(ctx.chat.platform, ctx.chat.id, party.lobby_message or ctx.message_id)
-        await self.studio._messenger(ctx).send_text(target, texts.PARTY_ALREADY_OPEN)
+        await self.replies.to(ctx).send_text(target, texts.PARTY_ALREADY_OPEN)
 
     @staticmethod
     def _target(party: Party) -> ReplyTarget:

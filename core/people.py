@@ -10,21 +10,22 @@ that come back through `Studio.press`.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, cast
+from typing import cast
 
 from core import i18n, texts
+from core.access import Access
 from core.actions import LanguagePress, Outcome, SettingPress, encode
 from core.engines.base import ImageEngine, ModelRouter, RenderOptions
 from core.engines.models import model_info
 from core.exports import EXPORT_KINDS, ExportKind, export_async
+from core.gate import Gate
 from core.i18n import _
-from core.ports import MAX_PERSONA_CHARS, Delivery, Node, Preferences, PreferenceScope
+from core.ports import MAX_PERSONA_CHARS, Delivery, ImageStore, Node, Preferences, PreferenceScope, Store
+from core.replies import Replies
 from core.requests import Button, Context, ImageReply, Messenger, ReplyTarget
 from core.styles import get_style
-
-if TYPE_CHECKING:
-    from core.studio import Studio
 
 log = logging.getLogger(__name__)
 
@@ -53,13 +54,20 @@ class SettingsForm:
 
 
 class People:
-    """The studio's settings/persona/history/export use cases; `studio.people`."""
+    """Settings, persona, history and exports; the studio owns one (`studio.people`)."""
 
-    def __init__(self, studio: Studio, model_choices: list[str] | None = None,
-                 sizes: list[str] | None = None) -> None:
-        self.studio = studio
-        default = studio.engine.model
-        chosen = model_choices if model_choices else ([] if studio.engine.name == OFFLINE else [default])
+    def __init__(self, *, store: Store, images: ImageStore, engine: ImageEngine, access: Access, replies: Replies,
+                 gate: Gate, node_here: Callable[[Context, int], Awaitable[Node | None]],
+                 model_choices: list[str] | None = None, sizes: list[str] | None = None) -> None:
+        self.store = store
+        self.images = images
+        self.engine = engine
+        self.access = access
+        self.replies = replies
+        self.gate = gate
+        self._node_here = node_here  # the node behind a button, if this presser may act on it
+        default = engine.model
+        chosen = model_choices if model_choices else ([] if engine.name == OFFLINE else [default])
         self._offered: list[str] = list(dict.fromkeys([*chosen, OFFLINE]))
         # The sizes the operator lets people pick (4K costs several times 1K, so only when listed).
         self.sizes: tuple[str, ...] = tuple(s for s in SIZE_CHOICES if s in (sizes or SIZE_CHOICES))
@@ -74,7 +82,7 @@ class People:
 
     async def effective(self, platform: str, chat_id: str, user_id: str) -> Preferences:
         """The person's choices, under the chat's defaults (groups only have those)."""
-        store = self.studio.store
+        store = self.store
         own = await store.get_preferences("person", platform, user_id)
         # Only groups have defaults: /settings in a private chat always edits the person's own.
         chat = await store.get_preferences("chat", platform, chat_id)
@@ -83,14 +91,14 @@ class People:
     @property
     def choices(self) -> list[str]:
         """The models people may choose among; a retired one shows as the model that replaced it."""
-        engine = self.studio.engine
+        engine = self.engine
         if isinstance(engine, ModelRouter):
             return list(dict.fromkeys(m if m == OFFLINE else engine.resolve(m) for m in self._offered))
         return self._offered
 
     def model_of(self, prefs: Preferences) -> str:
         """The model that will draw: the chosen one if the operator offers it, else the default."""
-        engine = self.studio.engine
+        engine = self.engine
         chosen = engine.resolve(prefs.model) if prefs.model and isinstance(engine, ModelRouter) \
             and prefs.model != OFFLINE else prefs.model
         if chosen in self.choices:
@@ -98,7 +106,7 @@ class People:
         return engine.model
 
     def engine_for(self, prefs: Preferences) -> ImageEngine:
-        engine = self.studio.engine
+        engine = self.engine
         if self.model_of(prefs) == OFFLINE and engine.name != OFFLINE:
             if self._offline is None:
                 from core.engines.offline import OfflineEngine
@@ -110,7 +118,7 @@ class People:
     def options(self, prefs: Preferences) -> RenderOptions:
         model = self.model_of(prefs)
         size = prefs.image_size if prefs.image_size in self.sizes else None
-        return RenderOptions(model=None if model in (OFFLINE, self.studio.engine.model) else model,
+        return RenderOptions(model=None if model in (OFFLINE, self.engine.model) else model,
                              aspect_ratio=prefs.aspect_ratio, image_size=size, persona=prefs.persona,
                              language=i18n.current())
 
@@ -134,22 +142,22 @@ class People:
     # -- /settings and /model ------------------------------------------------------------------
 
     async def show_settings(self, ctx: Context, menu: str = "main") -> None:
-        async with self.studio._handling(ctx) as allowed:
+        async with self.gate.handling(ctx) as allowed:
             if allowed:
                 text, buttons = await self._view(ctx, menu)
-                await self.studio._messenger(ctx).send_buttons(self.studio._target(ctx), text, buttons)
+                await self.replies.to(ctx).send_buttons(self.replies.target(ctx), text, buttons)
 
     async def set_model(self, ctx: Context, model: str) -> None:
         """`/model <id>`: choose directly; `/model` alone opens the model menu."""
         if not model.strip():
             await self.show_settings(ctx, "model")
             return
-        async with self.studio._handling(ctx) as allowed:
+        async with self.gate.handling(ctx) as allowed:
             if not allowed:
                 return
             answer = await self._choose(ctx, "model", model.strip())
             text, _buttons = await self._view(ctx, "main")
-            await self.studio._say(ctx, text if answer.kind == "ok" else answer.text)
+            await self.replies.say(ctx, text if answer.kind == "ok" else answer.text)
 
     async def press(self, ctx: Context, press: SettingPress) -> Outcome:
         """`set:menu:<name>` switches the keyboard; `set:<key>:<value>` saves; both edit the message in place."""
@@ -160,7 +168,7 @@ class People:
             answer = await self._choose(ctx, press.key, press.value)
             menu = "main"
         text, buttons = await self._view(ctx, menu)
-        await self.studio._messenger(ctx).edit_text(self.studio._target(ctx), ctx.message_id, text, buttons)
+        await self.replies.to(ctx).edit_text(self.replies.target(ctx), ctx.message_id, text, buttons)
         return answer
 
     async def _scope(self, ctx: Context) -> tuple[PreferenceScope, str]:
@@ -171,9 +179,9 @@ class People:
     async def _choose(self, ctx: Context, key: str, value: str) -> Outcome:
         """Store one choice: saved (ok), or refused (not one of the choices, or a group's and not an admin)."""
         scope, owner = await self._scope(ctx)
-        if scope == "chat" and not (self.studio.access.is_admin(ctx) or await ctx.is_chat_admin()):
+        if scope == "chat" and not (self.access.is_admin(ctx) or await ctx.is_chat_admin()):
             return Outcome.refused(texts.SETTINGS_ADMINS_ONLY)
-        store, platform = self.studio.store, ctx.chat.platform
+        store, platform = self.store, ctx.chat.platform
         current = await store.get_preferences(scope, platform, owner)
         auto = value in ("", texts.SETTING_AUTO, "auto")
         if key == "model" and (auto or value in self.choices):
@@ -193,7 +201,7 @@ class People:
         """The settings as text plus one list of choices per setting (Discord shows them as select menus)."""
         platform = ctx.chat.platform
         scope, owner = await self._scope(ctx)
-        shown = await self.studio.store.get_preferences(scope, platform, owner)
+        shown = await self.store.get_preferences(scope, platform, owner)
         effective = await self.effective(platform, ctx.chat.id, ctx.person.id) if scope == "person" else shown
         model = self.model_of(effective)
         info = model_info(model)
@@ -220,7 +228,7 @@ class People:
 
     async def choose(self, ctx: Context, key: str, value: str) -> Outcome:
         """One choice from a settings menu (Discord's selects)."""
-        async with self.studio._handling(ctx) as allowed:
+        async with self.gate.handling(ctx) as allowed:
             if not allowed:
                 return Outcome.refused(texts.NOT_ALLOWED)
             return await self._choose(ctx, key, value)
@@ -243,7 +251,7 @@ class People:
         """The language to answer in: the person's /language choice, else their app's, else English."""
         key = (ctx.chat.platform, ctx.person.id)
         if key not in self._languages:
-            prefs = await self.studio.store.get_preferences("person", ctx.chat.platform, ctx.person.id)
+            prefs = await self.store.get_preferences("person", ctx.chat.platform, ctx.person.id)
             self._languages[key] = i18n.negotiate(prefs.language)
         return self._languages[key] or i18n.negotiate(ctx.person.language) or i18n.DEFAULT
 
@@ -252,31 +260,31 @@ class People:
 
     async def language(self, ctx: Context, wanted: str) -> None:
         """`/language` shows the choices as buttons; `/language es` (or `Spanish`, `auto`) sets it."""
-        async with self.studio._handling(ctx) as allowed:
+        async with self.gate.handling(ctx) as allowed:
             if not allowed:
                 return
             if not wanted.strip():
-                await self.studio._messenger(ctx).send_buttons(
-                    self.studio._target(ctx), texts.language_choose(i18n.LANGUAGES[i18n.current()]),
+                await self.replies.to(ctx).send_buttons(
+                    self.replies.target(ctx), texts.language_choose(i18n.LANGUAGES[i18n.current()]),
                     self._language_buttons())
                 return
             code = "auto" if wanted.strip().casefold() in ("auto", "default", "app") else i18n.language_named(wanted)
             if code is None:
-                await self.studio._say(ctx, texts.language_unknown(wanted.strip()[:40], list(i18n.LANGUAGES.values())))
+                await self.replies.say(ctx, texts.language_unknown(wanted.strip()[:40], list(i18n.LANGUAGES.values())))
                 return
-            await self.studio._say(ctx, await self._set_language(ctx, code))
+            await self.replies.say(ctx, await self._set_language(ctx, code))
 
     async def press_language(self, ctx: Context, code: str) -> Outcome:
         """A /language button: save, then show the message again in the new language."""
         if code != "auto" and code not in i18n.LANGUAGES:
             return Outcome.settled(texts.UNKNOWN_BUTTON, alert=True)
         answer = await self._set_language(ctx, code)
-        await self.studio._messenger(ctx).edit_text(self.studio._target(ctx), ctx.message_id, answer, None)
+        await self.replies.to(ctx).edit_text(self.replies.target(ctx), ctx.message_id, answer, None)
         return Outcome.ok(answer)
 
     async def _set_language(self, ctx: Context, code: str) -> str:
         """Store the choice ("auto": follow the app again) and switch to it at once; returns the answer."""
-        store, platform = self.studio.store, ctx.chat.platform
+        store, platform = self.store, ctx.chat.platform
         current = await store.get_preferences("person", platform, ctx.person.id)
         chosen = None if code == "auto" else code
         await store.set_preferences("person", platform, ctx.person.id, _replace(current, language=chosen))
@@ -295,78 +303,78 @@ class People:
 
     async def persona(self, ctx: Context, text: str) -> None:
         """`/persona <text>` saves, `/persona` shows, `/persona clear` removes; always the person's own."""
-        async with self.studio._handling(ctx) as allowed:
+        async with self.gate.handling(ctx) as allowed:
             if not allowed:
                 return
-            store, platform = self.studio.store, ctx.chat.platform
+            store, platform = self.store, ctx.chat.platform
             current = await store.get_preferences("person", platform, ctx.person.id)
             wanted = " ".join(text.split())
             if not wanted:
-                await self.studio._say(ctx, texts.persona_shown(current.persona) if current.persona
+                await self.replies.say(ctx, texts.persona_shown(current.persona) if current.persona
                                        else texts.PERSONA_NONE)
             elif wanted.lower() in ("clear", "delete", "remove", "off", "none"):
                 await store.set_preferences("person", platform, ctx.person.id, _replace(current, persona=""))
-                await self.studio._say(ctx, texts.PERSONA_CLEARED)
+                await self.replies.say(ctx, texts.PERSONA_CLEARED)
             elif len(wanted) > MAX_PERSONA_CHARS:
-                await self.studio._say(ctx, texts.persona_too_long(MAX_PERSONA_CHARS))
+                await self.replies.say(ctx, texts.persona_too_long(MAX_PERSONA_CHARS))
             else:
                 await store.set_preferences("person", platform, ctx.person.id, _replace(current, persona=wanted))
-                await self.studio._say(ctx, texts.persona_saved(wanted))
+                await self.replies.say(ctx, texts.persona_saved(wanted))
 
     # -- /history ----------------------------------------------------------------------------------
 
     async def history(self, ctx: Context) -> None:
         """The person's last pictures in this chat, oldest first, each one replyable again."""
-        async with self.studio._handling(ctx) as allowed:
+        async with self.gate.handling(ctx) as allowed:
             if not allowed:
                 return
-            nodes = await self.studio.store.recent_results(ctx.chat.platform, ctx.chat.id, ctx.person.id,
+            nodes = await self.store.recent_results(ctx.chat.platform, ctx.chat.id, ctx.person.id,
                                                            HISTORY_SIZE)
             if not nodes:
-                await self.studio._say(ctx, texts.HISTORY_EMPTY)
+                await self.replies.say(ctx, texts.HISTORY_EMPTY)
                 return
-            messenger = self.studio._messenger(ctx)
-            target = self.studio._target(ctx)
+            messenger = self.replies.to(ctx)
+            target = self.replies.target(ctx)
             await messenger.send_text(target, texts.history_intro(len(nodes)))
             shown = list(reversed(nodes))
             replies = [await self._history_reply(node) for node in shown]
             sent = await messenger.send_gallery(ReplyTarget(target.platform, target.chat_id), replies)
             for node, message_id in zip(shown, sent, strict=True):
-                await self.studio.store.link_message(node, message_id)
+                await self.store.link_message(node, message_id)
 
     async def _history_reply(self, node: Node) -> ImageReply:
         """A past picture, captioned with its step."""
-        return ImageReply(node.id, await self.studio.images.get(node.image_sha), node.mime,
+        return ImageReply(node.id, await self.images.get(node.image_sha), node.mime,
                           texts.history_caption(node.depth, _step_label(node)))
 
     async def show_step(self, ctx: Context, node_id: int) -> None:
         """One picture of a history gallery, brought out as a result of its own (with its buttons) so a
         reply to it, or an export, means that step."""
-        async with self.studio._handling(ctx) as allowed:
+        async with self.gate.handling(ctx) as allowed:
             if not allowed:
                 return
-            node = await self.studio._node_here(ctx, node_id)
+            node = await self._node_here(ctx, node_id)
             if node is None:
                 return
             reply = await self._history_reply(node)
-            message_id = await self.studio._messenger(ctx).send_image(self.studio._target(ctx), reply)
-            await self.studio.store.link_message(node, message_id)
+            message_id = await self.replies.to(ctx).send_image(self.replies.target(ctx), reply)
+            await self.store.link_message(node, message_id)
 
     # -- exports -------------------------------------------------------------------------------------
 
     async def export(self, ctx: Context, kind: str, replied_message_id: str | None) -> None:
         """`/export sticker|profile|original` as a reply to a result."""
-        async with self.studio._handling(ctx) as allowed:
+        async with self.gate.handling(ctx) as allowed:
             if not allowed:
                 return
             node = None
             if replied_message_id is not None:
-                node = await self.studio.store.node_for_message(ctx.chat.platform, ctx.chat.id, replied_message_id)
+                node = await self.store.node_for_message(ctx.chat.platform, ctx.chat.id, replied_message_id)
             wanted = kind.strip().lower().split(" ")[0] if kind.strip() else ""
             wanted = {"profile-picture": "profile", "pfp": "profile", "avatar": "profile", "file": "original",
                       "full": "original"}.get(wanted, wanted)
             if node is None or node.kind == "photo" or wanted not in EXPORT_KINDS:
-                await self.studio._say(ctx, texts.EXPORT_HOW)
+                await self.replies.say(ctx, texts.EXPORT_HOW)
                 return
             await self._send_export(ctx, node, cast(ExportKind, wanted))
 
@@ -376,7 +384,7 @@ class People:
         shows (`pressed_message_id`, else the context's message), so a forged id reads nothing else in the
         chat; and a person's photo goes to nobody but them."""
         pressed = pressed_message_id or ctx.message_id
-        node = await self.studio.store.node_for_message(ctx.chat.platform, ctx.chat.id, pressed)
+        node = await self.store.node_for_message(ctx.chat.platform, ctx.chat.id, pressed)
         if node is None or node.id != node_id or kind not in EXPORT_KINDS \
                 or (node.kind == "photo" and node.owner != ctx.person.id):
             return Outcome.refused(texts.UNKNOWN_BUTTON)
@@ -384,10 +392,10 @@ class People:
         return Outcome.ok(texts.EXPORT_SENT)
 
     async def _send_export(self, ctx: Context, node: Node, kind: ExportKind) -> None:
-        data = await self.studio.images.get(node.image_sha)
+        data = await self.images.get(node.image_sha)
         made = await export_async(data, kind, node.model or node.engine or "unknown", f"pixme-{node.id}")
-        messenger = self.studio._messenger(ctx)
-        target = self.studio._target(ctx)
+        messenger = self.replies.to(ctx)
+        target = self.replies.target(ctx)
         if kind == "sticker":
             await messenger.send_sticker(target, made.data)
             return
@@ -395,7 +403,7 @@ class People:
         message_id = await messenger.send_file(target, ImageReply(node.id, made.data, made.mime, caption,
                                                                               made.file_name))
         if kind == "original":  # the same picture: replying to the file continues from it
-            await self.studio.store.link_message(node, message_id)
+            await self.store.link_message(node, message_id)
 
     # -- delivering a result -----------------------------------------------------------------------
 
@@ -413,7 +421,7 @@ class People:
 
 def model_of_choice(people: People, model: str) -> str:
     """A stored model choice as it draws today (a retired model's successor)."""
-    engine = people.studio.engine
+    engine = people.engine
     return engine.resolve(model) if model != OFFLINE and isinstance(engine, ModelRouter) else model
 
 

@@ -39,14 +39,16 @@ from core.engines.base import (
     RenderOptions,
 )
 from core.engines.models import model_info
-from core.errors import StorageBusy, StorageFull
+from core.errors import StorageFull
 from core.exports import stamp_async
+from core.gate import Gate
 from core.intake import IntakeError, check_declared_size
 from core.intake_pool import Intake
 from core.jobs import JobRunner, Requeue
 from core.parties import Parties, parse_party_args
 from core.people import People
 from core.ports import ImageStore, Job, NewNode, Node, NodeKind, Preferences, SourceGone, Store
+from core.replies import Replies
 from core.requests import Button, Context, DeliveryRefused, ImageReply, Messenger, PhotoRef, ReplyTarget
 from core.styles import STYLES, Style, get_style
 
@@ -58,7 +60,6 @@ MIN_FUSE, MAX_FUSE = 2, 8  # photos in one fusion (an album holds up to 10)
 WORKING_REFRESH_S = 4.5  # Telegram shows a chat action for 5 seconds
 DELIVERY_RETRY_DELAYS_S = (1.0, 3.0, 10.0)
 MAX_BUSY_ATTEMPTS = 8  # a job that met an outage this often is told to try later
-REFUSAL_REPEAT_S = 3600.0  # tell a refused person at most once an hour
 FULL_DISK_RETRY_S = 30.0  # a result that found the disk full is saved again this often, until it fits
 ORPHAN_AGE_S = 3600.0  # an image file nothing refers to after this long was left by a crash
 
@@ -104,27 +105,30 @@ class Studio:
         self.jobs = JobRunner(store, self._run_job, concurrency=self.limits.concurrency,
                               on_positions=self._show_positions)
         self._delivery_retry_delays = delivery_retry_delays
-        self._messengers: dict[str, Messenger] = {}
+        self.replies = Replies()
+        # Languages live with the people's settings; the gate asks them at every request.
+        self.gate = Gate(access=self.access, store=store, replies=self.replies,
+                         language_for=lambda ctx: self.people.language_for(ctx))
         self._waiting: dict[int, _Waiting] = {}
         self._positions_lock = asyncio.Lock()  # one notifier at a time, so notes are never doubled
-        self._refused_at: dict[tuple[str, str], float] = {}
-        self._blocked_chats: set[tuple[str, str]] = set()
         self._deliveries: set[asyncio.Future[None]] = set()
         self._unsaved: dict[int, _Made] = {}  # job id -> a result waiting for disk space
         self.full_disk_retry_s = FULL_DISK_RETRY_S
-        self.parties = Parties(self, party or PartySettings())
-        self.people = People(self, model_choices, sizes)  # settings, persona, history, exports
+        self.parties = Parties(party or PartySettings(), store=store, replies=self.replies, gate=self.gate,
+                               access=self.access, host=self)
+        self.people = People(store=store, images=images, engine=engine, access=self.access, replies=self.replies,
+                             gate=self.gate, node_here=self.node_here, model_choices=model_choices, sizes=sizes)
 
     # -- wiring --------------------------------------------------------------------------------
 
     def attach(self, platform: str, messenger: Messenger) -> None:
         """Register an adapter's messenger; its unfinished jobs can then be resumed."""
-        self._messengers[platform] = messenger
+        self.replies.attach(platform, messenger)
 
     async def resume(self) -> int:
         """Deliver whatever was accepted but not delivered before the last stop; re-arm party deadlines."""
         await self.parties.resume()
-        return await self.jobs.resume(set(self._messengers))
+        return await self.jobs.resume(self.replies.platforms)
 
     async def aclose(self) -> None:
         """Stop working; sends already under way finish (up to DRAIN_S) and are recorded."""
@@ -139,19 +143,19 @@ class Studio:
 
     async def offer_styles(self, ctx: Context, photo_message_id: str) -> None:
         """A bare photo: answer with a menu of styles; nothing is downloaded until one is picked."""
-        async with self._handling(ctx) as allowed:
+        async with self.gate.handling(ctx) as allowed:
             if allowed:
-                await self._messenger(ctx).send_style_menu(
-                    self._target(ctx, photo_message_id), texts.PICK_STYLE, list(STYLES))
+                await self.replies.to(ctx).send_style_menu(
+                    self.replies.target(ctx, photo_message_id), texts.PICK_STYLE, list(STYLES))
 
     async def style(self, ctx: Context, style_name: str, photo: PhotoRef | None,
                     replied_message_id: str | None = None) -> None:
         """Turn `photo` (or the photo behind the replied-to message) into an avatar in a style."""
-        async with self._handling(ctx) as allowed:
+        async with self.gate.handling(ctx) as allowed:
             if not allowed:
                 return
             style = await self._style_or_say(ctx, style_name)
-            if style is None or await self._refuse_over_limit(ctx):
+            if style is None or await self.refuse_over_limit(ctx):
                 return
             source = await self._source_for(ctx, style, photo, replied_message_id)
             if source is not None:
@@ -159,34 +163,34 @@ class Studio:
 
     async def edit(self, ctx: Context, instruction: str, replied_message_id: str) -> None:
         """Apply a free-text instruction to the result the person replied to."""
-        async with self._handling(ctx) as allowed:
+        async with self.gate.handling(ctx) as allowed:
             if not allowed:
                 return
             node = await self.store.node_for_message(ctx.chat.platform, ctx.chat.id, replied_message_id)
             if node is None:
-                await self._say(ctx, texts.REPLY_TO_RESULT)
+                await self.replies.say(ctx, texts.REPLY_TO_RESULT)
             else:
                 await self._submit_edit(ctx, node, instruction)
 
     async def _submit_edit(self, ctx: Context, node: Node, instruction: str) -> None:
         instruction = instruction.strip()
         if not instruction:
-            await self._say(ctx, texts.EMPTY_INSTRUCTION)
+            await self.replies.say(ctx, texts.EMPTY_INSTRUCTION)
         elif len(instruction) > MAX_INSTRUCTION_CHARS:
-            await self._say(ctx, texts.instruction_too_long(MAX_INSTRUCTION_CHARS))
-        elif not await self._refuse_over_limit(ctx):
+            await self.replies.say(ctx, texts.instruction_too_long(MAX_INSTRUCTION_CHARS))
+        elif not await self.refuse_over_limit(ctx):
             await self._submit(ctx, "edit", {"node": node.id, "instruction": instruction})
 
     async def undo(self, ctx: Context, replied_message_id: str | None) -> None:
         """Re-send the step before the replied-to result, so it can be replied to again."""
-        async with self._handling(ctx) as allowed:
+        async with self.gate.handling(ctx) as allowed:
             if not allowed:
                 return
             node = None
             if replied_message_id is not None:
                 node = await self.store.node_for_message(ctx.chat.platform, ctx.chat.id, replied_message_id)
             if node is None or node.kind == "photo":
-                await self._say(ctx, texts.UNDO_HOW)
+                await self.replies.say(ctx, texts.UNDO_HOW)
                 return
             await self._resend_step_before(ctx, node)
 
@@ -194,26 +198,26 @@ class Studio:
         """Send the step `node` was made from, linked so replies and buttons continue from it."""
         parent = await self.store.get_node(node.parent_id) if node.parent_id else None
         if node.kind == "photo" or parent is None or parent.kind == "photo":
-            await self._say(ctx, texts.UNDO_FIRST_STEP)
+            await self.replies.say(ctx, texts.UNDO_FIRST_STEP)
             return
         reply = ImageReply(parent.id, await self.images.get(parent.image_sha), parent.mime,
                            texts.undo_caption(parent.depth, parent.commentary))
-        message_id = await self._messenger(ctx).send_image(self._target(ctx), reply)
+        message_id = await self.replies.to(ctx).send_image(self.replies.target(ctx), reply)
         await self.store.link_message(parent, message_id)
 
     async def fuse(self, ctx: Context, photos: list[PhotoRef], args: str = "") -> None:
         """Fuse 2–8 photos the person sent (an album) into one picture: `/fuse [style] [what to make]`."""
-        async with self._handling(ctx) as allowed:
+        async with self.gate.handling(ctx) as allowed:
             if not allowed:
                 return
             if not MIN_FUSE <= len(photos) <= MAX_FUSE:
-                await self._say(ctx, texts.fuse_count(MIN_FUSE, MAX_FUSE, len(photos)))
+                await self.replies.say(ctx, texts.fuse_count(MIN_FUSE, MAX_FUSE, len(photos)))
                 return
-            if await self._refuse_over_limit(ctx):
+            if await self.refuse_over_limit(ctx):
                 return
             nodes = []
             for photo in photos:
-                node = await self._ingest(ctx, photo)
+                node = await self.ingest(ctx, photo)
                 if node is None:  # the refusal has been said; fuse nothing rather than fewer
                     return
                 nodes.append(node)
@@ -223,36 +227,36 @@ class Studio:
 
     async def cancel(self, ctx: Context) -> None:
         """Stop the person's waiting and running jobs in this chat."""
-        async with self._handling(ctx) as allowed:
+        async with self.gate.handling(ctx) as allowed:
             if not allowed:
                 return
             cancelled = await self.jobs.cancel_for(ctx.chat.platform, ctx.person.id, ctx.chat.id)
             for job in cancelled:
                 self._unsaved.pop(job.id, None)
                 await self._clear_waiting(job)
-            await self._say(ctx, texts.cancelled(len(cancelled)))
+            await self.replies.say(ctx, texts.cancelled(len(cancelled)))
 
     async def stats(self, ctx: Context) -> None:
         """Today's numbers, for admins."""
-        async with self._handling(ctx) as allowed:
+        async with self.gate.handling(ctx) as allowed:
             if not allowed:
                 return
             if not self.access.is_admin(ctx):
-                await self._say(ctx, texts.ADMINS_ONLY)
+                await self.replies.say(ctx, texts.ADMINS_ONLY)
                 return
             since = _start_of_day()
             counts = await self.store.job_counts(since)
             spend = {key: (n, n * model_info(key[0]).price(key[1] or None))
                      for key, n in (await self.store.delivered_by_model(since)).items()}
             notices = self.engine.notices() if isinstance(self.engine, ModelRouter) else []
-            await self._say(ctx, texts.stats(counts, self.jobs.queue_length, self.jobs.running_count, spend,
+            await self.replies.say(ctx, texts.stats(counts, self.jobs.queue_length, self.jobs.running_count, spend,
                                              self.engine.name, self.engine.model, notices, self.limits.daily_usd))
 
     async def forget(self, ctx: Context) -> None:
         """Ask the person to confirm deleting everything the bot keeps about them."""
-        async with self._handling(ctx) as allowed:
+        async with self.gate.handling(ctx) as allowed:
             if allowed:
-                await self._messenger(ctx).send_buttons(self._target(ctx), texts.FORGET_CONFIRM, [
+                await self.replies.to(ctx).send_buttons(self.replies.target(ctx), texts.FORGET_CONFIRM, [
                     Button(texts.FORGET_YES, encode(ForgetPress(True, ctx.person.id))),
                     Button(texts.FORGET_NO, encode(ForgetPress(False, ctx.person.id))),
                 ])
@@ -260,7 +264,7 @@ class Studio:
     async def press(self, ctx: Context, data: str, pressed_message_id: str | None = None) -> Outcome:
         """A button from `send_buttons` was pressed (`data` is what it carried, see core.actions); the outcome
         says what to tell the presser and whether the question behind the buttons is settled."""
-        async with self._handling(ctx) as allowed:
+        async with self.gate.handling(ctx) as allowed:
             if not allowed:
                 return Outcome.refused(texts.NOT_ALLOWED)
             match parse(data):
@@ -276,10 +280,10 @@ class Studio:
                     if owner != ctx.person.id:
                         return Outcome.refused(texts.NOT_YOUR_BUTTON)
                     if not confirmed:
-                        await self._say(ctx, texts.FORGET_KEPT)
+                        await self.replies.say(ctx, texts.FORGET_KEPT)
                         return Outcome.settled(texts.FORGET_KEPT)
                     deleted = await self._forget_person(ctx.chat.platform, ctx.person.id)
-                    await self._say(ctx, texts.forgotten(deleted))
+                    await self.replies.say(ctx, texts.forgotten(deleted))
                     return Outcome.settled(texts.forgotten(deleted))
         return Outcome.settled(texts.UNKNOWN_BUTTON, alert=True)
 
@@ -324,27 +328,12 @@ class Studio:
 
     # -- admission -------------------------------------------------------------------------------
 
-    async def _admit(self, ctx: Context) -> bool:
-        """Access control: refused people hear why in private chats; groups see silence."""
-        key = (ctx.chat.platform, ctx.chat.id)
-        if key in self._blocked_chats:  # they wrote to us again, so they unblocked the bot
-            self._blocked_chats.discard(key)
-            await self.store.set_chat_blocked(*key, False)
-        if self.access.allows(ctx):
-            return True
-        person = (ctx.chat.platform, ctx.person.id)
-        now = time.monotonic()
-        if ctx.chat.is_private and now - self._refused_at.get(person, -REFUSAL_REPEAT_S) >= REFUSAL_REPEAT_S:
-            self._refused_at[person] = now
-            await self._say(ctx, texts.NOT_ALLOWED)
-        return False
-
-    async def _refuse_over_limit(self, ctx: Context) -> bool:
+    async def refuse_over_limit(self, ctx: Context) -> bool:
         """Queue and daily limits; says which one was hit and when it resets."""
         refusal = await self.over_limit(ctx.chat.platform, ctx.chat.id, ctx.person.id,
                                         private=ctx.chat.is_private, exempt=self.access.is_admin(ctx))
         if refusal is not None:
-            await self._say(ctx, refusal)
+            await self.replies.say(ctx, refusal)
         return refusal is not None
 
     async def over_limit(self, platform: str, chat_id: str, person: str, *, private: bool,
@@ -391,7 +380,7 @@ class Studio:
                    for (model, size), n in (await self.store.delivered_by_model(_start_of_day())).items())
 
     async def _submit(self, ctx: Context, kind: str, payload: dict[str, object]) -> None:
-        await self.submit_job(ctx.chat.platform, ctx.chat.id, ctx.person.id, kind, payload, self._target(ctx))
+        await self.submit_job(ctx.chat.platform, ctx.chat.id, ctx.person.id, kind, payload, self.replies.target(ctx))
 
     async def submit_job(self, platform: str, chat_id: str, user_id: str, kind: str, payload: dict[str, object],
                          target: ReplyTarget) -> None:
@@ -400,27 +389,28 @@ class Studio:
         # The language the request came in: the answer (even after a restart) is in it too.
         payload = {**payload, "lang": payload.get("lang") or i18n.current()}
         await self.jobs.submit(platform, chat_id, user_id, kind, payload, target)
-        if self.breaker.is_open:
-            await self._messengers[platform].send_text(target, texts.SERVICE_DOWN_SAVED)
+        messenger = self.replies.get(platform)
+        if self.breaker.is_open and messenger is not None:
+            await messenger.send_text(target, texts.SERVICE_DOWN_SAVED)
 
     # -- resolving what to work on ----------------------------------------------------------------
 
     async def _source_for(self, ctx: Context, style: Style, photo: PhotoRef | None,
                           replied_message_id: str | None) -> Node | None:
         if photo is not None:
-            return await self._ingest(ctx, photo)
+            return await self.ingest(ctx, photo)
         if replied_message_id is not None:
             node = await self.store.node_for_message(ctx.chat.platform, ctx.chat.id, replied_message_id)
             if node is not None:
                 return await self._original_of(node)
-        await self._say(ctx, texts.style_hint(style))
+        await self.replies.say(ctx, texts.style_hint(style))
         return None
 
     async def _style_or_say(self, ctx: Context, name: str) -> Style | None:
         """The style called `name`, or None after telling the person it doesn't exist."""
         style = get_style(name)
         if style is None:
-            await self._say(ctx, texts.unknown_style(name))
+            await self.replies.say(ctx, texts.unknown_style(name))
         return style
 
     async def _original_of(self, node: Node) -> Node:
@@ -429,7 +419,7 @@ class Studio:
         root = await self.store.get_node(node.root_id) if node.root_id else None
         return root or node
 
-    async def _ingest(self, ctx: Context, photo: PhotoRef) -> Node | None:
+    async def ingest(self, ctx: Context, photo: PhotoRef) -> Node | None:
         """Download, check and store a person's photo as the root of a new edit tree."""
         platform, chat_id = ctx.chat.platform, ctx.chat.id
         if photo.message_id is not None:
@@ -446,11 +436,11 @@ class Studio:
                     raise
                 except Exception as exc:
                     log.warning("photo download failed in %s:%s: %s", platform, chat_id, type(exc).__name__)
-                    await self._say(ctx, texts.DOWNLOAD_FAILED)
+                    await self.replies.say(ctx, texts.DOWNLOAD_FAILED)
                     return None
                 prepared = await self.intake.prepare(bytes(data), max_px=self.input_max_px)
         except IntakeError as refusal:
-            await self._say(ctx, refusal.message)
+            await self.replies.say(ctx, refusal.message)
             return None
         sha = await self.images.put(prepared.data)
         node = await self.store.add_node(NewNode(platform, chat_id, ctx.person.id, "photo", sha, "image/jpeg",
@@ -462,7 +452,7 @@ class Studio:
     # -- running a job ---------------------------------------------------------------------------
 
     async def _run_job(self, job: Job) -> None:
-        messenger = self._messengers.get(job.platform)
+        messenger = self.replies.get(job.platform)
         if messenger is None:  # its adapter isn't running now; the job waits for the next start
             return
         result_node = await self.store.get_node(job.result_node) if job.result_node else None
@@ -531,7 +521,7 @@ class Studio:
             await self._finish_with_text(messenger, job, texts.SOURCE_GONE, "SourceGone")
             return None
         except Exception as exc:
-            if _storage_trouble(exc) != texts.STORAGE_FULL:
+            if not isinstance(exc, StorageFull):
                 raise
         log.warning("job %s: no space to save its result; trying again in %.0f s", job.id, self.full_disk_retry_s)
         self._unsaved[job.id] = made
@@ -629,8 +619,7 @@ class Studio:
                 raise
             except DeliveryRefused:
                 log.info("job %s: %s:%s refuses messages; marked", job.id, job.platform, job.chat_id)
-                self._blocked_chats.add((job.platform, job.chat_id))
-                await self.store.set_chat_blocked(job.platform, job.chat_id, True)
+                await self.gate.chat_blocked(job.platform, job.chat_id)
                 await self.store.update_job(job.id, status="failed", error="chat_blocked")
                 return None
             except Exception as exc:
@@ -653,7 +642,7 @@ class Studio:
                 await self._show_position(job)
 
     async def _show_position(self, job: Job) -> None:
-        messenger = self._messengers.get(job.platform)
+        messenger = self.replies.get(job.platform)
         # The line may have moved while earlier notes were sent: act on where the job is now.
         position = self.jobs.position(job.id)
         # A job back in line after an outage was already told its request is saved.
@@ -683,7 +672,7 @@ class Studio:
 
     async def _clear_waiting(self, job: Job) -> None:
         shown = self._waiting.pop(job.id, None)
-        messenger = self._messengers.get(job.platform)
+        messenger = self.replies.get(job.platform)
         if shown is not None and messenger is not None:
             with contextlib.suppress(Exception):
                 await messenger.delete(job.target, shown.message_id)
@@ -703,7 +692,7 @@ class Studio:
         for sha in orphans:
             await self.images.delete(sha)
         for party_id in lobbies:
-            await self.parties._refresh_lobby(party_id)
+            await self.parties.refresh_lobby(party_id)
         log.info("forgot %s person: %d image(s) deleted", platform, len(orphans))
         return len(orphans)
 
@@ -725,57 +714,32 @@ class Studio:
         finally:
             task.cancel()
 
-    def _messenger(self, ctx: Context) -> Messenger:
-        return self._messengers[ctx.chat.platform]
-
-    @staticmethod
-    def _target(ctx: Context, reply_to: str | None = None) -> ReplyTarget:
-        return ReplyTarget(ctx.chat.platform, ctx.chat.id, reply_to or ctx.message_id)
-
-    async def _say(self, ctx: Context, text: str) -> None:
-        await self._messenger(ctx).send_text(self._target(ctx), text)
-
-    @contextlib.asynccontextmanager
-    async def _handling(self, ctx: Context) -> AsyncIterator[bool]:
-        """Admission, then the use case; nothing escapes: log it and tell the person once.
-
-        From here on this task speaks the person's language (their /language choice, else their app's)."""
-        try:
-            i18n.set_language(await self.people.language_for(ctx))
-            yield await self._admit(ctx)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            log.exception("request %s:%s failed", ctx.chat.platform, ctx.message_id)
-            with contextlib.suppress(Exception):
-                await self._say(ctx, _storage_trouble(exc) or texts.INTERNAL_ERROR)
-
     # -- acting on a node (buttons) ----------------------------------------------------------------
     # Buttons on a result carry its node id, so they work after restarts and without a reply.
 
-    async def _node_here(self, ctx: Context, node_id: int) -> Node | None:
+    async def node_here(self, ctx: Context, node_id: int) -> Node | None:
         """The node behind a button, if it belongs to this chat; otherwise say the button expired. Buttons sit
         under pictures the bot made: a photo's id only comes from a forged one, and is honoured for its sender
         alone (a guessed id must not restyle or show a selfie sent before the presser joined)."""
         node = await self.store.get_node(node_id)
         if node is None or (node.platform, node.chat_id) != (ctx.chat.platform, ctx.chat.id) \
                 or (node.kind == "photo" and node.owner != ctx.person.id):
-            await self._say(ctx, texts.UNKNOWN_BUTTON)
+            await self.replies.say(ctx, texts.UNKNOWN_BUTTON)
             return None
         return node
 
     async def again(self, ctx: Context, node_id: int) -> None:
         """Run the step that made this result once more, from the same parent."""
-        async with self._handling(ctx) as allowed:
+        async with self.gate.handling(ctx) as allowed:
             if not allowed:
                 return
-            node = await self._node_here(ctx, node_id)
+            node = await self.node_here(ctx, node_id)
             if node is None:
                 return
             parent = await self.store.get_node(node.parent_id) if node.parent_id else None
             if parent is None or node.kind not in ("style", "edit"):
-                await self._say(ctx, texts.NOTHING_TO_REPEAT)
-            elif not await self._refuse_over_limit(ctx):
+                await self.replies.say(ctx, texts.NOTHING_TO_REPEAT)
+            elif not await self.refuse_over_limit(ctx):
                 if node.kind == "style":
                     await self._submit(ctx, "style", {"style": node.style, "node": parent.id})
                 else:
@@ -783,32 +747,32 @@ class Studio:
 
     async def edit_node(self, ctx: Context, node_id: int, instruction: str) -> None:
         """Apply a free-text instruction to this result."""
-        async with self._handling(ctx) as allowed:
+        async with self.gate.handling(ctx) as allowed:
             if not allowed:
                 return
-            node = await self._node_here(ctx, node_id)
+            node = await self.node_here(ctx, node_id)
             if node is not None:
                 await self._submit_edit(ctx, node, instruction)
 
     async def undo_node(self, ctx: Context, node_id: int) -> None:
         """Re-send the step before this result, so it can be acted on again."""
-        async with self._handling(ctx) as allowed:
+        async with self.gate.handling(ctx) as allowed:
             if not allowed:
                 return
-            node = await self._node_here(ctx, node_id)
+            node = await self.node_here(ctx, node_id)
             if node is not None:
                 await self._resend_step_before(ctx, node)
 
     async def restyle(self, ctx: Context, node_id: int, style_name: str) -> None:
         """Restyle the original selfie behind this result."""
-        async with self._handling(ctx) as allowed:
+        async with self.gate.handling(ctx) as allowed:
             if not allowed:
                 return
             style = await self._style_or_say(ctx, style_name)
             if style is None:
                 return
-            node = await self._node_here(ctx, node_id)
-            if node is None or await self._refuse_over_limit(ctx):
+            node = await self.node_here(ctx, node_id)
+            if node is None or await self.refuse_over_limit(ctx):
                 return
             await self._submit(ctx, "style", {"style": style.id, "node": (await self._original_of(node)).id})
 
@@ -817,11 +781,3 @@ def _start_of_day() -> float:
     """Midnight UTC today: daily limits reset then."""
     now = dt.datetime.now(dt.UTC)
     return dt.datetime(now.year, now.month, now.day, tzinfo=dt.UTC).timestamp()
-
-
-def _storage_trouble(exc: Exception) -> str | None:
-    if isinstance(exc, StorageFull):
-        return texts.STORAGE_FULL
-    if isinstance(exc, StorageBusy):
-        return texts.STORAGE_BUSY
-    return None

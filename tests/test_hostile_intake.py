@@ -298,8 +298,8 @@ async def test_telegram_a_denied_persons_photo_is_never_downloaded(
 async def test_discord_a_denied_persons_attachment_is_never_downloaded(tmp_path: Path, photo: bytes) -> None:
     from tests.fakes import FakeEngine
 
-    async with FakeDiscord() as fake, running_discord(fake, tmp_path, FakeEngine()) as run:
-        run.studio.access = type(run.studio.access)(AccessSettings(deny=[str(DC_ALICE["id"])]))
+    denied = AccessSettings(deny=[str(DC_ALICE["id"])])
+    async with FakeDiscord() as fake, running_discord(fake, tmp_path, FakeEngine(), access=denied):
         # /avatar with a photo: refused privately before anything is fetched.
         before = fake.last_id()
         await fake.slash(DC_ALICE, "avatar", {"style": "zombie"}, attachments={"photo": fake.upload(photo)})

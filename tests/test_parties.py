@@ -57,9 +57,10 @@ class World:
         await self.studio.jobs.wait_idle(timeout=10)
 
 
-async def make_world(data_dir: Path, party: PartySettings | None = None) -> World:
+async def make_world(data_dir: Path, party: PartySettings | None = None,
+                     engine: FakeEngine | None = None) -> World:
     store = await SqliteStore.open(data_dir / "db.sqlite3")
-    engine = FakeEngine()
+    engine = engine or FakeEngine()
     studio = Studio(store=store, images=FileImageStore(data_dir, store), engine=engine,
                     party=party or PartySettings())
     messenger = FakeMessenger()
@@ -286,8 +287,8 @@ class GatedEngine(FakeEngine):
 
 
 async def test_a_group_picture_drawn_while_a_member_is_forgotten_is_dropped(tmp_path: Path, selfie: bytes) -> None:
-    w = await make_world(tmp_path)
-    engine = w.studio.engine = w.engine = GatedEngine()
+    engine = GatedEngine()
+    w = await make_world(tmp_path, engine=engine)
     try:
         await w.studio.parties.open(w.ctx(ADA), "")
         await join_with_selfie(w, BEN, selfie)

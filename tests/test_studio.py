@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
 import os
 import time
@@ -13,7 +14,7 @@ import pytest
 from PIL import Image
 
 from core.config import LimitsSettings
-from core.engines.base import Blocked, NoImage
+from core.engines.base import Blocked, EngineResult, NoImage
 from core.exports import has_provenance
 from core.ports import Member, Preferences
 from core.requests import Chat, Context, ImageReply, Person, PhotoRef, ReplyTarget
@@ -220,14 +221,26 @@ async def test_waiting_people_are_told_their_place_and_the_message_moves(tmp_pat
     await store.close()
 
 
+@dataclasses.dataclass
+class HeldEngine(FakeEngine):
+    """Draws nothing until released, so a test decides when the running job ends, not the machine's speed."""
+
+    release: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
+
+    async def _answer(self, kind: str, image: bytes, what: str, identity: bytes | None = None) -> EngineResult:
+        await self.release.wait()
+        return await super()._answer(kind, image, what, identity)
+
+
 async def test_one_person_cannot_hog_the_queue(tmp_path: Path, selfie: bytes) -> None:
-    h, store = await studio_with(tmp_path, engine=FakeEngine(delay=0.05),
-                                 limits=LimitsSettings(concurrency=1, queue_per_user=3))
+    engine = HeldEngine()
+    h, store = await studio_with(tmp_path, engine=engine, limits=LimitsSettings(concurrency=1, queue_per_user=3))
     for n in range(1, 5):  # Ada sends four: one runs, three wait
         await h.studio.style(ctx(f"a{n}"), "zombie", photo(selfie, f"a{n}"))
     await h.studio.style(ctx("a5"), "zombie", photo(selfie, "a5"))
     assert "One at a time" in h.messenger.sent[-1].text
     await h.studio.style(ctx("b1", person(99)), "zombie", photo(selfie, "b1"))
+    engine.release.set()
     await h.settle()
     order = [s.target.reply_to for s in h.messenger.sent if s.kind == "image"]
     # Ben arrived last but runs right after Ada's running job, not after all of Ada's queue.

@@ -1,0 +1,84 @@
+"""The gate every use case passes: the person's language, access, and any failure turned into one line."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from core import i18n, texts
+from core.access import Access
+from core.errors import StorageBusy, StorageFull
+from core.ports import Store
+from core.replies import Replies
+from core.requests import Context
+
+log = logging.getLogger(__name__)
+
+REFUSAL_REPEAT_S = 3600.0  # tell a refused person at most once an hour
+
+
+class Gate:
+    """Admission and failure handling, shared by every use case.
+
+    `handling(ctx)` sets the language the task answers in (`language_for`), yields whether the person is
+    let in, and turns any exception the use case raises into one polite line (logged with its traceback)."""
+
+    def __init__(self, *, access: Access, store: Store, replies: Replies,
+                 language_for: Callable[[Context], Awaitable[str]]) -> None:
+        self.access = access
+        self._store = store
+        self._replies = replies
+        self._language_for = language_for
+        self._refused_at: dict[tuple[str, str], float] = {}
+        self._blocked_chats: set[tuple[str, str]] = set()
+
+    @contextlib.asynccontextmanager
+    async def handling(self, ctx: Context) -> AsyncIterator[bool]:
+        """Admission, then the use case; nothing escapes: log it and tell the person once.
+
+        From here on this task speaks the person's language (their /language choice, else their app's)."""
+        try:
+            i18n.set_language(await self._language_for(ctx))
+            yield await self.admit(ctx)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("request %s:%s failed", ctx.chat.platform, ctx.message_id)
+            with contextlib.suppress(Exception):
+                await self._replies.say(ctx, failure_message(exc))
+
+    async def admit(self, ctx: Context) -> bool:
+        """Access control: refused people hear why in private chats (once an hour); groups see silence."""
+        key = (ctx.chat.platform, ctx.chat.id)
+        if key in self._blocked_chats:  # they wrote to us again, so they unblocked the bot
+            self._blocked_chats.discard(key)
+            await self._store.set_chat_blocked(*key, False)
+        if self.access.allows(ctx):
+            return True
+        person = (ctx.chat.platform, ctx.person.id)
+        now = time.monotonic()
+        if ctx.chat.is_private and now - self._refused_at.get(person, -REFUSAL_REPEAT_S) >= REFUSAL_REPEAT_S:
+            self._refused_at[person] = now
+            await self._replies.say(ctx, texts.NOT_ALLOWED)
+        return False
+
+    async def chat_blocked(self, platform: str, chat_id: str) -> None:
+        """The platform refuses our messages to this chat for good (the person blocked the bot)."""
+        self._blocked_chats.add((platform, chat_id))
+        await self._store.set_chat_blocked(platform, chat_id, True)
+
+
+def failure_message(exc: Exception) -> str:
+    """The one line a person reads when their request failed on our side."""
+    return storage_trouble(exc) or texts.INTERNAL_ERROR
+
+
+def storage_trouble(exc: Exception) -> str | None:
+    if isinstance(exc, StorageFull):
+        return texts.STORAGE_FULL
+    if isinstance(exc, StorageBusy):
+        return texts.STORAGE_BUSY
+    return None

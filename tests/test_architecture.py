@@ -1,0 +1,71 @@
+"""The house rules of docs/ARCHITECTURE.md, checked on the code itself: arrows point one way, core/ has
+no import cycle, and no module reaches for another module's private (underscore) names."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PLATFORM_LIBRARIES = {"telegram", "discord", "aiohttp", "aiosqlite", "sqlite3", "bots", "storage"}
+
+
+def _modules(package: str) -> dict[str, ast.Module]:
+    found = {}
+    for path in sorted((ROOT / package).rglob("*.py")):
+        name = ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+        found[name] = ast.parse(path.read_text(encoding="utf-8"))
+    return found
+
+
+def _imports(tree: ast.Module, module: str) -> list[tuple[str, list[str]]]:
+    """(imported module, names taken from it) for every import, TYPE_CHECKING ones included."""
+    found: list[tuple[str, list[str]]] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [(alias.name, []) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:  # relative: resolve against this module's package
+                parts = module.split(".")[: -node.level] if not module.endswith("__init__") else module.split(".")
+                base = ".".join([*parts, base] if base else parts)
+            found.append((base, [alias.name for alias in node.names]))
+    return found
+
+
+def test_core_imports_no_platform_library_and_no_front_end() -> None:
+    for module, tree in _modules("core").items():
+        for imported, _names in _imports(tree, module):
+            assert imported.split(".")[0] not in PLATFORM_LIBRARIES, f"{module} imports {imported}"
+
+
+def test_core_has_no_import_cycle() -> None:
+    modules = _modules("core")
+    graph = {m: {i for i, _ in _imports(tree, m) if i in modules and i != m} for m, tree in modules.items()}
+    # A package's __init__ re-exporting its own modules is not a cycle through the rest of core.
+    for name in graph:
+        graph[name] = {dep for dep in graph[name] if not (name.startswith(dep + ".") and dep in modules)}
+    visiting: list[str] = []
+    done: set[str] = set()
+
+    def visit(node: str) -> None:
+        if node in done:
+            return
+        assert node not in visiting, "import cycle: " + " -> ".join([*visiting[visiting.index(node):], node])
+        visiting.append(node)
+        for dep in sorted(graph[node]):
+            visit(dep)
+        visiting.pop()
+        done.add(node)
+
+    for name in sorted(graph):
+        visit(name)
+
+
+def test_no_module_imports_another_modules_private_names() -> None:
+    for package in ("core", "bots", "storage"):
+        for module, tree in _modules(package).items():
+            for imported, names in _imports(tree, module):
+                # `_` is gettext, by convention; anything else with a leading underscore is private.
+                private = [n for n in names if n.startswith("_") and not n.startswith("__") and n != "_"]
+                assert not private, f"{module} imports {private} from {imported}"
