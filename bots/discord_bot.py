@@ -20,12 +20,10 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
 import discord
-import yarl
 from discord import app_commands
-from discord.gateway import DiscordWebSocket
-from discord.http import Route
 from PIL import Image
 
+from bots import discord_shim
 from core import i18n, texts
 from core.config import DiscordSettings
 from core.i18n import N_, _
@@ -394,7 +392,7 @@ class DiscordMessenger:
 
     def _webhook(self, token: _Token) -> discord.Webhook:
         return discord.Webhook.from_state(data={"id": token.application_id, "type": 3, "token": token.token},
-                                          state=self.client._connection)
+                                          state=discord_shim.connection_state(self.client))
 
     def _channel(self, target: ReplyTarget) -> discord.PartialMessageable:
         return self.client.get_partial_messageable(int(target.chat_id))
@@ -601,8 +599,7 @@ def configure_endpoints(settings: DiscordSettings) -> None:
     api = settings.api_url.rstrip("/")
     if api and not re.search(r"/api/v\d+$", api):
         api += "/api/v10"
-    Route.BASE = api or DEFAULT_API
-    DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(settings.gateway_url or DEFAULT_GATEWAY)
+    discord_shim.point_at(api or DEFAULT_API, settings.gateway_url or DEFAULT_GATEWAY)
 
 
 class DiscordBot:
@@ -675,7 +672,7 @@ class DiscordBot:
         """After login: find the gateway of a Discord-compatible server, and sync the commands."""
         if self.settings.api_url and not self.settings.gateway_url:
             _shards, url, _limits = await client.http.get_bot_gateway()
-            DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(url)
+            discord_shim.point_at(discord_shim.api_base(), url)
         try:
             await client.tree.sync()
             for guild_id in self.settings.guild_ids:  # guild commands appear at once; global ones can lag

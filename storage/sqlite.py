@@ -26,7 +26,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from importlib import resources
 from pathlib import Path
-from typing import IO, Any, cast
+from typing import IO, Any
 
 import aiosqlite
 
@@ -44,6 +44,7 @@ from core.ports import (
     SourceGone,
 )
 from core.requests import ReplyTarget
+from storage.aiosqlite_shim import in_db_thread
 
 log = logging.getLogger(__name__)
 
@@ -184,15 +185,12 @@ class SqliteStore:
         and each trip costs ~0.1 ms of queueing and waking (a node insert and its message link were four).
         Returns the cursor's lastrowid and rowcount. Like execute + commit: a failing statement is not
         committed and raises."""
-        db = self._db
-
-        def run() -> tuple[int | None, int]:
-            conn = db._conn  # aiosqlite runs this in its own thread, as it does its public calls
+        def run(conn: sqlite3.Connection) -> tuple[int | None, int]:
             cur = conn.execute(sql, args)
             conn.commit()
             return cur.lastrowid, cur.rowcount
 
-        return cast("tuple[int | None, int]", await db._execute(run))
+        return await in_db_thread(self._db, run)
 
     # -- images --------------------------------------------------------------------------------
 
@@ -230,10 +228,7 @@ class SqliteStore:
         # kept on every picture, so /forget finds it even once retention has removed the photo it came from.
         from_photos = [*node.inputs, *([parent] if parent is not None and parent.kind == "photo" else [])]
         pictured = sorted({n.owner for n in from_photos})
-        db = self._db
-
-        def run() -> int | None:
-            conn = db._conn  # aiosqlite's thread: nothing else runs on this connection meanwhile
+        def run(conn: sqlite3.Connection) -> int | None:  # aiosqlite's thread: nothing else runs on it meanwhile
             if needed:
                 marks = ", ".join("?" * len(needed))
                 (found,) = conn.execute(f"SELECT COUNT(*) FROM nodes WHERE id IN ({marks})", needed).fetchone()
@@ -260,7 +255,7 @@ class SqliteStore:
                 raise
             return cur.lastrowid
 
-        node_id = cast("int | None", await db._execute(run))
+        node_id = await in_db_thread(self._db, run)
         if node_id is None:
             raise SourceGone(f"node {needed} is gone")
         return Node(id=node_id, platform=node.platform, chat_id=node.chat_id, user_id=node.user_id,
@@ -461,10 +456,7 @@ class SqliteStore:
         """Delete what the person asked for, their photos and everything made from them (whoever asked), every
         group picture they are in and everything made from it, their jobs, settings and party rows, and their
         name in other people's jobs; returns image hashes no node refers to any more."""
-        db = self._db
-
-        def run() -> list[str]:
-            conn = db._conn
+        def run(conn: sqlite3.Connection) -> list[str]:
             try:
                 shas = self._forget_in(conn, platform, user_id)
                 conn.commit()
@@ -473,7 +465,7 @@ class SqliteStore:
                 raise
             return shas
 
-        shas = cast("list[str]", await db._execute(run))
+        shas = await in_db_thread(self._db, run)
         self._forget_preferences(("person", platform, user_id))
         return await self._unreferenced(shas)
 
