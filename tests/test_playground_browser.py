@@ -240,19 +240,28 @@ async def _no_sideways_scroll(page: Any) -> None:
     assert widths["log"] <= widths["logBox"], f"the conversation scrolls sideways: {widths}"
 
 
+async def _settled(page: Any) -> None:
+    """Every picture loaded and no animation running (a new message pops in from 6 px lower)."""
+    await page.wait_for_function("""() => [...document.images].every(i => i.complete)
+        && document.getAnimations().every(a => a.playState !== "running"
+                                             || a.effect.getTiming().iterations === Infinity)""")
+
+
 async def _fully_visible(page: Any, locator: Any) -> bool:
     """Whether all of the element shows (nothing clipped by the conversation's scroll or the window)."""
-    box = await locator.bounding_box()
-    seen = await locator.evaluate(_VISIBLE_BOX)
-    return box is not None and seen is not None and all(
-        abs(a - b) <= 1 for a, b in ((box["x"], seen["left"]), (box["y"], seen["top"]),
-                                     (box["x"] + box["width"], seen["right"]), (box["y"] + box["height"], seen["bottom"])))
+    await _settled(page)
+    return bool(await locator.evaluate("""(el) => {
+        const visible = VISIBLE_BOX;
+        const whole = el.getBoundingClientRect(), seen = visible(el);
+        return seen !== null && Math.abs(whole.left - seen.left) <= 1 && Math.abs(whole.top - seen.top) <= 1
+            && Math.abs(whole.right - seen.right) <= 1 && Math.abs(whole.bottom - seen.bottom) <= 1;
+    }""".replace("VISIBLE_BOX", _VISIBLE_BOX)))
 
 
 async def _controls_under_the_toast(page: Any) -> list[str]:
     """The visible buttons, menus and fields that the toast's box overlaps (it must overlap none)."""
     return list(await page.evaluate("""() => {
-        const visible = %s;
+        const visible = VISIBLE_BOX;
         const box = visible(document.getElementById("toast"));
         if (!box) return ["(the toast is not showing)"];
         const hit = [];
@@ -263,7 +272,7 @@ async def _controls_under_the_toast(page: Any) -> list[str]:
             }
         }
         return hit;
-    }""" % _VISIBLE_BOX))
+    }""".replace("VISIBLE_BOX", _VISIBLE_BOX)))
 
 
 @pytest.mark.parametrize("device", list(VIEWPORTS))
@@ -303,7 +312,7 @@ async def test_the_page_fits_a_phone_a_tablet_and_a_laptop(browser: Any, playgro
         result = _results(page).first
         await expect(result.locator("button[data-export]")).to_have_count(3)
         await expect(result.locator("img.shot")).to_be_visible()
-        await page.wait_for_function("() => [...document.querySelectorAll('img')].every(i => i.complete)")
+        await _settled(page)
         await expect(toast).to_be_visible()  # still showing (3 s) next to the result and its buttons
         assert await _controls_under_the_toast(page) == []
         await page.screenshot(path=shots / f"{device}-3-result.png")
@@ -332,7 +341,7 @@ async def test_on_a_phone_a_party_opened_from_the_panel_stays_in_view_after_join
             await lobby.get_by_role("button", name="Send my selfie").click()
         await (await chooser.value).set_files(FIXTURE)
         await expect(lobby).to_contain_text("Alex (host) — 📸 selfie in")
-        await page.wait_for_function("() => [...document.querySelectorAll('img')].every(i => i.complete)")
+        await _settled(page)
         await page.wait_for_timeout(300)  # a preview that loads late must not scroll the lobby away again
         assert await _fully_visible(page, lobby), "the lobby the person just joined is off-screen"
         await page.screenshot(path=shots / "phone-4-party-joined.png")
@@ -373,7 +382,7 @@ async def test_the_readme_screenshot_shows_the_five_steps(browser: Any, playgrou
         await page.press("#text", "Enter")
         crowned = _results(page).nth(1)
         await expect(crowned.locator(".text")).to_contain_text("Crown")
-        await page.wait_for_function("() => [...document.querySelectorAll('img')].every(i => i.complete)")
+        await _settled(page)
         await expect(page.locator("#toast")).to_be_hidden(timeout=6000)
         await expect(page.locator(".how li")).to_have_count(5)
         assert await _fully_visible(page, crowned.locator(".actions.exports"))
@@ -386,10 +395,11 @@ async def test_the_readme_screenshot_shows_the_five_steps(browser: Any, playgrou
 
 
 def _palette_png(png: bytes) -> bytes:
-    """A screenshot in 256 colours: a fifth of the size, and a UI's flat colours survive it."""
+    """A screenshot in 256 colours, dithered so the gradients don't band: half the size of the original."""
     from PIL import Image
 
     shot = Image.open(io.BytesIO(png)).convert("RGB")
+    palette = shot.quantize(colors=256, method=Image.Quantize.MEDIANCUT)
     out = io.BytesIO()
-    shot.quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(out, "PNG", optimize=True)
+    shot.quantize(palette=palette, dither=Image.Dither.FLOYDSTEINBERG).save(out, "PNG", optimize=True)
     return out.getvalue()

@@ -18,6 +18,7 @@ const state = {
   working: new Map(),    // reply_to -> {el, timer}
   replyTo: null,
   stick: true,           // the conversation follows new content while it is scrolled to the bottom
+  scrolledTo: -1,        // where the page itself last scrolled the conversation to
   focus: null,           // a party lobby to bring into view when it changes (the person just joined it)
 };
 const narrow = window.matchMedia("(max-width: 820px)");
@@ -401,17 +402,22 @@ function scrollDown() {
   const log = $("log");
   log.scrollTop = log.scrollHeight;
   state.stick = true;
+  state.scrolledTo = log.scrollTop;
 }
 // A picture that finishes loading grows the conversation: follow it only if the person was at the bottom.
 function followDown() {
   if (state.stick) scrollDown();
 }
 function bringIntoView(node) {
-  state.stick = false;
   node.scrollIntoView({ block: "nearest" });
+  state.stick = false;
+  state.scrolledTo = $("log").scrollTop;
 }
+// Only the person's own scrolling decides whether to follow (the event of one of ours may arrive after a
+// picture has already grown the conversation, and would read as "scrolled up").
 $("log").addEventListener("scroll", () => {
   const log = $("log");
+  if (log.scrollTop === state.scrolledTo) return;
   state.stick = log.scrollHeight - log.scrollTop - log.clientHeight < 40;
 });
 function flash(id) {
