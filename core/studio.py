@@ -161,12 +161,18 @@ class Studio:
             if source is not None:
                 await self._submit(ctx, "style", {"style": style.id, "node": source.id})
 
-    async def edit(self, ctx: Context, instruction: str, replied_message_id: str) -> None:
-        """Apply a free-text instruction to the result the person replied to."""
+    async def edit(self, ctx: Context, instruction: str, replied_message_id: str,
+                   photo: PhotoRef | None = None) -> None:
+        """Apply a free-text instruction to the result the person replied to, or to `photo`: the
+        person's own photo they replied to (stored first if no style has been picked for it yet)."""
         async with self.gate.handling(ctx) as allowed:
             if not allowed:
                 return
             node = await self.store.node_for_message(ctx.chat.platform, ctx.chat.id, replied_message_id)
+            if node is None and photo is not None:
+                node = await self.ingest(ctx, photo)
+                if node is None:  # refused or lost: _ingest has said why
+                    return
             if node is None:
                 await self.replies.say(ctx, texts.REPLY_TO_RESULT)
             else:
@@ -403,7 +409,7 @@ class Studio:
             node = await self.store.node_for_message(ctx.chat.platform, ctx.chat.id, replied_message_id)
             if node is not None:
                 return await self._original_of(node)
-        await self.replies.say(ctx, texts.style_hint(style))
+        await self.replies.say(ctx, texts.style_hint(style, ctx.chat.platform))
         return None
 
     async def _style_or_say(self, ctx: Context, name: str) -> Style | None:

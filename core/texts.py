@@ -50,7 +50,11 @@ def unknown_style(name: str) -> str:
     return _("I don't know the style “{name}”. /styles lists the ones I have.").format(name=name)
 
 
-def style_hint(style: Style) -> str:
+def style_hint(style: Style, platform: str = "telegram") -> str:
+    """How to use a style command typed with no photo: each front-end names its own gestures."""
+    if platform == "playground":  # no captions there: a photo is uploaded, then replied to
+        return _("Upload a selfie and pick {style} under it, or reply to your photo with {command}.").format(
+            style=style.label, command=style.command)
     return _("Send {command} as the caption of a selfie, or reply to a photo with {command}.").format(
         command=style.command)
 
@@ -311,8 +315,33 @@ def fuse_count(low: int, high: int, got: int) -> str:
 
 
 # -- playground -------------------------------------------------------------------------------------
-PLAYGROUND_HINT = (N_("Upload a selfie (📎, or drop it on the page) and pick a style — "
-                   "or press Reply under one of my pictures to say what to change."))
+PLAYGROUND_HINT = (N_("Upload a selfie (the paperclip button, or drop it on the page) and pick a style — "
+                   "or press Reply under a picture to say what to change."))
+
+
+def playground_too_big(size: int) -> str:
+    """An upload over the limit (the page has no "photo rather than file" choice to suggest)."""
+    return _("That file is {size} MB; I can take photos up to 20 MB — please pick a smaller one.").format(
+        size=f"{size / 1_048_576:.0f}")
+
+
+def playground_help(engine_name: str) -> str:
+    return _(
+        "👋 I'm Pix Me! I turn selfies into avatars.\n\n"
+        "1. Upload a selfie with the paperclip button (or drop it on the page) and pick a style under it — "
+        "or press Reply under your photo and type a style command such as /zombie.\n"
+        "2. Press Reply under one of my pictures and say what to change, like “add a crown” or "
+        "“make the lighting warmer”. Replying to an older picture continues from that one.\n"
+        "3. Undo, Again and Restyle are under every picture; the buttons below them make a sticker, "
+        "a profile picture or the original file. /cancel stops what you asked for.\n"
+        "4. Friends together: /party opens an avatar party; type another name under “You are” to join it "
+        "as someone else.\n"
+        "5. /settings: model, shape, size and delivery; /persona: a few words about you; "
+        "/history: your last pictures; /language: the language I speak. /forget deletes everything "
+        "I keep about you.\n\n"
+        "{styles}\n\n"
+        "Images are made with {engine}."
+    ).format(styles=styles_list(), engine=_engine_phrase(engine_name))
 
 
 # -- people: settings, persona, history, exports (core/people.py) ------------------------------------

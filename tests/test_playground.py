@@ -631,3 +631,57 @@ async def test_a_spanish_browser_is_answered_in_spanish(client: TestClient[Any, 
         assert (await page.message("text", reply_to=said["id"]))["text"].startswith("Styles:")
     finally:
         await page.close()
+
+
+TELEGRAM_GESTURES = ("caption", "as a photo rather than a file", "album", "private chat")
+
+
+async def test_the_playground_names_its_own_gestures_not_telegrams(page: Page) -> None:
+    """Help, a style command with no photo and a file over the limit: said in the page's words
+    (upload, the paperclip, Reply), never in Telegram's (a caption, "as a photo rather than a file")."""
+    _, help_ = await _command(page, "/help")
+    _, hint = await _command(page, "/zombie")
+    upload_id = await page.upload(b"\xff\xd8" + b"\0" * MAX_FILE_BYTES, filename="holiday.jpg")
+    too_big = await page.message("text", reply_to=upload_id)
+    assert "paperclip" in help_["text"] and "Reply" in help_["text"] and "/party" in help_["text"]
+    assert hint["text"].startswith("Upload a selfie and pick 🧟 Zombie under it") and "/zombie" in hint["text"]
+    assert "20 MB" in too_big["text"] and "smaller" in too_big["text"]
+    for said in (help_, hint, too_big):
+        assert not [words for words in TELEGRAM_GESTURES if words in said["text"]], said["text"]
+
+
+async def test_a_refused_upload_keeps_its_file_name(page: Page) -> None:
+    upload_id = await page.upload(b"%PDF-1.4 not a selfie", filename="cv.pdf", content_type="application/pdf")
+    shown = await page.message("photo", id=upload_id)
+    assert shown["image"] is None and shown["file_name"] == "cv.pdf"  # the page shows it instead of a picture
+
+
+async def test_replying_to_ones_own_photo_styles_or_edits_it(page: Page, selfie: bytes) -> None:
+    """As on Telegram, a style command replying to a photo styles it; here a bare style name or a change
+    ("add a crown") works too, even before any style was picked from the menu."""
+    photo_id = await page.upload(selfie)
+    await page.message("menu", reply_to=photo_id)
+    original = Image.open(FIXTURE).convert("RGB")
+
+    await page.act("text", text="add a crown", reply_to=photo_id)
+    said = await page.message("text", text="add a crown")
+    crowned = await page.message("image", reply_to=said["id"])
+    assert "crown" in crowned["text"].lower()
+    assert 0.5 < _difference(await page.image(crowned["image"]), original) < 40  # the photo, crowned
+
+    for typed in ("comic", "/zombie"):
+        await page.act("text", text=typed, reply_to=photo_id)
+        said = await page.message("text", text=typed)
+        styled = await page.message("image", reply_to=said["id"])
+        assert styled["exports"] and _difference(await page.image(styled["image"]), original) > 10
+
+
+async def test_a_spanish_browser_hears_the_playgrounds_own_sentences_in_spanish(client: TestClient[Any, Any]) -> None:
+    page = await open_page(client, lang="es")
+    try:
+        _, hint = await _command(page, "/comic")
+        assert hint["text"].startswith("Sube un selfie y elige") and "/comic" in hint["text"]
+        _, help_ = await _command(page, "/help")
+        assert "botón del clip" in help_["text"]
+    finally:
+        await page.close()

@@ -21,7 +21,7 @@ import logging
 import re
 import secrets
 from collections.abc import Awaitable, Callable, Coroutine
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 from typing import Any
 
 from aiohttp import BodyPartReader, WSMsgType, web
@@ -30,7 +30,7 @@ from bots.playground.messenger import Event, ImageCache, PlaygroundMessenger
 from core import texts
 from core.actions import LanguagePress, SettingPress, parse
 from core.config import PlaygroundSettings
-from core.intake import MAX_FILE_BYTES, IntakeError, too_big_message
+from core.intake import MAX_FILE_BYTES, IntakeError
 from core.requests import Chat, Context, Person, PhotoRef, ReplyTarget
 from core.studio import Studio
 from core.styles import STYLES, get_style
@@ -275,16 +275,20 @@ class Playground:
     async def _on_text(self, ctx: Context, text: str, reply_to: str | None) -> None:
         studio, people = self.studio, self.studio.people
         target = ReplyTarget(PLATFORM, ctx.chat.id, ctx.message_id)
+        photo = self._replied_photo(ctx.chat.id, reply_to)
         if not text.startswith("/"):
-            if reply_to is not None:
-                await studio.edit(ctx, text, reply_to)
+            named = get_style(text) if photo is not None else None  # "comic", replying to a photo
+            if named is not None:
+                await studio.style(ctx, named.id, photo, reply_to)
+            elif reply_to is not None:  # a change to a picture, or to the person's own photo
+                await studio.edit(ctx, text, reply_to, photo)
             else:
                 await self.messenger.send_text(target, texts.PLAYGROUND_HINT)
             return
         head, _, rest = text[1:].partition(" ")
         name, rest = head.casefold(), rest.strip()
         if name in ("start", "help"):
-            await self.messenger.send_text(target, texts.help_text(self.engine_name))
+            await self.messenger.send_text(target, texts.playground_help(self.engine_name))
         elif name == "styles":
             await self.messenger.send_text(target, texts.styles_list())
         elif name == "undo":
@@ -312,9 +316,6 @@ class Playground:
             ours = replied is not None and replied.get("from") is None
             await people.export(ctx, rest, reply_to if ours else None)
         elif get_style(name) is not None:
-            replied = self.messenger.message(ctx.chat.id, reply_to) if reply_to else None
-            is_photo = replied is not None and replied.get("kind") == "photo"
-            photo = self._photo(ctx.chat.id, reply_to) if is_photo else None
             await studio.style(ctx, name, photo, reply_to)
         else:
             await self.messenger.send_text(target, texts.unknown_style(name))
@@ -367,7 +368,7 @@ class Playground:
         preview: bytes | None = None
         refusal: str | None = None
         if size > MAX_FILE_BYTES:
-            refusal = too_big_message(size)
+            refusal = texts.playground_too_big(size)
         elif self.studio.access.allows(asking):  # a refused person's file is not even looked at
             try:
                 # The same bounded intake as every photo: worker processes, budgets, one at a time per person.
@@ -377,7 +378,7 @@ class Playground:
                 refusal = exc.message
         message_id = self.messenger.post_from_person(
             chat_id, person, kind="photo", text=caption, reply_to=reply_to,
-            photo=(preview, "image/jpeg") if preview is not None else None)
+            photo=(preview, "image/jpeg") if preview is not None else None, file_name=_base_name(file_name))
         if refusal is None and preview is not None:
             self.uploads.put(original, mime, token=message_id)
         ctx = self._context(chat_id, person, message_id)
@@ -430,6 +431,13 @@ class Playground:
                         size=len(item[0]) if item else None, mime=item[1] if item else None,
                         owner_id=(sent.get("from") or {}).get("id") if sent else None)  # whose photo it is
 
+    def _replied_photo(self, chat_id: str, reply_to: str | None) -> PhotoRef | None:
+        """The photo a person uploaded, when that is what a message replies to (refused files are not)."""
+        replied = self.messenger.message(chat_id, reply_to) if reply_to else None
+        if replied is None or replied.get("kind") != "photo" or not replied.get("image"):
+            return None
+        return self._photo(chat_id, reply_to)
+
     def _asked_by(self, chat_id: str, message_id: str, person: Person) -> bool:
         """Whether `person` sent the command a bot message answers (true when nobody can tell)."""
         message = self.messenger.message(chat_id, message_id)
@@ -460,6 +468,12 @@ def _personal(ctx: Context) -> Context:
     The page is one group chat, but it has no admins to set a group's defaults, so /settings, /model
     and their buttons act on the person's own choices; those fill the gaps of the (empty) group ones."""
     return dataclasses.replace(ctx, chat=dataclasses.replace(ctx.chat, is_private=True))
+
+
+def _base_name(name: str | None) -> str | None:
+    """An upload's own name without the folders some browsers send (`C:\\fakepath\\cv.pdf`)."""
+    base = PureWindowsPath(name or "").name.strip()  # splits on / and on \
+    return base[:MAX_NAME * 3] or None
 
 
 def _message_id(value: object) -> str | None:

@@ -112,11 +112,17 @@ class PlaygroundMessenger:
         return message_id
 
     def post_from_person(self, chat_id: str, person: Person, *, text: str = "", reply_to: str | None = None,
-                         photo: tuple[bytes, str] | None = None, kind: str = "text") -> str:
-        """Someone on the page said something (text, or a photo with its preview); returns its id."""
+                         photo: tuple[bytes, str] | None = None, kind: str = "text",
+                         file_name: str | None = None) -> str:
+        """Someone on the page said something (text, or a photo with its preview); returns its id.
+
+        `file_name` is what an upload was called, shown when there is no preview (a refused file)."""
         image = f"/images/{self.images.put(*photo)}" if photo else None
-        return self._post(chat_id, {"kind": kind, "from": {"id": person.id, "name": person.name},
-                                    "text": text, "reply_to": reply_to, "image": image})
+        message: Event = {"kind": kind, "from": {"id": person.id, "name": person.name}, "text": text,
+                          "reply_to": reply_to, "image": image}
+        if file_name:
+            message["file_name"] = file_name
+        return self._post(chat_id, message)
 
     def toast(self, queue: asyncio.Queue[Event], text: str) -> None:
         if text:  # switching a settings menu answers nothing

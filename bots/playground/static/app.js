@@ -17,7 +17,11 @@ const state = {
   messages: new Map(),   // id -> {data, el}
   working: new Map(),    // reply_to -> {el, timer}
   replyTo: null,
+  stick: true,           // the conversation follows new content while it is scrolled to the bottom
+  scrolledTo: -1,        // where the page itself last scrolled the conversation to
+  focus: null,           // a party lobby to bring into view when it changes (the person just joined it)
 };
+const narrow = window.matchMedia("(max-width: 820px)");
 
 // -- people ------------------------------------------------------------------------------------
 const personInput = $("person");
@@ -122,13 +126,11 @@ function onHello(hello) {
   }
   const engine = $("engine");
   engine.dataset.engine = hello.engine;
-  if (hello.engine === "gemini") {
-    engine.textContent = `Gemini engine · ${hello.model}`;
-    engine.title = "Pictures are made by Google's Gemini image model.";
-  } else {
-    engine.textContent = "Offline engine · no AI model, no network";
-    engine.title = "Set GEMINI_API_KEY to use Gemini; the offline engine understands a fixed set of edits.";
-  }
+  const [name, more] = hello.engine === "gemini" ? ["Gemini engine", ` · ${hello.model}`]
+    : ["Offline engine", " · no AI model, no network"];
+  engine.replaceChildren(el("span", "", name), el("span", "engine-more", more));  // narrow screens drop the second part
+  engine.title = hello.engine === "gemini" ? "Pictures are made by Google's Gemini image model."
+    : "Set GEMINI_API_KEY to use Gemini; the offline engine understands a fixed set of edits.";
   setStatus("online", "connected");
   for (const { el } of state.messages.values()) el.remove();
   state.messages.clear();
@@ -149,15 +151,39 @@ function button(label, onClick, cls = "btn") {
   b.addEventListener("click", onClick);
   return b;
 }
+// Line icons as inline SVG (an emoji needs an emoji font, which many machines lack).
+const GLYPHS = {
+  file: "M14 3H7a2 2 0 0 0-2 2v14a2 2 0 0 0 2 2h10a2 2 0 0 0 2-2V8zM14 3v5h5",
+  camera: "M4 8h3l2-3h6l2 3h3a1 1 0 0 1 1 1v10a1 1 0 0 1-1 1H4a1 1 0 0 1-1-1V9a1 1 0 0 1 1-1zM12 17a4 4 0 1 0 0-8 4 4 0 0 0 0 8z",
+};
+function glyph(name) {
+  const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+  svg.setAttribute("viewBox", "0 0 24 24");
+  svg.setAttribute("class", "glyph");
+  svg.setAttribute("aria-hidden", "true");
+  const path = document.createElementNS("http://www.w3.org/2000/svg", "path");
+  path.setAttribute("d", GLYPHS[name]);
+  svg.append(path);
+  return svg;
+}
+function botAvatar() {
+  const box = el("span", "avatar bot");
+  const logo = el("img");
+  logo.src = "/static/favicon.svg";
+  logo.alt = "";
+  box.append(logo);
+  return box;
+}
 function summary(id) {
   const item = state.messages.get(id);
   if (!item) return "an earlier message";
   const m = item.data;
   const who = m.from ? m.from.name : "Pix Me!";
-  if (m.kind === "sticker") return `${who}: 🏷 sticker`;
-  if (m.kind === "file") return `${who}: 📄 ${m.file ? m.file.name : "file"}`;
-  if (m.kind === "image" || (m.kind === "photo" && !m.text)) return `${who}: 🖼 picture${m.text ? " — " + m.text : ""}`;
-  return `${who}: ${m.text || "📷 photo"}`;
+  if (m.kind === "sticker") return `${who}: sticker`;
+  if (m.kind === "file") return `${who}: ${m.file ? m.file.name : "file"}`;
+  if (m.kind === "photo" && !m.image) return `${who}: ${m.file_name || "a file"}`;
+  if (m.kind === "image" || (m.kind === "photo" && !m.text)) return `${who}: picture${m.text ? " — " + m.text : ""}`;
+  return `${who}: ${m.text || "photo"}`;
 }
 
 function render(m) {
@@ -165,7 +191,7 @@ function render(m) {
   const root = el("div", `msg ${fromPerson ? "person" : "bot"}`);
   root.dataset.id = m.id;
   root.dataset.kind = m.kind;
-  root.append(fromPerson ? avatar(m.from.name) : Object.assign(el("span", "avatar bot", "✨")));
+  root.append(fromPerson ? avatar(m.from.name) : botAvatar());
   const bubble = el("div", "bubble");
   root.append(bubble);
   bubble.append(el("div", "who", fromPerson ? m.from.name : "Pix Me!"));
@@ -180,15 +206,18 @@ function render(m) {
     const img = el("img", "shot");
     img.src = m.image;
     img.alt = m.kind === "photo" ? "Your photo" : "Your avatar";
-    img.addEventListener("load", () => scrollDown());
-    img.addEventListener("error", () => img.replaceWith(el("div", "text gone", "🖼 This picture is no longer kept here.")));
+    img.addEventListener("load", followDown);
+    img.addEventListener("error", () => img.replaceWith(el("div", "text gone", "This picture is no longer kept here.")));
     bubble.append(img);
-  } else if (m.kind === "photo") {
-    bubble.append(el("div", "text", "📷 a file"));
+  } else if (m.kind === "photo") {  // a file that was refused: which one it was
+    const name = el("div", "upload-name");
+    name.append(glyph("file"), el("span", "", m.file_name || "a file"));
+    bubble.append(name);
   }
   if (m.kind === "file") bubble.append(fileRow(m.file));
   if (m.text) bubble.append(el("div", "text", m.text));
   if (m.kind === "image") bubble.append(resultActions(m), exportRow(m));
+  if (m.kind === "photo" && m.image) bubble.append(photoActions(m));
   if (m.kind === "file" && m.node > 0) bubble.append(fileActions(m));
   if (m.kind === "menu") bubble.append(styleMenu(m));
   if (m.kind === "buttons") bubble.append(buttonRow(m));
@@ -204,7 +233,7 @@ function resultActions(m) {
   );
   const select = el("select");
   select.setAttribute("aria-label", "Restyle the original photo");
-  select.append(Object.assign(el("option", "", "🎨 Restyle…"), { value: "" }));
+  select.append(Object.assign(el("option", "", "Restyle…"), { value: "" }));
   for (const s of state.styles) select.append(Object.assign(el("option", "", s.label), { value: s.id }));
   select.addEventListener("change", () => {
     if (select.value) send("restyle", { message: m.id, node: m.node, style: select.value });
@@ -214,6 +243,15 @@ function resultActions(m) {
   save.href = m.image;
   save.download = `pixme-${m.node}.${extension(m.mime)}`;
   row.append(select, save);
+  return row;
+}
+
+// A person's own photo can be replied to, as on Telegram: a style (/comic, or just comic) or a change.
+function photoActions(m) {
+  const row = el("div", "actions");
+  const reply = button("↩ Reply", () => startReply(m.id));
+  reply.title = "Reply with a style (comic, /zombie…) or a change (add a crown)";
+  row.append(reply);
   return row;
 }
 
@@ -234,7 +272,7 @@ function fileRow(file) {
   const row = el("a", "file-row");
   row.href = file.url;
   row.download = file.name;
-  row.append(el("span", "file-icon", "📄"), el("span", "file-name", file.name), el("span", "file-size", size(file.size)),
+  row.append(glyph("file"), el("span", "file-name", file.name), el("span", "file-size", size(file.size)),
              el("span", "file-get", "⬇"));
   return row;
 }
@@ -254,8 +292,8 @@ function sticker(m) {
   const img = el("img", "sticker");
   img.src = m.image;
   img.alt = "Your sticker";
-  img.addEventListener("load", () => scrollDown());
-  img.addEventListener("error", () => img.replaceWith(el("div", "text gone", "🖼 This sticker is no longer kept here.")));
+  img.addEventListener("load", followDown);
+  img.addEventListener("error", () => img.replaceWith(el("div", "text gone", "This sticker is no longer kept here.")));
   const save = el("a", "sticker-save", `⬇ ${m.file.name} · ${size(m.file.size)}`);
   save.href = m.file.url;
   save.download = m.file.name;
@@ -289,7 +327,11 @@ function buttonRow(m) {
     row.append(pressed);
   }
   if ((m.buttons || []).some((b) => b.action.startsWith("party:join:"))) {
-    const selfie = button("📸 Send my selfie", () => { startReply(m.id); $("file").click(); }, "btn primary");
+    const selfie = button("Send my selfie", () => { startReply(m.id); $("file").click(); }, "btn primary icon-text");
+    selfie.prepend(glyph("camera"));
+    for (const b of row.querySelectorAll("button")) {
+      if (b !== selfie) b.addEventListener("click", () => { state.focus = m.id; });
+    }
     selfie.dataset.role = "party-selfie";
     row.append(selfie);
   }
@@ -315,7 +357,12 @@ function updateMessage(m) {
   node.style.animation = "none";  // edited in place: no pop, it is the same message
   item.el.replaceWith(node);
   state.messages.set(m.id, { data: m, el: node });
-  if (atBottom) scrollDown();  // a keyboard that grew stays in view
+  if (state.focus === m.id) {  // the lobby the person just joined: show who's in, not the photo they sent
+    state.focus = null;
+    bringIntoView(node);
+  } else if (atBottom) {
+    scrollDown();  // a keyboard that grew stays in view
+  }
 }
 function removeMessage(id) {
   const item = state.messages.get(id);
@@ -329,11 +376,11 @@ function showWorking(replyTo) {
   let item = state.working.get(key);
   if (!item) {
     const root = el("div", "msg bot working");
-    root.append(el("span", "avatar bot", "✨"));
+    root.append(botAvatar());
     const bubble = el("div", "bubble");
     const dots = el("span", "dots");
     dots.append(el("i"), el("i"), el("i"));
-    bubble.append(el("span", "", "🎨 working…"), dots);
+    bubble.append(el("span", "", "working…"), dots);
     root.append(bubble);
     $("log").append(root);
     item = { el: root, timer: 0 };
@@ -354,7 +401,25 @@ function clearWorking(replyTo) {
 function scrollDown() {
   const log = $("log");
   log.scrollTop = log.scrollHeight;
+  state.stick = true;
+  state.scrolledTo = log.scrollTop;
 }
+// A picture that finishes loading grows the conversation: follow it only if the person was at the bottom.
+function followDown() {
+  if (state.stick) scrollDown();
+}
+function bringIntoView(node) {
+  node.scrollIntoView({ block: "nearest" });
+  state.stick = false;
+  state.scrolledTo = $("log").scrollTop;
+}
+// Only the person's own scrolling decides whether to follow (the event of one of ours may arrive after a
+// picture has already grown the conversation, and would read as "scrolled up").
+$("log").addEventListener("scroll", () => {
+  const log = $("log");
+  if (log.scrollTop === state.scrolledTo) return;
+  state.stick = log.scrollHeight - log.scrollTop - log.clientHeight < 40;
+});
 function flash(id) {
   const item = state.messages.get(id);
   if (!item) return;
@@ -367,9 +432,10 @@ let toastTimer = 0;
 function toast(text) {
   const box = $("toast");
   box.textContent = text;
-  box.classList.add("show");
+  box.hidden = false;
+  followDown();  // its line takes room from the conversation: keep the newest message in view
   clearTimeout(toastTimer);
-  toastTimer = setTimeout(() => box.classList.remove("show"), 3200);
+  toastTimer = setTimeout(() => { box.hidden = true; }, 3200);
 }
 
 // -- replying and sending ----------------------------------------------------------------------
@@ -378,7 +444,9 @@ function startReply(id) {
   $("replying-text").textContent = `Replying to ${summary(id)}`;
   $("replying").hidden = false;
   const text = $("text");
-  text.placeholder = "What should change? e.g. add a crown";
+  const item = state.messages.get(id);
+  text.placeholder = item && item.data.kind === "photo" ? "A style (comic, /zombie…) or a change (add a crown)"
+    : "What should change? e.g. add a crown";
   text.focus();
 }
 function stopReply() {
@@ -398,7 +466,18 @@ $("composer").addEventListener("submit", (e) => {
     stopReply();
   }
 });
-$("party").addEventListener("click", () => send("text", { text: "/party" }));
+$("party").addEventListener("click", () => {
+  if (send("text", { text: "/party" }) && narrow.matches) setSide(false);  // the lobby needs the screen
+});
+
+// -- the panel (who you are, parties, how it works): folded by default on narrow screens ----------
+function setSide(open) {
+  $("layout").dataset.side = open ? "open" : "closed";
+  $("side-toggle").setAttribute("aria-expanded", String(open));
+}
+$("side-toggle").addEventListener("click", () => setSide($("layout").dataset.side !== "open"));
+setSide(!narrow.matches);
+narrow.addEventListener("change", () => setSide(!narrow.matches));
 
 async function upload(file) {
   if (!file || !state.chat) return;
@@ -406,6 +485,8 @@ async function upload(file) {
   form.append("name", me());
   form.append("lang", language);
   if (state.replyTo) form.append("reply_to", state.replyTo);
+  const replied = state.replyTo && state.messages.get(state.replyTo);
+  if (replied && (replied.data.buttons || []).some((b) => b.action.startsWith("party:"))) state.focus = state.replyTo;
   form.append("photo", file, file.name || "photo");
   stopReply();
   rememberPerson(me());
