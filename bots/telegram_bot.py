@@ -43,9 +43,10 @@ from telegram.ext import (
 
 from bots.telegram_http import AiohttpRequest
 from core import i18n, texts
-from core.actions import ExportPress, PartyPress, encode, parse
+from core.actions import ExportPress, encode
+from core.commands import COMMANDS, Commands, Typed
 from core.config import TelegramSettings
-from core.i18n import N_, _
+from core.i18n import _
 from core.requests import (
     Button,
     Chat,
@@ -70,22 +71,6 @@ CALLBACK_ANSWER_LIMIT = 200
 STYLE_BUTTON_PREFIX = "style:"
 ACTION_BUTTON_PREFIX = "do:"
 LONG_ACTION_PREFIX = "k:"  # an action too long for callback_data, kept in memory under a hash
-BASIC_COMMANDS = {  # the command menu, shown in each person's app language (setMyCommands language_code)
-    "start": N_("What this bot does"),
-    "help": N_("How to use it"),
-    "styles": N_("List every style"),
-    "undo": N_("Reply to a result with this to go back a step"),
-    "cancel": N_("Stop what you asked for"),
-    "forget": N_("Delete everything the bot keeps about you"),
-    "party": N_("Groups: start an avatar party (/party [style] [theme])"),
-    "fuse": N_("Caption an album of 2-8 photos with this to blend them"),
-    "settings": N_("Model, aspect ratio, size and delivery (groups: admins set defaults)"),
-    "model": N_("Choose the image model"),
-    "persona": N_("Tell me about you (/persona <text>, /persona clear)"),
-    "history": N_("Your last 10 pictures here, to continue from"),
-    "export": N_("Reply to a result: /export sticker | profile | original"),
-    "language": N_("The language I speak with you (/language es)"),
-}
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".heic", ".heif", ".tif", ".tiff", ".bmp")
 # sendPhoto refuses some images (too big, odd dimensions); those still go out as a file.
 _PHOTO_REFUSALS = ("PHOTO_INVALID_DIMENSIONS", "PHOTO_SAVE_FILE_INVALID", "IMAGE_PROCESS_FAILED")
@@ -407,6 +392,7 @@ class TelegramBot:
                  concurrency: int = 64) -> None:
         self.studio = studio
         self.engine_name = engine_name
+        self.commands = Commands(studio, engine_name=engine_name)
         self.album_wait_s = settings.album_wait_s
         self._albums: dict[tuple[int, str], _Album] = {}
         self.application = build_application(settings, concurrency=concurrency)
@@ -443,7 +429,7 @@ class TelegramBot:
         """The command menu: the basics, then every style; one menu per language (English is the default)."""
         for code in i18n.LANGUAGES:
             with i18n.speaking(code):
-                commands = [BotCommand(name, _(about)) for name, about in BASIC_COMMANDS.items()]
+                commands = [BotCommand(c.name, _(c.description)) for c in COMMANDS.values() if c.menu]
                 commands += [BotCommand(s.id, f"{s.emoji} {s.blurb}"[:256]) for s in STYLES]
             try:
                 await self.application.bot.set_my_commands(commands,
@@ -499,79 +485,16 @@ class TelegramBot:
         # In groups, anything not addressed to the bot is none of its business.
 
     async def _command(self, message: Message, ctx: Context, command: ParsedCommand, private: bool) -> None:
+        """Platform syntax into a `Typed`; the core's command table does the rest."""
         replied = message.reply_to_message
-        replied_id = str(replied.message_id) if replied is not None else None
-        name = command.name
-        # Groups see who asked; a private chat needs no quote.
-        info_target = ReplyTarget(PLATFORM, ctx.chat.id, None if private else ctx.message_id)
-        if name in ("start", "help"):
-            await self.messenger.send_text(info_target, texts.help_text(self.engine_name))
-        elif name == "styles":
-            await self.messenger.send_text(info_target, texts.styles_list())
-        elif name == "undo":
-            await self.studio.undo(ctx, replied_id)
-        elif name == "cancel":
-            await self.studio.cancel(ctx)
-        elif name == "stats":
-            await self.studio.stats(ctx)
-        elif name == "forget":
-            await self.studio.forget(ctx)
-        elif name == "settings":
-            await self.studio.people.show_settings(ctx)
-        elif name == "model":
-            await self.studio.people.set_model(ctx, command.rest)
-        elif name == "persona":
-            await self.studio.people.persona(ctx, command.rest)
-        elif name == "history":
-            await self.studio.people.history(ctx)
-        elif name == "language":
-            await self.studio.people.language(ctx, command.rest)
-        elif name == "export":
-            await self.studio.people.export(ctx, command.rest, replied_id if self._is_ours(replied) else None)
-        elif name == "party":
-            await self.studio.parties.open(ctx, command.rest)
-        elif name == "join":
-            await self._join(message, ctx, private)
-        elif name == "fuse":
-            # One photo (or none) outside an album: the studio explains how many it needs.
-            photo = photo_of(message, images_only=True) or (
-                None if self._is_ours(replied) else photo_of(replied, images_only=True))
-            await self.studio.fuse(ctx, [photo] if photo is not None else [], command.rest)
-        elif get_style(name) is not None:
-            # A reply to one of our results restyles the selfie behind it, found through the studio.
-            photo = photo_of(message) or (None if self._is_ours(replied) else photo_of(replied))
-            await self.studio.style(ctx, name, photo, replied_id)
-        elif private:
-            await self.messenger.send_text(ReplyTarget(PLATFORM, ctx.chat.id, ctx.message_id),
-                                           texts.unknown_style(name))
-
-    async def _join(self, message: Message, ctx: Context, private: bool) -> None:
-        """`/join` replying to a lobby: with a selfie it joins; without one it is the Join button."""
-        target = ReplyTarget(PLATFORM, ctx.chat.id, ctx.message_id)
-        if private:
-            await self.messenger.send_text(target, texts.PARTY_GROUPS_ONLY)
-            return
-        lobby = message.reply_to_message
-        if lobby is not None and self._is_ours(lobby):
-            photo = photo_of(message, images_only=True)
-            if photo is not None:
-                if await self.studio.parties.join_with_photo(ctx, str(lobby.message_id), photo):
-                    return
-            elif (action := self._party_action(lobby, "join")) is not None:
-                await self.messenger.send_text(target, (await self.studio.press(ctx, action)).text)
-                return
-        await self.messenger.send_text(target, texts.PARTY_JOIN_HOW)
-
-    def _party_action(self, message: Message, verb: str) -> str | None:
-        """The studio action behind a lobby's `verb` button, read from the message's own keyboard."""
-        markup = message.reply_markup
-        for row in markup.inline_keyboard if markup is not None else ():
-            for button in row:
-                action = self.messenger.action_of(str(button.callback_data or ""))
-                pressed = parse(action) if action is not None else None
-                if action is not None and isinstance(pressed, PartyPress) and pressed.verb == verb:
-                    return action
-        return None
+        ours = self._is_ours(replied)
+        # /fuse and /join take photos only; a style also takes an image sent as a file.
+        images_only = command.name in ("fuse", "join")
+        photo = photo_of(message, images_only=images_only) or (
+            None if ours or command.name == "join" else photo_of(replied, images_only=images_only))
+        await self.commands.dispatch(ctx, Typed(
+            command.name, command.rest, replied_to=str(replied.message_id) if replied is not None else None,
+            replied_to_ours=ours, photo=photo, addressed=private))
 
     # -- albums ----------------------------------------------------------------------------------
     # Telegram delivers an album as one message per photo sharing a media_group_id, with the caption

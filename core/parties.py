@@ -77,6 +77,10 @@ class Parties:
         """The chat's open party, if any (for adapters whose join command names no lobby message)."""
         return await self._store.open_party(platform, chat_id)
 
+    async def party_for_lobby(self, platform: str, chat_id: str, lobby_message_id: str) -> Party | None:
+        """The party whose lobby is this message, if any."""
+        return await self._store.party_for_lobby(platform, chat_id, lobby_message_id)
+
     async def get(self, party_id: int) -> Party | None:
         return await self._store.get_party(party_id)
 

@@ -473,3 +473,8 @@ def __getattr__(name: str) -> str:
 def party_send_selfie(platform: str) -> str:
     """What to do after joining a party: on Discord the ways in are a command or a reply with the photo."""
     return _(_SOURCE["DISCORD_PARTY_SEND_SELFIE" if platform == "discord" else "PARTY_SEND_SELFIE"])
+
+
+def help_for(platform: str, engine_name: str) -> str:
+    """/help as each front-end's people do things: the playground has no captions, only uploads and Reply."""
+    return playground_help(engine_name) if platform == "playground" else help_text(engine_name)

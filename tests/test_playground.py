@@ -685,3 +685,29 @@ async def test_a_spanish_browser_hears_the_playgrounds_own_sentences_in_spanish(
         assert "botón del clip" in help_["text"]
     finally:
         await page.close()
+
+
+async def test_every_command_in_the_table_is_answered_and_none_as_unknown(page: Page) -> None:
+    from core.commands import COMMANDS
+
+    for name in COMMANDS:
+        await page.act("text", name="Alex", text=f"/{name}")
+        said = await page.message("text", text=f"/{name}")
+        answer = await page.next(lambda e, said=said: e["type"] == "message"
+                                 and e["message"].get("reply_to") == said["id"])
+        assert answer["message"]["text"] and answer["message"]["text"] != texts.unknown_style(name), name
+        if name == "party":  # one party at a time: close it so /join below meets none
+            cancel = _action(answer["message"], "party:cancel:")
+            await page.act("press", name="Alex", message=answer["message"]["id"], action=cancel)
+            await page.next(lambda e: e["type"] == "toast")
+
+
+async def test_join_as_a_reply_to_the_lobby_is_the_join_button(page: Page) -> None:
+    await page.act("text", text="/party comic")
+    lobby = await page.message("buttons")
+    await page.act("text", name="Sam", text="/join", reply_to=lobby["id"])
+    said = await page.message("text", text="/join")
+    edit = await _edited(page, lobby["id"], lambda m: "Sam" in m["text"])  # the lobby lists Sam at once
+    assert "Sam" in edit["text"]
+    answer = await page.message("text", reply_to=said["id"])
+    assert answer["text"] == texts.party_send_selfie("playground")

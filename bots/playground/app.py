@@ -29,6 +29,7 @@ from aiohttp import BodyPartReader, WSMsgType, web
 from bots.playground.messenger import Event, ImageCache, PlaygroundMessenger
 from core import texts
 from core.actions import LanguagePress, SettingPress, parse
+from core.commands import Commands, Typed
 from core.config import PlaygroundSettings
 from core.intake import MAX_FILE_BYTES, IntakeError
 from core.requests import Chat, Context, Person, PhotoRef, ReplyTarget
@@ -81,6 +82,7 @@ class Playground:
         self.settings = settings
         self.studio = studio
         self.engine_name = engine_name
+        self.commands = Commands(studio, engine_name=engine_name)
         self.engine_model = engine_model
         self.messenger = PlaygroundMessenger()
         self.uploads = ImageCache(UPLOAD_CACHE_BYTES)  # the photos as sent, by message id
@@ -273,7 +275,7 @@ class Playground:
             self.messenger.toast(queue, texts.UNKNOWN_BUTTON)
 
     async def _on_text(self, ctx: Context, text: str, reply_to: str | None) -> None:
-        studio, people = self.studio, self.studio.people
+        studio = self.studio
         target = ReplyTarget(PLATFORM, ctx.chat.id, ctx.message_id)
         photo = self._replied_photo(ctx.chat.id, reply_to)
         if not text.startswith("/"):
@@ -286,39 +288,12 @@ class Playground:
                 await self.messenger.send_text(target, texts.PLAYGROUND_HINT)
             return
         head, _, rest = text[1:].partition(" ")
-        name, rest = head.casefold(), rest.strip()
-        if name in ("start", "help"):
-            await self.messenger.send_text(target, texts.playground_help(self.engine_name))
-        elif name == "styles":
-            await self.messenger.send_text(target, texts.styles_list())
-        elif name == "undo":
-            await studio.undo(ctx, reply_to)
-        elif name == "cancel":
-            await studio.cancel(ctx)
-        elif name == "forget":
-            await studio.forget(ctx)
-        elif name == "stats":
-            await studio.stats(ctx)
-        elif name == "party":
-            await studio.parties.open(ctx, rest)
-        elif name == "settings":
-            await people.show_settings(_personal(ctx))
-        elif name == "model":
-            await people.set_model(_personal(ctx), rest)
-        elif name == "persona":
-            await people.persona(ctx, rest)
-        elif name == "history":
-            await people.history(ctx)
-        elif name == "language":
-            await people.language(ctx, rest)
-        elif name == "export":
-            replied = self.messenger.message(ctx.chat.id, reply_to) if reply_to else None
-            ours = replied is not None and replied.get("from") is None
-            await people.export(ctx, rest, reply_to if ours else None)
-        elif get_style(name) is not None:
-            await studio.style(ctx, name, photo, reply_to)
-        else:
-            await self.messenger.send_text(target, texts.unknown_style(name))
+        replied = self.messenger.message(ctx.chat.id, reply_to) if reply_to else None
+        await self.commands.dispatch(ctx, Typed(
+            head.casefold(), rest.strip(), replied_to=reply_to,
+            replied_to_ours=replied is not None and replied.get("from") is None, photo=photo,
+            # The page is one group chat with no admins: settings are each person's own.
+            personal_settings=True))
 
     # -- uploads ----------------------------------------------------------------------------------
 
