@@ -137,7 +137,7 @@ def _main(argv: list[str]) -> int:
     else:
         print("usage: python -m core.i18n extract|update", file=sys.stderr)
         return 2
-    pybabel()
+    pybabel()  # type: ignore[no-untyped-call]  # Babel's CLI entry point has no annotations
     return 0
 
 

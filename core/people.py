@@ -376,7 +376,7 @@ class People:
             if node is None or node.kind == "photo" or wanted not in EXPORT_KINDS:
                 await self.replies.say(ctx, texts.EXPORT_HOW)
                 return
-            await self._send_export(ctx, node, cast(ExportKind, wanted))
+            await self._send_export(ctx, node, wanted)
 
     async def export_node(self, ctx: Context, kind: str, node_id: int,
                           pressed_message_id: str | None = None) -> Outcome:
@@ -388,7 +388,7 @@ class People:
         if node is None or node.id != node_id or kind not in EXPORT_KINDS \
                 or (node.kind == "photo" and node.owner != ctx.person.id):
             return Outcome.refused(texts.UNKNOWN_BUTTON)
-        await self._send_export(ctx, node, cast(ExportKind, kind))
+        await self._send_export(ctx, node, kind)
         return Outcome.ok(texts.EXPORT_SENT)
 
     async def _send_export(self, ctx: Context, node: Node, kind: ExportKind) -> None:

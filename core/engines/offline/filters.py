@@ -4,7 +4,7 @@ clustering, edges and print screens (RGB, float32 in 0..1 unless the name says u
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, cast
 
 import cv2
 import numpy as np
@@ -116,7 +116,7 @@ def gaussian_blob(h: int, w: int, cx: float, cy: float, rx: float, ry: float) ->
 
 
 def screen(a: Array, b: Array) -> Array:
-    return 1 - (1 - a) * (1 - b)
+    return cast(Array, 1 - (1 - a) * (1 - b))
 
 
 def saturate(img: Array, amount: float) -> Array:
@@ -156,7 +156,7 @@ def _nearest(data: Array, centres: Array) -> Array:
     """Index of the nearest centre for each row of `data` (N x C)."""
     flat = data.reshape(-1, centres.shape[1]).astype(np.float32)
     d = (np.sum(centres * centres, axis=1)[None, :] - 2 * flat @ centres.T)
-    return np.argmin(d, axis=1).astype(np.int32)
+    return cast(Array, np.argmin(d, axis=1).astype(np.int32))
 
 
 def quantize(img: Array, centres: Array) -> tuple[Array, Array]:
@@ -181,7 +181,7 @@ def ink_lines(gray_u8: Array, block: int, c: int, median: int = 7, min_area: int
         keep = np.zeros(n, dtype=np.uint8)
         keep[1:] = stats[1:, cv2.CC_STAT_AREA] >= min_area
         ink = keep[labels]
-    return ink.astype(np.float32)
+    return cast(Array, ink.astype(np.float32))
 
 
 def dot_screen(h: int, w: int, period: float, angle_deg: float = 45.0) -> Array:
@@ -190,7 +190,7 @@ def dot_screen(h: int, w: int, period: float, angle_deg: float = 45.0) -> Array:
     ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
     u = (xs * math.cos(a) + ys * math.sin(a)) * np.float32(2 * math.pi / period)
     v = (-xs * math.sin(a) + ys * math.cos(a)) * np.float32(2 * math.pi / period)
-    return (0.5 - 0.25 * (np.cos(u) + np.cos(v))).astype(np.float32)
+    return cast(Array, (0.5 - 0.25 * (np.cos(u) + np.cos(v))).astype(np.float32))
 
 
 def line_screen(h: int, w: int, period: float, angle_deg: float) -> Array:
@@ -198,4 +198,4 @@ def line_screen(h: int, w: int, period: float, angle_deg: float) -> Array:
     a = math.radians(angle_deg)
     ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
     u = (xs * math.cos(a) + ys * math.sin(a)) * np.float32(2 * math.pi / period)
-    return (0.5 - 0.5 * np.cos(u)).astype(np.float32)
+    return cast(Array, (0.5 - 0.5 * np.cos(u)).astype(np.float32))
