@@ -20,7 +20,7 @@ from PIL import Image
 from tests.standins.gemini_api import FakeGemini
 from tests.standins.telegram_api import Chat, FakeTelegram, User
 
-pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")]
 
 
 def _env(tg: FakeTelegram, gem: FakeGemini, data_dir: Path) -> dict[str, str]:
