@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from typing import TYPE_CHECKING
 
 from core import texts
@@ -81,7 +80,7 @@ class Parties:
             if await self.studio._refuse_over_limit(ctx):  # the picture would be the host's: their limits
                 return
             style, theme = parse_party_args(args)
-            deadline = time.time() + self.settings.deadline_minutes * 60
+            deadline = self.studio.clock.now() + self.settings.deadline_minutes * 60
             host = Member(ctx.person.id, ctx.person.name)
             party = await self._store.add_party(ctx.chat.platform, ctx.chat.id, host, style.id, theme,
                                                 deadline, ctx.message_id)
@@ -225,7 +224,7 @@ class Parties:
                 await messenger.edit_text(self._target(party), party.lobby_message, text)
 
     async def _on_deadline(self, party_id: int, deadline: float) -> None:
-        await asyncio.sleep(max(0.0, deadline - time.time()))
+        await self.studio.clock.sleep(max(0.0, deadline - self.studio.clock.now()))
         async with self._lock(party_id):
             party = await self._store.get_party(party_id)
             if party is None or party.status != "open":
