@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+from collections.abc import Callable
 
 
 class ManualClock:
@@ -57,3 +58,10 @@ class ManualClock:
             for _ in range(5):  # let the woken task run up to its next await
                 await asyncio.sleep(0)
         self._now = target
+
+
+async def until(condition: Callable[[], object], timeout: float = 10.0) -> None:
+    """Wait (on the loop) until `condition()` holds: for state the code under test changes without signalling."""
+    async with asyncio.timeout(timeout):
+        while not condition():  # noqa: ASYNC110 - polled: nothing signals it
+            await asyncio.sleep(0.005)

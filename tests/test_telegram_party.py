@@ -12,6 +12,7 @@ import pytest
 
 from core import texts
 from core.config import Settings, load_settings
+from tests.clock import ManualClock, until
 from tests.fakes import FakeEngine
 from tests.standins.gemini_api import FakeGemini
 from tests.standins.telegram_api import Chat, FakeTelegram, SentMessage, User
@@ -276,8 +277,10 @@ async def test_nobody_can_press_someone_elses_last_selfie_button(tg: FakeTelegra
 async def test_the_deadline_starts_a_ready_party_and_closes_an_empty_one(tg: FakeTelegram, tmp_path: Path,
                                                                          selfie: bytes) -> None:
     engine = FakeEngine()
-    settings = settings_for(tg, tmp_path, deadline_minutes=0.025)  # 1.5 s
+    settings = settings_for(tg, tmp_path, deadline_minutes=10)
     async with running_bot(tg, tmp_path, engine=engine, settings=settings) as run:
+        clock = ManualClock()
+        run.studio.clock = clock  # the parties' deadlines are kept on it
         lobby = await open_party(run, ALICE, "pixel")
         lonely_group = Chat(id=-100888, type="supergroup", title="Quiet")
         lonely = await open_party(run, DAVE, "", chat=lonely_group)
@@ -285,6 +288,10 @@ async def test_the_deadline_starts_a_ready_party_and_closes_an_empty_one(tg: Fak
         tg.send_photo(GROUP, CAROL, selfie, reply_to=lobby.message_id)
         await until_in_lobby(run, lobby, "Carol")
         await until_in_lobby(run, lobby, "Bob")
+        await until(lambda: len(run.studio.parties._timers) == 2)  # both deadlines armed
+        await clock.advance(9 * 60)
+        assert lobby.buttons and engine.fused == [], "a minute before the deadline the lobby still waits"
+        await clock.advance(60)
 
         picture = await run.photo_reply(GROUP, timeout=10)  # nobody pressed Start
         assert picture.reply_to_message_id == lobby.message_id
