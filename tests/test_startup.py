@@ -142,7 +142,7 @@ def test_telegram_tokens_as_botfather_issues_them_pass(token: str) -> None:
 @pytest.mark.parametrize("token", [
     "MTA4NzM0NTY3ODkwMTIzNDU2Nzg5.GxYz12.AbCdefghijklmnopqrstuvwxyz0123456789",
     "OTk5OTk5OTk5OTk5OTk5OTk5.YQ8xNA.u8l0dbpZ_mOa1-2bC3dE4fG5hI6",
-    FakeDiscord().token])
+    FakeDiscord().token], ids=["portal", "portal-older", "stand-in"])  # the stand-in's is random: named, not shown
 def test_discord_tokens_as_the_portal_issues_them_pass(token: str) -> None:
     assert DiscordSettings(token=SecretStr(token)).token_problem() is None
 
