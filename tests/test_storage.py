@@ -120,7 +120,7 @@ async def _checkpointed(store: SqliteStore, rounds: int = 1) -> None:
 async def test_the_wal_is_checkpointed_off_the_request_path_and_stays_small(tmp_path: Path) -> None:
     path = tmp_path / "db.sqlite3"
     wal = Path(f"{path}-wal")
-    store = await SqliteStore.open(path, checkpoint_interval_s=0.05)
+    store = await SqliteStore.open(path, checkpoint_interval_s=0.02)
     try:
         async with store._db.execute("PRAGMA wal_autocheckpoint") as cur:
             row = await cur.fetchone()

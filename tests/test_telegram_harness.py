@@ -126,6 +126,7 @@ async def running_bot(tg: FakeTelegram, data_dir: Path, *, engine: ImageEngine |
     """What `pixme run` does for Telegram: studio on SQLite, the bot started, unfinished jobs resumed."""
     settings = settings or make_settings(tg, data_dir, concurrency=concurrency, admins=admins, **limits)
     async with open_studio(settings, engine) as studio:
+        studio._delivery_retry_delays = (0.05, 0.1, 0.2)  # a failed send is tried again as often, sooner
         bot = TelegramBot(settings.telegram, studio, engine_name=studio.engine.name)
         limiter = bot.application.bot.rate_limiter
         if isinstance(limiter, AIORateLimiter):
