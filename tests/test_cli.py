@@ -187,6 +187,7 @@ def _pixels(path: Path) -> np.ndarray:  # type: ignore[type-arg]
     return np.asarray(Image.open(path).convert("RGB").resize((256, 256)), dtype=np.int16)
 
 
+@pytest.mark.slow  # every style through the CLI; the quick run renders each style in the engine's own tests
 def test_render_offline_makes_a_distinct_picture_for_every_style(tmp_path: Path,
                                                                  face_image: Image.Image) -> None:
     selfie = tmp_path / "selfie.jpg"
