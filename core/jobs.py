@@ -138,9 +138,9 @@ class JobRunner:
     async def aclose(self) -> None:
         """Stop; unfinished rows stay in the table and are resumed at the next start."""
         self._closing = True
-        if self._wake is not None:
-            self._wake.cancel()
         tasks = [task for _, task in self._running.values()] + list(self._side_tasks)
+        if self._wake is not None:
+            tasks.append(self._wake)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -205,7 +205,8 @@ class JobRunner:
         self._wake = asyncio.get_running_loop().create_task(self._wake_at(self._paused_until), name="queue-wake")
 
     async def _wake_at(self, when: float) -> None:
-        await self._clock.sleep(max(0.0, when - self._clock.now()))
+        while (left := when - self._clock.now()) > 0:  # again if the wall clock was set back meanwhile
+            await self._clock.sleep(left)
         self._dispatch()
 
     async def _run(self, job: Job) -> None:
