@@ -2,7 +2,9 @@
 """Set-up and entry point that needs nothing but python3.
 
     python3 manage.py run      # create/reuse .venv, install, start the bot
-    python3 manage.py test     # create/reuse .venv, install with test extras, run pytest
+    python3 manage.py test     # create/reuse .venv, install with test extras, run pytest (everything)
+    python3 manage.py test --fast  # the same without the tests marked `slow` (real processes, Chromium,
+                               # the soak, the benchmarks), on every core: for running often
     python3 manage.py lint     # the same .venv: ruff on everything, mypy on the packages
 
 Anything after the command is passed on (`python3 manage.py run --config my.toml`,
@@ -249,7 +251,7 @@ def main(argv: list[str]) -> int:
     command, rest = argv[0], argv[1:]
     if command == "test":
         ensure_venv("test")
-        return _exec([str(BIN / "python"), "-m", "pytest", *rest])
+        return _exec([str(BIN / "python"), "-m", "pytest", *pytest_args(rest)])
     if command == "lint":
         ensure_venv("test")
         os.chdir(ROOT)
@@ -259,6 +261,21 @@ def main(argv: list[str]) -> int:
     ensure_venv("")
     # Everything else is a pixme sub-command: run, render, edit, styles, …
     return _exec([str(BIN / "pixme"), command, *rest])
+
+
+def pytest_args(rest: list[str]) -> list[str]:
+    """`--fast` becomes `-m "not slow"` (joined to a `-m` given too) and runs on every core (`-n auto`, unless
+    `-n` is given); everything else goes to pytest as given."""
+    if "--fast" not in rest:
+        return rest
+    args = [arg for arg in rest if arg != "--fast"]
+    if not any(arg.startswith(("-n", "--numprocesses")) for arg in args):
+        args = ["-n", "auto", *args]
+    for i, arg in enumerate(args):
+        if arg == "-m" and i + 1 < len(args):
+            args[i + 1] = f"({args[i + 1]}) and not slow"
+            return args
+    return ["-m", "not slow", *args]
 
 
 def _exec(args: list[str]) -> int:

@@ -15,6 +15,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from core.clock import SYSTEM_CLOCK, Clock
 from core.ports import Job, JobStore
 from core.requests import ReplyTarget
 
@@ -38,8 +39,9 @@ def _person(job: Job) -> tuple[str, str]:
 
 class JobRunner:
     def __init__(self, store: JobStore, work: Work, *, concurrency: int,
-                 on_positions: PositionsChanged | None = None) -> None:
+                 on_positions: PositionsChanged | None = None, clock: Clock = SYSTEM_CLOCK) -> None:
         self._store = store
+        self._clock = clock
         self._work = work
         self._concurrency = concurrency
         self._on_positions = on_positions
@@ -53,7 +55,7 @@ class JobRunner:
         self._cancelled: set[int] = set()
         self._positions: dict[int, int] = {}
         self._paused_until = 0.0
-        self._wake: asyncio.TimerHandle | None = None
+        self._wake: asyncio.Task[None] | None = None
         self._closing = False
         self._idle = asyncio.Event()
         self._idle.set()
@@ -136,9 +138,9 @@ class JobRunner:
     async def aclose(self) -> None:
         """Stop; unfinished rows stay in the table and are resumed at the next start."""
         self._closing = True
-        if self._wake is not None:
-            self._wake.cancel()
         tasks = [task for _, task in self._running.values()] + list(self._side_tasks)
+        if self._wake is not None:
+            tasks.append(self._wake)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -162,7 +164,7 @@ class JobRunner:
         if self._closing:
             return
         loop = asyncio.get_running_loop()
-        if loop.time() >= self._paused_until:
+        if self._clock.now() >= self._paused_until:
             index = 0
             while len(self._running) < self._concurrency and index < len(self._waiting):
                 job = self._waiting[index]
@@ -197,11 +199,15 @@ class JobRunner:
         task.add_done_callback(self._side_tasks.discard)
 
     def _pause(self, seconds: float) -> None:
-        loop = asyncio.get_running_loop()
-        self._paused_until = max(self._paused_until, loop.time() + seconds)
+        self._paused_until = max(self._paused_until, self._clock.now() + seconds)
         if self._wake is not None:
             self._wake.cancel()
-        self._wake = loop.call_at(self._paused_until, self._dispatch)
+        self._wake = asyncio.get_running_loop().create_task(self._wake_at(self._paused_until), name="queue-wake")
+
+    async def _wake_at(self, when: float) -> None:
+        while (left := when - self._clock.now()) > 0:  # again if the wall clock was set back meanwhile
+            await self._clock.sleep(left)
+        self._dispatch()
 
     async def _run(self, job: Job) -> None:
         requeue: Requeue | None = None

@@ -13,12 +13,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from typing import Protocol
 
 from core import texts
 from core.access import Access
 from core.actions import Outcome, PartyPress, encode
+from core.clock import SYSTEM_CLOCK, Clock
 from core.config import PartySettings
 from core.gate import Gate
 from core.ports import Member, Node, Party, Store
@@ -61,8 +61,9 @@ class Parties:
     """The party use cases; the studio owns one and routes `party:` button actions here."""
 
     def __init__(self, settings: PartySettings, *, store: Store, replies: Replies, gate: Gate, access: Access,
-                 host: PartyHost) -> None:
+                 host: PartyHost, clock: Clock = SYSTEM_CLOCK) -> None:
         self.settings = settings
+        self.clock = clock  # lobby deadlines
         self._store = store
         self.replies = replies
         self.gate = gate
@@ -101,7 +102,7 @@ class Parties:
             if await self.host.refuse_over_limit(ctx):  # the picture would be the host's: their limits
                 return
             style, theme = parse_party_args(args)
-            deadline = time.time() + self.settings.deadline_minutes * 60
+            deadline = self.clock.now() + self.settings.deadline_minutes * 60
             host = Member(ctx.person.id, ctx.person.name)
             party = await self._store.add_party(ctx.chat.platform, ctx.chat.id, host, style.id, theme,
                                                 deadline, ctx.message_id)
@@ -243,7 +244,7 @@ class Parties:
                 await messenger.edit_text(self._target(party), party.lobby_message, text)
 
     async def _on_deadline(self, party_id: int, deadline: float) -> None:
-        await asyncio.sleep(max(0.0, deadline - time.time()))
+        await self.clock.sleep(max(0.0, deadline - self.clock.now()))
         async with self._lock(party_id):
             party = await self._store.get_party(party_id)
             if party is None or party.status != "open":

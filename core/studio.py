@@ -28,6 +28,7 @@ from core.actions import (
     parse,
 )
 from core.breaker import CircuitBreaker
+from core.clock import SYSTEM_CLOCK, Clock
 from core.config import AccessSettings, LimitsSettings, PartySettings
 from core.engines.base import (
     Busy,
@@ -93,17 +94,18 @@ class Studio:
                  party: PartySettings | None = None,
                  delivery_retry_delays: tuple[float, ...] = DELIVERY_RETRY_DELAYS_S,
                  model_choices: list[str] | None = None, sizes: list[str] | None = None,
-                 intake: Intake | None = None) -> None:
+                 intake: Intake | None = None, clock: Clock = SYSTEM_CLOCK) -> None:
         self.store = store
+        self.clock = clock  # every wait of the core (retries, notes, deadlines, pauses) goes through it
         self.images = images
         self.engine = engine
         self.limits = limits or LimitsSettings()
         self.access = Access(access or AccessSettings())
         self.input_max_px = input_max_px
         self.intake = intake or Intake()  # decoding people's files: bounded and killable
-        self.breaker = breaker or CircuitBreaker()
+        self.breaker = breaker or CircuitBreaker(clock=clock.now)
         self.jobs = JobRunner(store, self._run_job, concurrency=self.limits.concurrency,
-                              on_positions=self._show_positions)
+                              on_positions=self._show_positions, clock=clock)
         self._delivery_retry_delays = delivery_retry_delays
         self.replies = Replies()
         # Languages live with the people's settings; the gate asks them at every request.
@@ -115,7 +117,7 @@ class Studio:
         self._unsaved: dict[int, _Made] = {}  # job id -> a result waiting for disk space
         self.full_disk_retry_s = FULL_DISK_RETRY_S
         self.parties = Parties(party or PartySettings(), store=store, replies=self.replies, gate=self.gate,
-                               access=self.access, host=self)
+                               access=self.access, host=self, clock=clock)
         self.people = People(store=store, images=images, engine=engine, access=self.access, replies=self.replies,
                              gate=self.gate, node_here=self.node_here, model_choices=model_choices, sizes=sizes)
 
@@ -330,7 +332,7 @@ class Studio:
                 await self.sweep_orphans()
             except Exception:
                 log.exception("orphan sweep failed")
-            await asyncio.sleep(every_s)
+            await self.clock.sleep(every_s)
 
     # -- admission -------------------------------------------------------------------------------
 
@@ -634,7 +636,7 @@ class Studio:
                               job.id, type(exc).__name__)
                     return None
                 log.warning("job %s: delivery failed (%s), retrying in %.0fs", job.id, type(exc).__name__, delay)
-                await asyncio.sleep(delay)
+                await self.clock.sleep(delay)
         return None
 
     # -- queue positions -------------------------------------------------------------------------
@@ -642,7 +644,7 @@ class Studio:
     async def _show_positions(self, changes: list[tuple[Job, int]]) -> None:
         if any(job.id not in self._waiting for job, _ in changes):
             # A wait shorter than this needs no note: it would only flash "#1 in line" and vanish.
-            await asyncio.sleep(self.limits.queue_note_after_s)
+            await self.clock.sleep(self.limits.queue_note_after_s)
         async with self._positions_lock:
             for job, _ in changes:
                 await self._show_position(job)
@@ -712,7 +714,7 @@ class Studio:
             while True:
                 with contextlib.suppress(Exception):
                     await messenger.show_working(target)
-                await asyncio.sleep(WORKING_REFRESH_S)
+                await self.clock.sleep(WORKING_REFRESH_S)
 
         task = asyncio.create_task(refresh())
         try:

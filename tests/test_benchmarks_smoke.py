@@ -10,7 +10,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from benchmarks.run import BENCHMARKS
+
+# Real processes or long runs, seconds each: `python3 manage.py test --fast` leaves them out.
+pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -29,6 +29,7 @@ def test_styles_lists_one_style_a_line_command_first(capsys: pytest.CaptureFixtu
     assert [line.split()[0] for line in lines] == [s.id for s in STYLES]
 
 
+@pytest.mark.slow  # runs `pixme` as a process
 async def test_run_without_any_token_says_what_to_set(tmp_path: Path) -> None:
     """With no token, `pixme run` starts the local playground, prints its address, and says how to go live."""
     import asyncio
@@ -83,6 +84,7 @@ def test_a_playground_host_other_than_loopback_needs_public(capsys: pytest.Captu
     assert len(err.splitlines()) == 1 and "192.168.1.20 is not loopback" in err and "public = true" in err
 
 
+@pytest.mark.slow  # runs `pixme` as a process
 async def test_a_public_playground_warns_that_it_has_no_login(tmp_path: Path) -> None:
     import asyncio
     import os
@@ -159,6 +161,7 @@ def test_help_names_every_command(capsys: pytest.CaptureFixture[str]) -> None:
         assert command in out
 
 
+@pytest.mark.slow  # runs `pixme` as a process
 def test_run_help_lists_config_and_the_option_works_after_the_command(tmp_path: Path) -> None:
     import subprocess
     import sys
@@ -184,6 +187,7 @@ def _pixels(path: Path) -> np.ndarray:  # type: ignore[type-arg]
     return np.asarray(Image.open(path).convert("RGB").resize((256, 256)), dtype=np.int16)
 
 
+@pytest.mark.slow  # every style through the CLI; the quick run renders each style in the engine's own tests
 def test_render_offline_makes_a_distinct_picture_for_every_style(tmp_path: Path,
                                                                  face_image: Image.Image) -> None:
     selfie = tmp_path / "selfie.jpg"

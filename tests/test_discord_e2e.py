@@ -11,7 +11,7 @@ import contextlib
 import io
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,32 @@ class Running:
     bot: DiscordBot
     studio: Studio
     store: SqliteStore
+    handled: set[int] = field(default_factory=set)  # ids of messages the bot's on_message has finished with
+    _changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def watch_messages(self) -> None:
+        """Record each message once the bot's on_message returns: the proof a test waits for before it
+        checks that a message got no answer."""
+        client = self.bot.client
+        handle = client.on_message
+
+        async def on_message(message: discord.Message) -> None:
+            try:
+                await handle(message)
+            finally:
+                self.handled.add(message.id)
+                self._changed.set()
+
+        client.on_message = on_message  # type: ignore[method-assign]
+
+    async def finished_with(self, *messages: Payload, timeout: float = 10.0) -> None:
+        """Every one of `messages` handled, and every job it may have started done."""
+        wanted = {int(m["id"]) for m in messages}
+        async with asyncio.timeout(timeout):
+            while not wanted <= self.handled:
+                self._changed.clear()
+                await self._changed.wait()
+            await self.studio.jobs.wait_idle()
 
 
 @contextlib.asynccontextmanager
@@ -59,7 +85,9 @@ async def running_bot(fake: FakeDiscord, data_dir: Path, engine: ImageEngine, *,
         await bot.start()
         await bot.wait_ready(10)
         await studio.resume()
-        yield Running(bot, studio, store)
+        running = Running(bot, studio, store)
+        running.watch_messages()
+        yield running
     finally:
         await bot.stop()
         await studio.aclose()
@@ -149,7 +177,7 @@ async def test_avatar_outliving_the_interaction_token_is_posted_as_a_channel_rep
 async def test_bad_attachments_get_a_private_one_line_answer_and_no_engine_call(
         fake: FakeDiscord, tmp_path: Path, selfie_jpeg: bytes) -> None:
     engine = FakeEngine()
-    async with running_bot(fake, tmp_path, engine):
+    async with running_bot(fake, tmp_path, engine) as run:
         pdf = fake.upload(b"%PDF-1.4 not a picture", "cv.pdf", "application/pdf")
         broken = fake.upload(selfie_jpeg[:600], "broken.jpg", "image/jpeg")
         huge = fake.upload(b"x" * 100, "huge.jpg", "image/jpeg")
@@ -168,7 +196,7 @@ async def test_bad_attachments_get_a_private_one_line_answer_and_no_engine_call(
         assert answers[0] == texts.NOT_AN_IMAGE
         assert "MB" in answers[2]
         assert all(answers) and len(set(answers)) >= 3
-        await asyncio.sleep(0.2)
+        await run.studio.jobs.wait_idle(10)  # each was refused before any job; none is left to call the engine
         assert engine.calls == []
         assert not [m for m in fake.bot_messages() if m["attachments"]]
 
@@ -273,8 +301,8 @@ async def test_replying_to_a_result_edits_it_and_chatter_is_ignored(
         # Messages not addressed to the bot get nothing, not even a photo or a reply to someone else.
         calls, before = len(engine.calls), fake.last_id()
         other = await fake.post(BOB, "nice pic", files=[fake.upload(selfie_jpeg)])
-        await fake.post(ALICE, "thanks", reply_to=int(other["id"]))
-        await asyncio.sleep(0.3)
+        thanks = await fake.post(ALICE, "thanks", reply_to=int(other["id"]))
+        await run.finished_with(other, thanks)
         assert [m for m in fake.bot_messages() if int(m["id"]) > before] == []
         assert len(engine.calls) == calls
 
@@ -282,12 +310,12 @@ async def test_replying_to_a_result_edits_it_and_chatter_is_ignored(
 async def test_without_the_message_content_intent_replies_that_ping_the_bot_still_edit(
         tmp_path: Path, selfie_jpeg: bytes) -> None:
     # The intent is off in the Developer Portal: the bot asks for it, is refused (4014), and goes on without.
-    async with FakeDiscord(message_content_enabled=False) as fake, running_bot(fake, tmp_path, FakeEngine()):
+    async with FakeDiscord(message_content_enabled=False) as fake, running_bot(fake, tmp_path, FakeEngine()) as run:
         assert fake.intents is not None and not fake.intents & MESSAGE_CONTENT_INTENT
         _, first = await _avatar(fake, ALICE, "noir", selfie_jpeg)
         before = fake.last_id()
-        await fake.post(ALICE, "add a crown", reply_to=int(first["id"]), ping_reply=False)  # content hidden
-        await asyncio.sleep(0.3)
+        hidden = await fake.post(ALICE, "add a crown", reply_to=int(first["id"]), ping_reply=False)  # content hidden
+        await run.finished_with(hidden)
         assert [m for m in fake.bot_messages() if int(m["id"]) > before] == []
         await fake.post(ALICE, "add a crown", reply_to=int(first["id"]), ping_reply=True)
         edited = await fake.wait_for_bot_message(lambda m: m["attachments"], after=before)

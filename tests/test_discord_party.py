@@ -19,11 +19,13 @@ from pydantic import SecretStr
 
 from bots.discord_bot import DiscordBot
 from core import texts
+from core.clock import SYSTEM_CLOCK, Clock
 from core.config import DiscordSettings, LimitsSettings, PartySettings
 from core.ports import Node
 from core.studio import Studio
 from storage.images import FileImageStore
 from storage.sqlite import SqliteStore
+from tests.clock import ManualClock, until
 from tests.fakes import FakeEngine
 from tests.standins.discord_api import (
     EPHEMERAL,
@@ -52,12 +54,13 @@ class Running:
 
 @contextlib.asynccontextmanager
 async def running_bot(fake: FakeDiscord, data_dir: Path, engine: FakeEngine | None = None, *,
-                      deadline_minutes: float = 10.0) -> AsyncIterator[Running]:
+                      deadline_minutes: float = 10.0, clock: Clock = SYSTEM_CLOCK) -> AsyncIterator[Running]:
     engine = engine or FakeEngine()
     store = await SqliteStore.open(data_dir / "pixme.sqlite3")
     studio = Studio(store=store, images=FileImageStore(data_dir, store), engine=engine,
                     limits=LimitsSettings(concurrency=4, queue_per_user=5),
-                    party=PartySettings(deadline_minutes=deadline_minutes), delivery_retry_delays=(0.05,))
+                    party=PartySettings(deadline_minutes=deadline_minutes), delivery_retry_delays=(0.05,),
+                    clock=clock)
     settings = DiscordSettings(token=SecretStr(fake.token), api_url=fake.api_url)
     bot = DiscordBot(settings, studio, engine_name=engine.name, guild_ready_timeout=0.05)
     try:
@@ -294,18 +297,25 @@ async def test_only_the_host_or_a_server_manager_can_start(fake: FakeDiscord, tm
 
 async def test_the_deadline_starts_a_ready_party_and_closes_an_empty_one(fake: FakeDiscord, tmp_path: Path,
                                                                          selfie: bytes) -> None:
-    async with running_bot(fake, tmp_path, deadline_minutes=0.02) as run:  # 1.2 s
+    clock = ManualClock()
+    async with running_bot(fake, tmp_path, clock=clock) as run:  # deadlines ten minutes on
         lobby = await open_party(fake, ALICE, {"style": "pixel"})
         await fake.post(BOB, "", files=[fake.upload(selfie)], reply_to=int(lobby["id"]))
         await fake.post(CAROL, "", files=[fake.upload(selfie)], reply_to=int(lobby["id"]))
         await until_in_lobby(fake, lobby, "Bob")
         await until_in_lobby(fake, lobby, "Carol")
+        await until(lambda: len(run.studio.parties._timers) == 1)  # its deadline is armed
+        await clock.advance(9 * 60)
+        assert lobby["components"] and run.engine.fused == [], "a minute before the deadline the lobby waits"
+        await clock.advance(60)
 
         picture = await fake.wait_for_bot_message(lambda m: m["attachments"])  # nobody pressed Start
         assert fake.reply_to(picture) == int(lobby["id"]) and picture["content"].endswith("🎉 Bob and Carol")
         assert "has started with Bob and Carol" in lobby["content"] and lobby["components"] == []
 
         lonely = await open_party(fake, DAVE)
+        await until(lambda: len(run.studio.parties._timers) == 1)
+        await clock.advance(10 * 60)
         await fake.wait_for(lambda: lonely["content"].startswith("⌛ Time's up"))
         assert lonely["components"] == [] and len(run.engine.fused) == 1
 

@@ -129,3 +129,10 @@ def test_pips_own_warnings_still_show_after_a_successful_install(tmp_path: Path,
         manage.run_pip(_replay(str(transcript)), log, tmp_path / "log", status=manage.Status(io.StringIO(), live=False))
     err = capsys.readouterr().err
     assert err == "  WARNING: pixme 0.1.0 does not provide the extra 'tset'\n"  # and not the index noise
+
+
+def test_fast_leaves_out_the_slow_tests_and_passes_everything_else_on() -> None:
+    assert manage.pytest_args(["-q", "-k", "telegram"]) == ["-q", "-k", "telegram"]
+    assert manage.pytest_args(["--fast", "-q"]) == ["-m", "not slow", "-n", "auto", "-q"]
+    assert manage.pytest_args(["-q", "--fast", "-m", "asyncio", "-n", "1"]) == [
+        "-q", "-m", "(asyncio) and not slow", "-n", "1"]

@@ -146,7 +146,8 @@ async def test_every_style_returns_a_same_size_image_with_a_quip(
     assert result.model == "offline"
 
 
-@pytest.mark.parametrize("style_id", STYLE_IDS)
+# One style at full size in the quick run (`manage.py test --fast`); every style in the full one.
+@pytest.mark.parametrize("style_id", [STYLE_IDS[0], *(pytest.param(s, marks=pytest.mark.slow) for s in STYLE_IDS[1:])])
 async def test_every_style_at_1024_px(engine: OfflineEngine, selfie_1024: bytes, style_id: str) -> None:
     result = await engine.stylize(selfie_1024, style(style_id))
     assert Image.open(io.BytesIO(result.image)).size == (1024, 1024)
@@ -631,7 +632,8 @@ async def test_fuse_tiles_are_distinct_and_named(engine: OfflineEngine, three: l
     assert len(rows) > 0 and rows.min() > a.shape[0] * 0.6  # only the name labels under the tiles differ
 
 
-@pytest.mark.parametrize("count", [1, 2, 4, 5, 8])
+# An even and an odd group in the quick run; every size in the full one.
+@pytest.mark.parametrize("count", [2, 5, *(pytest.param(n, marks=pytest.mark.slow) for n in (1, 4, 8))])
 async def test_fuse_grids_for_any_group_size(engine: OfflineEngine, face_image: Image.Image,
                                              count: int) -> None:
     people = [Portrait(f"P{i}", jpeg_bytes(face_image.rotate(i * 3))) for i in range(count)]

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from core import texts
+from core.clock import SYSTEM_CLOCK, Clock
 from core.config import LimitsSettings, PartySettings
 from core.engines.base import EngineResult, Portrait, RenderOptions
 from core.requests import Button, Chat, Context, Person, PhotoRef, ReplyTarget
@@ -17,6 +18,7 @@ from core.studio import Studio
 from core.styles import Style
 from storage.images import FileImageStore
 from storage.sqlite import SqliteStore
+from tests.clock import ManualClock
 from tests.fakes import FakeEngine, FakeMessenger, Sent
 
 GROUP = Chat("test", "-100", is_private=False)
@@ -57,12 +59,22 @@ class World:
         await self.studio.jobs.wait_idle(timeout=10)
 
 
-async def make_world(data_dir: Path, party: PartySettings | None = None,
+async def deadlines_pass(w: World, clock: ManualClock, minutes: float) -> None:
+    """Move the clock on by `minutes` and wait until every lobby deadline it reached has been handled."""
+    timers = list(w.studio.parties._timers.values())
+    await clock.wait_for_sleepers(len(timers))  # every deadline is armed on the clock
+    await clock.advance(minutes * 60)
+    _, pending = await asyncio.wait(timers, timeout=10)
+    assert not pending, "every deadline was handled"
+    await w.settle()
+
+
+async def make_world(data_dir: Path, party: PartySettings | None = None, clock: Clock = SYSTEM_CLOCK,
                      engine: FakeEngine | None = None) -> World:
     store = await SqliteStore.open(data_dir / "db.sqlite3")
     engine = engine or FakeEngine()
     studio = Studio(store=store, images=FileImageStore(data_dir, store), engine=engine,
-                    party=party or PartySettings())
+                    party=party or PartySettings(), clock=clock)
     messenger = FakeMessenger()
     studio.attach("test", messenger)
     return World(studio, store, engine, messenger)
@@ -181,19 +193,22 @@ async def test_starting_with_too_few_selfies_is_refused(w: World, selfie: bytes)
 
 async def test_the_deadline_starts_a_full_enough_party_and_closes_an_empty_one(tmp_path: Path,
                                                                                 selfie: bytes) -> None:
-    w = await make_world(tmp_path, PartySettings(deadline_minutes=0.005))  # 0.3 s
+    clock = ManualClock()
+    w = await make_world(tmp_path, PartySettings(deadline_minutes=10), clock)
     try:
         await w.studio.parties.open(w.ctx(ADA), "")
         await join_with_selfie(w, BEN, selfie)
         await join_with_selfie(w, CY, selfie)
-        await asyncio.sleep(0.6)
-        await w.settle()
+        await clock.wait_for_sleepers(1)
+        await clock.advance(9 * 60)
+        assert w.engine.fused == [] and w.studio.parties._timers, "before its deadline the lobby waits"
+        await deadlines_pass(w, clock, 1)
         assert [p.name for p in w.engine.fused[0]] == ["Ben", "Cy"]
         assert any(s.kind == "image" for s in w.messenger.sent)
 
         lonely = Chat("test", "-200", is_private=False)
         await w.studio.parties.open(w.ctx(DEE, lonely), "")
-        await asyncio.sleep(0.6)
+        await deadlines_pass(w, clock, 10)
         lobby = next(s for s in w.messenger.sent if s.kind == "buttons" and s.target.chat_id == "-200")
         assert lobby.text.startswith("⌛ Time's up") and lobby.buttons == []
         assert len(w.engine.fused) == 1
@@ -203,14 +218,16 @@ async def test_the_deadline_starts_a_full_enough_party_and_closes_an_empty_one(t
 
 
 async def test_an_open_lobby_survives_a_restart(tmp_path: Path, selfie: bytes) -> None:
-    w = await make_world(tmp_path, PartySettings(deadline_minutes=0.02))  # 1.2 s
+    clock = ManualClock()
+    w = await make_world(tmp_path, PartySettings(deadline_minutes=10), clock)
     await w.studio.parties.open(w.ctx(ADA), "pixel Retro night")
     await join_with_selfie(w, BEN, selfie)
     lobby, join = w.lobby(), w.action("join")
     await w.studio.aclose()
     await w.store.close()
 
-    again = await make_world(tmp_path, PartySettings(deadline_minutes=0.02))
+    await clock.advance(4 * 60)  # the bot is down for four minutes
+    again = await make_world(tmp_path, PartySettings(deadline_minutes=10), clock)
     again.messenger.sent.append(lobby)  # the lobby message still sits in the chat
     try:
         await again.studio.resume()
@@ -220,8 +237,7 @@ async def test_an_open_lobby_survives_a_restart(tmp_path: Path, selfie: bytes) -
         cy = again.ctx(CY)
         assert await again.studio.parties.join_with_photo(cy, lobby.message_id, photo(selfie, cy.message_id))
         assert "Cy — 📸 selfie in" in lobby.text
-        await asyncio.sleep(1.4)  # the deadline re-armed at start-up starts it
-        await again.settle()
+        await deadlines_pass(again, clock, 6)  # the deadline re-armed at start-up starts it, on time
         assert [p.name for p in again.engine.fused[0]] == ["Ben", "Cy"]
         assert again.engine.calls[-1][2] == "pixel|Retro night"
     finally:
@@ -314,7 +330,8 @@ async def test_a_group_picture_drawn_while_a_member_is_forgotten_is_dropped(tmp_
 
 
 async def test_a_deadline_that_meets_the_days_limit_closes_the_lobby_with_it(tmp_path: Path, selfie: bytes) -> None:
-    w = await make_world(tmp_path, PartySettings(deadline_minutes=0.02))  # 1.2 s
+    clock = ManualClock()
+    w = await make_world(tmp_path, PartySettings(deadline_minutes=10), clock)
     w.studio.limits = LimitsSettings(daily_images=1)
     try:
         await w.studio.parties.open(w.ctx(ADA), "")
@@ -334,7 +351,8 @@ async def test_a_deadline_that_meets_the_days_limit_closes_the_lobby_with_it(tmp
         await w.studio.style(w.ctx(DEE, Chat("test", "4", is_private=True)), "zombie", photo(selfie, "d1"))
         await w.settle()  # the day's one picture, made while the lobby was open
 
-        await asyncio.wait_for(closed.wait(), 10)
+        await deadlines_pass(w, clock, 10)
+        assert closed.is_set()
         assert lobby.text.startswith(texts.bot_daily_limit("§").split("§")[0]) and "\n" not in lobby.text
         assert w.engine.fused == []
         assert await w.store.open_party("test", GROUP.id) is None, "the lobby is closed"

@@ -117,6 +117,14 @@ async def client(tmp_path: Path) -> AsyncIterator[TestClient[Any, Any]]:
         yield test_client
 
 
+async def all_handled(client: TestClient[Any, Any]) -> None:
+    """Every upload and action the playground took in has been handled, and every job it started is done."""
+    playground = client.app[PLAYGROUND_KEY]
+    if playground._tasks:
+        await asyncio.wait(set(playground._tasks), timeout=10)
+    await playground.studio.jobs.wait_idle(10)
+
+
 def key_of(client: TestClient[Any, Any]) -> str:
     """This launch's key, which the printed address (and so the page) carries."""
     return client.app[PLAYGROUND_KEY].key
@@ -219,7 +227,7 @@ async def test_a_file_that_is_not_a_photo_gets_a_one_line_refusal(page: Page) ->
     upload_id = await page.upload(b"%PDF-1.4 not a selfie at all", filename="cv.pdf", content_type="application/pdf")
     refusal = await page.message("text", reply_to=upload_id)
     assert "\n" not in refusal["text"] and len(refusal["text"]) < 200
-    await asyncio.sleep(0.3)
+    await all_handled(page.client)
     assert not [e for e in page.events if e["type"] == "message" and e["message"]["kind"] == "menu"]
 
 

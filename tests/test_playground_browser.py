@@ -40,8 +40,8 @@ def _chromium() -> str | None:
 
 
 CHROMIUM = _chromium()
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None, reason="no Chromium found (install Debian's: apt-get install chromium)")
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(
+    CHROMIUM is None, reason="no Chromium found (install Debian's: apt-get install chromium)")]
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ import random
 from collections import Counter
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
 from core import texts
@@ -21,6 +22,9 @@ from core.studio import Studio
 from storage.images import FileImageStore
 from storage.sqlite import SqliteStore
 from tests.fakes import FakeEngine, FakeMessenger
+
+# Real processes or long runs, seconds each: `python3 manage.py test --fast` leaves them out.
+pytestmark = pytest.mark.slow
 
 PEOPLE = 200
 PER_PERSON = 5

@@ -323,12 +323,13 @@ async def test_wait_for_message_consumes_in_order(fake: FakeTelegram, bot: Bot) 
     assert (await fake.wait_for_message(lambda m: m.text == "three")).text == "three"
     assert (await fake.wait_for_message()).text == "two"
     later = asyncio.create_task(fake.wait_for_message(chat_id=ALICE.id))
-    await asyncio.sleep(0.05)
+    await asyncio.sleep(0)  # it starts waiting before the message exists
+    assert not later.done()
     await bot.send_message(ALICE.id, "four")
     assert (await asyncio.wait_for(later, 2)).text == "four"
     with pytest.raises(TimeoutError, match="timed out"):
         await fake.wait_for_message(timeout=0.1)
-    await fake.expect_no_message(within=0.05)
+    await fake.expect_no_message(after=bot.get_me())  # answered after everything sent before it
 
 
 async def test_commands_are_recorded(fake: FakeTelegram, bot: Bot) -> None:

@@ -16,6 +16,9 @@ from core.config import DiscordSettings, TelegramSettings, unknown_keys
 from tests.standins.discord_api import FakeDiscord
 from tests.standins.telegram_api import FakeTelegram
 
+# Each start-up test runs `pixme run` as a real process (seconds each); `manage.py test --fast` leaves them out.
+slow = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parent.parent
 SECRETS = ("TELEGRAM_BOT_TOKEN", "DISCORD_BOT_TOKEN", "GEMINI_API_KEY", "GOOGLE_API_KEY")
 
@@ -66,6 +69,7 @@ async def _run(env: dict[str, str], cwd: Path) -> tuple[int, str, str]:
     return proc.returncode, out.decode(), err.decode()
 
 
+@slow
 @pytest.mark.parametrize(("platform", "token", "named"), [
     ("TELEGRAM", "abc", "Telegram token"),
     ("TELEGRAM", "7012345678:AAHdqTcvCH1v", "Telegram token"),  # cut short when pasted
@@ -92,6 +96,7 @@ async def test_a_malformed_token_is_one_line_and_no_connection(
     assert out == ""
 
 
+@slow
 async def test_telegram_rejecting_the_token_stops_cleanly(tmp_path: Path) -> None:
     async with FakeTelegram() as tg:
         wrong = tg.token.replace("TEST", "LOST")  # well-formed, but not this bot's
@@ -103,6 +108,7 @@ async def test_telegram_rejecting_the_token_stops_cleanly(tmp_path: Path) -> Non
     assert wrong not in err and wrong.split(":")[1] not in err
 
 
+@slow
 async def test_telegram_unreachable_stops_cleanly(tmp_path: Path) -> None:
     async with ConnectionRecorder() as recorder:
         port = recorder.port
@@ -114,6 +120,7 @@ async def test_telegram_unreachable_stops_cleanly(tmp_path: Path) -> None:
     assert "Unclosed" not in err and "Traceback" not in err, err
 
 
+@slow
 async def test_discord_rejecting_the_token_stops_cleanly(tmp_path: Path) -> None:
     async with FakeDiscord() as dc:
         wrong = dc.token[:-4] + "LOST"
@@ -135,11 +142,12 @@ def test_telegram_tokens_as_botfather_issues_them_pass(token: str) -> None:
 @pytest.mark.parametrize("token", [
     "MTA4NzM0NTY3ODkwMTIzNDU2Nzg5.GxYz12.AbCdefghijklmnopqrstuvwxyz0123456789",
     "OTk5OTk5OTk5OTk5OTk5OTk5.YQ8xNA.u8l0dbpZ_mOa1-2bC3dE4fG5hI6",
-    FakeDiscord().token])
+    FakeDiscord().token], ids=["portal", "portal-older", "stand-in"])  # the stand-in's is random: named, not shown
 def test_discord_tokens_as_the_portal_issues_them_pass(token: str) -> None:
     assert DiscordSettings(token=SecretStr(token)).token_problem() is None
 
 
+@slow
 async def test_misspelt_settings_are_named_with_the_closest_known_one_and_the_bot_runs(tmp_path: Path) -> None:
     (tmp_path / "config.toml").write_text('[telegram]\ntokn = "7012345678:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"\n'
                                           '[playgrond]\nport = 9999\n[playground]\nport = 0\n')

@@ -109,10 +109,18 @@ def _size(path: Path) -> int:
     return path.stat().st_size if path.exists() else 0
 
 
+async def _checkpointed(store: SqliteStore, rounds: int = 1) -> None:
+    """Wait until the background task has finished `rounds` more checkpoints (the event, not a guess at when)."""
+    target = store.checkpoints_done + rounds
+    async with asyncio.timeout(10):
+        while store.checkpoints_done < target:  # noqa: ASYNC110 - a counter the checkpoint task bumps
+            await asyncio.sleep(0.005)
+
+
 async def test_the_wal_is_checkpointed_off_the_request_path_and_stays_small(tmp_path: Path) -> None:
     path = tmp_path / "db.sqlite3"
     wal = Path(f"{path}-wal")
-    store = await SqliteStore.open(path, checkpoint_interval_s=0.05)
+    store = await SqliteStore.open(path, checkpoint_interval_s=0.02)
     try:
         async with store._db.execute("PRAGMA wal_autocheckpoint") as cur:
             row = await cur.fetchone()
@@ -122,7 +130,9 @@ async def test_the_wal_is_checkpointed_off_the_request_path_and_stays_small(tmp_
             node = await store.add_node(NewNode("telegram", str(i % 50), "7", "photo", f"{i:064x}", "image/jpeg"))
             await store.link_message(node, str(i))
             if i % 100 == 99:
-                await asyncio.sleep(0.06)  # give the background task its turn, as real traffic has gaps
+                # A gap in traffic, as real traffic has: long enough for one whole checkpoint begun after
+                # these writes (the one under way when the gap began may have started before them).
+                await _checkpointed(store, 2)
                 sizes.append(_size(wal))
         assert store.checkpoints_done >= 10
         # Without checkpoints the WAL holds every insert: ~3 MB per 100 here, 100 MB at the end. With them
@@ -147,7 +157,7 @@ async def test_close_stops_the_checkpoints_and_memory_databases_work(tmp_path: P
         await store.close()
     await store.close()  # twice is harmless
     disk = await SqliteStore.open(tmp_path / "db.sqlite3", checkpoint_interval_s=0.01)
-    await asyncio.sleep(0.05)
+    await _checkpointed(disk)
     tasks_before = {t.get_name() for t in asyncio.all_tasks()}
     assert "sqlite-checkpoints" in tasks_before
     await asyncio.wait_for(disk.close(), timeout=5)

@@ -207,7 +207,7 @@ async def test_waiting_people_are_told_their_place_and_the_message_moves(tmp_pat
                                  limits=LimitsSettings(concurrency=1, queue_note_after_s=0))
     for n in range(1, 5):
         await h.studio.style(ctx(str(n), person(n)), "zombie", photo(selfie, str(n)))
-    await asyncio.sleep(0.05)
+    await h.messenger.wait_for(3)  # the three notes of the three waiting
     places = [s.text for s in h.messenger.sent if s.kind == "text"]
     assert places == ["⏳ You're #1 in line — your picture will appear here.",
                       "⏳ You're #2 in line — your picture will appear here.",
@@ -453,7 +453,9 @@ async def test_outage_saves_the_request_and_runs_it_when_the_service_is_back(
     h, store = await studio_with(tmp_path, engine=engine,
                                  breaker=CircuitBreaker(threshold=2, cooldown_s=0.2, max_cooldown_s=0.4))
     await h.studio.style(ctx("1"), "zombie", photo(selfie, "1"))
-    await asyncio.sleep(0.5)
+    async with asyncio.timeout(10):
+        while len(engine.calls) < 3:  # noqa: ASYNC110 - the engine's calls are the events: tried again, twice
+            await asyncio.sleep(0.01)
     assert h.messenger.texts() == [
         "The image service is down right now — your request is saved and will run as soon as it's back."]
     assert h.studio.breaker.is_open or len(engine.calls) >= 2

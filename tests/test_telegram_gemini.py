@@ -51,7 +51,7 @@ async def test_gemini_style_journey_and_a_blocked_picture(tmp_path: Path) -> Non
             assert answer.reply_to_message_id == ask
             assert answer.text is not None and "safety filter" in answer.text
             assert "IMAGE_SAFETY" not in answer.text
-            await tg.expect_no_message(chat_id=ALICE.id, within=0.2)
+            await tg.expect_no_message(chat_id=ALICE.id, after=run.finished())
 
 
 async def test_an_outage_is_announced_once_and_the_saved_request_runs_when_the_service_is_back(

@@ -5,6 +5,7 @@ Shared by the tests/test_telegram_*.py end-to-end tests.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import io
 from collections.abc import AsyncIterator
@@ -14,6 +15,8 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
+from telegram import Update
+from telegram.ext import AIORateLimiter, ContextTypes, TypeHandler
 
 from bots.cli import open_studio
 from bots.telegram_bot import TelegramBot, TelegramMessenger
@@ -83,8 +86,24 @@ class Running:
     async def text_reply(self, chat: Chat, timeout: float = 20.0) -> SentMessage:
         return await self.tg.wait_for_message(is_text, chat_id=chat.id, timeout=timeout)
 
+    first_update: int = 0  # updates before this one were confirmed before this bot started
+
     async def settle(self, timeout: float = 20.0) -> None:
         await self.studio.jobs.wait_idle(timeout)
+
+    async def finished(self, timeout: float = 20.0) -> None:
+        """The bot has nothing left that could send: every update sent so far handled, every album gathered
+        and routed, every job done and every delivery under way finished."""
+        async with asyncio.timeout(timeout):
+            await self.tg.wait_handled(self.first_update)
+            # Every album photo is in, so every album still gathering has its task by now.
+            if albums := [t for t in asyncio.all_tasks() if t.get_name().startswith("album-")]:
+                await asyncio.wait(albums)
+            await self.studio.jobs.wait_idle()
+            # Sends under way, and the queue's place-in-line notes (which delete themselves once moot).
+            pending = set(self.studio._deliveries) | set(self.studio.jobs._side_tasks)
+            if pending:
+                await asyncio.wait(pending)
 
 
 def make_settings(tg: FakeTelegram, data_dir: Path, *, concurrency: int = 8,
@@ -107,10 +126,24 @@ async def running_bot(tg: FakeTelegram, data_dir: Path, *, engine: ImageEngine |
     """What `pixme run` does for Telegram: studio on SQLite, the bot started, unfinished jobs resumed."""
     settings = settings or make_settings(tg, data_dir, concurrency=concurrency, admins=admins, **limits)
     async with open_studio(settings, engine) as studio:
+        studio._delivery_retry_delays = (0.05, 0.1, 0.2)  # a failed send is tried again as often, sooner
         bot = TelegramBot(settings.telegram, studio, engine_name=studio.engine.name)
+        limiter = bot.application.bot.rate_limiter
+        if isinstance(limiter, AIORateLimiter):
+            # Telegram's 20 messages a minute per group, which the limiter keeps by making the 21st wait 3 s:
+            # the same 20, a second, so a long group journey does not spend its time waiting.
+            limiter._group_time_period = 1.0
+
+        async def handled(update: Update, _context: ContextTypes.DEFAULT_TYPE) -> None:
+            tg.mark_handled(update.update_id)
+
+        # A later group runs once the bot's own handlers are done with the update: the positive signal
+        # `Running.finished` waits for before a test checks that nothing (more) was said.
+        bot.application.add_handler(TypeHandler(Update, handled), group=1_000)
+        first_update = tg.first_unconfirmed_update()
         await bot.start()
         try:
             await studio.resume()
-            yield Running(tg, settings, studio, bot)
+            yield Running(tg, settings, studio, bot, first_update)
         finally:
             await bot.stop()

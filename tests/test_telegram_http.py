@@ -74,8 +74,10 @@ async def test_calls_and_uploads_reach_the_bot_api(serve: Callable[[Handler], Aw
 
 
 async def test_a_bot_api_that_never_answers_times_out(serve: Callable[[Handler], Awaitable[str]]) -> None:
+    answer = asyncio.Event()
+
     async def silent(request: web.Request) -> web.StreamResponse:
-        await asyncio.sleep(3)  # far longer than the read timeout (and short enough for the server to close)
+        await answer.wait()  # not before the client has given up
         return web.json_response(ME)
 
     base = await serve(silent)
@@ -86,6 +88,7 @@ async def test_a_bot_api_that_never_answers_times_out(serve: Callable[[Handler],
             async with asyncio.timeout(5):
                 await request.post(f"{base}/bot{TOKEN}/getMe")
     finally:
+        answer.set()  # so the server can close at once
         await request.shutdown()
 
 

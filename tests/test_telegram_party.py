@@ -5,7 +5,6 @@ Every assertion is about what people in the chat would see.
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +12,7 @@ import pytest
 
 from core import texts
 from core.config import Settings, load_settings
+from tests.clock import ManualClock, until
 from tests.fakes import FakeEngine
 from tests.standins.gemini_api import FakeGemini
 from tests.standins.telegram_api import Chat, FakeTelegram, SentMessage, User
@@ -235,7 +235,7 @@ async def test_only_the_host_or_a_chat_admin_can_start(tg: FakeTelegram, tmp_pat
         refused = await press(run, BOB, lobby, button(lobby, "start"))
         assert refused["text"] == texts.PARTY_HOST_ONLY and alert(refused)
         assert any(c.get("user_id") in (BOB.id, str(BOB.id)) for c in tg.calls_of("getChatMember"))
-        await tg.expect_no_message(chat_id=GROUP.id, within=0.2)
+        await tg.expect_no_message(chat_id=GROUP.id, after=run.finished())
         assert engine.fused == [] and lobby.buttons
 
         started = await press(run, DAVE, lobby, button(lobby, "start"))
@@ -277,8 +277,10 @@ async def test_nobody_can_press_someone_elses_last_selfie_button(tg: FakeTelegra
 async def test_the_deadline_starts_a_ready_party_and_closes_an_empty_one(tg: FakeTelegram, tmp_path: Path,
                                                                          selfie: bytes) -> None:
     engine = FakeEngine()
-    settings = settings_for(tg, tmp_path, deadline_minutes=0.025)  # 1.5 s
+    settings = settings_for(tg, tmp_path, deadline_minutes=10)
     async with running_bot(tg, tmp_path, engine=engine, settings=settings) as run:
+        clock = ManualClock()
+        run.studio.clock = run.studio.parties.clock = clock  # the parties' deadlines are kept on it
         lobby = await open_party(run, ALICE, "pixel")
         lonely_group = Chat(id=-100888, type="supergroup", title="Quiet")
         lonely = await open_party(run, DAVE, "", chat=lonely_group)
@@ -286,6 +288,10 @@ async def test_the_deadline_starts_a_ready_party_and_closes_an_empty_one(tg: Fak
         tg.send_photo(GROUP, CAROL, selfie, reply_to=lobby.message_id)
         await until_in_lobby(run, lobby, "Carol")
         await until_in_lobby(run, lobby, "Bob")
+        await until(lambda: len(run.studio.parties._timers) == 2)  # both deadlines armed
+        await clock.advance(9 * 60)
+        assert lobby.buttons and engine.fused == [], "a minute before the deadline the lobby still waits"
+        await clock.advance(60)
 
         picture = await run.photo_reply(GROUP, timeout=10)  # nobody pressed Start
         assert picture.reply_to_message_id == lobby.message_id
@@ -332,18 +338,18 @@ async def test_an_album_with_fuse_becomes_one_picture_without_holding_up_others(
         assert picture.caption is not None and "🎉" not in picture.caption
         [portraits] = engine.fused
         assert len(portraits) == 3 and engine.calls[-1][2] == "anime|best friends at the fair"
-        await tg.expect_no_message(chat_id=ALICE.id, within=0.6)
+        await tg.expect_no_message(chat_id=ALICE.id, after=run.finished())
 
         # An album without /fuse: one style menu, for its first photo, not one per photo.
         plain = tg.send_album(ALICE_CHAT, ALICE, [selfie] * 4)
         menu = await run.text_reply(ALICE_CHAT)
         assert menu.text == texts.PICK_STYLE and menu.reply_to_message_id == plain[0]
-        await tg.expect_no_message(chat_id=ALICE.id, within=0.8)
+        await tg.expect_no_message(chat_id=ALICE.id, after=run.finished())
 
         # A lone photo captioned /fuse is told how an album works.
         tg.send_photo(ALICE_CHAT, ALICE, selfie, caption="/fuse")
         assert (await run.text_reply(ALICE_CHAT)).text == texts.fuse_count(2, 8, 1)
-        await asyncio.sleep(0)
+        await run.finished()
         assert len(engine.fused) == 1
 
 
@@ -353,11 +359,12 @@ async def test_an_album_still_gathering_at_shutdown_is_handled(tg: FakeTelegram,
     settings = settings_for(tg, tmp_path, album_wait_s=0.5)
     async with running_bot(tg, tmp_path, engine=engine, settings=settings) as run:
         tg.send_album(ALICE_CHAT, ALICE, [selfie] * 2, "/fuse")
-        await asyncio.sleep(0.25)  # fetched by the bot, still inside the album's wait
+        await tg.wait_handled(run.first_update)  # both photos fetched and gathered
+        assert run.bot._albums, "still inside the album's wait"
         assert not run.tg.unconsumed(ALICE.id)
     # Stopping waited for the album; its job was accepted, so the picture comes after the next start
     # (the engine may have been asked once already while the bot was going down: at least once, one picture).
     async with running_bot(tg, tmp_path, engine=engine, settings=settings) as run:
         picture = await run.photo_reply(ALICE_CHAT)
         assert is_photo(picture) and engine.fused and all(len(p) == 2 for p in engine.fused)
-        await tg.expect_no_message(chat_id=ALICE.id, within=0.3)
+        await tg.expect_no_message(chat_id=ALICE.id, after=run.finished())

@@ -182,7 +182,7 @@ async def test_a_party_is_refused_over_each_daily_limit_at_start_and_at_party(
 
         refused = await press(run, ALICE, lobby, button(lobby, "start"))
         assert refused["text"].startswith(refusal) and "\n" not in refused["text"] and alert(refused)
-        await tg.expect_no_message(chat_id=GROUP.id, within=0.3)
+        await tg.expect_no_message(chat_id=GROUP.id, after=run.finished())
         assert engine.fused == [] and lobby.buttons, "no group picture; the lobby stays open"
 
         assert (await press(run, ALICE, lobby, button(lobby, "cancel")))["text"] == texts.PARTY_CANCELLED_TOAST
@@ -190,7 +190,7 @@ async def test_a_party_is_refused_over_each_daily_limit_at_start_and_at_party(
         answer = await run.text_reply(GROUP)
         assert answer.text is not None and answer.text.startswith(refusal) and "\n" not in answer.text
         assert answer.reply_to_message_id == asked
-        await tg.expect_no_message(chat_id=GROUP.id, within=0.3)
+        await tg.expect_no_message(chat_id=GROUP.id, after=run.finished())
         assert await run.studio.store.open_party("telegram", str(GROUP.id)) is None, "no lobby was opened"
         assert engine.fused == []
 
@@ -218,7 +218,7 @@ async def test_forged_export_buttons_read_nothing(tg: FakeTelegram, tmp_path: Pa
         query = tg.press_button(GROUP, BOB, alices.message_id, f"do:export:original:{alices_node.root_id}",
                                 strict=False)
         assert (await tg.wait_for_callback_answer(query))["text"] == texts.UNKNOWN_BUTTON
-        await tg.expect_no_message(chat_id=GROUP.id, within=0.3)
+        await tg.expect_no_message(chat_id=GROUP.id, after=run.finished())
         assert len(tg.calls_of("sendDocument")) == documents, "nothing was sent"
 
         # The real button under a picture still exports that picture.
@@ -288,13 +288,14 @@ async def test_a_full_disk_at_the_result_says_so_keeps_the_job_and_delivers_once
         await disk.tried(3)  # saving is tried again
         [job] = await run.studio.store.unfinished_jobs()
         assert job.status in UNFINISHED and job.user_id == str(ALICE.id)
-        await tg.expect_no_message(chat_id=ALICE.id, within=0.3)  # told once, not at every try
+        # Told once, not at every try: two more tries, each after the last one's handling, and no word.
+        await tg.expect_no_message(chat_id=ALICE.id, after=disk.tried(5))
 
         FillsTheDisk.disk_full = False
         picture = await run.photo_reply(ALICE_CHAT)
         assert picture.reply_to_message_id == photo_id and picture.caption == "style: zombie"
         await run.settle()
-        await tg.expect_no_message(chat_id=ALICE.id, within=0.8)
+        await tg.expect_no_message(chat_id=ALICE.id, after=run.finished())
         assert len([m for m in tg.bot_messages if is_photo(m)]) == 1, "delivered exactly once"
         assert len(engine.calls) == 1, "the picture was made (and paid for) once"
         delivered = await run.studio.store.get_job(job.id)
@@ -316,6 +317,6 @@ async def test_a_result_waiting_for_space_survives_a_restart(tg: FakeTelegram, t
         picture = await run.photo_reply(ALICE_CHAT)
         assert picture.reply_to_message_id == photo_id
         await run.settle()
-        await tg.expect_no_message(chat_id=ALICE.id, within=0.5)
+        await tg.expect_no_message(chat_id=ALICE.id, after=run.finished())
         assert len([m for m in tg.bot_messages if is_photo(m)]) == 1
         assert await run.studio.store.unfinished_jobs() == []

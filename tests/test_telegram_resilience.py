@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -46,8 +45,7 @@ async def test_twenty_people_at_once_are_each_answered_exactly_once(tg: FakeTele
     async with running_bot(tg, tmp_path, engine=engine) as run:
         sent = {person.id: tg.send_photo(private(person), person, selfie, caption="/zombie") for person in people}
         results = await tg.wait_for_messages(20, is_photo, timeout=30)
-        await run.settle()
-        await asyncio.sleep(0.2)
+        await run.finished()
     assert sorted(m.chat_id for m in results) == sorted(sent)
     for person in people:
         [photo] = [m for m in tg.bot_messages if is_photo(m) and m.chat_id == person.id]
@@ -85,10 +83,9 @@ async def test_a_job_accepted_before_a_stop_is_delivered_once_after_restart(tg: 
         result = await run.photo_reply(ALICE_CHAT)
         assert result.reply_to_message_id == photo_id
         assert result.caption == "style: comic"
-        await run.settle()
-        await asyncio.sleep(0.3)
+        await run.finished()
     async with running_bot(tg, tmp_path, engine=engine) as run:  # and a third start sends nothing more
-        await asyncio.sleep(0.3)
+        await run.finished()  # whatever it resumed is done
     assert len(photos_to(tg, ALICE.id)) == 1
     assert len(engine.calls) == 1
 
@@ -103,7 +100,7 @@ async def test_flood_limit_on_send_photo_is_waited_out_and_delivered_once(tg: Fa
         tg.send_photo(ALICE_CHAT, ALICE, selfie, caption="/pixel")
         result = await run.photo_reply(ALICE_CHAT, timeout=15)
         await run.settle()
-        await tg.expect_no_message(chat_id=ALICE.id, within=0.3)
+        await tg.expect_no_message(chat_id=ALICE.id, after=run.finished())
     assert ("sendPhoto", 429) in [(m, s) for m, s, _ in tg.errors]
     assert len(tg.calls_of("sendPhoto")) == 2
     assert photos_to(tg, ALICE.id) == [result.message_id]
@@ -116,7 +113,7 @@ async def test_server_error_on_send_photo_is_retried_and_delivered_once(tg: Fake
         tg.send_photo(ALICE_CHAT, ALICE, selfie, caption="/pixel")
         result = await run.photo_reply(ALICE_CHAT, timeout=15)
         await run.settle()
-        await tg.expect_no_message(chat_id=ALICE.id, within=0.3)
+        await tg.expect_no_message(chat_id=ALICE.id, after=run.finished())
     assert len(tg.calls_of("sendPhoto")) == 2
     assert photos_to(tg, ALICE.id) == [result.message_id]
 
@@ -127,8 +124,7 @@ async def test_blocked_bot_marks_the_chat_and_does_not_retry(tg: FakeTelegram, t
         tg.fail_next("sendPhoto", 403, description="Forbidden: bot was blocked by the user")
         tg.send_photo(ALICE_CHAT, ALICE, selfie, caption="/pixel")
         await tg.wait_until(lambda: tg.calls_of("sendPhoto"), 10, "the delivery attempt")
-        await run.settle()
-        await asyncio.sleep(1.3)  # longer than the first delivery retry delay
+        await run.finished()  # the job is over: a retry would have been made within it
         assert len(tg.calls_of("sendPhoto")) == 1
         assert photos_to(tg, ALICE.id) == []
         assert await run.studio.store.is_chat_blocked("telegram", str(ALICE.id))
@@ -156,8 +152,7 @@ async def test_place_in_line_is_shown_and_updated_as_the_queue_moves(tg: FakeTel
         assert working["text"] == texts.WORKING
         await run.photo_reply(BOB_CHAT)
         await run.photo_reply(CAROL_CHAT)
-        await run.settle()
-        await asyncio.sleep(0.1)
+        await run.finished()
         assert bob_line.deleted and carol_line.deleted, "the place-in-line notes go once the pictures arrive"
 
 
@@ -173,8 +168,7 @@ async def test_cancel_a_queued_request(tg: FakeTelegram, tmp_path: Path, selfie:
         answer = await run.text_reply(BOB_CHAT)
         assert answer.text == texts.cancelled(1)
         await run.photo_reply(ALICE_CHAT)
-        await run.settle()
-        await asyncio.sleep(0.2)
+        await run.finished()
         assert line.deleted
         assert photos_to(tg, BOB.id) == []
         assert [call[2] for call in engine.calls] == ["zombie"]

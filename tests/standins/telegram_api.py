@@ -31,7 +31,7 @@ import mimetypes
 import re
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from typing import Any
@@ -300,6 +300,7 @@ class FakeTelegram:
         self.calls: list[tuple[str, dict[str, Any]]] = []
         self.errors: list[tuple[str, int, str]] = []  # (method, status, description) answered with ok=false
         self.updates: list[dict[str, Any]] = []  # every update ever queued (delivered or not)
+        self.handled: set[int] = set()  # update ids the bot reported handled (see `mark_handled`)
         self.file_downloads: list[str] = []  # file_id of every download served, in order
         self.webhook_url = ""
         self._runner: web.AppRunner | None = None
@@ -549,11 +550,36 @@ class FakeTelegram:
 
         return await self._wait(ready, timeout, f"the answer to callback query {query_id}")
 
-    async def expect_no_message(self, *, chat_id: int | None = None, within: float = 0.3) -> None:
-        """Fail if the bot sends (or already sent, unconsumed) a message within `within` seconds."""
-        await asyncio.sleep(within)
+    async def expect_no_message(self, *, chat_id: int | None = None, after: Awaitable[object]) -> None:
+        """Fail if the bot has sent a message not yet returned by a wait, once `after` is done.
+
+        `after` is the proof that the bot has finished whatever could still send something (every update
+        handled and every job done, say); waiting for it, not for some seconds, is what makes silence mean
+        something."""
+        await after
         if extra := self.unconsumed(chat_id):
             raise AssertionError(f"unexpected bot messages: {[self._summary(m) for m in extra]}")
+
+    # -- what the bot reports ------------------------------------------------------------------------
+
+    def mark_handled(self, update_id: int) -> None:
+        """Called by the test's bot once its handlers are done with an update."""
+        self.handled.add(update_id)
+        self._notify()
+
+    def first_unconfirmed_update(self) -> int:
+        """The id of the oldest update a newly started bot would still receive."""
+        if self._queue:
+            return int(self._queue[0]["update_id"])
+        return int(self.updates[-1]["update_id"]) + 1 if self.updates else 0
+
+    async def wait_handled(self, since: int = 0, timeout: float = 10.0) -> None:
+        """Wait until the bot has handled every update queued so far (from id `since` on)."""
+
+        def ready() -> bool | None:
+            return all(u["update_id"] in self.handled for u in self.updates if u["update_id"] >= since) or None
+
+        await self._wait(ready, timeout, "the bot to handle every update")
 
     async def _wait(self, ready: Callable[[], Any], timeout: float, what: str) -> Any:
         deadline = asyncio.get_running_loop().time() + timeout
