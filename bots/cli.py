@@ -132,7 +132,7 @@ async def run_bots(settings: Settings, stop: asyncio.Event | None = None) -> int
             started.append(playground)
         await studio.resume()
         # Retention runs once now and then hourly; it never stops the bot if it fails.
-        housekeeping = asyncio.create_task(studio.housekeeping(settings.storage.retention_days))
+        housekeeping = asyncio.create_task(studio.retention.housekeeping(settings.storage.retention_days))
         try:
             await stop.wait()
         finally:

@@ -51,6 +51,7 @@ from core.people import People
 from core.ports import ImageStore, Job, NewNode, Node, NodeKind, Preferences, SourceGone, Store
 from core.replies import Replies
 from core.requests import Button, Context, DeliveryRefused, ImageReply, Messenger, PhotoRef, ReplyTarget
+from core.retention import Retention
 from core.styles import STYLES, Style, get_style
 
 log = logging.getLogger(__name__)
@@ -62,7 +63,6 @@ WORKING_REFRESH_S = 4.5  # Telegram shows a chat action for 5 seconds
 DELIVERY_RETRY_DELAYS_S = (1.0, 3.0, 10.0)
 MAX_BUSY_ATTEMPTS = 8  # a job that met an outage this often is told to try later
 FULL_DISK_RETRY_S = 30.0  # a result that found the disk full is saved again this often, until it fits
-ORPHAN_AGE_S = 3600.0  # an image file nothing refers to after this long was left by a crash
 
 _Send = Callable[[], Awaitable[str]]
 
@@ -120,6 +120,7 @@ class Studio:
                                access=self.access, host=self, clock=clock)
         self.people = People(store=store, images=images, engine=engine, access=self.access, replies=self.replies,
                              gate=self.gate, node_here=self.node_here, model_choices=model_choices, sizes=sizes)
+        self.retention = Retention(store=store, images=images, clock=clock)  # history's age, orphan files
 
     # -- wiring --------------------------------------------------------------------------------
 
@@ -302,37 +303,6 @@ class Studio:
         except Exception:  # an unreadable preference costs the language, never the answer
             log.warning("could not read the language of %s:%s", ctx.chat.platform, ctx.person.id, exc_info=True)
             i18n.set_language(ctx.person.language)
-
-    async def purge_expired(self, retention_days: int) -> int:
-        """Delete images and history older than the retention period; returns files deleted."""
-        if retention_days <= 0:
-            return 0
-        orphans = await self.store.purge_older_than(time.time() - retention_days * 86400)
-        for sha in orphans:
-            await self.images.delete(sha)
-        if orphans:
-            log.info("retention: deleted %d image(s) older than %d days", len(orphans), retention_days)
-        return len(orphans)
-
-    async def sweep_orphans(self) -> int:
-        """Delete image files left without a node (by a crash) for over ORPHAN_AGE_S; returns how many."""
-        swept = await self.images.sweep_orphans(ORPHAN_AGE_S)
-        if swept:
-            log.info("housekeeping: deleted %d image file(s) nothing referred to", swept)
-        return swept
-
-    async def housekeeping(self, retention_days: int, every_s: float = 3600.0) -> None:
-        """Run retention and the orphan sweep forever, once at start and then every `every_s` seconds."""
-        while True:
-            try:
-                await self.purge_expired(retention_days)
-            except Exception:
-                log.exception("retention purge failed")
-            try:
-                await self.sweep_orphans()
-            except Exception:
-                log.exception("orphan sweep failed")
-            await self.clock.sleep(every_s)
 
     # -- admission -------------------------------------------------------------------------------
 

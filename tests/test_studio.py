@@ -338,10 +338,10 @@ async def test_retention_purges_old_images(tmp_path: Path, selfie: bytes) -> Non
     h, store = await studio_with(tmp_path)
     await h.studio.style(ctx("1"), "zombie", photo(selfie, "1"))
     await h.settle()
-    assert await h.studio.purge_expired(30) == 0  # fresh images stay
+    assert await h.studio.retention.purge_expired(30) == 0  # fresh images stay
     await store._db.execute("UPDATE nodes SET created_at = created_at - 31 * 86400")
     await store._db.commit()
-    assert await h.studio.purge_expired(30) == 2
+    assert await h.studio.retention.purge_expired(30) == 2
     assert not [p for p in (tmp_path / "images").rglob("*") if p.is_file()]
     await h.studio.aclose()
     await store.close()
@@ -369,7 +369,7 @@ async def test_retention_also_removes_old_parties_and_the_settings_of_people_gon
     assert recent is not None
     assert (await store.get_preferences("person", "test", quiet.id)).persona  # read, so kept in memory too
 
-    await h.studio.purge_expired(30)
+    await h.studio.retention.purge_expired(30)
     assert await store.get_party(old.id) is None
     members = await store._db.execute_fetchall("SELECT COUNT(*) FROM party_members WHERE party_id = ?", (old.id,))
     assert next(iter(members))[0] == 0
@@ -406,7 +406,7 @@ async def test_an_image_file_nothing_refers_to_is_swept_after_an_hour(tmp_path: 
     for path in (*kept, orphan, temporary):
         _hours_ago(path, 2)
 
-    assert await h.studio.sweep_orphans() == 2
+    assert await h.studio.retention.sweep_orphans() == 2
     assert _files(tmp_path) == {*kept, fresh}
     # Ada's pictures are all still there: a restart (nothing in memory) edits her avatar from disk.
     await h.studio.aclose()
@@ -420,7 +420,7 @@ async def test_an_image_file_nothing_refers_to_is_swept_after_an_hour(tmp_path: 
     again = images.path(await images.put(b"the same selfie, sent twice"))
     _hours_ago(again, 2)
     await h2.studio.images.put(b"the same selfie, sent twice")
-    assert await h2.studio.sweep_orphans() == 0 and again.exists()
+    assert await h2.studio.retention.sweep_orphans() == 0 and again.exists()
     await h2.studio.aclose()
     await store.close()
 
@@ -431,7 +431,7 @@ async def test_housekeeping_sweeps_orphans_even_when_history_is_kept_forever(tmp
     assert isinstance(images, FileImageStore)
     orphan = images.path(await images.put(b"left by a crash"))
     _hours_ago(orphan, 2)
-    housekeeping = asyncio.create_task(h.studio.housekeeping(retention_days=0))
+    housekeeping = asyncio.create_task(h.studio.retention.housekeeping(retention_days=0))
     try:
         async with asyncio.timeout(10):
             while orphan.exists():  # noqa: ASYNC110 - waiting for the task's file work in its thread
