@@ -8,7 +8,7 @@ command menus front-ends publish (Telegram's setMyCommands), so a command exists
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from core import texts
 from core.actions import PartyPress, encode
@@ -54,7 +54,6 @@ class Typed:
     replied_to: str | None = None  # the message it replies to, whoever sent it
     replied_to_ours: bool = False  # that message is one of the bot's (a result, a lobby)
     photo: PhotoRef | None = None  # the photo that came with it: attached, or the replied-to photo
-    photos: list[PhotoRef] = field(default_factory=list)  # /fuse with several
     addressed: bool = True  # clearly meant for this bot: an unknown command gets an answer
     personal_settings: bool = False  # /settings and /model act on the person's own choices here
 
@@ -102,8 +101,8 @@ class Commands:
         elif name == "join":
             await self._join(ctx, typed)
         elif name == "fuse":
-            photos = typed.photos or ([typed.photo] if typed.photo is not None else [])
-            await studio.fuse(ctx, photos, args)  # it explains how many photos it needs
+            # One photo (or none) outside an album: it explains how many it needs.
+            await studio.fuse(ctx, [typed.photo] if typed.photo is not None else [], args)
         elif get_style(name) is not None:
             # A reply to one of our results restyles the selfie behind it, found through the studio.
             await studio.style(ctx, name, typed.photo, typed.replied_to)

@@ -91,19 +91,17 @@ class People:
     @property
     def choices(self) -> list[str]:
         """The models people may choose among; a retired one shows as the model that replaced it."""
+        return list(dict.fromkeys(self.drawing(m) for m in self._offered))
+
+    def drawing(self, model: str) -> str:
+        """A model as it draws today: a retired one's successor (the offline engine never retires)."""
         engine = self.engine
-        if isinstance(engine, ModelRouter):
-            return list(dict.fromkeys(m if m == OFFLINE else engine.resolve(m) for m in self._offered))
-        return self._offered
+        return engine.resolve(model) if model != OFFLINE and isinstance(engine, ModelRouter) else model
 
     def model_of(self, prefs: Preferences) -> str:
         """The model that will draw: the chosen one if the operator offers it, else the default."""
-        engine = self.engine
-        chosen = engine.resolve(prefs.model) if prefs.model and isinstance(engine, ModelRouter) \
-            and prefs.model != OFFLINE else prefs.model
-        if chosen in self.choices:
-            return str(chosen)
-        return engine.model
+        chosen = self.drawing(prefs.model) if prefs.model else None
+        return chosen if chosen is not None and chosen in self.choices else self.engine.model
 
     def engine_for(self, prefs: Preferences) -> ImageEngine:
         engine = self.engine
@@ -127,7 +125,7 @@ class People:
         model = self.model_of(prefs)
         info = model_info(model)
         found = []
-        if prefs.model and model_of_choice(self, prefs.model) not in self.choices:
+        if prefs.model and self.drawing(prefs.model) not in self.choices:
             found.append(texts.setting_unsupported(model, _("the model"), prefs.model, self.choices))
         if prefs.aspect_ratio and prefs.aspect_ratio not in info.aspect_ratios:
             found.append(texts.setting_unsupported(model, _("aspect ratio"), prefs.aspect_ratio,
@@ -417,12 +415,6 @@ class People:
         if delivery == "both":
             sent.append(await messenger.send_file(target, reply))
         return sent
-
-
-def model_of_choice(people: People, model: str) -> str:
-    """A stored model choice as it draws today (a retired model's successor)."""
-    engine = people.engine
-    return engine.resolve(model) if model != OFFLINE and isinstance(engine, ModelRouter) else model
 
 
 def _replace(prefs: Preferences, **changes: object) -> Preferences:
