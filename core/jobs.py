@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 
 Work = Callable[[Job], Awaitable[None]]
 PositionsChanged = Callable[[list[tuple[Job, int]]], Awaitable[None]]
+Cancelled = Callable[[Job], Awaitable[None]]
 
 
 class Requeue(Exception):
@@ -39,12 +40,14 @@ def _person(job: Job) -> tuple[str, str]:
 
 class JobRunner:
     def __init__(self, store: JobStore, work: Work, *, concurrency: int,
-                 on_positions: PositionsChanged | None = None, clock: Clock = SYSTEM_CLOCK) -> None:
+                 on_positions: PositionsChanged | None = None, on_cancelled: Cancelled | None = None,
+                 clock: Clock = SYSTEM_CLOCK) -> None:
         self._store = store
         self._clock = clock
         self._work = work
         self._concurrency = concurrency
-        self._on_positions = on_positions
+        self._on_positions = on_positions  # waiting jobs whose place in line changed
+        self._on_cancelled = on_cancelled  # each job `cancel_for` took out, once it is recorded
         self._waiting: list[Job] = []  # in serving order: by (round, arrival)
         self._keys: dict[int, tuple[int, int]] = {}  # job id -> (round, arrival), fixed at enqueue
         self._last_round: dict[tuple[str, str], int] = {}  # each person's latest round
@@ -126,6 +129,9 @@ class JobRunner:
         for job in cancelled:
             await self._store.update_job(job.id, status="cancelled")
         self._dispatch()
+        if self._on_cancelled is not None:
+            for job in cancelled:
+                await self._on_cancelled(job)
         return cancelled
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -134,6 +140,11 @@ class JobRunner:
         """Wait until nothing is waiting or running (tests and graceful shutdown)."""
         async with asyncio.timeout(timeout):
             await self._idle.wait()
+
+    async def wait_reported(self) -> None:
+        """Wait until the position reports already under way are done (tests: nothing more will be said)."""
+        if self._side_tasks:
+            await asyncio.wait(set(self._side_tasks))
 
     async def aclose(self) -> None:
         """Stop; unfinished rows stay in the table and are resumed at the next start."""

@@ -69,3 +69,22 @@ def test_no_module_imports_another_modules_private_names() -> None:
                 # `_` is gettext, by convention; anything else with a leading underscore is private.
                 private = [n for n in names if n.startswith("_") and not n.startswith("__") and n != "_"]
                 assert not private, f"{module} imports {private} from {imported}"
+
+
+def test_core_reaches_into_no_other_objects_private_attributes() -> None:
+    """`x._name` is read or written only when `x` is `self` or `cls`: an object's underscore state is its own."""
+    found = []
+    for module, tree in _modules("core").items():
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.Attribute):
+                continue
+            name = node.attr
+            if not name.startswith("_") or (name.startswith("__") and name.endswith("__")):
+                continue
+            owner = node.value
+            if isinstance(owner, ast.Name) and owner.id in ("self", "cls"):
+                continue
+            if isinstance(owner, ast.Call) and isinstance(owner.func, ast.Name) and owner.func.id == "super":
+                continue  # the object's own, as its base class defines it
+            found.append(f"{module}:{node.lineno} {ast.unparse(node)}")
+    assert not found, "private attributes of other objects: " + ", ".join(found)

@@ -18,12 +18,19 @@ from PIL import Image
 from telegram import Update
 from telegram.ext import AIORateLimiter, ContextTypes, TypeHandler
 
-from bots.cli import open_studio
 from bots.telegram_bot import TelegramBot, TelegramMessenger
+from core.breaker import CircuitBreaker
+from core.clock import SYSTEM_CLOCK, Clock
 from core.config import Settings, load_settings
 from core.engines.base import ImageEngine
+from core.engines.factory import build_engine
+from core.intake_pool import Intake
 from core.requests import Messenger
 from core.studio import Studio
+from core.worker import FULL_DISK_RETRY_S
+from storage.files import keep_private
+from storage.images import FileImageStore
+from storage.sqlite import SqliteStore
 from tests.standins.telegram_api import Chat, FakeTelegram, SentMessage, User
 
 FIXTURE = Path(__file__).parent / "fixtures" / "astronaut.png"
@@ -101,9 +108,7 @@ class Running:
                 await asyncio.wait(albums)
             await self.studio.jobs.wait_idle()
             # Sends under way, and the queue's place-in-line notes (which delete themselves once moot).
-            pending = set(self.studio._deliveries) | set(self.studio.jobs._side_tasks)
-            if pending:
-                await asyncio.wait(pending)
+            await asyncio.gather(self.studio.worker.drain(), self.studio.jobs.wait_reported())
 
 
 def make_settings(tg: FakeTelegram, data_dir: Path, *, concurrency: int = 8,
@@ -120,13 +125,41 @@ def make_settings(tg: FakeTelegram, data_dir: Path, *, concurrency: int = 8,
 
 
 @contextlib.asynccontextmanager
+async def open_studio(settings: Settings, engine: ImageEngine | None, *, clock: Clock,
+                      breaker: CircuitBreaker | None, full_disk_retry_s: float) -> AsyncIterator[Studio]:
+    """`bots.cli.open_studio`'s wiring (SQLite and the image store under `[storage] dir`), with the studio's
+    timings a test sets: a failed send is tried again as often, sooner; its own clock and breaker."""
+    data_dir = settings.storage.dir
+    keep_private(data_dir, data_dir / "pixme.sqlite3")
+    store = await SqliteStore.open(data_dir / "pixme.sqlite3")
+    engine = engine or build_engine(settings)
+    studio = Studio(store=store, images=FileImageStore(data_dir, store), engine=engine,
+                    limits=settings.limits, access=settings.access, input_max_px=settings.engine.input_max_px,
+                    party=settings.party, intake=Intake(settings.intake),
+                    model_choices=settings.gemini.choices if engine.name == "gemini" else None,
+                    sizes=list(settings.gemini.sizes),
+                    delivery_retry_delays=(0.05, 0.1, 0.2), full_disk_retry_s=full_disk_retry_s,
+                    breaker=breaker, clock=clock)
+    try:
+        yield studio
+    finally:
+        await studio.aclose()
+        await engine.aclose()
+        await store.close()
+
+
+@contextlib.asynccontextmanager
 async def running_bot(tg: FakeTelegram, data_dir: Path, *, engine: ImageEngine | None = None,
                       concurrency: int = 8, admins: list[str] | None = None,
-                      settings: Settings | None = None, **limits: Any) -> AsyncIterator[Running]:
-    """What `pixme run` does for Telegram: studio on SQLite, the bot started, unfinished jobs resumed."""
+                      settings: Settings | None = None, clock: Clock = SYSTEM_CLOCK,
+                      breaker: CircuitBreaker | None = None, full_disk_retry_s: float = FULL_DISK_RETRY_S,
+                      **limits: Any) -> AsyncIterator[Running]:
+    """What `pixme run` does for Telegram: studio on SQLite, the bot started, unfinished jobs resumed.
+    `clock` keeps the core's waits (party deadlines among them); `breaker` and `full_disk_retry_s` as the test
+    needs them."""
     settings = settings or make_settings(tg, data_dir, concurrency=concurrency, admins=admins, **limits)
-    async with open_studio(settings, engine) as studio:
-        studio._delivery_retry_delays = (0.05, 0.1, 0.2)  # a failed send is tried again as often, sooner
+    async with open_studio(settings, engine, clock=clock, breaker=breaker,
+                           full_disk_retry_s=full_disk_retry_s) as studio:
         bot = TelegramBot(settings.telegram, studio, engine_name=studio.engine.name)
         limiter = bot.application.bot.rate_limiter
         if isinstance(limiter, AIORateLimiter):
