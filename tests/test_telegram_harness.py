@@ -19,7 +19,7 @@ from telegram import Update
 from telegram.ext import AIORateLimiter, ContextTypes, TypeHandler
 
 from bots.cli import open_studio
-from bots.telegram_bot import TelegramBot, TelegramMessenger
+from bots.telegram import TelegramBot, TelegramMessenger
 from core.config import Settings, load_settings
 from core.engines.base import ImageEngine
 from core.requests import Messenger
