@@ -21,17 +21,13 @@ from discord import app_commands
 
 from bots.discord import shim
 from bots.discord.components import (
+    DYNAMIC_ITEMS,
     EDIT_FIELD,
-    EDIT_MODAL_PREFIX,
-    ExportButton,
-    NodeButton,
     PickStyle,
-    PressButton,
     Restyle,
-    SettingSelect,
-    StepPick,
     components_view,
     edit_modal,
+    edit_prompt_of,
     settings_view,
 )
 from bots.discord.convert import (
@@ -159,8 +155,7 @@ class DiscordBot:
         intents.dm_messages = True
         intents.message_content = message_content
         client = _Client(self, intents=intents, guild_ready_timeout=self.guild_ready_timeout)
-        client.add_dynamic_items(NodeButton, PickStyle, Restyle, PressButton, ExportButton, SettingSelect,
-                                 StepPick)
+        client.add_dynamic_items(*DYNAMIC_ITEMS)
         self._add_commands(client.tree)
         client.event(self.on_message)
         client.event(self.on_interaction)
@@ -564,11 +559,11 @@ class DiscordBot:
         if interaction.type is not discord.InteractionType.modal_submit:
             return
         data: dict[str, Any] = dict(interaction.data or {})
-        custom_id = str(data.get("custom_id", ""))
-        if not custom_id.startswith(EDIT_MODAL_PREFIX):
+        prompt = edit_prompt_of(str(data.get("custom_id", "")))
+        if prompt is None:
             return
         try:
-            node_id = int(custom_id.removeprefix(EDIT_MODAL_PREFIX))
+            node_id = prompt.node_id
             instruction = _modal_value(data, EDIT_FIELD)
             pressed = interaction.message.id if interaction.message is not None else interaction.id
             ctx = interaction_context(interaction, pressed)

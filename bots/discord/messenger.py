@@ -16,7 +16,7 @@ import discord
 from PIL import Image
 
 from bots.discord import shim
-from bots.discord.components import PickStyle, StepPick, components_view, press_view, result_view
+from bots.discord.components import PickStyle, StepSelect, components_view, press_view, result_view
 from bots.discord.convert import caption
 from core import texts
 from core.requests import Button, DeliveryRefused, ImageReply, ReplyTarget
@@ -209,7 +209,7 @@ class DiscordMessenger:
             content = "\n".join([*(f"{start + i + 1}. {step}" for i, step in enumerate(steps)),
                                   "", texts.DISCORD_HISTORY_HINT])
             view = components_view()
-            view.add_item(StepPick([discord.SelectOption(label=f"{start + i + 1}. {step}"[:100],
+            view.add_item(StepSelect([discord.SelectOption(label=f"{start + i + 1}. {step}"[:100],
                                                          value=str(r.node_id))
                                     for i, (r, step) in enumerate(zip(chunk, steps, strict=True))]))
 

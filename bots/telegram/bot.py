@@ -29,8 +29,9 @@ from telegram.ext import (
 )
 
 from bots.telegram.http import AiohttpRequest
-from bots.telegram.messenger import STYLE_BUTTON_PREFIX, TelegramMessenger
+from bots.telegram.messenger import TelegramMessenger
 from core import i18n, texts
+from core.actions import StyleChoice, parse
 from core.commands import COMMANDS, Commands, Typed
 from core.config import TelegramSettings
 from core.i18n import _
@@ -348,9 +349,9 @@ class TelegramBot:
             menu = query.message if isinstance(query.message, Message) else None
             if menu is not None:
                 await self.studio.speak_to(self._context(menu, query.from_user))
-            if data.startswith(STYLE_BUTTON_PREFIX):
-                await self._style_button(query.answer, data.removeprefix(STYLE_BUTTON_PREFIX), menu,
-                                         query.from_user)
+            choice = parse(data)
+            if isinstance(choice, StyleChoice):  # a style under a photo (its menu replies to the photo)
+                await self._style_button(query.answer, choice.style_id, menu, query.from_user)
                 return
             action = self.messenger.action_of(data)
             if action is None or menu is None:

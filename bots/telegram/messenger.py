@@ -20,7 +20,7 @@ from telegram.constants import ChatAction
 from telegram.error import BadRequest, Forbidden
 
 from core import texts
-from core.actions import ExportPress, encode
+from core.actions import ExportPress, StyleChoice, encode
 from core.requests import Button, DeliveryRefused, ImageReply, ReplyTarget
 from core.styles import Style
 
@@ -31,7 +31,6 @@ CAPTION_LIMIT = 1024
 ALBUM_LIMIT = 10  # photos in one sendMediaGroup
 TEXT_LIMIT = 4096
 CALLBACK_DATA_LIMIT = 64  # bytes, Telegram's limit for callback_data
-STYLE_BUTTON_PREFIX = "style:"
 ACTION_BUTTON_PREFIX = "do:"
 LONG_ACTION_PREFIX = "k:"  # an action too long for callback_data, kept in memory under a hash
 # sendPhoto refuses some images (too big, odd dimensions); those still go out as a file.
@@ -170,7 +169,7 @@ class TelegramMessenger:
         return first
 
     async def send_style_menu(self, target: ReplyTarget, text: str, styles: list[Style]) -> str:
-        buttons = [InlineKeyboardButton(s.label, callback_data=STYLE_BUTTON_PREFIX + s.id) for s in styles]
+        buttons = [InlineKeyboardButton(s.label, callback_data=encode(StyleChoice(s.id))) for s in styles]
         return await self._send_keyboard(target, text, buttons, per_row=2)
 
     async def send_buttons(self, target: ReplyTarget, text: str, buttons: list[Button]) -> str:
