@@ -1,10 +1,11 @@
-"""Discord adapter: discord.py interactions and messages -> studio calls, studio replies -> Discord.
+"""Discord adapter: discord.py interactions and messages -> core calls, core's replies -> Discord.
 
-It only translates. Slash commands, the "Pix Me" message menu, result buttons, the edit modal and
-replies to the bot's pictures become studio calls; the studio answers through `DiscordMessenger`.
-Buttons carry the node id in their `custom_id` (`discord.ui.DynamicItem`), so they keep working
-after a restart. Results of slash commands are interaction follow-ups while the interaction token
-lives (15 minutes); after that, or after a restart, they are channel messages replying to the request.
+It only translates. Slash commands come from core's command table (`bots/discord/commands.py`) and go
+through `Commands.dispatch`; the "Pix Me" message menu, result buttons, the edit modal and replies to the
+bot's pictures become studio calls; the studio answers through `DiscordMessenger`. Components carry core
+actions in their `custom_id` (`bots/discord/components.py`), so they keep working after a restart.
+Results of slash commands are interaction follow-ups while the interaction token lives (15 minutes);
+after that, or after a restart, they are channel messages replying to the request.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import discord
 from discord import app_commands
 
 from bots.discord import shim
+from bots.discord.commands import slash_commands, typed_of
 from bots.discord.components import (
     DYNAMIC_ITEMS,
     EDIT_FIELD,
@@ -42,14 +44,13 @@ from bots.discord.convert import (
 )
 from bots.discord.messenger import TOKEN_LIFETIME_S, DiscordMessenger
 from core import i18n, texts
+from core.commands import CommandInfo, Commands
 from core.config import DiscordSettings
-from core.i18n import N_, _
+from core.i18n import _
 from core.intake import IntakeError
-from core.parties import DEFAULT_STYLE, MAX_THEME_CHARS
-from core.ports import MAX_PERSONA_CHARS
 from core.requests import Context, PhotoRef
 from core.studio import Studio
-from core.styles import STYLES, get_style
+from core.styles import get_style
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -140,6 +141,7 @@ class DiscordBot:
         self.settings = settings
         self.studio = studio
         self.engine_name = engine_name
+        self.commands = Commands(studio, engine_name=engine_name)
         self.guild_ready_timeout = guild_ready_timeout
         self._ready = asyncio.Event()
         self.client = self._build_client(message_content)
@@ -213,97 +215,100 @@ class DiscordBot:
     # -- commands --------------------------------------------------------------------------------
 
     def _add_commands(self, tree: app_commands.CommandTree[_Client]) -> None:
-        # Descriptions and choice names are English here and translated per Discord locale by _Translator.
-        choices = [app_commands.Choice(name=f"{s.emoji} {s.title} — {s.description}"[:100], value=s.id)
-                   for s in STYLES]
-        photo_about = N_("A selfie (JPEG, PNG, WebP, GIF, HEIC)")
-
-        @app_commands.command(name="avatar", description=N_("Turn a selfie into an avatar in a style"))
-        @app_commands.describe(style=N_("The look you want"), photo=photo_about)
-        @app_commands.choices(style=choices)
-        async def avatar(interaction: discord.Interaction, style: app_commands.Choice[str],
-                         photo: discord.Attachment) -> None:
-            await self.guarded(interaction, self.on_avatar(interaction, style.value, photo))
-
-        @app_commands.command(name="styles", description=N_("List every style"))
-        async def styles(interaction: discord.Interaction) -> None:
-            await self.guarded(interaction, self._tell(interaction, lambda: texts.styles_list(prefix="")))
-
-        @app_commands.command(name="cancel", description=N_("Stop your waiting and running requests here"))
-        async def cancel(interaction: discord.Interaction) -> None:
-            await self.guarded(interaction, self._privately(interaction, self.studio.cancel))
-
-        @app_commands.command(name="forget", description=N_("Delete everything Pix Me! keeps about you"))
-        async def forget(interaction: discord.Interaction) -> None:
-            await self.guarded(interaction, self._privately(interaction, self.studio.forget))
-
-        @app_commands.command(name="help", description=N_("How Pix Me! works"))
-        async def help_(interaction: discord.Interaction) -> None:
-            await self.guarded(interaction, self._tell(interaction, lambda: texts.discord_help(self.engine_name)))
-
-        @app_commands.command(name="settings", description=N_("Your model, aspect ratio, size and delivery "
-                                                                 "(in a server: its defaults, for admins)"))
-        async def settings(interaction: discord.Interaction) -> None:
-            await self.guarded(interaction, self.on_settings(interaction))
-
-        @app_commands.command(name="persona", description=N_("A few words about you that every picture should suit"))
-        @app_commands.describe(about=N_("e.g. “a DJ from Lagos who loves neon and gold” — or “clear”"))
-        async def persona(interaction: discord.Interaction,
-                          about: app_commands.Range[str, None, MAX_PERSONA_CHARS] | None = None) -> None:
-            await self.guarded(interaction, self._privately(
-                interaction, lambda ctx: self.studio.people.persona(ctx, about or "")))
-
-        @app_commands.command(name="history", description=N_("Your last 10 pictures here, to continue from"))
-        async def history(interaction: discord.Interaction) -> None:
-            await self.guarded(interaction, self.on_history(interaction))
-
-        @app_commands.command(name="language", description=N_("The language Pix Me! speaks with you"))
-        @app_commands.describe(language=N_("Leave empty to follow your Discord language"))
-        @app_commands.choices(language=[app_commands.Choice(name=name, value=code)
-                                        for code, name in i18n.LANGUAGES.items()])
-        async def language(interaction: discord.Interaction,
-                           language: app_commands.Choice[str] | None = None) -> None:
-            await self.guarded(interaction, self._privately(
-                interaction, lambda ctx: self.studio.people.language(ctx, language.value if language else "auto")))
+        """The slash commands of core's table, and the "Pix Me" message menu (not a command: a message's)."""
+        for command in slash_commands(self.run_command):
+            tree.add_command(command)
 
         async def pix_me(interaction: discord.Interaction, message: discord.Message) -> None:
             await self.guarded(interaction, self.on_pix_me(interaction, message))
 
-        party = app_commands.Group(name="party", description=N_("Avatar parties: everyone's selfies in one picture"),
-                                   guild_only=True)
-
-        @party.command(name="open", description=N_("Open a party lobby in this channel"))
-        @app_commands.describe(style=N_("The look of the group picture"), theme=N_("What the picture is about"))
-        @app_commands.choices(style=choices)
-        async def party_open(interaction: discord.Interaction, style: app_commands.Choice[str] | None = None,
-                             theme: app_commands.Range[str, None, MAX_THEME_CHARS] | None = None) -> None:
-            await self.guarded(interaction, self.on_party_open(interaction, style.value if style else DEFAULT_STYLE,
-                                                               theme or ""))
-
-        @party.command(name="join", description=N_("Join this channel's party with your selfie"))
-        @app_commands.describe(photo=photo_about)
-        async def party_join(interaction: discord.Interaction, photo: discord.Attachment) -> None:
-            await self.guarded(interaction, self.on_party_join(interaction, photo))
-
-        @app_commands.command(name="fuse", description=N_("Blend 2–8 photos into one picture"))
-        @app_commands.describe(instruction=N_("What to make of them, e.g. “best friends at the fair”"),
-                               style=N_("The look of the picture"))
-        @app_commands.choices(style=choices)
-        async def fuse(interaction: discord.Interaction, photo1: discord.Attachment, photo2: discord.Attachment,
-                       photo3: discord.Attachment | None = None, photo4: discord.Attachment | None = None,
-                       photo5: discord.Attachment | None = None, photo6: discord.Attachment | None = None,
-                       photo7: discord.Attachment | None = None, photo8: discord.Attachment | None = None,
-                       instruction: app_commands.Range[str, None, MAX_THEME_CHARS] | None = None,
-                       style: app_commands.Choice[str] | None = None) -> None:
-            photos = [p for p in (photo1, photo2, photo3, photo4, photo5, photo6, photo7, photo8) if p is not None]
-            await self.guarded(interaction, self.on_fuse(interaction, photos, style.value if style else DEFAULT_STYLE,
-                                                         instruction or ""))
-
-        commands: list[app_commands.Command[Any, Any, Any] | app_commands.Group] = [
-            avatar, party, fuse, styles, help_, cancel, forget, settings, persona, history, language]
-        for command in commands:
-            tree.add_command(command)
         tree.add_command(app_commands.ContextMenu(name=MENU_NAME, callback=pix_me))
+
+    async def run_command(self, interaction: discord.Interaction, info: CommandInfo, values: dict[str, Any]) -> None:
+        """A slash command: what Discord typed into a `Typed`, the interaction into a `Context`, then core's
+        `Commands.dispatch`. The answers go through the interaction (see `DiscordMessenger.remember`)."""
+        await self.guarded(interaction, self._run_command(interaction, info, values))
+
+    async def _run_command(self, interaction: discord.Interaction, info: CommandInfo, values: dict[str, Any]) -> None:
+        slash = info.slash
+        assert slash is not None
+        attachments = [v for o in slash.options if o.kind == "photo" and isinstance(v := values.get(o.name),
+                                                                                      discord.Attachment)]
+        # What Discord already says about the files, and which lobby a command means, is answered privately
+        # before anyone sees "thinking…".
+        refusal, lobby = await self._before_answering(interaction, info, attachments)
+        if refusal is not None:
+            if refusal:
+                await interaction.response.send_message(refusal, ephemeral=True)
+            return
+        request_id = str(interaction.id)
+        if slash.deferred:
+            answer = await interaction.response.defer(ephemeral=slash.private, thinking=True)
+            request_id = str((answer.message_id if answer is not None else None) or interaction.id)
+        photos = [attachment_photo(a) for a in attachments]
+        if info.name == "avatar" and attachments:
+            checked = await self._checked_photo(interaction, attachments[0])
+            if checked is None:
+                return
+            photos = [checked]
+        self.messenger.remember(request_id, interaction, ephemeral=slash.private, responded=slash.deferred)
+        ctx = interaction_context(interaction, request_id)
+        try:
+            await self.commands.dispatch(ctx, typed_of(info, values, photos, lobby))
+        finally:
+            if info.name == "party":  # the lobby is out: what replies to it later goes to the channel
+                self.messenger.settle(request_id)
+        if slash.deferred and not self.messenger.answered(request_id):
+            await self._nothing_said(interaction, info, ctx)
+
+    async def _before_answering(self, interaction: discord.Interaction, info: CommandInfo,
+                                attachments: list[discord.Attachment]) -> tuple[str | None, str | None]:
+        """A private refusal ("" when already said; None to go on), and the lobby message the command stands
+        for a reply to: `/party join` means this channel's open party, as replying to its lobby does."""
+        if info.name == "avatar" and await self._refuse_if_not_allowed(interaction):
+            return "", None  # a refused person hears it before anything is downloaded
+        problem = next((p for p in map(declared_problem, attachments) if p is not None), None)
+        if problem is not None:
+            return problem, None
+        if info.name not in ("party", "join"):
+            return None, None
+        party = await self.studio.parties.open_in(PLATFORM, str(interaction.channel_id))
+        lobby = party.lobby_message if party is not None else None
+        if info.name == "join":
+            return (None, lobby) if lobby is not None else (texts.DISCORD_PARTY_NONE, None)
+        # A second /party open points privately to the open lobby instead of opening another.
+        return (texts.discord_party_already_open(self._jump_url(interaction, lobby)) if lobby is not None else None,
+                None)
+
+    async def _nothing_said(self, interaction: discord.Interaction, info: CommandInfo, ctx: Context) -> None:
+        """The command's use case answered nothing through the interaction: the thinking message goes (a party
+        someone else opened a moment ago), or says what happened (a selfie in the party)."""
+        if info.name == "join":
+            party = await self.studio.parties.open_in(PLATFORM, ctx.chat.id)
+            member = party.member(ctx.person.id) if party is not None else None
+            if member is not None and member.node_id is not None:
+                await interaction.followup.send(texts.DISCORD_PARTY_JOINED, ephemeral=True)
+                return
+        if info.name in ("party", "join"):
+            with contextlib.suppress(discord.HTTPException):
+                await interaction.delete_original_response()
+
+    async def _checked_photo(self, interaction: discord.Interaction, attachment: discord.Attachment) -> PhotoRef | None:
+        """The photo downloaded and through intake's checks, so a bad file is refused privately before anything
+        is queued; None once refused."""
+        try:
+            data = await self._checked_download(interaction, attachment)
+        except IntakeError as refusal:
+            await self._refuse_privately(interaction, refusal.message)
+            return None
+        except (discord.HTTPException, OSError):
+            await self._refuse_privately(interaction, texts.DOWNLOAD_FAILED)
+            return None
+
+        async def fetch() -> bytes:
+            return data
+
+        return PhotoRef(fetch=fetch, size=attachment.size, mime=attachment.content_type, file_name=attachment.filename)
 
     async def guarded(self, interaction: discord.Interaction, work: Coroutine[Any, Any, Any]) -> None:
         """Every interaction: speak the person's language, and let nothing escape into discord.py (the
@@ -315,11 +320,6 @@ class DiscordBot:
             log.exception("discord: handling an interaction failed")
         finally:
             work.close()  # never awaited if speaking failed; closing a finished coroutine is a no-op
-
-    @staticmethod
-    async def _tell(interaction: discord.Interaction, text: Callable[[], str]) -> None:
-        """A private answer made in the person's language."""
-        await interaction.response.send_message(text(), ephemeral=True)
 
     async def _checked_download(self, interaction: discord.Interaction, attachment: discord.Attachment) -> bytes:
         """Download and run the intake checks, so a bad file is refused before anything is queued (one at a
@@ -342,91 +342,11 @@ class DiscordBot:
             await interaction.delete_original_response()
         await interaction.followup.send(text, ephemeral=True)
 
-    async def on_avatar(self, interaction: discord.Interaction, style_id: str, photo: discord.Attachment) -> None:
-        if await self._refuse_if_not_allowed(interaction):
-            return
-        problem = declared_problem(photo)
-        if problem is not None:
-            await interaction.response.send_message(problem, ephemeral=True)
-            return
-        answer = await interaction.response.defer(thinking=True)
-        request_id = str((answer.message_id if answer is not None else None) or interaction.id)
-        try:
-            data = await self._checked_download(interaction, photo)
-        except IntakeError as refusal:
-            await self._refuse_privately(interaction, refusal.message)
-            return
-        except (discord.HTTPException, OSError):
-            await self._refuse_privately(interaction, texts.DOWNLOAD_FAILED)
-            return
-        self.messenger.remember(request_id, interaction)
-
-        async def fetch() -> bytes:
-            return data
-
-        ref = PhotoRef(fetch=fetch, size=photo.size, mime=photo.content_type, file_name=photo.filename)
-        await self.studio.style(interaction_context(interaction, request_id), style_id, ref)
-
     # -- parties and fusion ------------------------------------------------------------------------
 
     def _jump_url(self, interaction: discord.Interaction, message_id: str) -> str:
         channel = self.client.get_partial_messageable(interaction.channel_id or 0, guild_id=interaction.guild_id)
         return channel.get_partial_message(int(message_id)).jump_url
-
-    async def on_party_open(self, interaction: discord.Interaction, style_id: str, theme: str) -> None:
-        """The lobby is the command's own answer; everything later replies to it in the channel."""
-        existing = await self.studio.parties.open_in(PLATFORM, str(interaction.channel_id))
-        if existing is not None and existing.lobby_message is not None:
-            await interaction.response.send_message(
-                texts.discord_party_already_open(self._jump_url(interaction, existing.lobby_message)), ephemeral=True)
-            return
-        answer = await interaction.response.defer(thinking=True)
-        request_id = str((answer.message_id if answer is not None else None) or interaction.id)
-        self.messenger.remember(request_id, interaction)
-        try:
-            await self.studio.parties.open(interaction_context(interaction, request_id), f"{style_id} {theme}")
-        finally:
-            self.messenger.settle(request_id)
-        if not self.messenger.answered(request_id):  # someone else opened one a moment ago
-            with contextlib.suppress(discord.HTTPException):
-                await interaction.delete_original_response()
-
-    async def on_party_join(self, interaction: discord.Interaction, photo: discord.Attachment) -> None:
-        """`/party join photo:` — the selfie joins this channel's open party, in its sender's name only."""
-        problem = declared_problem(photo)
-        if problem is not None:
-            await interaction.response.send_message(problem, ephemeral=True)
-            return
-        party = await self.studio.parties.open_in(PLATFORM, str(interaction.channel_id))
-        if party is None or party.lobby_message is None:
-            await interaction.response.send_message(texts.DISCORD_PARTY_NONE, ephemeral=True)
-            return
-        answer = await interaction.response.defer(ephemeral=True, thinking=True)
-        request_id = str((answer.message_id if answer is not None else None) or interaction.id)
-        self.messenger.remember(request_id, interaction, ephemeral=True)
-        ctx = interaction_context(interaction, request_id)
-        await self.studio.parties.join_with_photo(ctx, party.lobby_message, attachment_photo(photo))
-        if self.messenger.answered(request_id):  # a refusal (full, closed, a bad file) was said
-            return
-        now = await self.studio.parties.get(party.id)
-        member = now.member(ctx.person.id) if now is not None else None
-        if member is not None and member.node_id is not None:
-            await interaction.followup.send(texts.DISCORD_PARTY_JOINED, ephemeral=True)
-        else:
-            with contextlib.suppress(discord.HTTPException):
-                await interaction.delete_original_response()
-
-    async def on_fuse(self, interaction: discord.Interaction, photos: list[discord.Attachment], style_id: str,
-                      instruction: str) -> None:
-        problem = next((p for p in map(declared_problem, photos) if p is not None), None)
-        if problem is not None:
-            await interaction.response.send_message(problem, ephemeral=True)
-            return
-        answer = await interaction.response.defer(thinking=True)
-        request_id = str((answer.message_id if answer is not None else None) or interaction.id)
-        self.messenger.remember(request_id, interaction)
-        await self.studio.fuse(interaction_context(interaction, request_id),
-                               [attachment_photo(p) for p in photos], f"{style_id} {instruction}")
 
     async def on_pix_me(self, interaction: discord.Interaction, message: discord.Message) -> None:
         attachment = first_image(message)
@@ -504,12 +424,6 @@ class DiscordBot:
 
     # -- settings, history, exports ------------------------------------------------------------------
 
-    async def on_settings(self, interaction: discord.Interaction) -> None:
-        """`/settings`: an ephemeral message with one select menu per setting."""
-        ctx = interaction_context(interaction, interaction.id)
-        form = await self.studio.people.form(ctx)
-        await interaction.response.send_message(caption(form.text), view=settings_view(form), ephemeral=True)
-
     async def on_setting(self, interaction: discord.Interaction, key: str, value: str) -> None:
         """A choice in a /settings menu: saved (admins only for a server's defaults), then the message redrawn."""
         ctx = interaction_context(interaction, interaction.id)
@@ -517,13 +431,6 @@ class DiscordBot:
         form = await self.studio.people.form(ctx)
         text = form.text if answer.kind == "ok" else f"{answer.text}\n\n{form.text}"
         await interaction.response.edit_message(content=caption(text), view=settings_view(form))
-
-    async def on_history(self, interaction: discord.Interaction) -> None:
-        """`/history`: the pictures as a gallery, with a menu to bring any step out and continue from it."""
-        answer = await interaction.response.defer(thinking=True)
-        request_id = str((answer.message_id if answer is not None else None) or interaction.id)
-        self.messenger.remember(request_id, interaction)
-        await self.studio.people.history(interaction_context(interaction, request_id))
 
     async def on_step(self, interaction: discord.Interaction, node_id: int) -> None:
         """A step picked under a /history gallery: posted on its own, with its buttons, to reply to."""

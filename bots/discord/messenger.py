@@ -16,9 +16,17 @@ import discord
 from PIL import Image
 
 from bots.discord import shim
-from bots.discord.components import PickStyle, StepSelect, components_view, press_view, result_view
+from bots.discord.components import (
+    PickStyle,
+    StepSelect,
+    components_view,
+    press_view,
+    result_view,
+    settings_view,
+)
 from bots.discord.convert import caption
 from core import texts
+from core.people import SettingsForm
 from core.requests import Button, DeliveryRefused, ImageReply, ReplyTarget
 from core.styles import Style
 
@@ -68,6 +76,7 @@ class _Token:
     expires: float  # time.monotonic()
     upload_limit: int
     ephemeral: bool = False  # answers only the person who asked can see
+    unanswered: discord.Interaction | None = None  # not yet responded to: the first answer is the response
     answered: bool = False
     delivered: bool = False  # the result is out; later work on that picture replies in the channel
 
@@ -84,11 +93,15 @@ class DiscordMessenger:
         self.token_lifetime_s = token_lifetime_s
         self._tokens: dict[str, _Token] = {}
 
-    def remember(self, message_id: str, interaction: discord.Interaction, *, ephemeral: bool = False) -> None:
+    def remember(self, message_id: str, interaction: discord.Interaction, *, ephemeral: bool = False,
+                 responded: bool = True) -> None:
+        """Answers to `message_id` go through this interaction; `responded=False`: it has not been responded
+        to (nor deferred), so the first answer is its response, at once."""
         now = time.monotonic()
         self._tokens = {k: v for k, v in self._tokens.items() if v.expires > now}
         self._tokens[message_id] = _Token(interaction.application_id, interaction.token,
-                                          now + self.token_lifetime_s, interaction.filesize_limit, ephemeral)
+                                          now + self.token_lifetime_s, interaction.filesize_limit, ephemeral,
+                                          None if responded else interaction)
 
     def settle(self, message_id: str) -> None:
         """What the interaction had to show is out (e.g. a party lobby): later posts replying to that
@@ -147,6 +160,11 @@ class DiscordMessenger:
             made = file() if file else None
             return {} if made is None else {"files": made} if isinstance(made, list) else {"file": made}
 
+        if token is not None and token.unanswered is not None:
+            interaction, token.unanswered = token.unanswered, None
+            answer = await interaction.response.send_message(content, ephemeral=token.ephemeral, **attach(), **extra)
+            token.answered = True
+            return str(answer.message_id or interaction.id)
         if token is not None:
             try:
                 sent = await self._webhook(token).send(content or discord.utils.MISSING, wait=True,
@@ -226,6 +244,10 @@ class DiscordMessenger:
         view = components_view()
         view.add_item(PickStyle(int(target.reply_to or 0)))
         return await self._post(target, text, view=view)
+
+    async def send_settings_form(self, target: ReplyTarget, form: SettingsForm) -> str:
+        """The settings as select menus (`core.commands.FormMessenger`): one choice saves and redraws them."""
+        return await self._post(target, caption(form.text), view=settings_view(form))
 
     async def send_buttons(self, target: ReplyTarget, text: str, buttons: list[Button]) -> str:
         return await self._post(target, caption(text), view=press_view(buttons))
