@@ -88,7 +88,7 @@ async def run_bots(settings: Settings, stop: asyncio.Event | None = None) -> int
         await studio.intake.start()  # decoding processes ready before the first photo
         started: list[Any] = []  # each platform's bot: start() and stop()
         if settings.telegram.token.get_secret_value():
-            from bots.telegram_bot import TelegramBot
+            from bots.telegram import TelegramBot
 
             telegram = TelegramBot(settings.telegram, studio, engine_name=studio.engine.name)
             try:
@@ -99,7 +99,7 @@ async def run_bots(settings: Settings, stop: asyncio.Event | None = None) -> int
                 return 1
             started.append(telegram)
         if settings.discord.token.get_secret_value():
-            from bots.discord_bot import DiscordBot
+            from bots.discord import DiscordBot
 
             discord_bot = DiscordBot(settings.discord, studio, engine_name=studio.engine.name)
             try:

@@ -476,5 +476,13 @@ def party_send_selfie(platform: str) -> str:
 
 
 def help_for(platform: str, engine_name: str) -> str:
-    """/help as each front-end's people do things: the playground has no captions, only uploads and Reply."""
-    return playground_help(engine_name) if platform == "playground" else help_text(engine_name)
+    """/help as each front-end's people do things: the playground has no captions, only uploads and Reply;
+    Discord has slash commands with parameters and message menus."""
+    if platform == "playground":
+        return playground_help(engine_name)
+    return discord_help(engine_name) if platform == "discord" else help_text(engine_name)
+
+
+def styles_for(platform: str) -> str:
+    """/styles: where a style is not a command of its own (Discord's /avatar style:), no slash before it."""
+    return styles_list(prefix="" if platform == "discord" else "/")

@@ -88,3 +88,27 @@ def test_core_reaches_into_no_other_objects_private_attributes() -> None:
                 continue  # the object's own, as its base class defines it
             found.append(f"{module}:{node.lineno} {ast.unparse(node)}")
     assert not found, "private attributes of other objects: " + ", ".join(found)
+
+
+def _is_shim(module: str) -> bool:
+    return module.endswith((".shim", "_shim"))
+
+
+def test_private_third_party_api_is_used_only_in_shims() -> None:
+    """A library's private modules and attributes are reached only from its one shim module (pinned by a test
+    of its own), so an upgrade that changes them breaks one small file, not an adapter."""
+    ours = {"core", "bots", "storage", "tests", "benchmarks"}
+    for package in ("bots", "storage"):
+        for module, tree in _modules(package).items():
+            if _is_shim(module):
+                continue
+            for imported, _names in _imports(tree, module):
+                parts = imported.split(".")
+                assert parts[0] in ours or not any(p.startswith("_") for p in parts[1:]), \
+                    f"{module} imports the private {imported}"
+            if package != "bots":
+                continue  # storage's modules reach into their own objects (a store built by a factory)
+            for node in ast.walk(tree):
+                if (isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__")
+                        and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))):
+                    raise AssertionError(f"{module}:{node.lineno} reaches for .{node.attr}")

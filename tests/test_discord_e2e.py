@@ -21,7 +21,8 @@ from PIL import Image
 from pydantic import SecretStr
 
 from bots.cli import run_bots
-from bots.discord_bot import DiscordBot, PickStyle
+from bots.discord import DiscordBot
+from bots.discord.components import PickStyle
 from core import texts
 from core.config import AccessSettings, DiscordSettings, LimitsSettings, Settings, StorageSettings
 from core.engines.base import ImageEngine

@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 from pydantic import SecretStr
 
-from bots.discord_bot import DiscordBot
+from bots.discord import DiscordBot
 from core import texts
 from core.clock import SYSTEM_CLOCK, Clock
 from core.config import DiscordSettings, LimitsSettings, PartySettings

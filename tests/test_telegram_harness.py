@@ -18,7 +18,7 @@ from PIL import Image
 from telegram import Update
 from telegram.ext import AIORateLimiter, ContextTypes, TypeHandler
 
-from bots.telegram_bot import TelegramBot, TelegramMessenger
+from bots.telegram import TelegramBot, TelegramMessenger
 from core.breaker import CircuitBreaker
 from core.clock import SYSTEM_CLOCK, Clock
 from core.config import Settings, load_settings

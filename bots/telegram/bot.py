@@ -8,29 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import hashlib
 import logging
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
-from telegram import (
-    Bot,
-    BotCommand,
-    Document,
-    InlineKeyboardButton,
-    InlineKeyboardMarkup,
-    InputFile,
-    InputMediaPhoto,
-    Message,
-    ReplyParameters,
-    Update,
-)
+from telegram import BotCommand, Document, Message, Update
 from telegram import Chat as TgChat
 from telegram import User as TgUser
-from telegram.constants import ChatAction, ChatMemberStatus
-from telegram.error import BadRequest, Forbidden, TelegramError
+from telegram.constants import ChatMemberStatus
+from telegram.error import TelegramError
 from telegram.ext import (
     AIORateLimiter,
     Application,
@@ -41,44 +28,26 @@ from telegram.ext import (
     filters,
 )
 
-from bots.telegram_http import AiohttpRequest
+from bots.telegram.http import AiohttpRequest
+from bots.telegram.messenger import TelegramMessenger
 from core import i18n, texts
-from core.actions import ExportPress, encode
+from core.actions import StyleChoice, parse
 from core.commands import COMMANDS, Commands, Typed
 from core.config import TelegramSettings
 from core.i18n import _
-from core.requests import (
-    Button,
-    Chat,
-    Context,
-    DeliveryRefused,
-    ImageReply,
-    Person,
-    PhotoRef,
-    ReplyTarget,
-)
+from core.requests import Chat, Context, Person, PhotoRef, ReplyTarget
 from core.studio import Studio
-from core.styles import STYLES, Style, get_style
+from core.styles import STYLES, get_style
 
 log = logging.getLogger(__name__)
 
 PLATFORM = "telegram"
-CAPTION_LIMIT = 1024
-ALBUM_LIMIT = 10  # photos in one sendMediaGroup
-TEXT_LIMIT = 4096
-CALLBACK_DATA_LIMIT = 64  # bytes, Telegram's limit for callback_data
 CALLBACK_ANSWER_LIMIT = 200
-STYLE_BUTTON_PREFIX = "style:"
-ACTION_BUTTON_PREFIX = "do:"
-LONG_ACTION_PREFIX = "k:"  # an action too long for callback_data, kept in memory under a hash
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".heic", ".heif", ".tif", ".tiff", ".bmp")
-# sendPhoto refuses some images (too big, odd dimensions); those still go out as a file.
-_PHOTO_REFUSALS = ("PHOTO_INVALID_DIMENSIONS", "PHOTO_SAVE_FILE_INVALID", "IMAGE_PROCESS_FAILED")
 _ADMIN_STATUSES = (ChatMemberStatus.OWNER, ChatMemberStatus.ADMINISTRATOR)
 
 
 AnyApplication = Application[Any, Any, Any, Any, Any, Any]
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -168,201 +137,6 @@ class _Album:
     messages: list[Message] = field(default_factory=list)
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
 
-
-def _chunks(text: str, size: int = TEXT_LIMIT) -> list[str]:
-    """Split long text into messages, preferring line breaks, then spaces."""
-    parts: list[str] = []
-    while len(text) > size:
-        cut = text.rfind("\n", 0, size)
-        if cut <= size // 2:
-            cut = text.rfind(" ", 0, size)
-        if cut <= size // 2:
-            cut = size
-        parts.append(text[:cut].rstrip())
-        text = text[cut:].lstrip()
-    if text.strip():
-        parts.append(text)
-    return parts
-
-
-def _extension(mime: str) -> str:
-    return {"image/png": "png", "image/webp": "webp"}.get(mime, "jpg")
-
-
-async def _refusing(call: Awaitable[T]) -> T:
-    """Run a Bot API call; a chat that will never accept messages becomes `DeliveryRefused`."""
-    try:
-        return await call
-    except Forbidden as exc:  # blocked by the person, kicked from the group, deactivated account
-        raise DeliveryRefused(exc.message) from exc
-    except BadRequest as exc:
-        if "chat not found" in exc.message.lower():
-            raise DeliveryRefused(exc.message) from exc
-        raise
-
-
-class TelegramMessenger:
-    """Implements `core.requests.Messenger` with Bot API calls."""
-
-    def __init__(self, bot: Callable[[], Bot]) -> None:
-        self._get_bot = bot
-        self._long_actions: OrderedDict[str, str] = OrderedDict()
-
-    @property
-    def _bot(self) -> Bot:
-        return self._get_bot()
-
-    @staticmethod
-    def _reply(target: ReplyTarget, to: str | None = None) -> ReplyParameters | None:
-        message_id = to or target.reply_to
-        if message_id is None:
-            return None
-        return ReplyParameters(message_id=int(message_id), allow_sending_without_reply=True)
-
-    async def send_image(self, target: ReplyTarget, reply: ImageReply) -> str:
-        caption = reply.caption.strip()
-        fits = len(caption) <= CAPTION_LIMIT
-        upload = InputFile(reply.image, filename=f"pixme-{reply.node_id}.{_extension(reply.mime)}")
-        chat_id = int(target.chat_id)
-        markup = self._export_keyboard(reply.node_id)
-        try:
-            sent = await _refusing(self._bot.send_photo(
-                chat_id=chat_id, photo=upload, caption=caption if fits else None,
-                reply_parameters=self._reply(target), reply_markup=markup))
-        except BadRequest as exc:
-            if not any(code in exc.message for code in _PHOTO_REFUSALS):
-                raise
-            log.info("telegram: sendPhoto refused the image (%s); sending it as a file", exc.message)
-            upload = InputFile(reply.image, filename=f"pixme-{reply.node_id}.{_extension(reply.mime)}")
-            sent = await _refusing(self._bot.send_document(
-                chat_id=chat_id, document=upload, caption=caption if fits else None,
-                reply_parameters=self._reply(target), reply_markup=markup))
-        if not fits:
-            # Commentary longer than a caption may be goes underneath, replying to the picture.
-            for part in _chunks(caption):
-                await _refusing(self._bot.send_message(
-                    chat_id=chat_id, text=part, reply_parameters=self._reply(target, str(sent.message_id))))
-        return str(sent.message_id)
-
-    async def send_gallery(self, target: ReplyTarget, replies: list[ImageReply]) -> list[str]:
-        """An album (sendMediaGroup, up to 10 a message): every photo is its own message, captioned and
-        replyable; albums carry no buttons, which the step captions make up for. One picture, or an album
-        Telegram refuses, goes out one photo at a time."""
-        if len(replies) < 2:
-            return [await self.send_image(target, reply) for reply in replies]
-        sent: list[str] = []
-        for start in range(0, len(replies), ALBUM_LIMIT):
-            chunk = replies[start:start + ALBUM_LIMIT]
-            if len(chunk) == 1:
-                sent.append(await self.send_image(target, chunk[0]))
-                continue
-            media = [InputMediaPhoto(InputFile(r.image, filename=f"pixme-{r.node_id}.{_extension(r.mime)}"),
-                                     caption=r.caption.strip()[:CAPTION_LIMIT] or None) for r in chunk]
-            try:
-                messages = await _refusing(self._bot.send_media_group(
-                    chat_id=int(target.chat_id), media=media, reply_parameters=self._reply(target)))
-            except BadRequest as exc:
-                log.info("telegram: sendMediaGroup refused the album (%s); sending the photos one by one",
-                         exc.message)
-                sent += [await self.send_image(target, reply) for reply in chunk]
-                continue
-            sent += [str(message.message_id) for message in messages]
-        return sent
-
-    def _export_keyboard(self, node_id: int) -> InlineKeyboardMarkup | None:
-        """Sticker / profile picture / original, under a result (the node id survives restarts)."""
-        if node_id <= 0:
-            return None
-        return self._keyboard([self._button(Button(label, encode(ExportPress(kind, node_id))))
-                               for label, kind in texts.export_buttons()], per_row=3)
-
-    async def send_file(self, target: ReplyTarget, reply: ImageReply) -> str:
-        """sendDocument: Telegram keeps the bytes (full resolution, provenance metadata) as they are."""
-        caption = reply.caption.strip()
-        name = reply.file_name or f"pixme-{reply.node_id}.{_extension(reply.mime)}"
-        sent = await _refusing(self._bot.send_document(
-            chat_id=int(target.chat_id), document=InputFile(reply.image, filename=name),
-            caption=caption[:CAPTION_LIMIT] or None, reply_parameters=self._reply(target)))
-        return str(sent.message_id)
-
-    async def send_sticker(self, target: ReplyTarget, image: bytes) -> str:
-        sent = await _refusing(self._bot.send_sticker(
-            chat_id=int(target.chat_id), sticker=InputFile(image, filename="pixme-sticker.webp"), emoji="🖼",
-            reply_parameters=self._reply(target)))
-        return str(sent.message_id)
-
-    async def send_text(self, target: ReplyTarget, text: str) -> str:
-        first: str | None = None
-        for part in _chunks(text) or ["…"]:
-            sent = await _refusing(self._bot.send_message(
-                chat_id=int(target.chat_id), text=part, reply_parameters=self._reply(target)))
-            first = first or str(sent.message_id)
-        assert first is not None
-        return first
-
-    async def send_style_menu(self, target: ReplyTarget, text: str, styles: list[Style]) -> str:
-        buttons = [InlineKeyboardButton(s.label, callback_data=STYLE_BUTTON_PREFIX + s.id) for s in styles]
-        return await self._send_keyboard(target, text, buttons, per_row=2)
-
-    async def send_buttons(self, target: ReplyTarget, text: str, buttons: list[Button]) -> str:
-        return await self._send_keyboard(target, text, [self._button(b) for b in buttons], per_row=1)
-
-    async def _send_keyboard(self, target: ReplyTarget, text: str, buttons: list[InlineKeyboardButton],
-                             per_row: int) -> str:
-        sent = await _refusing(self._bot.send_message(
-            chat_id=int(target.chat_id), text=text[:TEXT_LIMIT], reply_markup=self._keyboard(buttons, per_row),
-            reply_parameters=self._reply(target)))
-        return str(sent.message_id)
-
-    def _button(self, button: Button) -> InlineKeyboardButton:
-        return InlineKeyboardButton(button.label, callback_data=self.callback_data(button.action))
-
-    @staticmethod
-    def _keyboard(buttons: list[InlineKeyboardButton], per_row: int) -> InlineKeyboardMarkup:
-        return InlineKeyboardMarkup([buttons[i:i + per_row] for i in range(0, len(buttons), per_row)])
-
-    async def edit_text(self, target: ReplyTarget, message_id: str, text: str,
-                        buttons: list[Button] | None = None) -> None:
-        markup = self._keyboard([self._button(b) for b in buttons], per_row=1) if buttons else None
-        try:
-            await _refusing(self._bot.edit_message_text(
-                chat_id=int(target.chat_id), message_id=int(message_id), text=text[:TEXT_LIMIT],
-                reply_markup=markup))
-        except BadRequest as exc:
-            if "not modified" not in exc.message.lower():
-                raise
-
-    async def delete(self, target: ReplyTarget, message_id: str) -> None:
-        try:
-            await _refusing(self._bot.delete_message(chat_id=int(target.chat_id), message_id=int(message_id)))
-        except BadRequest as exc:  # already gone, or too old to delete (48 h): nothing to do
-            log.debug("telegram: could not delete message %s: %s", message_id, exc.message)
-
-    async def show_working(self, target: ReplyTarget) -> None:
-        await _refusing(self._bot.send_chat_action(chat_id=int(target.chat_id),
-                                                   action=ChatAction.UPLOAD_PHOTO))
-
-    # -- button payloads -----------------------------------------------------------------------
-
-    def callback_data(self, action: str) -> str:
-        """`do:<action>`, or a short key for actions longer than Telegram's 64 bytes."""
-        data = f"{ACTION_BUTTON_PREFIX}{action}"
-        if len(data.encode()) <= CALLBACK_DATA_LIMIT:
-            return data
-        key = LONG_ACTION_PREFIX + hashlib.sha256(action.encode()).hexdigest()[:32]
-        self._long_actions[key] = action
-        self._long_actions.move_to_end(key)
-        while len(self._long_actions) > 10_000:
-            self._long_actions.popitem(last=False)
-        return key
-
-    def action_of(self, data: str) -> str | None:
-        """The studio action behind a button's callback_data, if it is one of ours."""
-        if data.startswith(ACTION_BUTTON_PREFIX):
-            return data[len(ACTION_BUTTON_PREFIX):]
-        if data.startswith(LONG_ACTION_PREFIX):
-            return self._long_actions.get(data)
-        return None
 
 
 def build_application(settings: TelegramSettings, *, concurrency: int) -> AnyApplication:
@@ -575,9 +349,9 @@ class TelegramBot:
             menu = query.message if isinstance(query.message, Message) else None
             if menu is not None:
                 await self.studio.speak_to(self._context(menu, query.from_user))
-            if data.startswith(STYLE_BUTTON_PREFIX):
-                await self._style_button(query.answer, data.removeprefix(STYLE_BUTTON_PREFIX), menu,
-                                         query.from_user)
+            choice = parse(data)
+            if isinstance(choice, StyleChoice):  # a style under a photo (its menu replies to the photo)
+                await self._style_button(query.answer, choice.style_id, menu, query.from_user)
                 return
             action = self.messenger.action_of(data)
             if action is None or menu is None:
@@ -615,3 +389,4 @@ class TelegramBot:
 
     async def _on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         log.error("telegram: unhandled %s", type(context.error).__name__, exc_info=context.error)
+
