@@ -67,6 +67,7 @@ def _time_per_score(quick: bool) -> dict[str, Any]:
     likeness.match_group(group, selfies)
     group_s = time.perf_counter() - t
     return {"model_load_ms": round(load_s * 1000, 1), "score_1024_known_selfie": summary_ms(warm),
+            "score_1024_known_selfie_fastest_ms": round(min(warm) * 1000, 1),
             "score_1024_both_pictures": summary_ms(cold), "group_960px_six_members_ms": round(group_s * 1000, 1)}
 
 
@@ -101,12 +102,16 @@ async def _in_the_pool(quick: bool) -> dict[str, Any]:
         baseline = await lag_during(asyncio.sleep(1.0 if quick else 3.0))
         rounds = 2 if quick else 20
         timings: list[float] = []
+        # New pictures every round, as new results are: the workers remember pictures they have seen.
+        fresh = [[_jpeg(_at(name, 1024), 80 + r % 15) + bytes([r]) for name in ("raised_hand.jpg",
+                                                                               "portrait_white_hair.jpg")]
+                 for r in range(rounds)]
 
         async def score_many() -> None:
-            for _ in range(rounds):
+            for batch in fresh:
                 t = time.perf_counter()
-                await asyncio.gather(*(intake.likeness(p, selfie) for p in pictures))
-                timings.append((time.perf_counter() - t) / len(pictures))
+                await asyncio.gather(*(intake.likeness(p, selfie) for p in batch))
+                timings.append((time.perf_counter() - t) / len(batch))
 
         scoring = await lag_during(score_many())
     finally:

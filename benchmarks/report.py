@@ -56,11 +56,13 @@ def _likeness_table(entry: dict[str, Any] | None) -> list[str]:
                      f"{figures['per_style_no_face'][style]} |")
     known, cold = figures["score_1024_known_selfie"], figures["score_1024_both_pictures"]
     lines += ["", f"Time per score at 1024 px: p50 {known['p50_ms']:.0f} ms, p90 {known['p90_ms']:.0f} ms with the "
-              f"selfie's embedding known; {cold['p50_ms']:.0f} ms p50 with both pictures worked on; "
+              f"selfie's embedding known (fastest {figures['score_1024_known_selfie_fastest_ms']:.0f} ms); "
+              f"{cold['p50_ms']:.0f} ms p50 with both pictures worked on; "
               f"group picture with six members {figures['group_960px_six_members_ms']:.0f} ms; "
               f"model load {figures['model_load_ms']:.0f} ms. Event-loop lag p99 "
               f"{figures['lag_idle_p99_ms']:.1f} ms idle, {figures['lag_while_scoring_p99_ms']:.1f} ms while the "
-              f"pool scores. Same photo re-encoded ≥ {figures['same_photo_reencoded_min_percent']}%, another "
+              f"pool scores (wall time per score through the pool p50 {figures['pool_wall_per_score']['p50_ms']:.0f} "
+              f"ms, two at once). Same photo re-encoded ≥ {figures['same_photo_reencoded_min_percent']}%, another "
               f"photo of the same person {figures['other_photo_same_person_percent']}%, different people ≤ "
               f"{figures['different_people_max_percent']}% ({figures['different_people_pairs']} pairs)."]
     return lines

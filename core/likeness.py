@@ -34,8 +34,10 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 SAME_PERSON_DISTANCE = 0.6  # dlib's threshold for its face embedding
 DETECT_PIXELS = 512 * 512  # detection runs on a copy of at most this many pixels (a 512 px square)
-FACE_SCORE = 0.0  # dlib's own threshold: the best face in a picture must reach it
-MIN_DETECTION_SCORE = -0.3  # further faces may score a little under it (a third zombie in a poster: -0.12)
+FACE_SCORE = 0.0  # dlib's own threshold: the best face an overlay trusts must reach it
+MIN_DETECTION_SCORE = -0.35  # further faces may score a little under it (a third zombie in a poster: -0.12),
+# and so may the face a likeness score is taken of: a drawn face often scores just under 0 (the astronaut
+# in noir: -0.03); a picture whose best candidate is under this is said to have no face.
 # A second face scoring this much below the best is a shifted window on it, a pattern or a hand: one
 # confident face per person (real faces in one picture score within ~0.5 of each other; dlib's false
 # positives on our portraits under 0.1 beside a face at 1.5).
@@ -245,7 +247,9 @@ class Likeness:
         embeddings = []
         found = self.detect(rgb, landmarks=False, small_faces=max_faces > 1)
         # In a group picture faces score far apart (0.4 to 2.8 in the fixture): no margin there.
-        for face in one_face_per_person(found, margin=FACE_SCORE_MARGIN if max_faces == 1 else np.inf)[:max_faces]:
+        trusted = one_face_per_person(found, margin=FACE_SCORE_MARGIN if max_faces == 1 else np.inf,
+                                      floor=MIN_DETECTION_SCORE)
+        for face in trusted[:max_faces]:
             shape = self._shape(predictor, rgb, face)
             with self._embed_lock:
                 vector = embedder.compute_face_descriptor(rgb, shape)
@@ -319,12 +323,13 @@ class Likeness:
         return matches
 
 
-def one_face_per_person(faces: Sequence[FaceBox], *, margin: float = FACE_SCORE_MARGIN) -> list[FaceBox]:
-    """The faces to trust, one per person: none unless the best reaches dlib's threshold, then those
-    within `margin` of it (and over MIN_DETECTION_SCORE), none overlapping another."""
+def one_face_per_person(faces: Sequence[FaceBox], *, margin: float = FACE_SCORE_MARGIN,
+                        floor: float = FACE_SCORE) -> list[FaceBox]:
+    """The faces to trust, one per person: none unless the best reaches `floor` (dlib's threshold), then
+    those within `margin` of it (and over MIN_DETECTION_SCORE), none overlapping another."""
     kept: list[FaceBox] = []
     for face in sorted(faces, key=lambda f: -f.score):
-        if face.score < (FACE_SCORE if not kept else max(MIN_DETECTION_SCORE, kept[0].score - margin)):
+        if face.score < (floor if not kept else max(MIN_DETECTION_SCORE, kept[0].score - margin)):
             continue
         if any(_overlap(face, other) > 0.3 for other in kept):
             continue

@@ -119,9 +119,10 @@ def test_a_style_that_keeps_the_face_scores_above_half(likeness: Likeness) -> No
 def test_every_offline_style_on_every_portrait(likeness: Likeness) -> None:
     """The sweep BENCHMARKS.md reports. Findings, asserted so they are noticed if they change:
     sketch, cyberpunk and watercolor keep every face above 50%; the others keep most faces (their mean
-    over the faces found stays above the 40% of different people) but not all: comic and pop-art's flat
-    colour, and noir's hard shadows, drop some under 40%, and pixel's 16-bit blocks often hide the face
-    from the detector altogether (NoFace, said instead of a score)."""
+    over the faces found stays above the 40% of different people) but not all: comic, anime and pop-art's
+    flat colour, zombie's rot and noir's hard shadows drop some under 40%, zombie and noir each hide one
+    face from the detector, and pixel's 16-bit blocks hide two and blur the rest (NoFace, said instead of
+    a score, or a low one)."""
     table: dict[str, dict[str, Score | NoFace]] = {style: {} for style in PIPELINES}
     for person, name in PEOPLE.items():
         rgb = portrait(name)
@@ -135,7 +136,7 @@ def test_every_offline_style_on_every_portrait(likeness: Likeness) -> None:
         assert all(r == NoFace("image") for r in results.values() if not isinstance(r, Score))
         if style == "pixel":
             continue
-        assert len(scored) >= 6, (style, results)
+        assert len(scored) >= len(PEOPLE) - 1, (style, results)
         assert statistics.mean(scored) > 40, (style, results)
 
 
