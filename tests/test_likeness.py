@@ -116,6 +116,7 @@ def test_a_style_that_keeps_the_face_scores_above_half(likeness: Likeness) -> No
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)  # 90 renders and scores: ~60 s on a free core, far more on a shared one
 def test_every_offline_style_on_every_portrait(likeness: Likeness) -> None:
     """The sweep BENCHMARKS.md reports. Findings, asserted so they are noticed if they change:
     sketch, cyberpunk and watercolor keep every face above 50%; the others keep most faces (their mean
