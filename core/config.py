@@ -140,6 +140,15 @@ class PartySettings(BaseModel):
     deadline_minutes: float = Field(default=10.0, gt=0, le=24 * 60)
 
 
+class LikenessSettings(BaseModel):
+    """How recognisable each result keeps the person's face (core/likeness.py; scored on this machine)."""
+
+    show: bool = True  # end each caption with the score ("face kept 87%")
+    # A Gemini result scoring under this percentage is retried once with a stronger identity instruction
+    # and the better of the two delivered; 0 = never.
+    retry_below: int = Field(default=0, ge=0, le=100)
+
+
 class PlaygroundSettings(BaseModel):
     """The local web chat: always started by `pixme run` with no bot token, beside the bots if enabled."""
 
@@ -218,6 +227,7 @@ class Settings(BaseSettings):
     limits: LimitsSettings = Field(default_factory=LimitsSettings)
     access: AccessSettings = Field(default_factory=AccessSettings)
     party: PartySettings = Field(default_factory=PartySettings)
+    likeness: LikenessSettings = Field(default_factory=LikenessSettings)
     playground: PlaygroundSettings = Field(default_factory=PlaygroundSettings)
 
     @classmethod

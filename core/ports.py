@@ -5,6 +5,7 @@ Core owns these shapes so the use cases never see SQL or file paths.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -14,6 +15,8 @@ from core.requests import ReplyTarget
 NodeKind = Literal["photo", "style", "edit", "fuse"]
 JobStatus = Literal["queued", "running", "done", "delivered", "failed", "cancelled"]
 UNFINISHED: tuple[JobStatus, ...] = ("queued", "running", "done")
+# A picture's likeness: scored, no face found in it, or none in the selfie it is compared with.
+LikenessStatus = Literal["scored", "no_face", "no_reference"]
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,8 @@ class Node:
     created_at: float = 0.0
     image_size: str | None = None  # the output size the model was asked for (prices differ by size)
     owner_id: str | None = None  # a photo's sender (not always who asked); None for pictures the bot made
+    likeness: float | None = None  # 0-100: how recognisably it keeps the selfie's face (core/likeness.py)
+    likeness_status: LikenessStatus | None = None  # None: not scored
 
     @property
     def owner(self) -> str:
@@ -242,7 +247,26 @@ class PreferenceStore(Protocol):
         ...
 
 
-class Store(History, JobStore, Usage, Privacy, Reachability, PartyStore, PreferenceStore, Protocol):
+class LikenessStore(Protocol):
+    async def set_likeness(self, node_id: int, status: LikenessStatus, percent: float | None = None) -> None:
+        """Record a picture's likeness (`percent` only with "scored")."""
+        ...
+
+    async def set_member_likeness(self, node_id: int, scores: Mapping[str, float | None]) -> None:
+        """A group picture's likeness per member (user id -> percent; None: their face was not found)."""
+        ...
+
+    async def member_likeness(self, node_id: int) -> dict[str, float | None]:
+        """A group picture's members (user ids) and their likeness, as recorded."""
+        ...
+
+    async def likeness_by_style(self, since: float) -> dict[tuple[str, str], tuple[float, int]]:
+        """Average likeness of pictures scored since `since`, by (model, style): (mean percent, how many)."""
+        ...
+
+
+class Store(History, JobStore, Usage, Privacy, Reachability, PartyStore, PreferenceStore, LikenessStore,
+            Protocol):
     """Everything core keeps in the database."""
 
     async def close(self) -> None: ...

@@ -23,7 +23,7 @@ import os
 import sqlite3
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import IO, Any
@@ -34,6 +34,7 @@ from core.errors import StorageBusy, StorageError, StorageFull
 from core.ports import (
     Job,
     JobStatus,
+    LikenessStatus,
     Member,
     NewNode,
     Node,
@@ -62,7 +63,8 @@ PREFERENCES_CACHED = 4096  # people (and chats) whose settings stay in memory, m
 CHECKPOINT_INTERVAL_S = 2.0  # a node insert writes ~5 WAL pages: a few seconds of traffic is a small WAL
 
 _NODE_COLUMNS = ("id, platform, chat_id, user_id, parent_id, root_id, kind, image_sha, mime, style, "
-                 "instruction, engine, model, commentary, depth, created_at, image_size, owner_id")
+                 "instruction, engine, model, commentary, depth, created_at, image_size, owner_id, likeness, "
+                 "likeness_status")
 _PARTY_COLUMNS = "id, platform, chat_id, host_id, style, theme, status, lobby_message, reply_to, deadline"
 _JOB_COLUMNS = ("id, platform, chat_id, user_id, kind, payload, target, status, attempts, result_node, "
                 "delivered_message, error, created_at")
@@ -450,6 +452,35 @@ class SqliteStore:
             rows = await cur.fetchall()
         return {(model, size): n for model, size, n in rows}
 
+    # -- likeness --------------------------------------------------------------------------------
+
+    async def set_likeness(self, node_id: int, status: LikenessStatus, percent: float | None = None) -> None:
+        await self._write("UPDATE nodes SET likeness = ?, likeness_status = ? WHERE id = ?",
+                          (percent if status == "scored" else None, status, node_id))
+
+    async def set_member_likeness(self, node_id: int, scores: Mapping[str, float | None]) -> None:
+        def run(conn: sqlite3.Connection) -> None:
+            try:
+                conn.executemany("UPDATE pictured SET likeness = ? WHERE node_id = ? AND user_id = ?",
+                                 [(percent, node_id, who) for who, percent in scores.items()])
+                conn.commit()
+            except BaseException:
+                conn.rollback()
+                raise
+
+        await in_db_thread(self._db, run)
+
+    async def member_likeness(self, node_id: int) -> dict[str, float | None]:
+        rows = await self._db.execute_fetchall(
+            "SELECT user_id, likeness FROM pictured WHERE node_id = ? ORDER BY user_id", (node_id,))
+        return {row["user_id"]: row["likeness"] for row in rows}
+
+    async def likeness_by_style(self, since: float) -> dict[tuple[str, str], tuple[float, int]]:
+        rows = await self._db.execute_fetchall(
+            "SELECT COALESCE(model, ''), COALESCE(style, ''), AVG(likeness), COUNT(*) FROM nodes "
+            "WHERE likeness_status = 'scored' AND created_at >= ? GROUP BY 1, 2", (since,))
+        return {(model, style): (float(mean), int(n)) for model, style, mean, n in rows}
+
     # -- forgetting ------------------------------------------------------------------------------
 
     async def forget_person(self, platform: str, user_id: str) -> list[str]:
@@ -621,7 +652,8 @@ def _node(row: Any) -> Node:
                 image_sha=row["image_sha"], mime=row["mime"], style=row["style"],
                 instruction=row["instruction"], engine=row["engine"], model=row["model"],
                 commentary=row["commentary"], depth=row["depth"], created_at=row["created_at"],
-                image_size=row["image_size"], owner_id=row["owner_id"])
+                image_size=row["image_size"], owner_id=row["owner_id"], likeness=row["likeness"],
+                likeness_status=row["likeness_status"])
 
 
 def _without(payload: dict[str, Any], result: int | None, doomed: set[int]) -> dict[str, Any]:

@@ -14,7 +14,7 @@ import numpy as np
 
 from core.engines.base import BadRequest, EngineError, EngineResult, Portrait, RenderOptions, Unsupported
 from core.engines.offline.edits import apply_edits, edit_commentary, parse_edit
-from core.engines.offline.faces import MAX_FUSE_PEOPLE, get_cascades, main_face
+from core.engines.offline.faces import MAX_FUSE_PEOPLE, dlib_available, get_cascades, main_face
 from core.engines.offline.filters import Array, fit
 from core.engines.offline.fusion import fuse_array
 from core.engines.offline.styles import PIPELINES, PNG_STYLES, stylize_array
@@ -177,6 +177,12 @@ class OfflineEngine:
         return await self._run(work)
 
     async def check(self) -> str | None:
+        # Loading dlib's models takes ~0.3 s: off the event loop (and ready before the first picture).
+        if await asyncio.get_running_loop().run_in_executor(self._executor, dlib_available):
+            return None
+        if get_cascades() is not None:
+            return ("dlib's face model did not load (dlib-bin / face-recognition-models missing?): the offline "
+                    "engine falls back to OpenCV's Haar cascades, which can take a raised hand for a face.")
         if get_cascades() is None:
             return ("OpenCV's Haar face cascades are missing (opencv-python-headless 5.x?): the offline "
                     "engine will place accessories and crops at a default position.")
