@@ -124,7 +124,9 @@ class TelegramMessenger:
             if len(chunk) == 1:
                 sent.append(await self.send_image(target, chunk[0]))
                 continue
-            media = [InputMediaPhoto(InputFile(r.image, filename=f"pixme-{r.node_id}.{_extension(r.mime)}"),
+            # attach=True: each photo its own multipart part, named in its item (attach://…).
+            media = [InputMediaPhoto(InputFile(r.image, filename=f"pixme-{r.node_id}.{_extension(r.mime)}",
+                                               attach=True),
                                      caption=r.caption.strip()[:CAPTION_LIMIT] or None) for r in chunk]
             try:
                 messages = await _refusing(self._bot.send_media_group(
