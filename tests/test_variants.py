@@ -4,6 +4,7 @@ Every assertion is about what a person would see, plus which picture a reply con
 
 from __future__ import annotations
 
+import asyncio
 import io
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -230,7 +231,6 @@ async def test_the_operators_default_applies_until_a_person_chooses(tg: FakeTele
 def test_offline_variants_differ_yet_keep_the_style() -> None:
     """The offline engine's seeds, looked at as pictures: each style's takes differ from each other and from
     the engine's own picture, and each stays nearer its own style than another style's take."""
-    import asyncio
 
     async def takes() -> dict[str, list[bytes]]:
         engine = OfflineEngine()
@@ -247,3 +247,90 @@ def test_offline_variants_differ_yet_keep_the_style() -> None:
         assert min(difference(own, one), difference(one, two)) > 5, f"{name}: visibly different takes"
     assert difference(made["comic"][1], made["comic"][0]) < difference(made["comic"][1], made["noir"][0])
     assert Image.open(io.BytesIO(made["noir"][1])).convert("RGB").getextrema()[0] is not None
+
+
+# -- Discord: one message with every picture and a menu to pick one ------------------------------------
+
+
+async def test_discord_variants_are_one_message_with_a_menu_and_each_is_priced(tmp_path: Path,
+                                                                               face_image: Image.Image) -> None:
+    from core.engines.gemini import GeminiEngine
+    from tests.conftest import jpeg_bytes
+    from tests.standins import gemini_api
+    from tests.standins.discord_api import FakeDiscord, user
+    from tests.test_discord_people import running, selects
+
+    alice = user(5101, "alice")
+    picture = jpeg_bytes(face_image.resize((320, 320)), quality=90)
+    async with FakeDiscord() as fake, gemini_api.FakeGemini() as gem:
+        engine = GeminiEngine(api_key=gem.api_key, base_url=gem.base_url, retry_budget_s=2, request_timeout_s=10)
+        async with running(fake, tmp_path, engine) as studio:
+            opened = await fake.slash(alice, "settings")
+            menu = await fake.wait_for(lambda: next(iter(fake.answers(opened)), None))
+            press = await fake.choose(alice, menu, "pixme:setting:variants", ["3"])
+            await fake.wait_for(lambda: 7 in press.responses)  # the settings message, redrawn
+
+            before = fake.last_id()
+            await fake.slash(alice, "avatar", {"style": "anime"}, attachments={"photo": fake.upload(picture)})
+            shown = await fake.wait_for_bot_message(lambda m: len(m["attachments"]) == 3, after=before)
+            assert len(gem.generate_requests) == 3, "three calls, one per candidate"
+            assert [line.split(".")[0] for line in shown["content"].splitlines()[:3]] == ["1", "2", "3"]
+            menu = selects(shown)["pixme:variants"]
+            await studio.jobs.wait_idle(10)
+            store = studio.store
+            job = await store.get_job(1)
+            assert job is not None and len(job.result_nodes) == 3 and job.pictures == 3
+            assert [o["value"] for o in menu["options"]] == [str(n) for n in job.result_nodes]
+            assert await store.count_delivered(start_of_day(), platform="discord") == 3
+            assert sum((await store.delivered_by_model(start_of_day())).values()) == 3, "/stats prices all three"
+
+            # Picking the second brings it out on its own, with its buttons; a reply to it continues from it.
+            picked = await fake.choose(alice, shown, "pixme:variants", [str(job.result_nodes[1])])
+            brought = await fake.wait_for(lambda: next((m for m in fake.answers(picked) if m["attachments"]), None))
+            assert fake.file_of(brought) == fake.file_of(shown, 1)
+            assert any(c.startswith("pixme:edit:") for r in brought["components"] for c in
+                       [x.get("custom_id", "") for x in r["components"]]), "with the result's buttons"
+            async with asyncio.timeout(10):  # the bot records which picture a message shows right after posting it
+                while (node := await store.node_for_message("discord", str(fake.channel_id), brought["id"])) is None:  # noqa: ASYNC110 - the link is written by the bot, not signalled
+                    await asyncio.sleep(0.01)
+            assert node.id == job.result_nodes[1]
+
+            # /pack count:2 on Discord: the same selfie in two styles, one message, from the same table.
+            before = fake.last_id()
+            await fake.slash(alice, "pack", {"count": "2"}, attachments={"photo": fake.upload(picture)})
+            pack = await fake.wait_for_bot_message(lambda m: len(m["attachments"]) == 2, after=before)
+            labels = [get_style(s).label for s in PACK_ORDER[:2]]  # type: ignore[union-attr]
+            assert all(label in pack["content"] for label in labels)
+            assert "pixme:variants" in selects(pack)
+
+
+# -- the playground: a grid ------------------------------------------------------------------------------
+
+
+async def test_playground_variants_are_a_grid_of_replyable_pictures(tmp_path: Path, selfie: bytes) -> None:
+    from bots.playground.app import PLAYGROUND_KEY
+    from tests.test_playground import open_page, serve
+
+    async with serve(tmp_path, OfflineEngine()) as client:
+        studio = client.app[PLAYGROUND_KEY].studio
+        await studio.store.set_preferences("person", "playground", "pg-alex", Preferences(variants=2))
+        page = await open_page(client)
+        photo_id = await page.upload(selfie)
+        await page.act("text", text="/noir", reply_to=photo_id)
+        one = (await page.next(lambda e: e["type"] == "message" and bool(e["message"].get("album"))))["message"]
+        two = (await page.next(lambda e: e["type"] == "message" and bool(e["message"].get("album"))))["message"]
+        assert one["album"] == two["album"], "laid out together, as a grid"
+        assert one["kind"] == two["kind"] == "image", "each a result of its own: replyable, with its buttons"
+        assert one["image"] != two["image"] and one["text"].startswith("1. ") and two["text"].startswith("2. ")
+        assert one["pick"]["action"] == f"variant:{one['node']}"
+
+        await page.act("press", message=two["id"], action=two["pick"]["action"])
+        chosen = (await page.next(lambda e: e["type"] == "message" and e["message"]["kind"] == "image"
+                                  and not e["message"].get("album")))["message"]
+        assert chosen["node"] == two["node"] and chosen["reply_to"] == two["id"]
+        await page.act("text", text="add a crown", reply_to=one["id"])
+        crowned = (await page.next(lambda e: e["type"] == "message" and e["message"]["kind"] == "image"
+                                   and "crown" in e["message"]["text"].lower()))["message"]
+        node = await studio.store.get_node(crowned["node"])
+        assert node is not None and node.parent_id == one["node"]
+        await page.close()
