@@ -62,7 +62,7 @@ class PartyPress:
 class SettingPress:
     """A settings keyboard button: open a menu (`menu`, value = its name) or choose a value in one."""
 
-    key: str  # "menu", "model", "ratio", "size", "delivery"
+    key: str  # "menu", "model", "ratio", "size", "delivery", "variants"
     value: str
 
 
@@ -126,7 +126,8 @@ class StepPick:
 
 @dataclass(frozen=True)
 class SettingMenu:
-    """One setting as a menu of its values (`key`: model, ratio, size, delivery); the value comes with the choice."""
+    """One setting as a menu of its values (`key`: model, ratio, size, delivery, variants); the value comes with
+    the choice."""
 
     key: str
 
@@ -138,8 +139,22 @@ class EditPrompt:
     node_id: int
 
 
+@dataclass(frozen=True)
+class VariantPick:
+    """One of the pictures made together (variants, a style pack), chosen to continue from: it comes out as a
+    result of its own, with that result's buttons."""
+
+    node_id: int
+
+
+@dataclass(frozen=True)
+class VariantMenu:
+    """The menu under pictures made together (Discord's select); the chosen picture (a node id) comes with the
+    choice."""
+
+
 Action = (PartyPress | SettingPress | LanguagePress | ExportPress | ForgetPress | NodePress | RestylePick
-          | PhotoPick | StyleChoice | StepPick | SettingMenu | EditPrompt)
+          | PhotoPick | StyleChoice | StepPick | SettingMenu | EditPrompt | VariantPick | VariantMenu)
 
 
 def encode(action: Action) -> str:
@@ -169,6 +184,10 @@ def encode(action: Action) -> str:
             return f"setting:{key}"
         case EditPrompt(node_id):
             return f"editmodal:{node_id}"
+        case VariantPick(node_id):
+            return f"variant:{node_id}"
+        case VariantMenu():
+            return "variants"
     raise TypeError(f"not an action: {action!r}")  # pragma: no cover - the union is closed
 
 
@@ -209,6 +228,10 @@ def parse(data: str) -> Action | None:
         return SettingMenu(rest) if rest.isalpha() else None
     if verb == "editmodal":
         return EditPrompt(int(rest)) if rest.isdigit() else None
+    if verb == "variant":
+        return VariantPick(int(rest)) if rest.isdigit() else None
+    if verb == "variants":
+        return VariantMenu() if data == "variants" else None
     return None
 
 
@@ -225,6 +248,8 @@ _PATTERNS: dict[type, str] = {
     StepPick: r"step",
     SettingMenu: r"setting:[a-z]+",
     EditPrompt: r"editmodal:\d+",
+    VariantPick: r"variant:\d+",
+    VariantMenu: r"variants",
 }
 
 

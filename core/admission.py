@@ -73,18 +73,22 @@ class Admission:
         self.access = access
         self.replies = replies
 
-    async def refuse_over_limit(self, ctx: Context) -> bool:
-        """Queue and daily limits; says which one was hit and when it resets."""
+    async def refuse_over_limit(self, ctx: Context, pictures: int = 1) -> bool:
+        """Queue and daily limits for a request that makes `pictures` pictures (variants, a style pack: each
+        counts); says which one was hit and when it resets. Every picture request passes here with what it
+        costs, so this is where a request is accepted for its price (credits reserve theirs here too)."""
         refusal = await self.over_limit(ctx.chat.platform, ctx.chat.id, ctx.person.id,
-                                        private=ctx.chat.is_private, exempt=self.access.is_admin(ctx))
+                                        private=ctx.chat.is_private, exempt=self.access.is_admin(ctx),
+                                        pictures=pictures)
         if refusal is not None:
             await self.replies.say(ctx, refusal)
         return refusal is not None
 
     async def over_limit(self, platform: str, chat_id: str, person: str, *, private: bool,
-                         exempt: bool) -> str | None:
-        """The one line refusing another picture for `person` in this chat (the bot's, the person's or the chat's
-        limit), or None; `exempt` (a bot admin) skips the person's daily limit."""
+                         exempt: bool, pictures: int = 1) -> str | None:
+        """The one line refusing `pictures` more pictures for `person` in this chat (the bot's, the person's or the
+        chat's limit), or None; `exempt` (a bot admin) skips the person's daily limit. A request for several is
+        refused whole when a limit cannot cover them all (nobody is charged for half an album)."""
         jobs, usage = self.jobs, self.usage
         pending = jobs.pending_for(platform, person)
         if pending > self.limits.queue_per_user:
@@ -92,15 +96,24 @@ class Admission:
         limits, since = self.limits, start_of_day()
         resets = resets_in()
         if limits.daily_images:
-            used = await usage.count_delivered(since) + jobs.queue_length + jobs.running_count
-            if used >= limits.daily_images:
-                return texts.bot_daily_limit(resets)
+            used = await usage.count_delivered(since) + jobs.pictures_pending
+            if used + pictures > limits.daily_images:
+                return _too_many(pictures, limits.daily_images - used, resets) or texts.bot_daily_limit(resets)
         if limits.user_daily and not exempt:
-            used = await usage.count_delivered(since, platform=platform, user_id=person) + pending
-            if used >= limits.user_daily:
-                return texts.user_daily_limit(limits.user_daily, resets)
+            used = await usage.count_delivered(since, platform=platform, user_id=person) \
+                + jobs.pictures_for(platform, person)
+            if used + pictures > limits.user_daily:
+                return _too_many(pictures, limits.user_daily - used, resets) \
+                    or texts.user_daily_limit(limits.user_daily, resets)
         if limits.chat_daily and not private:
-            used = await usage.count_delivered(since, platform=platform, chat_id=chat_id)
-            if used + jobs.pending_in_chat(platform, chat_id) >= limits.chat_daily:
-                return texts.chat_daily_limit(limits.chat_daily, resets)
+            used = await usage.count_delivered(since, platform=platform, chat_id=chat_id) \
+                + jobs.pictures_in_chat(platform, chat_id)
+            if used + pictures > limits.chat_daily:
+                return _too_many(pictures, limits.chat_daily - used, resets) \
+                    or texts.chat_daily_limit(limits.chat_daily, resets)
         return await self.budget.refusal(await self.router.effective(platform, chat_id, person))
+
+
+def _too_many(pictures: int, left: int, resets: str) -> str | None:
+    """For a request of several pictures when some allowance is left but not enough: how many are left."""
+    return texts.not_enough_left(pictures, left, resets) if pictures > 1 and left > 0 else None

@@ -94,6 +94,11 @@ COMMANDS: dict[str, CommandInfo] = {c.name: c for c in (
                    max_length=MAX_THEME_CHARS),
             Option("style", N_("The look of the picture"), "style")),
         private=False)),
+    CommandInfo("pack", N_("A selfie in 6 styles at once (/pack [n] with a selfie, at most 10)"), slash=Slash(
+        N_("The same selfie in several styles at once, as one album"), (
+            Option("photo", _PHOTO, "photo", required=True),
+            Option("count", N_("How many styles (6 if left out, at most 10)"), max_length=2)),
+        private=False)),
     CommandInfo("settings", N_("Model, aspect ratio, size and delivery (groups: admins set defaults)"),
                 slash=Slash(N_("Your model, aspect ratio, size and delivery (in a server: its defaults, for admins)"),
                             deferred=False)),
@@ -196,6 +201,8 @@ class Commands:
             # One photo (or none) outside an album: it explains how many it needs.
             photos = list(typed.photos) or ([typed.photo] if typed.photo is not None else [])
             await studio.fuse(ctx, photos, _styled(typed))
+        elif name == "pack":
+            await studio.pack(ctx, args, typed.photo, typed.replied_to)
         elif name == "avatar" and typed.style is not None:
             await studio.style(ctx, typed.style, typed.photo, typed.replied_to)
         elif get_style(name) is not None:

@@ -27,6 +27,7 @@ from pydantic_settings import (
 from core.errors import PixmeError
 
 DEFAULT_MODEL = "gemini-nano-banana-2.1"
+MAX_VARIANTS = 4  # candidates one request may make
 ImageSize = Literal["512", "1K", "2K", "4K"]
 
 
@@ -89,6 +90,8 @@ class GeminiSettings(BaseModel):
     sizes: list[ImageSize] = Field(default_factory=lambda: list[ImageSize](["1K", "2K"]))
     request_timeout_s: float = Field(default=120.0, gt=0)
     retry_budget_s: float = Field(default=90.0, ge=0)
+    # Candidates one request makes (parallel calls, each priced and counted); people may choose 1-4 in /settings.
+    variants: int = Field(default=1, ge=1, le=MAX_VARIANTS)
 
     @property
     def choices(self) -> list[str]:

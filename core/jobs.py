@@ -67,9 +67,9 @@ class JobRunner:
     # -- submitting and resuming -------------------------------------------------------------
 
     async def submit(self, platform: str, chat_id: str, user_id: str, kind: str,
-                     payload: dict[str, Any], target: ReplyTarget) -> Job:
+                     payload: dict[str, Any], target: ReplyTarget, *, pictures: int = 1) -> Job:
         """Persist the job, then queue it. Once this returns, the job will be delivered."""
-        job = await self._store.add_job(platform, chat_id, user_id, kind, payload, target)
+        job = await self._store.add_job(platform, chat_id, user_id, kind, payload, target, pictures=pictures)
         self._enqueue(job)
         return job
 
@@ -95,6 +95,24 @@ class JobRunner:
 
     def _count(self, matches: Callable[[Job], bool]) -> int:
         return sum(1 for j in self._waiting if matches(j)) + sum(1 for j, _ in self._running.values() if matches(j))
+
+    # Daily limits count pictures: a job making several (variants, a style pack) counts as that many.
+
+    def pictures_for(self, platform: str, user_id: str) -> int:
+        """Pictures this person's waiting and running jobs will make."""
+        return self._pictures(lambda j: _person(j) == (platform, user_id))
+
+    def pictures_in_chat(self, platform: str, chat_id: str) -> int:
+        return self._pictures(lambda j: (j.platform, j.chat_id) == (platform, chat_id))
+
+    @property
+    def pictures_pending(self) -> int:
+        """Pictures every waiting and running job will make."""
+        return self._pictures(lambda j: True)
+
+    def _pictures(self, matches: Callable[[Job], bool]) -> int:
+        jobs = [*self._waiting, *(j for j, _ in self._running.values())]
+        return sum(max(1, j.pictures) for j in jobs if matches(j))
 
     def position(self, job_id: int) -> int | None:
         """1 for the next job to start; None if the job is running or unknown."""

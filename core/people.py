@@ -17,6 +17,7 @@ from typing import cast
 from core import i18n, texts
 from core.access import Access
 from core.actions import LanguagePress, Outcome, SettingPress, encode
+from core.config import MAX_VARIANTS
 from core.engines.models import model_info
 from core.exports import EXPORT_KINDS, ExportKind, export_async
 from core.gate import Gate
@@ -33,7 +34,8 @@ log = logging.getLogger(__name__)
 HISTORY_SIZE = 10
 DELIVERIES: tuple[Delivery, ...] = ("photo", "file", "both")
 RATIO_CHOICES = ("1:1", "3:4", "4:3", "9:16", "16:9", "4:5", "21:9")
-_MENUS = ("main", "model", "ratio", "size", "delivery")
+_MENUS = ("main", "model", "ratio", "size", "delivery", "variants")
+VARIANT_CHOICES = tuple(str(n) for n in range(1, MAX_VARIANTS + 1))
 
 
 @dataclass(frozen=True)
@@ -57,7 +59,8 @@ class People:
 
     def __init__(self, *, store: Store, images: ImageStore, router: EngineRouter, languages: Languages,
                  access: Access, replies: Replies, gate: Gate,
-                 node_here: Callable[[Context, int], Awaitable[Node | None]]) -> None:
+                 node_here: Callable[[Context, int], Awaitable[Node | None]], variants: int = 1) -> None:
+        self.variants = variants  # `[gemini] variants`: candidates a request makes unless a person chose
         self.store = store
         self.images = images
         self.router = router  # the engine, model and options a person's choices come to
@@ -120,6 +123,8 @@ class People:
             updated = _replace(current, image_size=None if auto else value)
         elif key == "delivery" and (auto or value in DELIVERIES):
             updated = _replace(current, delivery=None if auto else cast(Delivery, value))
+        elif key == "variants" and (auto or value in VARIANT_CHOICES):
+            updated = _replace(current, variants=None if auto else int(value))
         else:
             return Outcome.refused(texts.unknown_setting(value), alert=False)
         await store.set_preferences(scope, platform, owner, updated)
@@ -137,6 +142,8 @@ class People:
         text = texts.settings_view(title, model, info.price(effective.image_size), effective.aspect_ratio,
                                    effective.image_size, effective.delivery or "photo", bool(effective.persona),
                                    self.router.warnings(effective))
+        variants = min(effective.variants or self.variants, MAX_VARIANTS)
+        text = f"{text}\n{texts.variants_setting(variants)}"
         base = info.price(effective.image_size)
         models = [Choice(m, m, m == model, _cost_delta(model_info(m).price(None) - base)) for m in self.router.choices]
         ratios = [Choice("auto", texts.SETTING_AUTO, effective.aspect_ratio is None)]
@@ -150,8 +157,11 @@ class People:
                          else _("⚠️ not on {model}").format(model=model)) for s in self.router.sizes]
         current = effective.delivery or "photo"
         deliveries = [Choice(d, texts.delivery_name(d), d == current) for d in DELIVERIES]
+        counts = [Choice("auto", texts.SETTING_AUTO, effective.variants is None)]
+        counts += [Choice(n, texts.variants_choice(int(n)), n == str(effective.variants)) for n in VARIANT_CHOICES]
         menus = {"model": (_("🤖 Model"), models), "ratio": (_("📐 Aspect ratio"), ratios),
-                 "size": (_("🔍 Size"), sizes), "delivery": (_("📨 Delivery"), deliveries)}
+                 "size": (_("🔍 Size"), sizes), "delivery": (_("📨 Delivery"), deliveries),
+                 "variants": (texts.VARIANTS_MENU, counts)}
         return SettingsForm(text, menus)
 
     async def choose(self, ctx: Context, key: str, value: str) -> Outcome:

@@ -91,6 +91,8 @@ class Job:
     error: str | None = None
     created_at: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
+    pictures: int = 1  # how many pictures it makes (variants, a style pack): it counts and is priced as that many
+    result_nodes: tuple[int, ...] = ()  # every picture it made, in order (result_node is the first)
 
 
 PartyStatus = Literal["open", "started", "cancelled", "closed"]
@@ -143,6 +145,7 @@ class Preferences:
     delivery: Delivery | None = None
     persona: str = ""  # at most MAX_PERSONA_CHARS; only people have one
     language: str | None = None  # chosen with /language (None: follow the app's language)
+    variants: int | None = None  # candidates one request makes (None: the operator's `[gemini] variants`)
 
     def over(self, fallback: Preferences) -> Preferences:
         """These choices, with `fallback`'s wherever these are unset."""
@@ -153,6 +156,7 @@ class Preferences:
             delivery=self.delivery or fallback.delivery,
             persona=self.persona or fallback.persona,
             language=self.language or fallback.language,
+            variants=self.variants or fallback.variants,
         )
 
 
@@ -170,25 +174,34 @@ class History(Protocol):
 
 class JobStore(Protocol):
     async def add_job(self, platform: str, chat_id: str, user_id: str, kind: str,
-                      payload: dict[str, Any], target: ReplyTarget) -> Job: ...
+                      payload: dict[str, Any], target: ReplyTarget, *, pictures: int = 1) -> Job:
+        """Persist a queued job; `pictures`: how many pictures it will make (and count as)."""
+        ...
 
     async def get_job(self, job_id: int) -> Job | None: ...
 
     async def update_job(self, job_id: int, *, status: JobStatus | None = None,
                          result_node: int | None = None, delivered_message: str | None = None,
-                         error: str | None = None, attempt: bool = False) -> None: ...
+                         error: str | None = None, attempt: bool = False,
+                         result_nodes: tuple[int, ...] | None = None, pictures: int | None = None) -> None:
+        """`result_nodes`: every picture a job made, in order; `pictures`: how many it made after all (fewer
+        than asked when some could not be made), which is what it counts as."""
+        ...
 
     async def unfinished_jobs(self) -> list[Job]: ...
 
 
 class Usage(Protocol):
     async def count_delivered(self, since: float, *, platform: str | None = None,
-                              user_id: str | None = None, chat_id: str | None = None) -> int: ...
+                              user_id: str | None = None, chat_id: str | None = None) -> int:
+        """Pictures delivered since `since` (a job that made several counts each)."""
+        ...
 
     async def job_counts(self, since: float) -> dict[str, int]: ...
 
     async def delivered_by_model(self, since: float) -> dict[tuple[str, str], int]:
-        """Pictures delivered since `since`, by (model, output size); "" where either is unknown."""
+        """Pictures delivered since `since`, by (model, output size); "" where either is unknown. A job that made
+        several counts each."""
         ...
 
 

@@ -7,18 +7,24 @@ passes admission, and leaves a persisted job for the worker; nothing is drawn he
 from __future__ import annotations
 
 from core import texts
+from core.actions import Outcome
 from core.admission import Admission
+from core.config import MAX_VARIANTS
 from core.gate import Gate
 from core.jobs import JobRunner
 from core.parties import parse_party_args
 from core.ports import History, ImageStore, Node
 from core.replies import Replies
 from core.requests import Context, ImageReply, PhotoRef
+from core.routing import EngineRouter
 from core.styles import STYLES, Style, get_style
 from core.submission import Submission
 
 MAX_INSTRUCTION_CHARS = 1000
 MIN_FUSE, MAX_FUSE = 2, 8  # photos in one fusion (an album holds up to 10)
+PACK_DEFAULT, PACK_MAX = 6, 10  # styles in one /pack (a Telegram album holds 10)
+# A pack of n shows the first n: the looks most unlike each other first (colour, line, pixels, paint, mood).
+PACK_ORDER = ("comic", "anime", "zombie", "pixel", "watercolor", "noir", "cyberpunk", "popart", "sketch", "manga")
 
 
 class Rendering:
@@ -26,7 +32,10 @@ class Rendering:
     after restarts and without a reply."""
 
     def __init__(self, *, history: History, images: ImageStore, replies: Replies, gate: Gate, admission: Admission,
-                 submission: Submission, jobs: JobRunner) -> None:
+                 submission: Submission, jobs: JobRunner, router: EngineRouter | None = None,
+                 variants: int = 1) -> None:
+        self.router = router  # the person's choices (how many variants); None: always the operator's
+        self.variants = variants  # `[gemini] variants`: candidates a request makes unless the person chose
         self.history = history
         self.images = images
         self.replies = replies
@@ -49,11 +58,14 @@ class Rendering:
             if not allowed:
                 return
             style = await self._style_or_say(ctx, style_name)
-            if style is None or await self.admission.refuse_over_limit(ctx):
+            if style is None:
+                return
+            count = await self.variants_for(ctx)
+            if await self.admission.refuse_over_limit(ctx, count):
                 return
             source = await self._source_for(ctx, style, photo, replied_message_id)
             if source is not None:
-                await self.submission.submit(ctx, "style", {"style": style.id, "node": source.id})
+                await self._submit_style(ctx, style.id, source, count)
 
     async def edit(self, ctx: Context, instruction: str, replied_message_id: str,
                    photo: PhotoRef | None = None) -> None:
@@ -138,12 +150,14 @@ class Rendering:
             parent = await self.history.get_node(node.parent_id) if node.parent_id else None
             if parent is None or node.kind not in ("style", "edit"):
                 await self.replies.say(ctx, texts.NOTHING_TO_REPEAT)
+            elif node.kind == "style":
+                count = await self.variants_for(ctx)
+                if not await self.admission.refuse_over_limit(ctx, count):
+                    await self._submit_style(ctx, node.style or "", parent, count, again=True)
             elif not await self.admission.refuse_over_limit(ctx):
-                if node.kind == "style":
-                    await self.submission.submit(ctx, "style", {"style": node.style, "node": parent.id})
-                else:
-                    await self.submission.submit(ctx, "edit", {"node": parent.id,
-                                                               "instruction": node.instruction or ""})
+                # "again": a new take even where the engine would draw the same picture for the same input.
+                await self.submission.submit(ctx, "edit", {"node": parent.id, "instruction": node.instruction or "",
+                                                           "again": True})
 
     async def edit_node(self, ctx: Context, node_id: int, instruction: str) -> None:
         """Apply a free-text instruction to this result."""
@@ -172,11 +186,74 @@ class Rendering:
             if style is None:
                 return
             node = await self.node_here(ctx, node_id)
-            if node is None or await self.admission.refuse_over_limit(ctx):
+            if node is None:
                 return
-            await self.submission.submit(ctx, "style", {"style": style.id, "node": (await self._original_of(node)).id})
+            count = await self.variants_for(ctx)
+            if not await self.admission.refuse_over_limit(ctx, count):
+                await self._submit_style(ctx, style.id, await self._original_of(node), count)
+
+    async def pack(self, ctx: Context, args: str, photo: PhotoRef | None, replied_message_id: str | None) -> None:
+        """`/pack [n]` with a selfie (or replying to one, or to a result): the selfie in n styles (PACK_ORDER's
+        first n), made at once and delivered as one album, each picture replyable; n pictures' worth, refused
+        up front when the person's limits can't cover them all."""
+        async with self.gate.handling(ctx) as allowed:
+            if not allowed:
+                return
+            wanted = args.split()[0] if args.split() else ""
+            count = int(wanted) if wanted.isdigit() else PACK_DEFAULT if not wanted else 0
+            if not 1 <= count <= PACK_MAX:
+                await self.replies.say(ctx, texts.pack_count(PACK_MAX, wanted[:20]))
+                return
+            if photo is None and replied_message_id is None:
+                await self.replies.say(ctx, texts.pack_how(ctx.chat.platform, PACK_DEFAULT, PACK_MAX))
+                return
+            if await self.admission.refuse_over_limit(ctx, count):
+                return
+            source = None
+            if photo is not None:
+                source = await self.submission.ingest(ctx, photo)
+                if source is None:  # refused or lost: ingest has said why
+                    return
+            elif replied_message_id is not None:
+                node = await self.history.node_for_message(ctx.chat.platform, ctx.chat.id, replied_message_id)
+                source = await self._original_of(node) if node is not None else None
+            if source is None:
+                await self.replies.say(ctx, texts.pack_how(ctx.chat.platform, PACK_DEFAULT, PACK_MAX))
+                return
+            styles = [s for s in PACK_ORDER if get_style(s) is not None][:count]
+            await self.submission.submit(ctx, "pack", {"styles": styles, "node": source.id}, pictures=len(styles))
+
+    async def pick(self, ctx: Context, node_id: int) -> Outcome:
+        """One of the pictures made together, chosen to continue from: sent again as a result of its own (with
+        its buttons), replying to the message it was picked on, so replies and buttons continue from it."""
+        node = await self.history.get_node(node_id)
+        if node is None or node.kind == "photo" or (node.platform, node.chat_id) != (ctx.chat.platform, ctx.chat.id):
+            return Outcome.refused(texts.UNKNOWN_BUTTON)
+        reply = ImageReply(node.id, await self.images.get(node.image_sha), node.mime,
+                           node.commentary or texts.DEFAULT_CAPTION)
+        message_id = await self.replies.to(ctx).send_image(self.replies.target(ctx), reply)
+        await self.history.link_message(node, message_id)
+        return Outcome.ok(texts.VARIANT_PICKED)
+
+    async def variants_for(self, ctx: Context) -> int:
+        """How many candidates one request of this person's makes here: their choice (or their group's), else
+        the operator's `[gemini] variants`. Each is a picture: admission counts, and prices, every one."""
+        chosen = None
+        if self.router is not None:
+            chosen = (await self.router.effective(ctx.chat.platform, ctx.chat.id, ctx.person.id)).variants
+        return min(max(chosen or self.variants, 1), MAX_VARIANTS)
 
     # -- resolving what to work on ----------------------------------------------------------------
+
+    async def _submit_style(self, ctx: Context, style_id: str, source: Node, count: int, *,
+                            again: bool = False) -> None:
+        """A style job making `count` candidates of `source` (admitted for `count` pictures already)."""
+        payload: dict[str, object] = {"style": style_id, "node": source.id}
+        if count > 1:
+            payload["variants"] = count
+        if again:
+            payload["again"] = True
+        await self.submission.submit(ctx, "style", payload, pictures=count)
 
     async def _submit_edit(self, ctx: Context, node: Node, instruction: str) -> None:
         instruction = instruction.strip()

@@ -117,6 +117,13 @@ class Messenger(Protocol):
         an id, and the core links them in order, so a reply to such a message means its newest."""
         ...
 
+    async def send_album(self, target: ReplyTarget, replies: list[ImageReply]) -> list[str]:
+        """Pictures one request made together (variants, a style pack), each captioned with its number: shown
+        together (a Telegram album, one Discord message, a grid), each replyable where the platform allows, with
+        a way to pick one to continue from (`core.actions.VariantPick`: buttons 1…N, a select). Returns the
+        message id showing each, in order, as `send_gallery` does."""
+        ...
+
     async def send_style_menu(self, target: ReplyTarget, text: str, styles: list[Style]) -> str: ...
 
     async def send_buttons(self, target: ReplyTarget, text: str, buttons: list[Button]) -> str: ...

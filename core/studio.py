@@ -11,7 +11,16 @@ import logging
 
 from core import i18n, texts
 from core.access import Access
-from core.actions import ExportPress, ForgetPress, LanguagePress, Outcome, PartyPress, SettingPress, parse
+from core.actions import (
+    ExportPress,
+    ForgetPress,
+    LanguagePress,
+    Outcome,
+    PartyPress,
+    SettingPress,
+    VariantPick,
+    parse,
+)
 from core.admission import Admission, Budget
 from core.breaker import CircuitBreaker
 from core.clock import SYSTEM_CLOCK, Clock
@@ -48,7 +57,7 @@ class Studio:
                  delivery_retry_delays: tuple[float, ...] = DELIVERY_RETRY_DELAYS_S,
                  full_disk_retry_s: float = FULL_DISK_RETRY_S,
                  model_choices: list[str] | None = None, sizes: list[str] | None = None,
-                 intake: Intake | None = None, clock: Clock = SYSTEM_CLOCK) -> None:
+                 intake: Intake | None = None, clock: Clock = SYSTEM_CLOCK, variants: int = 1) -> None:
         self.store = store
         self.images = images
         self.engine = engine
@@ -85,11 +94,13 @@ class Studio:
         self.submission = submission = Submission(history=store, images=images, intake=self.intake, jobs=jobs,
                                                   breaker=breaker, replies=replies, input_max_px=input_max_px)
         self.rendering = rendering = Rendering(history=store, images=images, replies=replies, gate=gate,
-                                               admission=admission, submission=submission, jobs=jobs)
+                                               admission=admission, submission=submission, jobs=jobs,
+                                               router=router, variants=variants)
         self.parties = parties = Parties(party or PartySettings(), store=store, replies=replies, gate=gate,
                                          access=self.access, limits=admission, submission=submission, clock=clock)
         self.people = People(store=store, images=images, router=router, languages=self.languages,
-                             access=self.access, replies=replies, gate=gate, node_here=rendering.node_here)
+                             access=self.access, replies=replies, gate=gate, node_here=rendering.node_here,
+                             variants=variants)
         self.forgetting = Forgetting(store=store, images=images, jobs=jobs, languages=self.languages,
                                      lobbies=parties, replies=replies, gate=gate)
         self.daily_stats = DailyStats(usage=store, jobs=jobs, engine=engine, daily_usd=limits.daily_usd,
@@ -107,6 +118,7 @@ class Studio:
         self.edit_node = rendering.edit_node
         self.undo_node = rendering.undo_node
         self.restyle = rendering.restyle
+        self.pack = rendering.pack
         self.stats = self.daily_stats.show
         self.forget = self.forgetting.ask
 
@@ -148,6 +160,8 @@ class Studio:
                     return await self.people.export_node(ctx, kind, node_id, pressed_message_id)
                 case ForgetPress() as press:
                     return await self.forgetting.answer(ctx, press)
+                case VariantPick(node_id):
+                    return await self.rendering.pick(ctx, node_id)
         return Outcome.settled(texts.UNKNOWN_BUTTON, alert=True)
 
     async def speak_to(self, ctx: Context) -> None:

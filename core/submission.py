@@ -60,17 +60,18 @@ class Submission:
             await self.history.link_message(node, photo.message_id)
         return node
 
-    async def submit(self, ctx: Context, kind: str, payload: dict[str, object]) -> None:
-        """A job answering `ctx`, in its chat."""
-        await self.submit_job(ctx.chat.platform, ctx.chat.id, ctx.person.id, kind, payload, self.replies.target(ctx))
+    async def submit(self, ctx: Context, kind: str, payload: dict[str, object], *, pictures: int = 1) -> None:
+        """A job answering `ctx`, in its chat, making `pictures` pictures (as admitted)."""
+        await self.submit_job(ctx.chat.platform, ctx.chat.id, ctx.person.id, kind, payload, self.replies.target(ctx),
+                              pictures=pictures)
 
     async def submit_job(self, platform: str, chat_id: str, user_id: str, kind: str, payload: dict[str, object],
-                         target: ReplyTarget) -> None:
+                         target: ReplyTarget, *, pictures: int = 1) -> None:
         """Persist and queue a job; say so at once if the image service is down. (A job that starts
         shows "sending photo…" itself, for as long as it runs.)"""
         # The language the request came in: the answer (even after a restart) is in it too.
         payload = {**payload, "lang": payload.get("lang") or i18n.current()}
-        await self.jobs.submit(platform, chat_id, user_id, kind, payload, target)
+        await self.jobs.submit(platform, chat_id, user_id, kind, payload, target, pictures=pictures)
         messenger = self.replies.get(platform)
         if self.breaker.is_open and messenger is not None:
             await messenger.send_text(target, texts.SERVICE_DOWN_SAVED)

@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -49,6 +50,8 @@ DELIVERY_RETRY_DELAYS_S = (1.0, 3.0, 10.0)
 MAX_BUSY_ATTEMPTS = 8  # a job that met an outage this often is told to try later
 FULL_DISK_RETRY_S = 30.0  # a result that found the disk full is saved again this often, until it fits
 
+PARALLEL_CALLS = 4  # engine calls one job makes at once (a style pack makes up to 10 pictures)
+
 _Send = Callable[[], Awaitable[str]]
 
 
@@ -71,6 +74,7 @@ class Made:
     portraits: list[tuple[str, Node]]  # a group picture's people, as drawn
     node: Node | None = None  # once saved
     told: bool = False  # the person has heard that it waits for space
+    style: str | None = None  # the style it was drawn in (each picture of a style pack has its own)
 
 
 class Worker:
@@ -92,7 +96,7 @@ class Worker:
         self.delivery_retry_delays = delivery_retry_delays
         self.full_disk_retry_s = full_disk_retry_s
         self._deliveries: set[asyncio.Future[None]] = set()
-        self._unsaved: dict[int, Made] = {}  # job id -> a result waiting for disk space
+        self._unsaved: dict[int, list[Made]] = {}  # job id -> its results, waiting for disk space
 
     async def drain(self, timeout: float | None = None) -> None:
         """Wait for the sends already under way (shielded from cancellation) to finish and be recorded."""
@@ -108,10 +112,10 @@ class Worker:
         messenger = self.replies.get(job.platform)
         if messenger is None:  # its adapter isn't running now; the job waits for the next start
             return
-        result_node = await self.store.get_node(job.result_node) if job.result_node else None
+        results = await self._saved_results(job)
         prefs = await self.router.effective(job.platform, job.chat_id, job.user_id)
         i18n.set_language(prefs.language or job.payload.get("lang"))  # a /language choice wins
-        if result_node is None:
+        if not results:
             refusal = None if job.id in self._unsaved else await self.budget.refusal(prefs)
             if refusal is not None:  # the limit was reached, or the quota ran out, while it waited
                 await self._finish_with_text(messenger, job, refusal, "Refused")
@@ -133,22 +137,30 @@ class Worker:
                                                  type(failure).__name__)
                     return
                 self.breaker.record_success()
-            result_node = await self._keep(messenger, job, made)
-            if result_node is None:
+            kept = await self._keep(messenger, job, made)
+            if kept is None:
                 return
-        caption = "\n\n".join([result_node.commentary or texts.DEFAULT_CAPTION, *self.router.warnings(prefs)])
-        reply = ImageReply(result_node.id, await self.images.get(result_node.image_sha), result_node.mime, caption)
+            results = kept
+        warnings = self.router.warnings(prefs)
+        replies = [ImageReply(node.id, await self.images.get(node.image_sha), node.mime,
+                              _caption(job, node, i, len(results), warnings))
+                   for i, node in enumerate(results)]
         sent: list[str] = []
 
         async def send() -> str:
-            sent[:] = await send_result(messenger, job.target, reply, prefs.delivery)
+            if len(replies) == 1:
+                sent[:] = await send_result(messenger, job.target, replies[0], prefs.delivery)
+            else:  # pictures made together go out together, each replyable, with a way to pick one
+                sent[:] = await messenger.send_album(job.target, replies)
             return sent[0]
 
         async def deliver_and_record() -> None:
             message_id = await self._deliver(job, send)
             if message_id is not None:
-                for each in sent:
-                    await self.store.link_message(result_node, each)
+                # One picture: every message showing it (photo, file). Several: each message its own picture.
+                pairs = zip(results, sent, strict=True) if len(results) > 1 else ((results[0], m) for m in sent)
+                for node, each in pairs:
+                    await self.store.link_message(node, each)
                 await self.store.update_job(job.id, status="delivered", delivered_message=message_id)
                 await self.notes.clear(job)
 
@@ -159,15 +171,26 @@ class Worker:
         delivery.add_done_callback(self._deliveries.discard)
         await asyncio.shield(delivery)
 
-    async def _keep(self, messenger: Messenger, job: Job, made: Made) -> Node | None:
-        """Save a result and record it on the job. On a full disk the picture stays in memory, the person hears
-        once that it waits for space, and the job goes back in line (pausing the line: every save would fail)
-        to be saved and delivered when there is room. None if the picture must not be kept (its source went)."""
+    async def _saved_results(self, job: Job) -> list[Node]:
+        """What the job made and saved before (a restart between saving and delivering), in order."""
+        ids = job.result_nodes or ((job.result_node,) if job.result_node else ())
+        found = [await self.store.get_node(node_id) for node_id in ids]
+        return [node for node in found if node is not None]
+
+    async def _keep(self, messenger: Messenger, job: Job, made: list[Made]) -> list[Node] | None:
+        """Save the results and record them on the job. On a full disk the pictures stay in memory, the person
+        hears once that they wait for space, and the job goes back in line (pausing the line: every save would
+        fail) to be saved and delivered when there is room. None if they must not be kept (their source went)."""
         try:
-            if made.node is None:
-                made.node = await self._save_result(job, made)
-            await self.store.update_job(job.id, status="done", result_node=made.node.id)
-            return made.node
+            for each in made:
+                if each.node is None:
+                    each.node = await self._save_result(job, each)
+            nodes = [each.node for each in made if each.node is not None]
+            # Fewer pictures than asked (some could not be made) count as what was made.
+            await self.store.update_job(job.id, status="done", result_node=nodes[0].id,
+                                        result_nodes=tuple(n.id for n in nodes) if len(nodes) > 1 else None,
+                                        pictures=len(nodes) if len(nodes) != job.pictures else None)
+            return nodes
         except SourceGone:
             # A /forget while it was being made: a picture of that person must not be stored or sent.
             log.info("job %s: its source was deleted while it was being made", job.id)
@@ -180,8 +203,8 @@ class Worker:
         self._unsaved[job.id] = made
         with contextlib.suppress(Exception):  # on a full disk this may fail too: "running" is unfinished as well
             await self.store.update_job(job.id, status="queued")
-        if not made.told:
-            made.told = True
+        if not made[0].told:
+            made[0].told = True
             await self._deliver(job, lambda: messenger.send_text(job.target, texts.STORAGE_FULL_KEPT))
         raise Requeue(self.full_disk_retry_s)
 
@@ -201,25 +224,34 @@ class Worker:
         await self.store.update_job(job.id, status="failed", error=error)
         await self.notes.clear(job)
 
-    async def _call_engine(self, job: Job, prefs: Preferences | None = None) -> Made:
-        """Run the job's engine call with the person's choices (model, ratio, size, persona)."""
+    async def _call_engine(self, job: Job, prefs: Preferences | None = None) -> list[Made]:
+        """Run the job's engine calls with the person's choices (model, ratio, size, persona): one picture, or
+        several at once (variants, a style pack), each with its own seed."""
         prefs = prefs or Preferences()
         engine, options = self.router.engine_for(prefs), self.router.options(prefs)
         if job.kind == "fuse":
-            return await self._call_fuse(job, engine, options)
+            return [await self._call_fuse(job, engine, options)]
         node = await self.store.get_node(int(job.payload["node"]))
         if node is None:
             raise EngineError(texts.SOURCE_GONE)
         image = await self.images.get(node.image_sha)
-        if job.kind == "style":
-            style = get_style(job.payload["style"])
-            if style is None:
-                raise EngineError(texts.unknown_style(job.payload["style"]))
-            return Made(await engine.stylize(image, style, options=options), node, [])
+        if job.kind in ("style", "pack"):
+            names = [str(n) for n in job.payload["styles"]] if job.kind == "pack" \
+                else [str(job.payload["style"])] * max(1, int(job.payload.get("variants", 1)))
+            styles = [get_style(name) for name in names]
+            missing = next((name for name, style in zip(names, styles, strict=True) if style is None), None)
+            if missing is not None:
+                raise EngineError(texts.unknown_style(missing))
+            calls = [functools.partial(engine.stylize, image, style,
+                                       options=dataclasses.replace(options, seed=_seed(job, i)))
+                     for i, style in enumerate(s for s in styles if s is not None)]
+            return [Made(result, node, [], style=names[i]) for i, result in await _all(calls)]
         # The identity reference: the original selfie, or for a group picture the picture itself.
         root = await self.store.get_node(node.root_id) if node.root_id else (node if node.kind == "fuse" else None)
         identity = await self.images.get(root.image_sha) if root else None
-        return Made(await engine.edit(image, job.payload["instruction"], identity=identity, options=options), node, [])
+        options = dataclasses.replace(options, seed=_seed(job, 0))
+        return [Made(await engine.edit(image, job.payload["instruction"], identity=identity, options=options),
+                     node, [])]
 
     async def _call_fuse(self, job: Job, engine: ImageEngine, options: RenderOptions) -> Made:
         style = get_style(str(job.payload["style"]))
@@ -249,11 +281,12 @@ class Worker:
         mime = "image/png" if image.startswith(b"\x89PNG") else "image/jpeg" if image.startswith(b"\xff\xd8") \
             else result.mime
         sha = await self.images.put(image)
-        kind: NodeKind = "fuse" if job.kind == "fuse" else "style" if job.kind == "style" else "edit"
+        kind: NodeKind = "fuse" if job.kind == "fuse" else "style" if job.kind in ("style", "pack") else "edit"
         try:
             return await self.store.add_node(NewNode(
                 job.platform, job.chat_id, job.user_id, kind, sha, mime, parent=made.parent,
-                style=job.payload.get("style"), instruction=job.payload.get("instruction") or job.payload.get("theme"),
+                style=made.style or job.payload.get("style"),
+                instruction=job.payload.get("instruction") or job.payload.get("theme"),
                 engine=OFFLINE if result.model == OFFLINE else self.router.engine.name, model=result.model,
                 commentary=commentary, image_size=result.image_size,
                 inputs=tuple(node for _, node in made.portraits),
@@ -299,6 +332,50 @@ class Worker:
             yield
         finally:
             task.cancel()
+
+
+def _seed(job: Job, index: int) -> int | None:
+    """The seed of a job's `index`th picture: the first of a request is the engine's own picture (None), every
+    other candidate and every Again a new take (the job id keeps it the same after a restart)."""
+    if index == 0 and not job.payload.get("again"):
+        return None
+    return job.id * 16 + index
+
+
+async def _all(calls: Sequence[Callable[[], Awaitable[EngineResult]]]) -> list[tuple[int, EngineResult]]:
+    """Run the calls, PARALLEL_CALLS at a time; the pictures made, with their places. Some failing leaves the
+    others (the person gets fewer); all failing raises the first failure."""
+    if len(calls) == 1:
+        return [(0, await calls[0]())]
+    gate = asyncio.Semaphore(PARALLEL_CALLS)
+
+    async def one(call: Callable[[], Awaitable[EngineResult]]) -> EngineResult:
+        async with gate:
+            return await call()
+
+    outcomes = await asyncio.gather(*(one(call) for call in calls), return_exceptions=True)
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException) and not isinstance(outcome, EngineError):
+            raise outcome  # a bug, or a cancellation: not a picture that could not be made
+    made = [(i, o) for i, o in enumerate(outcomes) if isinstance(o, EngineResult)]
+    if not made:
+        first = next(o for o in outcomes if isinstance(o, EngineError))
+        raise first
+    if len(made) < len(calls):
+        log.info("%d of %d pictures could not be made: %s", len(calls) - len(made), len(calls),
+                 ", ".join(type(o).__name__ for o in outcomes if isinstance(o, EngineError)))
+    return made
+
+
+def _caption(job: Job, node: Node, index: int, count: int, warnings: list[str]) -> str:
+    """A result's caption: its commentary (and what the model could not honour); several are numbered, to pick
+    one by its number, and a style pack's name their style."""
+    commentary = node.commentary or texts.DEFAULT_CAPTION
+    if count == 1:
+        return "\n\n".join([commentary, *warnings])
+    style = get_style(node.style or "") if job.kind == "pack" else None
+    line = texts.album_caption(index + 1, style.label if style else "", commentary)
+    return "\n\n".join([line, *warnings]) if index == 0 else line
 
 
 async def send_result(messenger: Messenger, target: ReplyTarget, reply: ImageReply,

@@ -67,7 +67,7 @@ _NODE_COLUMNS = ("id, platform, chat_id, user_id, parent_id, root_id, kind, imag
                  "likeness_status")
 _PARTY_COLUMNS = "id, platform, chat_id, host_id, style, theme, status, lobby_message, reply_to, deadline"
 _JOB_COLUMNS = ("id, platform, chat_id, user_id, kind, payload, target, status, attempts, result_node, "
-                "delivered_message, error, created_at")
+                "delivered_message, error, created_at, pictures, result_nodes")
 
 
 def _migrations() -> list[tuple[int, str]]:
@@ -290,16 +290,17 @@ class SqliteStore:
     # -- jobs ----------------------------------------------------------------------------------
 
     async def add_job(self, platform: str, chat_id: str, user_id: str, kind: str,
-                      payload: dict[str, Any], target: ReplyTarget) -> Job:
+                      payload: dict[str, Any], target: ReplyTarget, *, pictures: int = 1) -> Job:
         now = time.time()
         job_id, _ = await self._write(
-            "INSERT INTO jobs (platform, chat_id, user_id, kind, payload, target, status, created_at, updated_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?)",
-            (platform, chat_id, user_id, kind, json.dumps(payload), json.dumps(target.to_json()), now, now),
+            "INSERT INTO jobs (platform, chat_id, user_id, kind, payload, target, status, created_at, updated_at,"
+            " pictures) VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?)",
+            (platform, chat_id, user_id, kind, json.dumps(payload), json.dumps(target.to_json()), now, now,
+             pictures),
         )
         assert job_id is not None
         return Job(id=job_id, platform=platform, chat_id=chat_id, user_id=user_id, kind=kind,
-                   payload=payload, target=target, status="queued", created_at=now)
+                   payload=payload, target=target, status="queued", created_at=now, pictures=pictures)
 
     async def get_job(self, job_id: int) -> Job | None:
         async with self._db.execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,)) as cur:
@@ -308,11 +309,14 @@ class SqliteStore:
 
     async def update_job(self, job_id: int, *, status: JobStatus | None = None,
                          result_node: int | None = None, delivered_message: str | None = None,
-                         error: str | None = None, attempt: bool = False) -> None:
+                         error: str | None = None, attempt: bool = False,
+                         result_nodes: tuple[int, ...] | None = None, pictures: int | None = None) -> None:
         sets: list[str] = ["updated_at = ?"]
         args: list[object] = [time.time()]
+        results = ",".join(str(n) for n in result_nodes) if result_nodes is not None else None
         for column, value in (("status", status), ("result_node", result_node),
-                              ("delivered_message", delivered_message), ("error", error)):
+                              ("delivered_message", delivered_message), ("error", error),
+                              ("result_nodes", results), ("pictures", pictures)):
             if value is not None:
                 sets.append(f"{column} = ?")
                 args.append(value)
@@ -419,7 +423,7 @@ class SqliteStore:
 
     async def count_delivered(self, since: float, *, platform: str | None = None,
                               user_id: str | None = None, chat_id: str | None = None) -> int:
-        sql = "SELECT COUNT(*) FROM jobs WHERE status = 'delivered' AND updated_at >= ?"
+        sql = "SELECT COALESCE(SUM(pictures), 0) FROM jobs WHERE status = 'delivered' AND updated_at >= ?"
         args: list[object] = [since]
         for column, value in (("platform", platform), ("user_id", user_id), ("chat_id", chat_id)):
             if value is not None:
@@ -445,7 +449,8 @@ class SqliteStore:
 
     async def delivered_by_model(self, since: float) -> dict[tuple[str, str], int]:
         async with self._db.execute(
-            "SELECT COALESCE(n.model, ''), COALESCE(n.image_size, ''), COUNT(*) FROM jobs j "
+            # A job's pictures share its model and size: its first one speaks for all.
+            "SELECT COALESCE(n.model, ''), COALESCE(n.image_size, ''), SUM(j.pictures) FROM jobs j "
             "JOIN nodes n ON n.id = j.result_node WHERE j.status = 'delivered' AND j.updated_at >= ? GROUP BY 1, 2",
             (since,),
         ) as cur:
@@ -598,23 +603,24 @@ class SqliteStore:
 
     async def _read_preferences(self, scope: PreferenceScope, platform: str, owner_id: str) -> Preferences:
         rows = await self._db.execute_fetchall(
-            "SELECT model, aspect_ratio, image_size, delivery, persona, language FROM preferences "
+            "SELECT model, aspect_ratio, image_size, delivery, persona, language, variants FROM preferences "
             "WHERE scope = ? AND platform = ? AND owner_id = ?", (scope, platform, owner_id))
         row = next(iter(rows), None)
         if row is None:
             return Preferences()
         delivery = row["delivery"] if row["delivery"] in ("photo", "file", "both") else None
         return Preferences(model=row["model"], aspect_ratio=row["aspect_ratio"], image_size=row["image_size"],
-                           delivery=delivery, persona=row["persona"] or "", language=row["language"])
+                           delivery=delivery, persona=row["persona"] or "", language=row["language"],
+                           variants=row["variants"])
 
     async def set_preferences(self, scope: PreferenceScope, platform: str, owner_id: str,
                               preferences: Preferences) -> None:
         p = preferences
         await self._write(
             "INSERT OR REPLACE INTO preferences (scope, platform, owner_id, model, aspect_ratio, image_size, "
-            "delivery, persona, language, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "delivery, persona, language, updated_at, variants) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (scope, platform, owner_id, p.model, p.aspect_ratio, p.image_size, p.delivery, p.persona,
-             p.language, time.time()))
+             p.language, time.time(), p.variants))
         self._forget_preferences((scope, platform, owner_id))
 
     def _forget_preferences(self, key: tuple[str, str, str]) -> None:
@@ -674,7 +680,9 @@ def _job(row: Any) -> Job:
                kind=row["kind"], payload=json.loads(row["payload"]),
                target=ReplyTarget.from_json(json.loads(row["target"])), status=row["status"],
                attempts=row["attempts"], result_node=row["result_node"],
-               delivered_message=row["delivered_message"], error=row["error"], created_at=row["created_at"])
+               delivered_message=row["delivered_message"], error=row["error"], created_at=row["created_at"],
+               pictures=row["pictures"],
+               result_nodes=tuple(int(n) for n in (row["result_nodes"] or "").split(",") if n.isdigit()))
 
 
 def _hold_lock(lock_path: Path, path: Path | str) -> IO[str]:

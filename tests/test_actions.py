@@ -23,6 +23,8 @@ from core.actions import (
     SettingPress,
     StepPick,
     StyleChoice,
+    VariantMenu,
+    VariantPick,
     encode,
     parse,
     pattern,
@@ -44,9 +46,11 @@ actions = st.one_of(
     st.just(StepPick()),
     st.builds(SettingMenu, st.sampled_from(["model", "ratio", "size", "delivery"])),
     st.builds(EditPrompt, st.integers(0, 10**9)),
+    st.builds(VariantPick, st.integers(0, 10**9)),
+    st.just(VariantMenu()),
 )
 KINDS = [PartyPress, SettingPress, LanguagePress, ExportPress, ForgetPress, NodePress, RestylePick, PhotoPick,
-         StyleChoice, StepPick, SettingMenu, EditPrompt]
+         StyleChoice, StepPick, SettingMenu, EditPrompt, VariantPick, VariantMenu]
 
 
 @given(actions)

@@ -22,8 +22,9 @@ class MemoryJobs:
         self.rows: dict[int, Job] = {}
 
     async def add_job(self, platform: str, chat_id: str, user_id: str, kind: str,
-                      payload: dict[str, Any], target: ReplyTarget) -> Job:
-        job = Job(len(self.rows) + 1, platform, chat_id, user_id, kind, payload, target, "queued")
+                      payload: dict[str, Any], target: ReplyTarget, *, pictures: int = 1) -> Job:
+        job = Job(len(self.rows) + 1, platform, chat_id, user_id, kind, payload, target, "queued",
+                  pictures=pictures)
         self.rows[job.id] = job
         return job
 
@@ -32,7 +33,8 @@ class MemoryJobs:
 
     async def update_job(self, job_id: int, *, status: JobStatus | None = None, result_node: int | None = None,
                          delivered_message: str | None = None, error: str | None = None,
-                         attempt: bool = False) -> None:
+                         attempt: bool = False, result_nodes: tuple[int, ...] | None = None,
+                         pictures: int | None = None) -> None:
         job = self.rows[job_id]
         self.rows[job_id] = dataclasses.replace(
             job, status=status or job.status, error=error or job.error, attempts=job.attempts + attempt)

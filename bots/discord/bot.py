@@ -44,11 +44,12 @@ from bots.discord.convert import (
 )
 from bots.discord.messenger import TOKEN_LIFETIME_S, DiscordMessenger
 from core import i18n, texts
+from core.actions import VariantPick, encode
 from core.commands import CommandInfo, Commands
 from core.config import DiscordSettings
 from core.i18n import _
 from core.intake import IntakeError
-from core.requests import Context, PhotoRef
+from core.requests import Context, PhotoRef, ReplyTarget
 from core.studio import Studio
 from core.styles import get_style
 
@@ -438,6 +439,16 @@ class DiscordBot:
         request_id = str((answer.message_id if answer is not None else None) or interaction.id)
         self.messenger.remember(request_id, interaction)
         await self.studio.people.show_step(interaction_context(interaction, request_id), node_id)
+
+    async def on_variant(self, interaction: discord.Interaction, node_id: int) -> None:
+        """A picture picked under pictures made together: posted on its own, with its buttons, to continue from."""
+        answer = await interaction.response.defer(thinking=True)
+        request_id = str((answer.message_id if answer is not None else None) or interaction.id)
+        self.messenger.remember(request_id, interaction)
+        ctx = interaction_context(interaction, request_id)
+        outcome = await self.studio.press(ctx, encode(VariantPick(node_id)))
+        if outcome.kind != "ok":
+            await self.messenger.send_text(ReplyTarget(ctx.chat.platform, ctx.chat.id, request_id), outcome.text)
 
     async def on_export(self, interaction: discord.Interaction, kind: str, node_id: int) -> None:
         """An export button: the sticker, profile picture or original, for the presser's eyes only."""

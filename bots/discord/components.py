@@ -23,6 +23,7 @@ from core.actions import (
     RestylePick,
     SettingMenu,
     StepPick,
+    VariantMenu,
     encode,
     parse,
     pattern,
@@ -204,6 +205,25 @@ class StepSelect(discord.ui.DynamicItem[discord.ui.Select[Any]], template=_templ
         await adapter.guarded(interaction, adapter.on_step(interaction, int(value) if value.isdigit() else 0))
 
 
+class VariantSelect(discord.ui.DynamicItem[discord.ui.Select[Any]], template=_template(VariantMenu)):
+    """The menu under pictures made together (variants, a style pack): the chosen one comes out as a result of
+    its own, with its buttons, to continue from (a reply to a message of several pictures means its last)."""
+
+    def __init__(self, options: list[discord.SelectOption] | None = None) -> None:
+        super().__init__(discord.ui.Select(custom_id=custom_id(VariantMenu()), placeholder=texts.VARIANTS_PLACEHOLDER,
+                                           options=options or [discord.SelectOption(label="1")]))
+
+    @classmethod
+    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Item[Any],
+                             match: re.Match[str], /) -> VariantSelect:
+        return cls()
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        adapter = _adapter(interaction)
+        value = self.item.values[0] if self.item.values else ""
+        await adapter.guarded(interaction, adapter.on_variant(interaction, int(value) if value.isdigit() else 0))
+
+
 class PressButton(discord.ui.DynamicItem[discord.ui.Button[Any]],
                   template=re.escape(PRESS_PREFIX) + r"(?P<action>.+)"):
     """A button from `Messenger.send_buttons`; its action (already a core string) goes back to `Studio.press`."""
@@ -222,7 +242,7 @@ class PressButton(discord.ui.DynamicItem[discord.ui.Button[Any]],
         await adapter.guarded(interaction, adapter.on_press(interaction, self.action))
 
 
-DYNAMIC_ITEMS = (NodeButton, PickStyle, Restyle, PressButton, ExportButton, SettingSelect, StepSelect)
+DYNAMIC_ITEMS = (NodeButton, PickStyle, Restyle, PressButton, ExportButton, SettingSelect, StepSelect, VariantSelect)
 
 
 def edit_prompt_of(custom: str) -> EditPrompt | None:

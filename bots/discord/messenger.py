@@ -19,6 +19,7 @@ from bots.discord import shim
 from bots.discord.components import (
     PickStyle,
     StepSelect,
+    VariantSelect,
     components_view,
     press_view,
     result_view,
@@ -219,10 +220,6 @@ class DiscordMessenger:
         sent: list[str] = []
         for start in range(0, len(replies), GALLERY_LIMIT):
             chunk = replies[start:start + GALLERY_LIMIT]
-            per_file = min(self._upload_limit(target, self._live_token(target)),
-                           GALLERY_REQUEST_LIMIT // len(chunk))
-            fitted = await asyncio.gather(*(asyncio.to_thread(fit_upload, r.image, r.mime, per_file)
-                                            for r in chunk))
             steps = [r.caption.split("\n", 1)[0] for r in chunk]  # a caption's first line names its step
             content = "\n".join([*(f"{start + i + 1}. {step}" for i, step in enumerate(steps)),
                                   "", texts.DISCORD_HISTORY_HINT])
@@ -230,15 +227,40 @@ class DiscordMessenger:
             view.add_item(StepSelect([discord.SelectOption(label=f"{start + i + 1}. {step}"[:100],
                                                          value=str(r.node_id))
                                     for i, (r, step) in enumerate(zip(chunk, steps, strict=True))]))
-
-            def files(chunk: list[ImageReply] = chunk,
-                      fitted: list[tuple[bytes, str]] = fitted) -> list[discord.File]:
-                return [discord.File(io.BytesIO(data), filename=f"pixme-{r.node_id}.{extension}")
-                        for r, (data, extension) in zip(chunk, fitted, strict=True)]
-
-            message_id = await self._post(target, caption(content), file=files, view=view)
-            sent += [message_id] * len(chunk)
+            sent += await self._post_pictures(target, chunk, content, view)
         return sent
+
+    async def send_album(self, target: ReplyTarget, replies: list[ImageReply]) -> list[str]:
+        """Pictures made together: one message with every picture (Discord lays them out as a gallery), their
+        numbered captions, and a menu choosing the one to continue from, which comes out as a result of its
+        own with its buttons."""
+        sent: list[str] = []
+        for start in range(0, len(replies), GALLERY_LIMIT):
+            chunk = replies[start:start + GALLERY_LIMIT]
+            content = "\n".join([*(r.caption for r in chunk), "", texts.VARIANTS_PICK])
+            view = components_view()
+            view.add_item(VariantSelect([discord.SelectOption(label=texts.variant_label(start + i + 1)[:100],
+                                                            value=str(r.node_id))
+                                         for i, r in enumerate(chunk)]))
+            sent += await self._post_pictures(target, chunk, content, view)
+        token = self._tokens.get(target.reply_to or "")
+        if token is not None:
+            token.delivered = True
+        return sent
+
+    async def _post_pictures(self, target: ReplyTarget, chunk: list[ImageReply], content: str,
+                             view: discord.ui.View) -> list[str]:
+        """Up to 10 pictures in one message (each fitted into the request's share of the upload limit); the
+        message's id once per picture."""
+        per_file = min(self._upload_limit(target, self._live_token(target)), GALLERY_REQUEST_LIMIT // len(chunk))
+        fitted = await asyncio.gather(*(asyncio.to_thread(fit_upload, r.image, r.mime, per_file) for r in chunk))
+
+        def files() -> list[discord.File]:
+            return [discord.File(io.BytesIO(data), filename=f"pixme-{r.node_id}.{extension}")
+                    for r, (data, extension) in zip(chunk, fitted, strict=True)]
+
+        message_id = await self._post(target, caption(content), file=files, view=view)
+        return [message_id] * len(chunk)
 
     async def send_style_menu(self, target: ReplyTarget, text: str, styles: list[Style]) -> str:
         view = components_view()

@@ -20,7 +20,7 @@ from telegram.constants import ChatAction
 from telegram.error import BadRequest, Forbidden
 
 from core import texts
-from core.actions import ExportPress, StyleChoice, encode
+from core.actions import ExportPress, StyleChoice, VariantPick, encode
 from core.requests import Button, DeliveryRefused, ImageReply, ReplyTarget
 from core.styles import Style
 
@@ -124,7 +124,9 @@ class TelegramMessenger:
             if len(chunk) == 1:
                 sent.append(await self.send_image(target, chunk[0]))
                 continue
-            media = [InputMediaPhoto(InputFile(r.image, filename=f"pixme-{r.node_id}.{_extension(r.mime)}"),
+            # attach=True: each photo its own multipart part, named in its item (attach://…).
+            media = [InputMediaPhoto(InputFile(r.image, filename=f"pixme-{r.node_id}.{_extension(r.mime)}",
+                                               attach=True),
                                      caption=r.caption.strip()[:CAPTION_LIMIT] or None) for r in chunk]
             try:
                 messages = await _refusing(self._bot.send_media_group(
@@ -135,6 +137,20 @@ class TelegramMessenger:
                 sent += [await self.send_image(target, reply) for reply in chunk]
                 continue
             sent += [str(message.message_id) for message in messages]
+        return sent
+
+    async def send_album(self, target: ReplyTarget, replies: list[ImageReply]) -> list[str]:
+        """The pictures as an album (each its own message, captioned with its number and replyable); albums
+        carry no buttons, so one message under it offers 1…N, each bringing that picture out as a result of its
+        own (with its buttons) to continue from."""
+        sent = await self.send_gallery(target, replies)
+        buttons = [self._button(Button(str(number), encode(VariantPick(reply.node_id))))
+                   for number, reply in enumerate(replies, start=1)]
+        try:
+            await self._send_keyboard(ReplyTarget(target.platform, target.chat_id, sent[0]), texts.VARIANTS_PICK,
+                                      buttons, per_row=5)
+        except Exception as exc:  # the pictures are out and replyable; a lost menu must not send them twice
+            log.warning("telegram: could not send the menu under an album: %s", type(exc).__name__)
         return sent
 
     def _export_keyboard(self, node_id: int) -> InlineKeyboardMarkup | None:

@@ -1091,6 +1091,8 @@ class FakeTelegram:
             kind = item.get("type") if isinstance(item, dict) else None
             if kind not in ("photo", "document"):
                 raise _bad("unsupported media type in the album (the stand-in knows photo and document)")
+            if not item.get("media"):  # each item names its file: attach://<part>, or a file_id
+                raise _bad("wrong file identifier/HTTP URL specified")
             upload, existing = self._input_file(params, files, "media", item.get("media"), kind=kind)
             caption = self._caption(item.get("caption"), item.get("parse_mode") or params.get("parse_mode"))
             prepared.append((kind, upload, existing, caption, item))
