@@ -138,8 +138,16 @@ class EditPrompt:
     node_id: int
 
 
+@dataclass(frozen=True)
+class ChatPhotoPress:
+    """"Set as group photo" under a group picture: the chat's admins make it the chat's photo."""
+
+    node_id: int
+
+
 Action = (PartyPress | SettingPress | LanguagePress | ExportPress | ForgetPress | NodePress | RestylePick
-          | PhotoPick | StyleChoice | StepPick | SettingMenu | EditPrompt)
+          | PhotoPick | StyleChoice | StepPick | SettingMenu | EditPrompt
+          | ChatPhotoPress)
 
 
 def encode(action: Action) -> str:
@@ -169,6 +177,8 @@ def encode(action: Action) -> str:
             return f"setting:{key}"
         case EditPrompt(node_id):
             return f"editmodal:{node_id}"
+        case ChatPhotoPress(node_id):
+            return f"chatphoto:{node_id}"
     raise TypeError(f"not an action: {action!r}")  # pragma: no cover - the union is closed
 
 
@@ -209,6 +219,8 @@ def parse(data: str) -> Action | None:
         return SettingMenu(rest) if rest.isalpha() else None
     if verb == "editmodal":
         return EditPrompt(int(rest)) if rest.isdigit() else None
+    if verb == "chatphoto":
+        return ChatPhotoPress(int(rest)) if rest.isdigit() else None
     return None
 
 
@@ -225,6 +237,7 @@ _PATTERNS: dict[type, str] = {
     StepPick: r"step",
     SettingMenu: r"setting:[a-z]+",
     EditPrompt: r"editmodal:\d+",
+    ChatPhotoPress: r"chatphoto:\d+",
 }
 
 

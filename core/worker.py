@@ -38,7 +38,7 @@ from core.ports import (
 )
 from core.queue_notes import QueueNotes
 from core.replies import Replies
-from core.requests import DeliveryRefused, ImageReply, Messenger, ReplyTarget
+from core.requests import Button, DeliveryRefused, ImageReply, Messenger, ReplyTarget
 from core.routing import OFFLINE, EngineRouter
 from core.styles import get_style
 
@@ -50,6 +50,12 @@ MAX_BUSY_ATTEMPTS = 8  # a job that met an outage this often is told to try late
 FULL_DISK_RETRY_S = 30.0  # a result that found the disk full is saved again this often, until it fits
 
 _Send = Callable[[], Awaitable[str]]
+# The buttons a result offers beyond the messenger's own (a group picture: "Set as group photo").
+Offers = Callable[[Messenger, ReplyTarget, Node], Awaitable[tuple[Button, ...]]]
+
+
+async def _no_offers(_messenger: Messenger, _target: ReplyTarget, _node: Node) -> tuple[Button, ...]:
+    return ()
 
 
 class WorkStore(History, JobStore, Privacy, Protocol):
@@ -79,7 +85,7 @@ class Worker:
     def __init__(self, *, store: WorkStore, images: ImageStore, replies: Replies, router: EngineRouter,
                  budget: Budget, breaker: CircuitBreaker, notes: QueueNotes, blocking: ChatBlocking, clock: Clock,
                  delivery_retry_delays: tuple[float, ...] = DELIVERY_RETRY_DELAYS_S,
-                 full_disk_retry_s: float = FULL_DISK_RETRY_S) -> None:
+                 full_disk_retry_s: float = FULL_DISK_RETRY_S, offers: Offers | None = None) -> None:
         self.store = store
         self.images = images
         self.replies = replies
@@ -91,6 +97,7 @@ class Worker:
         self.clock = clock  # delivery retries and the "working…" refresh wait on it
         self.delivery_retry_delays = delivery_retry_delays
         self.full_disk_retry_s = full_disk_retry_s
+        self.offers: Offers = offers or _no_offers  # buttons a result offers beyond the messenger's own
         self._deliveries: set[asyncio.Future[None]] = set()
         self._unsaved: dict[int, Made] = {}  # job id -> a result waiting for disk space
 
@@ -137,7 +144,8 @@ class Worker:
             if result_node is None:
                 return
         caption = "\n\n".join([result_node.commentary or texts.DEFAULT_CAPTION, *self.router.warnings(prefs)])
-        reply = ImageReply(result_node.id, await self.images.get(result_node.image_sha), result_node.mime, caption)
+        reply = ImageReply(result_node.id, await self.images.get(result_node.image_sha), result_node.mime, caption,
+                           buttons=await self.offers(messenger, job.target, result_node))
         sent: list[str] = []
 
         async def send() -> str:

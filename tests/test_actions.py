@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from core.actions import (
     Action,
+    ChatPhotoPress,
     EditPrompt,
     ExportPress,
     ForgetPress,
@@ -44,9 +45,10 @@ actions = st.one_of(
     st.just(StepPick()),
     st.builds(SettingMenu, st.sampled_from(["model", "ratio", "size", "delivery"])),
     st.builds(EditPrompt, st.integers(0, 10**9)),
+    st.builds(ChatPhotoPress, st.integers(0, 10**9)),
 )
 KINDS = [PartyPress, SettingPress, LanguagePress, ExportPress, ForgetPress, NodePress, RestylePick, PhotoPick,
-         StyleChoice, StepPick, SettingMenu, EditPrompt]
+         StyleChoice, StepPick, SettingMenu, EditPrompt, ChatPhotoPress]
 
 
 @given(actions)
