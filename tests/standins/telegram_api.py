@@ -548,6 +548,10 @@ class FakeTelegram:
         self._users[user.id] = user
         self._profile_photos[user.id] = [self._make_photo(image, reencode=True) for image in images]
 
+    def profile_photos(self, user: User) -> list[list[dict[str, Any]]]:
+        """The person's profile photos as getUserProfilePhotos describes them (PhotoSize lists, newest first)."""
+        return list(self._profile_photos.get(user.id, []))
+
     def set_bot_rights(self, chat: Chat, status: str = "administrator", *, can_change_info: bool = True) -> None:
         """Make the bot a "member" or an "administrator" (with or without can_change_info) of a group, as its
         admins do in the app; the bot hears it as a my_chat_member update."""
