@@ -88,7 +88,8 @@ def step_title(node: Node) -> str:
     if node.kind == "fuse":
         return _("🎉 group picture")
     if node.kind == "edit":
-        return f"✏️ {node.instruction or _('edit')}"[:64]
+        what = node.instruction or _("edit")
+        return f"✏️ {what}"[:64]
     style = get_style(node.style or "")
     return style.label if style is not None else (node.style or _("style"))
 
