@@ -148,13 +148,21 @@ class VariantPick:
 
 
 @dataclass(frozen=True)
+class ChatPhotoPress:
+    """"Set as group photo" under a group picture: the chat's admins make it the chat's photo."""
+
+    node_id: int
+
+
+@dataclass(frozen=True)
 class VariantMenu:
     """The menu under pictures made together (Discord's select); the chosen picture (a node id) comes with the
     choice."""
 
 
 Action = (PartyPress | SettingPress | LanguagePress | ExportPress | ForgetPress | NodePress | RestylePick
-          | PhotoPick | StyleChoice | StepPick | SettingMenu | EditPrompt | VariantPick | VariantMenu)
+          | PhotoPick | StyleChoice | StepPick | SettingMenu | EditPrompt | VariantPick | VariantMenu
+          | ChatPhotoPress)
 
 
 def encode(action: Action) -> str:
@@ -188,6 +196,8 @@ def encode(action: Action) -> str:
             return f"variant:{node_id}"
         case VariantMenu():
             return "variants"
+        case ChatPhotoPress(node_id):
+            return f"chatphoto:{node_id}"
     raise TypeError(f"not an action: {action!r}")  # pragma: no cover - the union is closed
 
 
@@ -232,6 +242,8 @@ def parse(data: str) -> Action | None:
         return VariantPick(int(rest)) if rest.isdigit() else None
     if verb == "variants":
         return VariantMenu() if data == "variants" else None
+    if verb == "chatphoto":
+        return ChatPhotoPress(int(rest)) if rest.isdigit() else None
     return None
 
 
@@ -250,6 +262,7 @@ _PATTERNS: dict[type, str] = {
     EditPrompt: r"editmodal:\d+",
     VariantPick: r"variant:\d+",
     VariantMenu: r"variants",
+    ChatPhotoPress: r"chatphoto:\d+",
 }
 
 

@@ -122,6 +122,11 @@ COMMANDS: dict[str, CommandInfo] = {c.name: c for c in (
         private=False)),
 )}
 
+# -- /me: the person's profile picture as the selfie (part 12) ---------------------------------------------
+COMMANDS["me"] = CommandInfo("me", N_("Your profile picture as the selfie (/me [style])"), slash=Slash(
+    N_("Your profile picture as the selfie, in a style"),
+    (Option("style", N_("The look you want (empty: comic)"), "style"),), private=False))
+
 SLASH_GROUPS: dict[str, SlashGroup] = {
     "party": SlashGroup(N_("Avatar parties: everyone's selfies in one picture"), groups_only=True),
 }
@@ -148,6 +153,8 @@ class Typed:
     style: str | None = None  # a style given as a parameter of its own (Discord); "": left out, the default
     photos: tuple[PhotoRef, ...] = ()  # several photos given as parameters (/fuse on Discord)
     answer_the_request: bool = False  # every answer replies to the request, even in a private chat
+    # The person's own profile picture, where the platform has them (`/me`); fetching it is asking for it.
+    profile_photo: PhotoRef | None = None
 
 
 class Commands:
@@ -203,6 +210,8 @@ class Commands:
             await studio.fuse(ctx, photos, _styled(typed))
         elif name == "pack":
             await studio.pack(ctx, args, typed.photo, typed.replied_to)
+        elif name == "me":
+            await self._me(ctx, typed)
         elif name == "avatar" and typed.style is not None:
             await studio.style(ctx, typed.style, typed.photo, typed.replied_to)
         elif get_style(name) is not None:
@@ -228,6 +237,16 @@ class Commands:
                     await self.studio.replies.say(ctx, outcome.text)
                     return
         await self.studio.replies.say(ctx, texts.PARTY_JOIN_HOW)
+
+
+    async def _me(self, ctx: Context, typed: Typed) -> None:
+        """`/me [style]`: the person's current profile picture as the selfie; asking is the consent. A platform
+        without profile pictures (the playground) says so in one line."""
+        wanted = typed.style if typed.style is not None else typed.args.split(" ")[0]
+        if typed.profile_photo is None:
+            await self.studio.replies.say(ctx, texts.ME_NOT_HERE)
+            return
+        await self.studio.style(ctx, wanted or DEFAULT_STYLE, typed.profile_photo)
 
 
 def _styled(typed: Typed) -> str:

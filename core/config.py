@@ -67,6 +67,7 @@ class DiscordSettings(BaseModel):
     token: SecretStr = SecretStr("")
     api_url: str = ""
     gateway_url: str = ""
+    cdn_url: str = ""  # where avatars are fetched from (a Discord-compatible server's CDN); empty: Discord's
     guild_ids: list[int] = Field(default_factory=list)
 
     def token_problem(self) -> str | None:

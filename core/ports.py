@@ -278,8 +278,19 @@ class LikenessStore(Protocol):
         ...
 
 
+class SharedFiles(Protocol):
+    """Delivered pictures as the platform can show them again without an upload (Telegram's file_id)."""
+
+    async def record_file(self, node: Node, platform: str, file_ref: str) -> None: ...
+
+    async def shareable_results(self, platform: str, user_id: str, limit: int) -> list[tuple[Node, str]]:
+        """The person's pictures made by the bot in any chat of `platform` that have a file reference there,
+        newest first, each with that reference."""
+        ...
+
+
 class Store(History, JobStore, Usage, Privacy, Reachability, PartyStore, PreferenceStore, LikenessStore,
-            Protocol):
+            SharedFiles, Protocol):
     """Everything core keeps in the database."""
 
     async def close(self) -> None: ...

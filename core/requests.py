@@ -80,6 +80,7 @@ class ImageReply:
     mime: str
     caption: str
     file_name: str | None = None  # what a file is called when saved (exports name their kind)
+    buttons: tuple[Button, ...] = ()  # more the picture offers, after the messenger's own ("Set as group photo")
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ import logging
 from core import i18n, texts
 from core.access import Access
 from core.actions import (
+    ChatPhotoPress,
     ExportPress,
     ForgetPress,
     LanguagePress,
@@ -40,6 +41,7 @@ from core.replies import Replies
 from core.requests import Context, Messenger
 from core.retention import Retention
 from core.routing import EngineRouter
+from core.sharing import Sharing
 from core.stats import DailyStats
 from core.submission import Submission
 from core.worker import DELIVERY_RETRY_DELAYS_S, FULL_DISK_RETRY_S, Worker
@@ -82,10 +84,13 @@ class Studio:
 
         self.notes = notes = QueueNotes(replies=replies, breaker=breaker, clock=clock,
                                         after_s=limits.queue_note_after_s, position=position)
+        # Sharing (inline results, the group photo) before the worker: a group picture's button comes from it.
+        self.sharing = sharing = Sharing(store=store, images=images, replies=replies, access=self.access,
+                                         language_for=self.languages.language_for)
         self.worker = worker = Worker(store=store, images=images, replies=replies, router=router, budget=budget,
                                       breaker=breaker, notes=notes, blocking=gate, clock=clock,
                                       delivery_retry_delays=delivery_retry_delays,
-                                      full_disk_retry_s=full_disk_retry_s)
+                                      full_disk_retry_s=full_disk_retry_s, offers=sharing.group_photo_offer)
         self.jobs = jobs = JobRunner(store, worker.run, concurrency=limits.concurrency, on_positions=notes.show,
                                      on_cancelled=worker.discard, clock=clock)
 
@@ -162,6 +167,8 @@ class Studio:
                     return await self.forgetting.answer(ctx, press)
                 case VariantPick(node_id):
                     return await self.rendering.pick(ctx, node_id)
+                case ChatPhotoPress() as press:
+                    return await self.sharing.set_chat_photo(ctx, press, pressed_message_id)
         return Outcome.settled(texts.UNKNOWN_BUTTON, alert=True)
 
     async def speak_to(self, ctx: Context) -> None:

@@ -500,6 +500,20 @@ def pack_how(platform: str, default: int, most: int) -> str:
 
 def pack_count(most: int, got: str) -> str:
     return _("A style pack has 1 to {most} styles — “{got}” isn't one of those numbers.").format(most=most, got=got)
+# -- sharing: inline results, /me, the group photo (part 12) -------------------------------------------
+INLINE_NONE = N_("No pictures to share yet — make one")
+ME_NO_PROFILE_PHOTO = N_("I can't see a profile picture of yours — set one (visible to everyone), "
+                         "or send me a selfie instead.")
+ME_NOT_HERE = N_("There are no profile pictures here — send me a selfie instead.")
+GROUP_PHOTO_BUTTON = N_("🖼 Set as group photo")
+GROUP_PHOTO_SET = N_("Done — it's the group photo now ✓")
+GROUP_PHOTO_ADMINS_ONLY = N_("Only the group's admins can change its photo.")
+GROUP_PHOTO_NO_RIGHT = N_("I'm not allowed to change this group's photo — an admin can give me that right.")
+
+
+def inline_none_for(style_name: str) -> str:
+    """The button over an empty inline answer to a style filter (`@bot zombie`)."""
+    return _("No {style} pictures to share yet — make one").format(style=style_name)
 
 
 # -- every constant above is read through the current language ----------------------------------------

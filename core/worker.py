@@ -39,7 +39,7 @@ from core.ports import (
 )
 from core.queue_notes import QueueNotes
 from core.replies import Replies
-from core.requests import DeliveryRefused, ImageReply, Messenger, ReplyTarget
+from core.requests import Button, DeliveryRefused, ImageReply, Messenger, ReplyTarget
 from core.routing import OFFLINE, EngineRouter
 from core.styles import get_style
 
@@ -53,6 +53,12 @@ FULL_DISK_RETRY_S = 30.0  # a result that found the disk full is saved again thi
 PARALLEL_CALLS = 4  # engine calls one job makes at once (a style pack makes up to 10 pictures)
 
 _Send = Callable[[], Awaitable[str]]
+# The buttons a result offers beyond the messenger's own (a group picture: "Set as group photo").
+Offers = Callable[[Messenger, ReplyTarget, Node], Awaitable[tuple[Button, ...]]]
+
+
+async def _no_offers(_messenger: Messenger, _target: ReplyTarget, _node: Node) -> tuple[Button, ...]:
+    return ()
 
 
 class WorkStore(History, JobStore, Privacy, Protocol):
@@ -83,7 +89,7 @@ class Worker:
     def __init__(self, *, store: WorkStore, images: ImageStore, replies: Replies, router: EngineRouter,
                  budget: Budget, breaker: CircuitBreaker, notes: QueueNotes, blocking: ChatBlocking, clock: Clock,
                  delivery_retry_delays: tuple[float, ...] = DELIVERY_RETRY_DELAYS_S,
-                 full_disk_retry_s: float = FULL_DISK_RETRY_S) -> None:
+                 full_disk_retry_s: float = FULL_DISK_RETRY_S, offers: Offers | None = None) -> None:
         self.store = store
         self.images = images
         self.replies = replies
@@ -95,6 +101,7 @@ class Worker:
         self.clock = clock  # delivery retries and the "working…" refresh wait on it
         self.delivery_retry_delays = delivery_retry_delays
         self.full_disk_retry_s = full_disk_retry_s
+        self.offers: Offers = offers or _no_offers  # buttons a result offers beyond the messenger's own
         self._deliveries: set[asyncio.Future[None]] = set()
         self._unsaved: dict[int, list[Made]] = {}  # job id -> its results, waiting for disk space
 
@@ -143,7 +150,8 @@ class Worker:
             results = kept
         warnings = self.router.warnings(prefs)
         replies = [ImageReply(node.id, await self.images.get(node.image_sha), node.mime,
-                              _caption(job, node, i, len(results), warnings))
+                              _caption(job, node, i, len(results), warnings),
+                              buttons=await self.offers(messenger, job.target, node) if len(results) == 1 else ())
                    for i, node in enumerate(results)]
         sent: list[str] = []
 

@@ -634,6 +634,24 @@ class SqliteStore:
             "AND kind != 'photo' ORDER BY id DESC LIMIT ?", (platform, chat_id, user_id, limit))
         return [_node(row) for row in rows]
 
+    # -- delivered pictures' file references (inline sharing) ---------------------------------------
+
+    async def record_file(self, node: Node, platform: str, file_ref: str) -> None:
+        # A node deleted meanwhile (a /forget during the send) leaves nothing: the row needs its node.
+        await self._write(
+            "INSERT INTO node_files (node_id, platform, file_ref, created_at) "
+            "SELECT id, ?, ?, ? FROM nodes WHERE id = ? "
+            "ON CONFLICT (node_id, platform) DO UPDATE SET file_ref = excluded.file_ref",
+            (platform, file_ref, time.time(), node.id))
+
+    async def shareable_results(self, platform: str, user_id: str, limit: int) -> list[tuple[Node, str]]:
+        rows = await self._db.execute_fetchall(
+            f"SELECT {', '.join('n.' + c.strip() for c in _NODE_COLUMNS.split(','))}, f.file_ref "
+            "FROM nodes n JOIN node_files f ON f.node_id = n.id AND f.platform = n.platform "
+            "WHERE n.platform = ? AND n.user_id = ? AND n.kind != 'photo' ORDER BY n.id DESC LIMIT ?",
+            (platform, user_id, limit))
+        return [(_node(row), row["file_ref"]) for row in rows]
+
     # -- chats that refuse us --------------------------------------------------------------------
 
     async def set_chat_blocked(self, platform: str, chat_id: str, blocked: bool) -> None:

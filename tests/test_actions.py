@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from core.actions import (
     Action,
+    ChatPhotoPress,
     EditPrompt,
     ExportPress,
     ForgetPress,
@@ -48,9 +49,10 @@ actions = st.one_of(
     st.builds(EditPrompt, st.integers(0, 10**9)),
     st.builds(VariantPick, st.integers(0, 10**9)),
     st.just(VariantMenu()),
+    st.builds(ChatPhotoPress, st.integers(0, 10**9)),
 )
 KINDS = [PartyPress, SettingPress, LanguagePress, ExportPress, ForgetPress, NodePress, RestylePick, PhotoPick,
-         StyleChoice, StepPick, SettingMenu, EditPrompt, VariantPick, VariantMenu]
+         StyleChoice, StepPick, SettingMenu, EditPrompt, VariantPick, VariantMenu, ChatPhotoPress]
 
 
 @given(actions)

@@ -80,7 +80,7 @@ async def running_bot(fake: FakeDiscord, data_dir: Path, engine: ImageEngine, *,
                     limits=LimitsSettings(concurrency=concurrency, queue_per_user=5),
                     delivery_retry_delays=(0.05,), access=access)
     settings = DiscordSettings(token=SecretStr(fake.token), api_url=api_url or fake.api_url,
-                               gateway_url=gateway_url, guild_ids=guild_ids or [])
+                               gateway_url=gateway_url, cdn_url=fake.cdn_url, guild_ids=guild_ids or [])
     bot = DiscordBot(settings, studio, engine_name=engine.name, guild_ready_timeout=0.05, **options)
     try:
         await bot.start()

@@ -223,6 +223,13 @@ async def test_again_and_a_reply_without_a_picture_are_understood(page: Page, se
     assert "Upload a selfie" in hint["text"]
 
 
+async def test_me_says_in_one_line_that_the_playground_has_no_profile_pictures(page: Page) -> None:
+    await page.act("text", text="/me zombie")
+    said = await page.message("text", text="/me zombie")
+    answer = await page.message("text", reply_to=said["id"])
+    assert answer["text"] == texts.ME_NOT_HERE
+
+
 async def test_a_file_that_is_not_a_photo_gets_a_one_line_refusal(page: Page) -> None:
     upload_id = await page.upload(b"%PDF-1.4 not a selfie at all", filename="cv.pdf", content_type="application/pdf")
     refusal = await page.message("text", reply_to=upload_id)

@@ -109,6 +109,7 @@ class Running:
             await self.studio.jobs.wait_idle()
             # Sends under way, and the queue's place-in-line notes (which delete themselves once moot).
             await asyncio.gather(self.studio.worker.drain(), self.studio.jobs.wait_reported())
+            await self.bot.messenger.recorded()  # what each delivered photo is known by (inline sharing)
 
 
 def make_settings(tg: FakeTelegram, data_dir: Path, *, concurrency: int = 8,

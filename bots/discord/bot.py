@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import re
 from collections.abc import Awaitable, Callable, Coroutine
@@ -35,6 +36,7 @@ from bots.discord.components import (
 from bots.discord.convert import (
     PLATFORM,
     attachment_photo,
+    avatar_photo,
     caption,
     chat_of,
     declared_problem,
@@ -58,6 +60,7 @@ T = TypeVar("T")
 
 DEFAULT_API = "https://discord.com/api/v10"
 DEFAULT_GATEWAY = "wss://gateway.discord.gg/"
+DEFAULT_CDN = "https://cdn.discordapp.com"
 MENU_NAME = "Pix Me"
 _MENTION = re.compile(r"<@!?(\d+)>")
 
@@ -131,6 +134,7 @@ def configure_endpoints(settings: DiscordSettings) -> None:
     if api and not re.search(r"/api/v\d+$", api):
         api += "/api/v10"
     shim.point_at(api or DEFAULT_API, settings.gateway_url or DEFAULT_GATEWAY)
+    shim.point_cdn_at(settings.cdn_url or DEFAULT_CDN)
 
 
 class DiscordBot:
@@ -254,8 +258,11 @@ class DiscordBot:
             photos = [checked]
         self.messenger.remember(request_id, interaction, ephemeral=slash.private, responded=slash.deferred)
         ctx = interaction_context(interaction, request_id)
+        typed = typed_of(info, values, photos, lobby)
+        if info.name == "me":  # the person's avatar as the selfie: asking for it is the consent
+            typed = dataclasses.replace(typed, profile_photo=avatar_photo(interaction.user))
         try:
-            await self.commands.dispatch(ctx, typed_of(info, values, photos, lobby))
+            await self.commands.dispatch(ctx, typed)
         finally:
             if info.name == "party":  # the lobby is out: what replies to it later goes to the channel
                 self.messenger.settle(request_id)

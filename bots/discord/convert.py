@@ -10,6 +10,7 @@ import discord
 from core import texts
 from core.intake import IntakeError, check_declared_size
 from core.requests import Chat, Context, Person, PhotoRef
+from core.sharing import NoProfilePhoto
 
 PLATFORM = "discord"
 CONTENT_LIMIT = 2000
@@ -40,6 +41,19 @@ def attachment_photo(attachment: discord.Attachment, message_id: int | None = No
     """An attachment as a photo core fetches when it needs it (and checks then)."""
     return PhotoRef(fetch=attachment.read, message_id=str(message_id) if message_id is not None else None,
                     size=attachment.size, mime=attachment.content_type, file_name=attachment.filename)
+
+
+def avatar_photo(person: discord.abc.User) -> PhotoRef:
+    """`/me`: the person's avatar (this server's, else their own) as a photo core fetches when it takes it in.
+    Discord's default avatars are not a picture of anyone: none set means no profile picture."""
+    asset = getattr(person, "guild_avatar", None) or person.avatar
+
+    async def fetch() -> bytes:
+        if asset is None:
+            raise NoProfilePhoto()
+        return await asset.with_size(1024).read()
+
+    return PhotoRef(fetch=fetch, owner_id=str(person.id))
 
 
 def is_image(attachment: discord.Attachment) -> bool:

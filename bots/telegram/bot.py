@@ -13,7 +13,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from telegram import BotCommand, Document, Message, Update
+from telegram import (
+    BotCommand,
+    Document,
+    InlineQueryResultCachedPhoto,
+    InlineQueryResultsButton,
+    Message,
+    Update,
+)
 from telegram import Chat as TgChat
 from telegram import User as TgUser
 from telegram.constants import ChatMemberStatus
@@ -23,19 +30,22 @@ from telegram.ext import (
     Application,
     ApplicationBuilder,
     CallbackQueryHandler,
+    ChatMemberHandler,
     ContextTypes,
+    InlineQueryHandler,
     MessageHandler,
     filters,
 )
 
 from bots.telegram.http import AiohttpRequest
-from bots.telegram.messenger import TelegramMessenger
+from bots.telegram.messenger import TelegramMessenger, may_change_info
 from core import i18n, texts
 from core.actions import StyleChoice, parse
 from core.commands import COMMANDS, Commands, Typed
 from core.config import TelegramSettings
 from core.i18n import _
 from core.requests import Chat, Context, Person, PhotoRef, ReplyTarget
+from core.sharing import NoProfilePhoto
 from core.studio import Studio
 from core.styles import STYLES, get_style
 
@@ -45,6 +55,9 @@ PLATFORM = "telegram"
 CALLBACK_ANSWER_LIMIT = 200
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".heic", ".heif", ".tif", ".tiff", ".bmp")
 _ADMIN_STATUSES = (ChatMemberStatus.OWNER, ChatMemberStatus.ADMINISTRATOR)
+INLINE_CACHE_S = 30  # Telegram may show an inline answer again for this long (it is personal: not to others)
+INLINE_START = "share"  # what /start carries when the empty inline list's button opens the bot
+ALLOWED_UPDATES = ["message", "callback_query", "inline_query", "my_chat_member"]
 
 
 AnyApplication = Application[Any, Any, Any, Any, Any, Any]
@@ -172,8 +185,10 @@ class TelegramBot:
         self.application = build_application(settings, concurrency=concurrency)
         self.application.add_handler(CallbackQueryHandler(self._on_button))
         self.application.add_handler(MessageHandler(filters.UpdateType.MESSAGE, self._on_message))
+        self.application.add_handler(InlineQueryHandler(self._on_inline_query))
+        self.application.add_handler(ChatMemberHandler(self._on_my_member, ChatMemberHandler.MY_CHAT_MEMBER))
         self.application.add_error_handler(self._on_error)
-        self.messenger = TelegramMessenger(lambda: self.application.bot)
+        self.messenger = TelegramMessenger(lambda: self.application.bot, on_photo=self._photo_delivered)
         studio.attach(PLATFORM, self.messenger)
 
     async def start(self) -> None:
@@ -183,7 +198,7 @@ class TelegramBot:
         await self.application.start()
         assert self.application.updater is not None
         await self.application.updater.start_polling(
-            allowed_updates=["message", "callback_query"], drop_pending_updates=False,
+            allowed_updates=ALLOWED_UPDATES, drop_pending_updates=False,
             error_callback=self._on_polling_error,
         )
         log.info("telegram: polling as @%s", self.application.bot.username)
@@ -195,6 +210,7 @@ class TelegramBot:
         if self.application.running:
             await self.application.stop()
         await self.application.shutdown()
+        await self.messenger.recorded()
         # After a failed start the Application never counted as initialized, so its shutdown skips the
         # bot, whose HTTP sessions were opened before getMe failed; closing them again is a no-op.
         await self.application.bot.shutdown()
@@ -217,6 +233,8 @@ class TelegramBot:
         message = update.message
         if message is None or message.from_user is None or message.from_user.is_bot:
             return
+        if message.via_bot is not None and message.via_bot.id == self.application.bot.id:
+            return  # a picture someone shared through inline mode: theirs to show, not a request
         if message.media_group_id is not None:
             self._collect_album(message)
             return
@@ -266,9 +284,58 @@ class TelegramBot:
         images_only = command.name in ("fuse", "join")
         photo = photo_of(message, images_only=images_only) or (
             None if ours or command.name == "join" else photo_of(replied, images_only=images_only))
+        profile = self._profile_photo(message.from_user) if command.name == "me" else None
         await self.commands.dispatch(ctx, Typed(
             command.name, command.rest, replied_to=str(replied.message_id) if replied is not None else None,
-            replied_to_ours=ours, photo=photo, addressed=private))
+            replied_to_ours=ours, photo=photo, addressed=private, profile_photo=profile))
+
+    def _profile_photo(self, user: TgUser | None) -> PhotoRef | None:
+        """`/me`: the person's current profile picture (its largest size), fetched only when core takes it in."""
+        if user is None:
+            return None
+        bot, user_id = self.application.bot, user.id
+
+        async def fetch() -> bytes:
+            found = await bot.get_user_profile_photos(user_id, limit=1)
+            if not found.photos or not found.photos[0]:  # none set, or hidden by their privacy settings
+                raise NoProfilePhoto()
+            largest = max(found.photos[0], key=lambda p: p.width * p.height)
+            file = await bot.get_file(largest.file_id)
+            return bytes(await file.download_as_bytearray())
+
+        return PhotoRef(fetch=fetch, owner_id=str(user_id))
+
+    # -- inline sharing and the bot's rights ----------------------------------------------------
+
+    async def _on_inline_query(self, update: Update, _context: ContextTypes.DEFAULT_TYPE) -> None:
+        """`@bot [style]` in any chat: the person's recent pictures as cached photos, personal to them; nothing
+        yet shows a button that opens the bot."""
+        query = update.inline_query
+        if query is None:
+            return
+        try:
+            ctx = Context(Chat(PLATFORM, str(query.from_user.id), True), _person(query.from_user), query.id)
+            page = await self.studio.sharing.shareable(ctx, query.query, query.offset)
+            results = [InlineQueryResultCachedPhoto(id=str(p.node_id), photo_file_id=p.file_ref, title=p.title,
+                                                    description=p.description or None) for p in page.pictures]
+            button = None
+            if page.empty_hint and not query.offset:
+                button = InlineQueryResultsButton(text=page.empty_hint[:64], start_parameter=INLINE_START)
+            await query.answer(results, cache_time=INLINE_CACHE_S, is_personal=True,
+                               next_offset=page.next_offset or None, button=button)
+        except TelegramError as exc:  # an expired query (people type fast) loses nothing
+            log.info("telegram: could not answer an inline query: %s", exc.message)
+        except Exception:
+            log.exception("telegram: inline query failed")
+
+    async def _on_my_member(self, update: Update, _context: ContextTypes.DEFAULT_TYPE) -> None:
+        """The bot's own rights in a chat changed: whether it may change the chat's photo is known at once."""
+        changed = update.my_chat_member
+        if changed is not None:
+            self.messenger.note_rights(changed.chat.id, may_change_info(changed.new_chat_member))
+
+    async def _photo_delivered(self, node_id: int, file_id: str) -> None:
+        await self.studio.sharing.remember_file(PLATFORM, node_id, file_id)
 
     # -- albums ----------------------------------------------------------------------------------
     # Telegram delivers an album as one message per photo sharing a media_group_id, with the caption

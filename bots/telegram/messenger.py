@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from telegram import (
     Bot,
+    ChatMember,
+    ChatMemberAdministrator,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
     InputFile,
     InputMediaPhoto,
+    Message,
     ReplyParameters,
 )
-from telegram.constants import ChatAction
-from telegram.error import BadRequest, Forbidden
+from telegram.constants import ChatAction, ChatMemberStatus
+from telegram.error import BadRequest, Forbidden, TelegramError
 
 from core import texts
 from core.actions import ExportPress, StyleChoice, VariantPick, encode
@@ -35,6 +40,16 @@ ACTION_BUTTON_PREFIX = "do:"
 LONG_ACTION_PREFIX = "k:"  # an action too long for callback_data, kept in memory under a hash
 # sendPhoto refuses some images (too big, odd dimensions); those still go out as a file.
 _PHOTO_REFUSALS = ("PHOTO_INVALID_DIMENSIONS", "PHOTO_SAVE_FILE_INVALID", "IMAGE_PROCESS_FAILED")
+RIGHTS_TTL_S = 600.0  # how long what getChatMember said about the bot's rights in a chat is trusted
+# What a delivered photo is known by from now on (its Telegram file_id), for inline sharing.
+PhotoDelivered = Callable[[int, str], Awaitable[None]]
+
+
+def may_change_info(member: ChatMember) -> bool:
+    """Whether a chat member (the bot) may change the chat's title and photo."""
+    if member.status == ChatMemberStatus.OWNER:
+        return True
+    return isinstance(member, ChatMemberAdministrator) and bool(member.can_change_info)
 
 
 def _chunks(text: str, size: int = TEXT_LIMIT) -> list[str]:
@@ -72,9 +87,12 @@ async def _refusing(call: Awaitable[T]) -> T:
 class TelegramMessenger:
     """Implements `core.requests.Messenger` with Bot API calls."""
 
-    def __init__(self, bot: Callable[[], Bot]) -> None:
+    def __init__(self, bot: Callable[[], Bot], *, on_photo: PhotoDelivered | None = None) -> None:
         self._get_bot = bot
         self._long_actions: OrderedDict[str, str] = OrderedDict()
+        self._on_photo = on_photo
+        self._rights: dict[int, tuple[bool, float]] = {}  # chat -> (may change its photo, when learnt)
+        self._recording: set[asyncio.Task[None]] = set()
 
     @property
     def _bot(self) -> Bot:
@@ -92,7 +110,7 @@ class TelegramMessenger:
         fits = len(caption) <= CAPTION_LIMIT
         upload = InputFile(reply.image, filename=f"pixme-{reply.node_id}.{_extension(reply.mime)}")
         chat_id = int(target.chat_id)
-        markup = self._export_keyboard(reply.node_id)
+        markup = self._export_keyboard(reply.node_id, reply.buttons)
         try:
             sent = await _refusing(self._bot.send_photo(
                 chat_id=chat_id, photo=upload, caption=caption if fits else None,
@@ -105,6 +123,7 @@ class TelegramMessenger:
             sent = await _refusing(self._bot.send_document(
                 chat_id=chat_id, document=upload, caption=caption if fits else None,
                 reply_parameters=self._reply(target), reply_markup=markup))
+        await self._delivered(reply.node_id, sent)
         if not fits:
             # Commentary longer than a caption may be goes underneath, replying to the picture.
             for part in _chunks(caption):
@@ -136,6 +155,8 @@ class TelegramMessenger:
                          exc.message)
                 sent += [await self.send_image(target, reply) for reply in chunk]
                 continue
+            for reply, message in zip(chunk, messages, strict=False):
+                await self._delivered(reply.node_id, message)
             sent += [str(message.message_id) for message in messages]
         return sent
 
@@ -153,12 +174,38 @@ class TelegramMessenger:
             log.warning("telegram: could not send the menu under an album: %s", type(exc).__name__)
         return sent
 
-    def _export_keyboard(self, node_id: int) -> InlineKeyboardMarkup | None:
-        """Sticker / profile picture / original, under a result (the node id survives restarts)."""
+    async def _delivered(self, node_id: int, message: Message) -> None:
+        """Tell core what the delivered photo is known by, beside the send: the send returns at once (core links
+        the message to its picture next, and a quick reply needs that link), and never fails over this."""
+        if self._on_photo is None or node_id <= 0 or not message.photo:
+            return
+        largest = max(message.photo, key=lambda p: p.width * p.height)
+        record = self._on_photo
+
+        async def remember() -> None:
+            try:
+                await record(node_id, largest.file_id)
+            except Exception as exc:
+                log.warning("telegram: could not record the file of picture %s: %s", node_id, type(exc).__name__)
+
+        task = asyncio.create_task(remember(), name=f"file-of-{node_id}")
+        self._recording.add(task)
+        task.add_done_callback(self._recording.discard)
+
+    async def recorded(self) -> None:
+        """Wait for the delivered photos' files being recorded now (tests, and a clean stop)."""
+        if self._recording:
+            await asyncio.wait(set(self._recording))
+
+    def _export_keyboard(self, node_id: int, more: tuple[Button, ...] = ()) -> InlineKeyboardMarkup | None:
+        """Sticker / profile picture / original, under a result (the node id survives restarts); what else the
+        picture offers goes underneath, a row each."""
         if node_id <= 0:
             return None
-        return self._keyboard([self._button(Button(label, encode(ExportPress(kind, node_id))))
-                               for label, kind in texts.export_buttons()], per_row=3)
+        rows = [[self._button(Button(label, encode(ExportPress(kind, node_id))))
+                 for label, kind in texts.export_buttons()]]
+        rows += [[self._button(button)] for button in more]
+        return InlineKeyboardMarkup(rows)
 
     async def send_file(self, target: ReplyTarget, reply: ImageReply) -> str:
         """sendDocument: Telegram keeps the bytes (full resolution, provenance metadata) as they are."""
@@ -225,6 +272,41 @@ class TelegramMessenger:
     async def show_working(self, target: ReplyTarget) -> None:
         await _refusing(self._bot.send_chat_action(chat_id=int(target.chat_id),
                                                    action=ChatAction.UPLOAD_PHOTO))
+
+    # -- the group photo (core.sharing.ChatPhotoMessenger) ------------------------------------------
+
+    async def can_set_chat_photo(self, target: ReplyTarget) -> bool:
+        """Whether the bot may change the group's photo: learnt from getChatMember, trusted for RIGHTS_TTL_S
+        (a my_chat_member update, `note_rights`, corrects it at once)."""
+        chat_id = int(target.chat_id)
+        if chat_id > 0:  # a private chat has no photo of its own to set
+            return False
+        known = self._rights.get(chat_id)
+        if known is not None and time.monotonic() - known[1] < RIGHTS_TTL_S:
+            return known[0]
+        bot = self._bot
+        try:
+            member = await bot.get_chat_member(chat_id, bot.id)
+        except TelegramError as exc:
+            log.info("telegram: could not read the bot's rights in %s: %s", chat_id, exc.message)
+            return False
+        allowed = may_change_info(member)
+        self.note_rights(chat_id, allowed)
+        return allowed
+
+    def note_rights(self, chat_id: int, allowed: bool) -> None:
+        """What the bot may do in a chat changed (a my_chat_member update) or was just learnt."""
+        self._rights[chat_id] = (allowed, time.monotonic())
+
+    async def set_chat_photo(self, target: ReplyTarget, image: bytes) -> bool:
+        chat_id = int(target.chat_id)
+        try:
+            await self._bot.set_chat_photo(chat_id=chat_id, photo=InputFile(image, filename="pixme-group.jpg"))
+        except (BadRequest, Forbidden) as exc:
+            log.info("telegram: setChatPhoto refused in %s: %s", chat_id, exc.message)
+            self.note_rights(chat_id, False)
+            return False
+        return True
 
     # -- button payloads -----------------------------------------------------------------------
 
