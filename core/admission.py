@@ -12,6 +12,7 @@ import time
 from core import texts
 from core.access import Access
 from core.config import LimitsSettings
+from core.credits import Credits
 from core.engines.base import ModelRouter
 from core.engines.models import model_info
 from core.jobs import JobRunner
@@ -64,7 +65,7 @@ class Admission:
     """The queue's and the day's limits: the bot's, the person's and the chat's, then the budget."""
 
     def __init__(self, *, jobs: JobRunner, usage: Usage, router: EngineRouter, budget: Budget,
-                 limits: LimitsSettings, access: Access, replies: Replies) -> None:
+                 limits: LimitsSettings, access: Access, replies: Replies, credits: Credits | None = None) -> None:
         self.jobs = jobs
         self.usage = usage
         self.router = router
@@ -72,19 +73,32 @@ class Admission:
         self.limits = limits
         self.access = access
         self.replies = replies
+        self.credits = credits  # the free pictures of the day, then credits ([credits])
 
     async def refuse_over_limit(self, ctx: Context) -> bool:
-        """Queue and daily limits; says which one was hit and when it resets."""
-        refusal = await self.over_limit(ctx.chat.platform, ctx.chat.id, ctx.person.id,
-                                        private=ctx.chat.is_private, exempt=self.access.is_admin(ctx))
+        """Queue and daily limits, then credits; says which one was hit and when it resets (out of credits: with
+        the packs on sale)."""
+        platform, person = ctx.chat.platform, ctx.person.id
+        refusal = await self._limits(platform, ctx.chat.id, person, private=ctx.chat.is_private,
+                                     exempt=self.access.is_admin(ctx))
         if refusal is not None:
             await self.replies.say(ctx, refusal)
-        return refusal is not None
+            return True
+        if self.credits is not None and await self.credits.exhausted(platform, person):
+            await self.credits.offer(self.replies.target(ctx))
+            return True
+        return False
 
     async def over_limit(self, platform: str, chat_id: str, person: str, *, private: bool,
                          exempt: bool) -> str | None:
         """The one line refusing another picture for `person` in this chat (the bot's, the person's or the chat's
-        limit), or None; `exempt` (a bot admin) skips the person's daily limit."""
+        limit, or no credits left), or None; `exempt` (a bot admin) skips the person's daily limit."""
+        refusal = await self._limits(platform, chat_id, person, private=private, exempt=exempt)
+        if refusal is None and self.credits is not None and await self.credits.exhausted(platform, person):
+            return self.credits.refusal(platform)
+        return refusal
+
+    async def _limits(self, platform: str, chat_id: str, person: str, *, private: bool, exempt: bool) -> str | None:
         jobs, usage = self.jobs, self.usage
         pending = jobs.pending_for(platform, person)
         if pending > self.limits.queue_per_user:

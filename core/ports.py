@@ -242,7 +242,68 @@ class PreferenceStore(Protocol):
         ...
 
 
-class Store(History, JobStore, Usage, Privacy, Reachability, PartyStore, PreferenceStore, Protocol):
+@dataclass(frozen=True)
+class Balance:
+    """What a person may still have drawn: free pictures used today (held or delivered) and credits left."""
+
+    free_used: int
+    credits: int
+
+
+@dataclass(frozen=True)
+class Payment:
+    """A Telegram Stars payment as recorded."""
+
+    charge_id: str
+    platform: str
+    user_id: str
+    stars: int
+    images: int
+    remaining: int  # credits of it neither spent nor held
+    refunded: bool = False
+    removed: int = 0  # unused credits its refund took back
+
+
+class CreditStore(Protocol):
+    """Payments and the units pictures hold, each change in one transaction."""
+
+    async def balance(self, platform: str, user_id: str, since: float) -> Balance:
+        """Free pictures held or spent since `since` (the day's start) and credits left."""
+        ...
+
+    async def add_job_holding(self, platform: str, chat_id: str, user_id: str, kind: str, payload: dict[str, Any],
+                              target: ReplyTarget, *, free_daily: int, since: float) -> Job | None:
+        """Persist a job together with the unit it holds (a free picture of today while fewer than `free_daily`
+        are used, else one credit of the oldest payment with some left); None, and nothing written, when the
+        person has neither."""
+        ...
+
+    async def settle_hold(self, job_id: int) -> bool:
+        """The job's picture was delivered: its unit is spent. False if it held none (or was settled)."""
+        ...
+
+    async def return_hold(self, job_id: int) -> bool:
+        """The job ended without a picture: its unit comes back (a credit to its payment, unless refunded).
+        False if it held none (or was settled)."""
+        ...
+
+    async def settle_ended_holds(self) -> tuple[int, int]:
+        """Holds whose job ended while nobody settled them (a crash between the two): (spent, returned)."""
+        ...
+
+    async def record_payment(self, charge_id: str, platform: str, user_id: str, stars: int, images: int,
+                             payload: str) -> bool:
+        """Record a payment and credit its pictures, in one statement; False if this charge was recorded before."""
+        ...
+
+    async def get_payment(self, charge_id: str) -> Payment | None: ...
+
+    async def refund_payment(self, charge_id: str) -> Payment | None:
+        """Mark the payment refunded and take back its unused credits (once); the payment as it is now."""
+        ...
+
+
+class Store(History, JobStore, Usage, Privacy, Reachability, PartyStore, PreferenceStore, CreditStore, Protocol):
     """Everything core keeps in the database."""
 
     async def close(self) -> None: ...

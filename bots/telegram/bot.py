@@ -25,6 +25,7 @@ from telegram.ext import (
     CallbackQueryHandler,
     ContextTypes,
     MessageHandler,
+    PreCheckoutQueryHandler,
     filters,
 )
 
@@ -171,6 +172,7 @@ class TelegramBot:
         self._albums: dict[tuple[int, str], _Album] = {}
         self.application = build_application(settings, concurrency=concurrency)
         self.application.add_handler(CallbackQueryHandler(self._on_button))
+        self.application.add_handler(PreCheckoutQueryHandler(self._on_pre_checkout))
         self.application.add_handler(MessageHandler(filters.UpdateType.MESSAGE, self._on_message))
         self.application.add_error_handler(self._on_error)
         self.messenger = TelegramMessenger(lambda: self.application.bot)
@@ -180,10 +182,12 @@ class TelegramBot:
         """Connect, announce commands and start polling (the caller resumes unfinished jobs)."""
         await self.application.initialize()
         await self.set_commands()
+        if self.studio.credits.enabled:
+            await self.recover_payments()
         await self.application.start()
         assert self.application.updater is not None
         await self.application.updater.start_polling(
-            allowed_updates=["message", "callback_query"], drop_pending_updates=False,
+            allowed_updates=["message", "callback_query", "pre_checkout_query"], drop_pending_updates=False,
             error_callback=self._on_polling_error,
         )
         log.info("telegram: polling as @%s", self.application.bot.username)
@@ -203,7 +207,8 @@ class TelegramBot:
         """The command menu: the basics, then every style; one menu per language (English is the default)."""
         for code in i18n.LANGUAGES:
             with i18n.speaking(code):
-                commands = [BotCommand(c.name, _(c.description)) for c in COMMANDS.values() if c.menu]
+                commands = [BotCommand(c.name, _(c.description)) for c in COMMANDS.values()
+                            if c.menu and self.commands.offered(c)]
                 commands += [BotCommand(s.id, f"{s.emoji} {s.blurb}"[:256]) for s in STYLES]
             try:
                 await self.application.bot.set_my_commands(commands,
@@ -211,11 +216,27 @@ class TelegramBot:
             except TelegramError as exc:
                 log.warning("telegram: could not set the %s command menu: %s", code, exc.message)
 
+    async def recover_payments(self) -> None:
+        """Payments whose update was lost (the offset confirmed, then a crash before they were recorded): found in
+        the bot's Star transactions and credited now; the rest were recorded before and count once."""
+        try:
+            recovered = await self.studio.credits.recover(PLATFORM, await self.messenger.star_payments())
+        except TelegramError as exc:
+            log.warning("telegram: could not read the Star transactions: %s", exc.message)
+            return
+        if recovered:
+            log.info("telegram: %d payment(s) recorded from the Star transactions", recovered)
+
     # -- updates ---------------------------------------------------------------------------------
 
     async def _on_message(self, update: Update, _context: ContextTypes.DEFAULT_TYPE) -> None:
         message = update.message
         if message is None or message.from_user is None or message.from_user.is_bot:
+            return
+        if message.successful_payment is not None:
+            await self._on_paid(message)
+            return
+        if message.refunded_payment is not None:  # Telegram tells the person itself
             return
         if message.media_group_id is not None:
             self._collect_album(message)
@@ -382,6 +403,33 @@ class TelegramBot:
         except TelegramError as exc:  # an expired query only loses its toast, not the picture
             log.info("telegram: could not answer a button press: %s", exc.message)
         await self.studio.style(self._context(photo_message, presser), style.id, photo)
+
+    # -- payments --------------------------------------------------------------------------------
+
+    async def _on_pre_checkout(self, update: Update, _context: ContextTypes.DEFAULT_TYPE) -> None:
+        """Answered at once (Telegram waits 10 s): go ahead, or one line when the pack is no longer sold."""
+        query = update.pre_checkout_query
+        if query is None:
+            return
+        try:
+            ctx = Context(Chat(PLATFORM, str(query.from_user.id), True), _person(query.from_user), "")
+            await self.studio.speak_to(ctx)
+            refusal = self.studio.credits.checkout_refusal(query.invoice_payload, query.currency,
+                                                           query.total_amount)
+            await query.answer(ok=refusal is None, error_message=refusal)
+        except Exception:
+            log.exception("telegram: a pre-checkout query failed")
+
+    async def _on_paid(self, message: Message) -> None:
+        payment = message.successful_payment
+        assert payment is not None
+        ctx = self._context(message)
+        try:
+            await self.studio.speak_to(ctx)
+            await self.studio.credits.paid(ctx, payment.telegram_payment_charge_id, payment.invoice_payload,
+                                           payment.total_amount)
+        except Exception:  # the Star transactions still list it: the next start records it
+            log.exception("telegram: a payment could not be recorded now")
 
     @staticmethod
     def _on_polling_error(exc: TelegramError) -> None:
