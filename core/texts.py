@@ -486,9 +486,10 @@ def pack_description(images: int) -> str:
 
 
 def pack_paid(images: int, credits: int) -> str:
-    return ngettext("⭐ Thank you! {images} picture added — you have {credits} credits now.",
-                    "⭐ Thank you! {images} pictures added — you have {credits} credits now.",
-                    images).format(images=images, credits=credits)
+    added = ngettext("⭐ Thank you! {images} picture added.", "⭐ Thank you! {images} pictures added.",
+                     images).format(images=images)
+    return added + " " + ngettext("You have {credits} credit now.", "You have {credits} credits now.",
+                                  credits).format(credits=credits)
 
 
 def balance(free_left: int, free_daily: int, resets: str, credits: int, packs: list[tuple[int, int]]) -> str:

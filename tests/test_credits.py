@@ -85,7 +85,7 @@ async def test_out_of_free_pictures_a_pack_is_bought_and_spent(tg: FakeTelegram,
 
         await tg.pay(ALICE, invoices[0])
         thanks = await tg.wait_for_message(says("Thank you"), chat_id=ALICE.id)
-        assert "2 pictures added — you have 2 credits now" in (thanks.text or "")
+        assert "2 pictures added. You have 2 credits now." in (thanks.text or "")
         assert "Credits: 2 pictures" in await balance(run, ALICE)
 
         await picture(run, ALICE, "/comic")
@@ -95,7 +95,7 @@ async def test_out_of_free_pictures_a_pack_is_bought_and_spent(tg: FakeTelegram,
         assert len(again) == len(PACKS)
         # The credits are the person's: a group chat spends the same ones (and Bob, who has none, has his free one).
         await tg.pay(ALICE, again[1])
-        await tg.wait_for_message(says("10 pictures added — you have 10 credits now"), chat_id=ALICE.id)
+        await tg.wait_for_message(says("10 pictures added. You have 10 credits now."), chat_id=ALICE.id)
         tg.send_photo(GROUP, ALICE, small_selfie(), caption="/zombie")
         await tg.wait_for_message(is_photo, chat_id=GROUP.id, timeout=30)
         assert "Credits: 9 pictures" in await balance(run, ALICE)
@@ -298,7 +298,7 @@ async def test_kill_9_between_the_payment_and_its_credit_counts_it_once(tmp_path
         second = await _start(env, tmp_path, log)
         try:
             thanks = await tg.wait_for_message(says("Thank you"), chat_id=ALICE.id, timeout=60)
-            assert "3 pictures added — you have 3 credits now" in (thanks.text or "")
+            assert "3 pictures added. You have 3 credits now." in (thanks.text or "")
             tg.send_text(private(ALICE), ALICE, "/balance")
             answer = await tg.wait_for_message(says("Credits:"), chat_id=ALICE.id, timeout=30)
             assert "Credits: 3 pictures" in (answer.text or "")
