@@ -311,3 +311,31 @@ async def test_kill_9_between_the_payment_and_its_credit_counts_it_once(tmp_path
         assert len([m for m in tg.bot_messages if "Thank you" in (m.text or "")]) == 1
         assert sum(1 for u in tg.updates if "successful_payment" in (u.get("message") or {})) == 1
         assert len([c for c in tg.calls_of("getUpdates") if c.get("offset")]) > 0
+
+
+# -- Discord and the playground honour the same rules (buying happens on Telegram) -------------------------
+
+async def test_discord_counts_the_free_pictures_and_shows_the_balance(tmp_path: Path) -> None:
+    from core.config import CreditsSettings
+    from tests.standins.discord_api import FakeDiscord
+    from tests.test_discord_e2e import ALICE as DISCORD_ALICE
+    from tests.test_discord_e2e import running_bot as discord_bot
+
+    async with FakeDiscord() as fake, discord_bot(fake, tmp_path, FakeEngine(),
+                                                  credits=CreditsSettings.model_validate(CREDITS)):
+        photo = fake.upload(small_selfie())
+        before = fake.last_id()
+        await fake.slash(DISCORD_ALICE, "avatar", {"style": "zombie"}, attachments={"photo": photo})
+        await fake.wait_for_bot_message(lambda m: m["attachments"], after=before)
+        before = fake.last_id()
+        photo = fake.upload(small_selfie())
+        await fake.slash(DISCORD_ALICE, "avatar", {"style": "comic"}, attachments={"photo": photo})
+        refusal = await fake.wait_for_bot_message(lambda m: "free picture" in m["content"], after=before)
+        # One line: no packs here (Stars are Telegram's), so none are offered.
+        assert refusal["content"].startswith("You've had your 1 free picture for today — more at 00:00 UTC")
+        assert "Stars" not in refusal["content"]
+        before = fake.last_id()
+        await fake.slash(DISCORD_ALICE, "balance")
+        answer = await fake.wait_for_bot_message(lambda m: "Credits:" in m["content"], after=before)
+        assert "Free pictures left today: 0 of 1" in answer["content"]
+        assert "Credits: 0 pictures" in answer["content"] and "Packs" not in answer["content"]
