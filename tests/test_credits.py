@@ -339,3 +339,27 @@ async def test_discord_counts_the_free_pictures_and_shows_the_balance(tmp_path: 
         answer = await fake.wait_for_bot_message(lambda m: "Credits:" in m["content"], after=before)
         assert "Free pictures left today: 0 of 1" in answer["content"]
         assert "Credits: 0 pictures" in answer["content"] and "Packs" not in answer["content"]
+
+
+async def test_the_playground_counts_the_free_pictures_and_shows_the_balance(tmp_path: Path) -> None:
+    from core.config import CreditsSettings
+    from core.engines.offline import OfflineEngine
+    from tests.test_playground import _command, _styled, all_handled, open_page, serve
+
+    async with serve(tmp_path, OfflineEngine(), credits=CreditsSettings.model_validate(CREDITS)) as client:
+        page = await open_page(client)
+        try:
+            _, picture_ = await _styled(page, small_selfie())  # Alex's free one
+            await page.act("text", name="Alex", text="/comic", reply_to=picture_["id"])
+            refusal = await page.message("text", timeout=15)
+            while "free picture" not in refusal["text"]:
+                refusal = await page.message("text", timeout=15)
+            assert refusal["text"].startswith("You've had your 1 free picture for today")
+            assert "Stars" not in refusal["text"]
+            _, answer = await _command(page, "/balance")
+            assert "Free pictures left today: 0 of 1" in answer["text"] and "Credits: 0 pictures" in answer["text"]
+            _, sam = await _command(page, "/balance", name="Sam")  # another name is another person
+            assert "Free pictures left today: 1 of 1" in sam["text"]
+            await all_handled(client)
+        finally:
+            await page.close()
