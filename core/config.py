@@ -181,6 +181,36 @@ class PlaygroundSettings(BaseModel):
         return self
 
 
+class CreditPack(BaseModel):
+    """A pack of pictures sold for Telegram Stars."""
+
+    stars: int = Field(ge=1, le=10000)
+    images: int = Field(ge=1, le=10000)
+
+
+class CreditsSettings(BaseModel):
+    """Pictures per person per day for free, then credits bought with Telegram Stars."""
+
+    # Pictures each person gets free every UTC day before credits are needed; 0 = credits off (all free).
+    free_daily: int = Field(default=0, ge=0, le=10000)
+    # What is for sale: e.g. [{stars = 50, images = 10}, {stars = 200, images = 50}].
+    packs: list[CreditPack] = Field(default_factory=list, max_length=10)
+    # Where people get help with a payment (/paysupport): an @username, an e-mail address or a web page.
+    support: str = Field(default="", max_length=200)
+
+    @property
+    def enabled(self) -> bool:
+        return self.free_daily > 0
+
+    @field_validator("packs")
+    @classmethod
+    def _distinct(cls, packs: list[CreditPack]) -> list[CreditPack]:
+        seen = {(p.stars, p.images) for p in packs}
+        if len(seen) != len(packs):
+            raise ValueError("the same pack is listed twice")
+        return sorted(packs, key=lambda p: (p.stars, p.images))
+
+
 class AccessSettings(BaseModel):
     admins: list[str] = Field(default_factory=list)
     allow: list[str] = Field(default_factory=list)
@@ -232,6 +262,7 @@ class Settings(BaseSettings):
     access: AccessSettings = Field(default_factory=AccessSettings)
     party: PartySettings = Field(default_factory=PartySettings)
     likeness: LikenessSettings = Field(default_factory=LikenessSettings)
+    credits: CreditsSettings = Field(default_factory=CreditsSettings)
     playground: PlaygroundSettings = Field(default_factory=PlaygroundSettings)
 
     @classmethod

@@ -41,13 +41,14 @@ def _person(job: Job) -> tuple[str, str]:
 class JobRunner:
     def __init__(self, store: JobStore, work: Work, *, concurrency: int,
                  on_positions: PositionsChanged | None = None, on_cancelled: Cancelled | None = None,
-                 clock: Clock = SYSTEM_CLOCK) -> None:
+                 on_crashed: Cancelled | None = None, clock: Clock = SYSTEM_CLOCK) -> None:
         self._store = store
         self._clock = clock
         self._work = work
         self._concurrency = concurrency
         self._on_positions = on_positions  # waiting jobs whose place in line changed
         self._on_cancelled = on_cancelled  # each job `cancel_for` took out, once it is recorded
+        self._on_crashed = on_crashed  # a job whose work raised, once it is recorded as failed
         self._waiting: list[Job] = []  # in serving order: by (round, arrival)
         self._keys: dict[int, tuple[int, int]] = {}  # job id -> (round, arrival), fixed at enqueue
         self._last_round: dict[tuple[str, str], int] = {}  # each person's latest round
@@ -72,6 +73,10 @@ class JobRunner:
         job = await self._store.add_job(platform, chat_id, user_id, kind, payload, target, pictures=pictures)
         self._enqueue(job)
         return job
+
+    def enqueue(self, job: Job) -> None:
+        """Queue a job its caller has persisted itself (with the credit it holds, in one transaction)."""
+        self._enqueue(job)
 
     async def resume(self, platforms: set[str] | None = None) -> int:
         """Queue every unfinished job (for `platforms`, or all) in the order they were accepted."""
@@ -251,6 +256,8 @@ class JobRunner:
             # `work` handles expected failures itself; this is the last line of defence.
             log.exception("job %s crashed", job.id)
             await self._store.update_job(job.id, status="failed", error="crash")
+            if self._on_crashed is not None:
+                await self._on_crashed(job)
         finally:
             self._running.pop(job.id, None)
             self._busy.discard(_person(job))

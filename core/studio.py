@@ -25,7 +25,8 @@ from core.actions import (
 from core.admission import Admission, Budget
 from core.breaker import CircuitBreaker
 from core.clock import SYSTEM_CLOCK, Clock
-from core.config import AccessSettings, LimitsSettings, PartySettings
+from core.config import AccessSettings, CreditsSettings, LimitsSettings, PartySettings
+from core.credits import Credits
 from core.engines.base import ImageEngine
 from core.gate import Gate
 from core.intake_pool import Intake
@@ -59,7 +60,8 @@ class Studio:
                  delivery_retry_delays: tuple[float, ...] = DELIVERY_RETRY_DELAYS_S,
                  full_disk_retry_s: float = FULL_DISK_RETRY_S,
                  model_choices: list[str] | None = None, sizes: list[str] | None = None,
-                 intake: Intake | None = None, clock: Clock = SYSTEM_CLOCK, variants: int = 1) -> None:
+                 intake: Intake | None = None, clock: Clock = SYSTEM_CLOCK, variants: int = 1,
+                 credits: CreditsSettings | None = None) -> None:
         self.store = store
         self.images = images
         self.engine = engine
@@ -75,6 +77,8 @@ class Studio:
                                 language_for=self.languages.language_for)
         self.router = router = EngineRouter(store=store, engine=engine, model_choices=model_choices, sizes=sizes)
         self.budget = budget = Budget(usage=store, router=router, limits=limits)
+        self.credits = credits_ = Credits(store=store, clock=clock, settings=credits or CreditsSettings(),
+                                          access=self.access, replies=replies, gate=gate)
 
         # The queue and its notes ask each other: the queue reports moves, a note asks where its job is now.
         jobs: JobRunner | None = None
@@ -90,14 +94,16 @@ class Studio:
         self.worker = worker = Worker(store=store, images=images, replies=replies, router=router, budget=budget,
                                       breaker=breaker, notes=notes, blocking=gate, clock=clock,
                                       delivery_retry_delays=delivery_retry_delays,
-                                      full_disk_retry_s=full_disk_retry_s, offers=sharing.group_photo_offer)
+                                      full_disk_retry_s=full_disk_retry_s, offers=sharing.group_photo_offer,
+                                      ends=credits_)
         self.jobs = jobs = JobRunner(store, worker.run, concurrency=limits.concurrency, on_positions=notes.show,
-                                     on_cancelled=worker.discard, clock=clock)
+                                     on_cancelled=worker.discard, on_crashed=credits_.give_back, clock=clock)
 
         self.admission = admission = Admission(jobs=jobs, usage=store, router=router, budget=budget, limits=limits,
-                                               access=self.access, replies=replies)
+                                               access=self.access, replies=replies, credits=credits_)
         self.submission = submission = Submission(history=store, images=images, intake=self.intake, jobs=jobs,
-                                                  breaker=breaker, replies=replies, input_max_px=input_max_px)
+                                                  breaker=breaker, replies=replies, input_max_px=input_max_px,
+                                                  credits=credits_)
         self.rendering = rendering = Rendering(history=store, images=images, replies=replies, gate=gate,
                                                admission=admission, submission=submission, jobs=jobs,
                                                router=router, variants=variants)
@@ -136,6 +142,7 @@ class Studio:
     async def resume(self) -> int:
         """Deliver whatever was accepted but not delivered before the last stop; re-arm party deadlines."""
         await self.parties.resume()
+        await self.credits.settle_ended()  # holds of jobs that ended just before the last stop
         return await self.jobs.resume(self.replies.platforms)
 
     async def aclose(self) -> None:

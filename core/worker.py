@@ -65,6 +65,16 @@ class WorkStore(History, JobStore, Privacy, Protocol):
     """What the worker reads and records: nodes, jobs, and which files a failed save left unreferenced."""
 
 
+class JobEnds(Protocol):
+    """Told how each job ended (credits: a delivered picture spends what it held, any other end gives it back)."""
+
+    async def settle(self, job: Job, pictures: int) -> None:
+        """`pictures` of what the job held were delivered; the rest (candidates that failed) go back."""
+        ...
+
+    async def give_back(self, job: Job) -> None: ...
+
+
 class ChatBlocking(Protocol):
     async def chat_blocked(self, platform: str, chat_id: str) -> None:
         """The platform refuses our messages to this chat for good."""
@@ -89,7 +99,8 @@ class Worker:
     def __init__(self, *, store: WorkStore, images: ImageStore, replies: Replies, router: EngineRouter,
                  budget: Budget, breaker: CircuitBreaker, notes: QueueNotes, blocking: ChatBlocking, clock: Clock,
                  delivery_retry_delays: tuple[float, ...] = DELIVERY_RETRY_DELAYS_S,
-                 full_disk_retry_s: float = FULL_DISK_RETRY_S, offers: Offers | None = None) -> None:
+                 full_disk_retry_s: float = FULL_DISK_RETRY_S, offers: Offers | None = None,
+                 ends: JobEnds | None = None) -> None:
         self.store = store
         self.images = images
         self.replies = replies
@@ -102,6 +113,7 @@ class Worker:
         self.delivery_retry_delays = delivery_retry_delays
         self.full_disk_retry_s = full_disk_retry_s
         self.offers: Offers = offers or _no_offers  # buttons a result offers beyond the messenger's own
+        self.ends = ends
         self._deliveries: set[asyncio.Future[None]] = set()
         self._unsaved: dict[int, list[Made]] = {}  # job id -> its results, waiting for disk space
 
@@ -114,6 +126,8 @@ class Worker:
         """A cancelled job: a result it keeps for disk space is dropped, and its place-in-line note goes."""
         self._unsaved.pop(job.id, None)
         await self.notes.clear(job)
+        if self.ends is not None:
+            await self.ends.give_back(job)
 
     async def run(self, job: Job) -> None:
         messenger = self.replies.get(job.platform)
@@ -170,6 +184,8 @@ class Worker:
                 for node, each in pairs:
                     await self.store.link_message(node, each)
                 await self.store.update_job(job.id, status="delivered", delivered_message=message_id)
+                if self.ends is not None:
+                    await self.ends.settle(job, len(results))
                 await self.notes.clear(job)
 
         # Shielded: a shutdown that cancels the job must not cut a send off between the platform
@@ -230,6 +246,8 @@ class Worker:
     async def _finish_with_text(self, messenger: Messenger, job: Job, text: str, error: str) -> None:
         await self._deliver(job, lambda: messenger.send_text(job.target, text))
         await self.store.update_job(job.id, status="failed", error=error)
+        if self.ends is not None:
+            await self.ends.give_back(job)
         await self.notes.clear(job)
 
     async def _call_engine(self, job: Job, prefs: Preferences | None = None) -> list[Made]:
@@ -315,6 +333,8 @@ class Worker:
                 log.info("job %s: %s:%s refuses messages; marked", job.id, job.platform, job.chat_id)
                 await self.blocking.chat_blocked(job.platform, job.chat_id)
                 await self.store.update_job(job.id, status="failed", error="chat_blocked")
+                if self.ends is not None:
+                    await self.ends.give_back(job)
                 return None
             except Exception as exc:
                 if delay is None:

@@ -32,6 +32,7 @@ import aiosqlite
 
 from core.errors import StorageBusy, StorageError, StorageFull
 from core.ports import (
+    Balance,
     Job,
     JobStatus,
     LikenessStatus,
@@ -40,6 +41,7 @@ from core.ports import (
     Node,
     Party,
     PartyStatus,
+    Payment,
     Preferences,
     PreferenceScope,
     SourceGone,
@@ -486,6 +488,127 @@ class SqliteStore:
             "WHERE likeness_status = 'scored' AND created_at >= ? GROUP BY 1, 2", (since,))
         return {(model, style): (float(mean), int(n)) for model, style, mean, n in rows}
 
+    # -- credits ---------------------------------------------------------------------------------
+
+    async def balance(self, platform: str, user_id: str, since: float) -> Balance:
+        def run(conn: sqlite3.Connection) -> Balance:
+            return Balance(_free_used(conn, platform, user_id, since), _credits_left(conn, platform, user_id))
+
+        return await in_db_thread(self._db, run)
+
+    async def add_job_holding(self, platform: str, chat_id: str, user_id: str, kind: str, payload: dict[str, Any],
+                              target: ReplyTarget, *, free_daily: int, since: float, pictures: int = 1) -> Job | None:
+        now = time.time()
+
+        def run(conn: sqlite3.Connection) -> int | None:  # aiosqlite's thread: nothing else runs on it meanwhile
+            try:
+                free = max(0, free_daily - _free_used(conn, platform, user_id, since))
+                units: list[str | None] = [None] * min(free, pictures)
+                if len(units) < pictures:  # the rest from the oldest payments with credits left
+                    for charge_id, remaining in conn.execute(
+                            "SELECT charge_id, remaining FROM payments WHERE platform = ? AND user_id = ? "
+                            "AND remaining > 0 AND refunded_at IS NULL ORDER BY paid_at, charge_id",
+                            (platform, user_id)).fetchall():
+                        take = min(int(remaining), pictures - len(units))
+                        conn.execute("UPDATE payments SET remaining = remaining - ? WHERE charge_id = ?",
+                                     (take, charge_id))
+                        units += [charge_id] * take
+                        if len(units) == pictures:
+                            break
+                if len(units) < pictures:
+                    conn.rollback()
+                    return None
+                cur = conn.execute(
+                    "INSERT INTO jobs (platform, chat_id, user_id, kind, payload, target, status, created_at, "
+                    "updated_at, pictures) VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?)",
+                    (platform, chat_id, user_id, kind, json.dumps(payload), json.dumps(target.to_json()), now, now,
+                     pictures))
+                conn.executemany(
+                    "INSERT INTO credit_holds (job_id, unit, platform, user_id, charge_id, status, held_at) "
+                    "VALUES (?, ?, ?, ?, ?, 'held', ?)",
+                    [(cur.lastrowid, unit, platform, user_id, charge_id, now) for unit, charge_id in enumerate(units)])
+                conn.commit()
+            except BaseException:
+                conn.rollback()
+                raise
+            return cur.lastrowid
+
+        job_id = await in_db_thread(self._db, run)
+        if job_id is None:
+            return None
+        return Job(id=job_id, platform=platform, chat_id=chat_id, user_id=user_id, kind=kind,
+                   payload=payload, target=target, status="queued", created_at=now, pictures=pictures)
+
+    async def settle_hold(self, job_id: int, pictures: int) -> bool:
+        def run(conn: sqlite3.Connection) -> bool:
+            try:
+                spent = conn.execute(
+                    "UPDATE credit_holds SET status = 'spent', settled_at = ? WHERE job_id = ? AND status = 'held' "
+                    "AND unit < ?", (time.time(), job_id, pictures)).rowcount
+                returned = _return_hold(conn, job_id, time.time())  # candidates that failed cost nothing
+                conn.commit()
+            except BaseException:
+                conn.rollback()
+                raise
+            return spent > 0 or returned
+
+        return await in_db_thread(self._db, run)
+
+    async def return_hold(self, job_id: int) -> bool:
+        def run(conn: sqlite3.Connection) -> bool:
+            try:
+                returned = _return_hold(conn, job_id, time.time())
+                conn.commit()
+            except BaseException:
+                conn.rollback()
+                raise
+            return returned
+
+        return await in_db_thread(self._db, run)
+
+    async def settle_ended_holds(self) -> tuple[int, int]:
+        def run(conn: sqlite3.Connection) -> tuple[int, int]:
+            now = time.time()
+            try:
+                spent = conn.execute(
+                    "UPDATE credit_holds SET status = 'spent', settled_at = ? WHERE status = 'held' AND unit < "
+                    "(SELECT pictures FROM jobs WHERE jobs.id = credit_holds.job_id AND jobs.status = 'delivered')",
+                    (now,)).rowcount
+                ended = [row[0] for row in conn.execute(
+                    "SELECT DISTINCT h.job_id FROM credit_holds h LEFT JOIN jobs j ON j.id = h.job_id "
+                    "WHERE h.status = 'held' AND (j.id IS NULL OR j.status IN ('failed', 'cancelled', 'delivered'))")]
+                returned = sum(_return_hold(conn, job_id, now) for job_id in ended)
+                conn.commit()
+            except BaseException:
+                conn.rollback()
+                raise
+            return spent, returned
+
+        return await in_db_thread(self._db, run)
+
+    async def record_payment(self, charge_id: str, platform: str, user_id: str, stars: int, images: int,
+                             payload: str) -> bool:
+        _, added = await self._write(
+            "INSERT INTO payments (charge_id, platform, user_id, stars, images, remaining, payload, paid_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (charge_id) DO NOTHING",
+            (charge_id, platform, user_id, stars, images, images, payload, time.time()))
+        return added > 0
+
+    async def get_payment(self, charge_id: str) -> Payment | None:
+        rows = await self._db.execute_fetchall(
+            "SELECT charge_id, platform, user_id, stars, images, remaining, refunded_at, removed FROM payments "
+            "WHERE charge_id = ?", (charge_id,))
+        row = next(iter(rows), None)
+        if row is None:
+            return None
+        return Payment(row[0], row[1], row[2], int(row[3]), int(row[4]), int(row[5]), row[6] is not None, int(row[7]))
+
+    async def refund_payment(self, charge_id: str) -> Payment | None:
+        await self._write(
+            "UPDATE payments SET refunded_at = ?, removed = remaining, remaining = 0 "
+            "WHERE charge_id = ? AND refunded_at IS NULL", (time.time(), charge_id))
+        return await self.get_payment(charge_id)
+
     # -- forgetting ------------------------------------------------------------------------------
 
     async def forget_person(self, platform: str, user_id: str) -> list[str]:
@@ -723,6 +846,34 @@ def _hold_lock(lock_path: Path, path: Path | str) -> IO[str]:
     handle.write(str(os.getpid()))
     handle.flush()
     return handle
+
+
+def _free_used(conn: sqlite3.Connection, platform: str, user_id: str, since: float) -> int:
+    (used,) = conn.execute(
+        "SELECT COUNT(*) FROM credit_holds WHERE platform = ? AND user_id = ? AND charge_id IS NULL "
+        "AND status != 'returned' AND held_at >= ?", (platform, user_id, since)).fetchone()
+    return int(used)
+
+
+def _credits_left(conn: sqlite3.Connection, platform: str, user_id: str) -> int:
+    (left,) = conn.execute(
+        "SELECT COALESCE(SUM(remaining), 0) FROM payments WHERE platform = ? AND user_id = ? AND refunded_at IS NULL",
+        (platform, user_id)).fetchone()
+    return int(left)
+
+
+def _return_hold(conn: sqlite3.Connection, job_id: int, now: float) -> bool:
+    """Inside a transaction: the job's units still held come back (credits to their payments, unless refunded)."""
+    rows = conn.execute("SELECT charge_id FROM credit_holds WHERE job_id = ? AND status = 'held'", (job_id,)).fetchall()
+    if not rows:
+        return False
+    conn.execute("UPDATE credit_holds SET status = 'returned', settled_at = ? WHERE job_id = ? AND status = 'held'",
+                 (now, job_id))
+    for (charge_id,) in rows:
+        if charge_id is not None:
+            conn.execute("UPDATE payments SET remaining = remaining + 1 WHERE charge_id = ? AND refunded_at IS NULL",
+                         (charge_id,))
+    return True
 
 
 def storage_error(exc: sqlite3.OperationalError) -> Exception:

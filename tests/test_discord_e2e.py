@@ -24,7 +24,7 @@ from bots.cli import run_bots
 from bots.discord import DiscordBot
 from bots.discord.components import PickStyle
 from core import texts
-from core.config import AccessSettings, DiscordSettings, LimitsSettings, Settings, StorageSettings
+from core.config import AccessSettings, CreditsSettings, DiscordSettings, LimitsSettings, Settings, StorageSettings
 from core.engines.base import ImageEngine
 from core.ports import Node
 from core.studio import Studio
@@ -74,11 +74,11 @@ class Running:
 async def running_bot(fake: FakeDiscord, data_dir: Path, engine: ImageEngine, *,
                       guild_ids: list[int] | None = None, concurrency: int = 4, api_url: str | None = None,
                       gateway_url: str = "", access: AccessSettings | None = None,
-                      **options: Any) -> AsyncIterator[Running]:
+                      credits: CreditsSettings | None = None, **options: Any) -> AsyncIterator[Running]:
     store = await SqliteStore.open(data_dir / "pixme.sqlite3")
     studio = Studio(store=store, images=FileImageStore(data_dir, store), engine=engine,
                     limits=LimitsSettings(concurrency=concurrency, queue_per_user=5),
-                    delivery_retry_delays=(0.05,), access=access)
+                    delivery_retry_delays=(0.05,), access=access, credits=credits)
     settings = DiscordSettings(token=SecretStr(fake.token), api_url=api_url or fake.api_url,
                                gateway_url=gateway_url, cdn_url=fake.cdn_url, guild_ids=guild_ids or [])
     bot = DiscordBot(settings, studio, engine_name=engine.name, guild_ready_timeout=0.05, **options)

@@ -113,7 +113,7 @@ class Running:
 
 
 def make_settings(tg: FakeTelegram, data_dir: Path, *, concurrency: int = 8,
-                  admins: list[str] | None = None, **limits: Any) -> Settings:
+                  admins: list[str] | None = None, credits: dict[str, Any] | None = None, **limits: Any) -> Settings:
     return load_settings(
         None,
         telegram={"token": tg.token, "api_url": tg.api_url, "file_url": tg.file_url, "connections": 32},
@@ -122,6 +122,7 @@ def make_settings(tg: FakeTelegram, data_dir: Path, *, concurrency: int = 8,
         limits={"concurrency": concurrency, **limits},
         access={"admins": admins or []},
         gemini={"api_key": ""},
+        credits=credits or {},
     )
 
 
@@ -140,7 +141,8 @@ async def open_studio(settings: Settings, engine: ImageEngine | None, *, clock: 
                     model_choices=settings.gemini.choices if engine.name == "gemini" else None,
                     sizes=list(settings.gemini.sizes), variants=settings.gemini.variants,
                     delivery_retry_delays=(0.05, 0.1, 0.2), full_disk_retry_s=full_disk_retry_s,
-                    breaker=breaker, clock=clock)
+                    breaker=breaker, clock=clock,
+                    credits=settings.credits)
     try:
         yield studio
     finally:
@@ -154,11 +156,12 @@ async def running_bot(tg: FakeTelegram, data_dir: Path, *, engine: ImageEngine |
                       concurrency: int = 8, admins: list[str] | None = None,
                       settings: Settings | None = None, clock: Clock = SYSTEM_CLOCK,
                       breaker: CircuitBreaker | None = None, full_disk_retry_s: float = FULL_DISK_RETRY_S,
-                      **limits: Any) -> AsyncIterator[Running]:
+                      credits: dict[str, Any] | None = None, **limits: Any) -> AsyncIterator[Running]:
     """What `pixme run` does for Telegram: studio on SQLite, the bot started, unfinished jobs resumed.
     `clock` keeps the core's waits (party deadlines among them); `breaker` and `full_disk_retry_s` as the test
     needs them."""
-    settings = settings or make_settings(tg, data_dir, concurrency=concurrency, admins=admins, **limits)
+    settings = settings or make_settings(tg, data_dir, concurrency=concurrency, admins=admins, credits=credits,
+                                         **limits)
     async with open_studio(settings, engine, clock=clock, breaker=breaker,
                            full_disk_retry_s=full_disk_retry_s) as studio:
         bot = TelegramBot(settings.telegram, studio, engine_name=studio.engine.name)

@@ -221,7 +221,7 @@ class DiscordBot:
 
     def _add_commands(self, tree: app_commands.CommandTree[_Client]) -> None:
         """The slash commands of core's table, and the "Pix Me" message menu (not a command: a message's)."""
-        for command in slash_commands(self.run_command):
+        for command in slash_commands(self.run_command, self.commands.offered):
             tree.add_command(command)
 
         async def pix_me(interaction: discord.Interaction, message: discord.Message) -> None:

@@ -34,6 +34,7 @@ from telegram.ext import (
     ContextTypes,
     InlineQueryHandler,
     MessageHandler,
+    PreCheckoutQueryHandler,
     filters,
 )
 
@@ -57,7 +58,7 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".heic", ".heif", 
 _ADMIN_STATUSES = (ChatMemberStatus.OWNER, ChatMemberStatus.ADMINISTRATOR)
 INLINE_CACHE_S = 30  # Telegram may show an inline answer again for this long (it is personal: not to others)
 INLINE_START = "share"  # what /start carries when the empty inline list's button opens the bot
-ALLOWED_UPDATES = ["message", "callback_query", "inline_query", "my_chat_member"]
+ALLOWED_UPDATES = ["message", "callback_query", "inline_query", "my_chat_member", "pre_checkout_query"]
 
 
 AnyApplication = Application[Any, Any, Any, Any, Any, Any]
@@ -184,6 +185,7 @@ class TelegramBot:
         self._albums: dict[tuple[int, str], _Album] = {}
         self.application = build_application(settings, concurrency=concurrency)
         self.application.add_handler(CallbackQueryHandler(self._on_button))
+        self.application.add_handler(PreCheckoutQueryHandler(self._on_pre_checkout))
         self.application.add_handler(MessageHandler(filters.UpdateType.MESSAGE, self._on_message))
         self.application.add_handler(InlineQueryHandler(self._on_inline_query))
         self.application.add_handler(ChatMemberHandler(self._on_my_member, ChatMemberHandler.MY_CHAT_MEMBER))
@@ -195,6 +197,8 @@ class TelegramBot:
         """Connect, announce commands and start polling (the caller resumes unfinished jobs)."""
         await self.application.initialize()
         await self.set_commands()
+        if self.studio.credits.enabled:
+            await self.recover_payments()
         await self.application.start()
         assert self.application.updater is not None
         await self.application.updater.start_polling(
@@ -219,13 +223,25 @@ class TelegramBot:
         """The command menu: the basics, then every style; one menu per language (English is the default)."""
         for code in i18n.LANGUAGES:
             with i18n.speaking(code):
-                commands = [BotCommand(c.name, _(c.description)) for c in COMMANDS.values() if c.menu]
+                commands = [BotCommand(c.name, _(c.description)) for c in COMMANDS.values()
+                            if c.menu and self.commands.offered(c)]
                 commands += [BotCommand(s.id, f"{s.emoji} {s.blurb}"[:256]) for s in STYLES]
             try:
                 await self.application.bot.set_my_commands(commands,
                                                            language_code=None if code == i18n.DEFAULT else code)
             except TelegramError as exc:
                 log.warning("telegram: could not set the %s command menu: %s", code, exc.message)
+
+    async def recover_payments(self) -> None:
+        """Payments whose update was lost (the offset confirmed, then a crash before they were recorded): found in
+        the bot's Star transactions and credited now; the rest were recorded before and count once."""
+        try:
+            recovered = await self.studio.credits.recover(PLATFORM, await self.messenger.star_payments())
+        except TelegramError as exc:
+            log.warning("telegram: could not read the Star transactions: %s", exc.message)
+            return
+        if recovered:
+            log.info("telegram: %d payment(s) recorded from the Star transactions", recovered)
 
     # -- updates ---------------------------------------------------------------------------------
 
@@ -235,6 +251,11 @@ class TelegramBot:
             return
         if message.via_bot is not None and message.via_bot.id == self.application.bot.id:
             return  # a picture someone shared through inline mode: theirs to show, not a request
+        if message.successful_payment is not None:
+            await self._on_paid(message)
+            return
+        if message.refunded_payment is not None:  # Telegram tells the person itself
+            return
         if message.media_group_id is not None:
             self._collect_album(message)
             return
@@ -449,6 +470,33 @@ class TelegramBot:
         except TelegramError as exc:  # an expired query only loses its toast, not the picture
             log.info("telegram: could not answer a button press: %s", exc.message)
         await self.studio.style(self._context(photo_message, presser), style.id, photo)
+
+    # -- payments --------------------------------------------------------------------------------
+
+    async def _on_pre_checkout(self, update: Update, _context: ContextTypes.DEFAULT_TYPE) -> None:
+        """Answered at once (Telegram waits 10 s): go ahead, or one line when the pack is no longer sold."""
+        query = update.pre_checkout_query
+        if query is None:
+            return
+        try:
+            ctx = Context(Chat(PLATFORM, str(query.from_user.id), True), _person(query.from_user), "")
+            await self.studio.speak_to(ctx)
+            refusal = self.studio.credits.checkout_refusal(query.invoice_payload, query.currency,
+                                                           query.total_amount)
+            await query.answer(ok=refusal is None, error_message=refusal)
+        except Exception:
+            log.exception("telegram: a pre-checkout query failed")
+
+    async def _on_paid(self, message: Message) -> None:
+        payment = message.successful_payment
+        assert payment is not None
+        ctx = self._context(message)
+        try:
+            await self.studio.speak_to(ctx)
+            await self.studio.credits.paid(ctx, payment.telegram_payment_charge_id, payment.invoice_payload,
+                                           payment.total_amount)
+        except Exception:  # the Star transactions still list it: the next start records it
+            log.exception("telegram: a payment could not be recorded now")
 
     @staticmethod
     def _on_polling_error(exc: TelegramError) -> None:
