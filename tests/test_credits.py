@@ -36,6 +36,10 @@ def is_photo(m: SentMessage) -> bool:
     return m.method == "sendPhoto"
 
 
+def is_photo_in_album(m: SentMessage) -> bool:
+    return m.method == "sendMediaGroup"
+
+
 def says(fragment: str) -> Any:
     return lambda m: m.method == "sendMessage" and fragment in (m.text or "")
 
@@ -100,6 +104,26 @@ async def test_out_of_free_pictures_a_pack_is_bought_and_spent(tg: FakeTelegram,
         await tg.wait_for_message(is_photo, chat_id=GROUP.id, timeout=30)
         assert "Credits: 9 pictures" in await balance(run, ALICE)
         await picture(run, BOB)
+        await run.finished()
+
+
+async def test_a_style_pack_costs_one_credit_a_picture_and_is_refused_whole_when_they_do_not_cover_it(
+        tg: FakeTelegram, tmp_path: Path) -> None:
+    async with bot(tg, tmp_path) as run:
+        chat = private(ALICE)
+        # One free picture and no credits: a pack of 3 is refused up front, with the packs on sale.
+        tg.send_photo(chat, ALICE, small_selfie(), caption="/pack 3")
+        await tg.wait_for_message(says("free picture"), chat_id=chat.id)
+        invoices = await tg.wait_for_messages(len(PACKS), is_invoice, chat_id=chat.id)
+        assert not tg.calls_of("sendMediaGroup")
+        assert "Free pictures left today: 1 of 1" in await balance(run, ALICE)
+        await tg.pay(ALICE, invoices[0])  # 2 pictures: with the free one, exactly 3
+        await tg.wait_for_message(says("You have 2 credits now."), chat_id=ALICE.id)
+        tg.send_photo(chat, ALICE, small_selfie(), caption="/pack 3")
+        album = await tg.wait_for_messages(3, is_photo_in_album, chat_id=chat.id, timeout=60)
+        assert len({m.media_group_id for m in album}) == 1
+        text = await balance(run, ALICE)
+        assert "Free pictures left today: 0 of 1" in text and "Credits: 0 pictures" in text
         await run.finished()
 
 
