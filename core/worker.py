@@ -23,6 +23,7 @@ from core.engines.base import Busy, EngineError, EngineResult, ImageEngine, Port
 from core.errors import StorageFull
 from core.exports import stamp_async
 from core.jobs import Requeue
+from core.metrics import NO_OBSERVER, JobObserver
 from core.ports import (
     Delivery,
     History,
@@ -79,7 +80,7 @@ class Worker:
     def __init__(self, *, store: WorkStore, images: ImageStore, replies: Replies, router: EngineRouter,
                  budget: Budget, breaker: CircuitBreaker, notes: QueueNotes, blocking: ChatBlocking, clock: Clock,
                  delivery_retry_delays: tuple[float, ...] = DELIVERY_RETRY_DELAYS_S,
-                 full_disk_retry_s: float = FULL_DISK_RETRY_S) -> None:
+                 full_disk_retry_s: float = FULL_DISK_RETRY_S, observer: JobObserver = NO_OBSERVER) -> None:
         self.store = store
         self.images = images
         self.replies = replies
@@ -91,6 +92,7 @@ class Worker:
         self.clock = clock  # delivery retries and the "working…" refresh wait on it
         self.delivery_retry_delays = delivery_retry_delays
         self.full_disk_retry_s = full_disk_retry_s
+        self.observer = observer  # told of engine errors and of the pictures engines made
         self._deliveries: set[asyncio.Future[None]] = set()
         self._unsaved: dict[int, Made] = {}  # job id -> a result waiting for disk space
 
@@ -124,15 +126,18 @@ class Worker:
                     async with self._working(messenger, job.target):
                         made = await self._call_engine(job, prefs)
                 except Busy as outage:
+                    self.observer.engine_failed(type(outage).__name__)
                     await self._after_outage(messenger, job, outage)
                     return
                 except EngineError as failure:
+                    self.observer.engine_failed(type(failure).__name__)
                     self.breaker.record_success()  # the service answered; it is up
                     log.info("job %s: %s (%s)", job.id, type(failure).__name__, failure.detail)
                     await self._finish_with_text(messenger, job, texts.engine_failure(failure),
                                                  type(failure).__name__)
                     return
                 self.breaker.record_success()
+                self.observer.picture_made(made.result.model, made.result.image_size)
             result_node = await self._keep(messenger, job, made)
             if result_node is None:
                 return
