@@ -168,6 +168,23 @@ class PlaygroundSettings(BaseModel):
         return self
 
 
+class OpsSettings(BaseModel):
+    """The operator's endpoints, served by `pixme run`: /healthz, /readyz and /metrics (Prometheus)."""
+
+    # Loopback by default: the numbers say how busy the bot is and what it spends; open it to a scraper on purpose.
+    listen: str = "127.0.0.1"
+    port: int = Field(default=9464, ge=0, le=65535)  # 0 = not served
+    # On SIGTERM, running jobs get this long to finish before they are handed back (container runtimes kill
+    # after 10 s; closing takes the rest).
+    grace_s: float = Field(default=7.0, ge=0, le=60)
+
+
+class LogSettings(BaseModel):
+    # "text": one readable line per record; "json": one JSON object per line (time, level, logger, message,
+    # exception), for log collectors. Secrets are masked in both.
+    format: Literal["text", "json"] = "text"
+
+
 class AccessSettings(BaseModel):
     admins: list[str] = Field(default_factory=list)
     allow: list[str] = Field(default_factory=list)
@@ -219,6 +236,8 @@ class Settings(BaseSettings):
     access: AccessSettings = Field(default_factory=AccessSettings)
     party: PartySettings = Field(default_factory=PartySettings)
     playground: PlaygroundSettings = Field(default_factory=PlaygroundSettings)
+    ops: OpsSettings = Field(default_factory=OpsSettings)
+    log: LogSettings = Field(default_factory=LogSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -23,7 +23,7 @@ from pydantic import SecretStr
 from bots.cli import run_bots
 from bots.discord_bot import DiscordBot, PickStyle
 from core import texts
-from core.config import AccessSettings, DiscordSettings, LimitsSettings, Settings, StorageSettings
+from core.config import AccessSettings, DiscordSettings, LimitsSettings, OpsSettings, Settings, StorageSettings
 from core.engines.base import ImageEngine
 from core.ports import Node
 from core.studio import Studio
@@ -469,7 +469,7 @@ async def test_pixme_run_starts_the_discord_bot_with_the_offline_engine(
         fake: FakeDiscord, tmp_path: Path, selfie_jpeg: bytes) -> None:
     """`pixme run` with only `[discord] token` set: the real offline engine, one event loop, clean stop."""
     settings = Settings(discord=DiscordSettings(token=SecretStr(fake.token), api_url=fake.api_url),
-                        storage=StorageSettings(dir=tmp_path))
+                        storage=StorageSettings(dir=tmp_path), ops=OpsSettings(port=0))
     assert settings.engine_name == "offline"
     stop = asyncio.Event()
     running = asyncio.create_task(run_bots(settings, stop))
