@@ -159,7 +159,11 @@ class JobRunner:
         running = [task for _, task in self._running.values()]
         if running and grace_s > 0:
             log.info("waiting up to %.0f s for %d running job(s)", grace_s, len(running))
-            await asyncio.wait(running, timeout=grace_s)
+            grace = asyncio.ensure_future(self._clock.sleep(grace_s))
+            finished = asyncio.ensure_future(asyncio.wait(running))  # cancelling this leaves the jobs be
+            await asyncio.wait({grace, finished}, return_when=asyncio.FIRST_COMPLETED)
+            grace.cancel()
+            finished.cancel()
         tasks = [task for _, task in self._running.values()] + list(self._side_tasks)
         if self._wake is not None:
             tasks.append(self._wake)

@@ -150,6 +150,8 @@ async def test_metrics_count_what_happened(tmp_path: Path) -> None:
             # Alice's slow picture took its two seconds; Bob waited for it, so his took longer than his job ran.
             assert value(samples, "pixme_delivery_latency_seconds_sum", kind="style") >= 2.0 + 2.0
             assert value(samples, "pixme_delivery_latency_seconds_bucket", kind="style", le="1.0") == 0
+            assert value(samples, "pixme_delivery_latency_seconds_sum", kind="style") < 60
+            assert 2.0 <= value(samples, "pixme_job_duration_seconds_sum", kind="style") < 60
             assert value(samples, "pixme_queue_length") == 0 and value(samples, "pixme_jobs_running") == 0
 
 
