@@ -88,7 +88,7 @@ async def run_bots(settings: Settings, stop: asyncio.Event | None = None) -> int
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
     metrics = Metrics()
-    async with open_studio(settings, observer=metrics) as studio:
+    async with open_studio(settings, observer=metrics) as studio, contextlib.AsyncExitStack() as closing:
         ops: OpsServer | None = None
         if settings.ops.port:  # first, so /healthz answers while the platforms connect (and /readyz says so)
             ops = OpsServer(settings.ops, metrics=metrics, store_problem=studio.store_problem)
@@ -97,88 +97,79 @@ async def run_bots(settings: Settings, stop: asyncio.Event | None = None) -> int
             except OpsError as exc:
                 log.error("%s", exc)
                 return 1
-        try:
-            return await _serve_platforms(settings, studio, stop, ops)
-        finally:
+            closing.push_async_callback(ops.stop)
+        warning = await studio.engine.check()
+        if warning:
+            log.warning("%s", warning)
+        log.info("engine: %s (%s)", studio.engine.name, studio.engine.model)
+        await studio.intake.start()  # decoding processes ready before the first photo
+        started: list[Any] = []  # each platform's bot: start() and stop()
+        telegram = None
+        if settings.telegram.token.get_secret_value():
+            from bots.telegram_bot import TelegramBot
+
+            telegram = TelegramBot(settings.telegram, studio, engine_name=studio.engine.name)
             if ops is not None:
-                await ops.stop()
+                ops.watch("telegram", telegram)
+            try:
+                await telegram.start()
+            except Exception as exc:
+                log.error("telegram: could not start: %s", exc)
+                await telegram.stop()
+                return 1
+            started.append(telegram)
+        if settings.discord.token.get_secret_value():
+            from bots.discord_bot import DiscordBot
 
+            discord_bot = DiscordBot(settings.discord, studio, engine_name=studio.engine.name)
+            if ops is not None:
+                ops.watch("discord", discord_bot)
+            try:
+                await discord_bot.start()
+            except Exception as exc:
+                log.error("discord: could not start: %s", type(exc).__name__)
+                await discord_bot.stop()
+                for bot in started:
+                    await bot.stop()
+                return 1
+            started.append(discord_bot)
+        if settings.playground.enabled or not started:  # with no platform at all, the playground shows it working
+            from bots.playground import Playground
 
-async def _serve_platforms(settings: Settings, studio: Studio, stop: asyncio.Event, ops: OpsServer | None) -> int:
-    """Start the front-ends and serve until `stop`; then stop taking work, let running jobs finish within
-    `[ops] grace_s`, hand the rest back to the database and close (all within a container's 10 s)."""
-    warning = await studio.engine.check()
-    if warning:
-        log.warning("%s", warning)
-    log.info("engine: %s (%s)", studio.engine.name, studio.engine.model)
-    await studio.intake.start()  # decoding processes ready before the first photo
-    started: list[Any] = []  # each platform's bot: start() and stop()
-    telegram = None
-    if settings.telegram.token.get_secret_value():
-        from bots.telegram_bot import TelegramBot
-
-        telegram = TelegramBot(settings.telegram, studio, engine_name=studio.engine.name)
-        if ops is not None:
-            ops.watch("telegram", telegram)
+            playground = Playground(settings.playground, studio, engine_name=studio.engine.name,
+                                    engine_model=studio.engine.model)
+            try:
+                await playground.start()
+            except OSError as exc:
+                log.error("playground: cannot listen on %s:%s (%s); set [playground] port or PIXME_PLAYGROUND__PORT",
+                          settings.playground.host, settings.playground.port, exc.strerror)
+                for bot in started:
+                    await bot.stop()
+                return 1
+            if not settings.playground.is_loopback:
+                print(f"pixme: warning: the playground is open to other machines on {settings.playground.host} and "
+                      "has no login: anyone with its address can send photos, read the chat and use /forget",
+                      file=sys.stderr, flush=True)
+            print(f"Pix Me! playground: open {playground.url} in your browser (Ctrl-C stops it)", flush=True)
+            started.append(playground)
+            if ops is not None:
+                ops.watch("playground", playground)
+        await studio.resume()
+        # Retention runs once now and then hourly; it never stops the bot if it fails.
+        housekeeping = asyncio.create_task(studio.retention.housekeeping(settings.storage.retention_days))
         try:
-            await telegram.start()
-        except Exception as exc:
-            log.error("telegram: could not start: %s", exc)
-            await telegram.stop()
-            return 1
-        started.append(telegram)
-    if settings.discord.token.get_secret_value():
-        from bots.discord_bot import DiscordBot
-
-        discord_bot = DiscordBot(settings.discord, studio, engine_name=studio.engine.name)
-        if ops is not None:
-            ops.watch("discord", discord_bot)
-        try:
-            await discord_bot.start()
-        except Exception as exc:
-            log.error("discord: could not start: %s", type(exc).__name__)
-            await discord_bot.stop()
+            await stop.wait()
+        finally:
+            log.info("shutting down")
+            housekeeping.cancel()
+            if telegram is not None:
+                await telegram.stop_taking_updates()  # what is not fetched yet waits at Telegram for the next start
+            # The core first, while the platforms can still send: running jobs get the grace period, pictures
+            # being sent finish and are recorded; the rest stays queued in the database for the next start.
+            await studio.aclose(grace_s=settings.ops.grace_s, drain_s=SHUTDOWN_DRAIN_S)
             for bot in started:
                 await bot.stop()
-            return 1
-        started.append(discord_bot)
-    if settings.playground.enabled or not started:  # with no platform at all, the playground shows it working
-        from bots.playground import Playground
-
-        playground = Playground(settings.playground, studio, engine_name=studio.engine.name,
-                                engine_model=studio.engine.model)
-        try:
-            await playground.start()
-        except OSError as exc:
-            log.error("playground: cannot listen on %s:%s (%s); set [playground] port or PIXME_PLAYGROUND__PORT",
-                      settings.playground.host, settings.playground.port, exc.strerror)
-            for bot in started:
-                await bot.stop()
-            return 1
-        if not settings.playground.is_loopback:
-            print(f"pixme: warning: the playground is open to other machines on {settings.playground.host} and "
-                  "has no login: anyone with its address can send photos, read the chat and use /forget",
-                  file=sys.stderr, flush=True)
-        print(f"Pix Me! playground: open {playground.url} in your browser (Ctrl-C stops it)", flush=True)
-        started.append(playground)
-        if ops is not None:
-            ops.watch("playground", playground)
-    await studio.resume()
-    # Retention runs once now and then hourly; it never stops the bot if it fails.
-    housekeeping = asyncio.create_task(studio.retention.housekeeping(settings.storage.retention_days))
-    try:
-        await stop.wait()
-    finally:
-        log.info("shutting down")
-        housekeeping.cancel()
-        if telegram is not None:
-            await telegram.stop_taking_updates()  # what is not fetched yet waits at Telegram for the next start
-        # The core first, while the platforms can still send: running jobs get the grace period, pictures
-        # being sent finish and are recorded; the rest stays queued in the database for the next start.
-        await studio.aclose(grace_s=settings.ops.grace_s, drain_s=SHUTDOWN_DRAIN_S)
-        for bot in started:
-            await bot.stop()
-        log.info("stopped")
+            log.info("stopped")
     return 0
 
 
