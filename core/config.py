@@ -209,6 +209,21 @@ class CreditsSettings(BaseModel):
         if len(seen) != len(packs):
             raise ValueError("the same pack is listed twice")
         return sorted(packs, key=lambda p: (p.stars, p.images))
+class OpsSettings(BaseModel):
+    """The operator's endpoints, served by `pixme run`: /healthz, /readyz and /metrics (Prometheus)."""
+
+    # Loopback by default: the numbers say how busy the bot is and what it spends; open it to a scraper on purpose.
+    listen: str = "127.0.0.1"
+    port: int = Field(default=9464, ge=0, le=65535)  # 0 = not served
+    # On SIGTERM, running jobs get this long to finish before they are handed back (container runtimes kill
+    # after 10 s; closing takes the rest).
+    grace_s: float = Field(default=7.0, ge=0, le=60)
+
+
+class LogSettings(BaseModel):
+    # "text": one readable line per record; "json": one JSON object per line (time, level, logger, message,
+    # exception), for log collectors. Secrets are masked in both.
+    format: Literal["text", "json"] = "text"
 
 
 class AccessSettings(BaseModel):
@@ -264,6 +279,8 @@ class Settings(BaseSettings):
     likeness: LikenessSettings = Field(default_factory=LikenessSettings)
     credits: CreditsSettings = Field(default_factory=CreditsSettings)
     playground: PlaygroundSettings = Field(default_factory=PlaygroundSettings)
+    ops: OpsSettings = Field(default_factory=OpsSettings)
+    log: LogSettings = Field(default_factory=LogSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -355,6 +355,10 @@ class Store(History, JobStore, Usage, Privacy, Reachability, PartyStore, Prefere
             SharedFiles, CreditStore, Protocol):
     """Everything core keeps in the database."""
 
+    async def ping(self) -> None:
+        """Return once the database has shown it could record a job now; raise if it cannot (readiness)."""
+        ...
+
     async def close(self) -> None: ...
 
 

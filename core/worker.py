@@ -24,6 +24,7 @@ from core.engines.base import Busy, EngineError, EngineResult, ImageEngine, Port
 from core.errors import StorageFull
 from core.exports import stamp_async
 from core.jobs import Requeue
+from core.metrics import NO_OBSERVER, JobObserver
 from core.ports import (
     Delivery,
     History,
@@ -100,7 +101,7 @@ class Worker:
                  budget: Budget, breaker: CircuitBreaker, notes: QueueNotes, blocking: ChatBlocking, clock: Clock,
                  delivery_retry_delays: tuple[float, ...] = DELIVERY_RETRY_DELAYS_S,
                  full_disk_retry_s: float = FULL_DISK_RETRY_S, offers: Offers | None = None,
-                 ends: JobEnds | None = None) -> None:
+                 ends: JobEnds | None = None, observer: JobObserver = NO_OBSERVER) -> None:
         self.store = store
         self.images = images
         self.replies = replies
@@ -114,6 +115,7 @@ class Worker:
         self.full_disk_retry_s = full_disk_retry_s
         self.offers: Offers = offers or _no_offers  # buttons a result offers beyond the messenger's own
         self.ends = ends
+        self.observer = observer  # told of engine errors and of the pictures engines made
         self._deliveries: set[asyncio.Future[None]] = set()
         self._unsaved: dict[int, list[Made]] = {}  # job id -> its results, waiting for disk space
 
@@ -149,15 +151,19 @@ class Worker:
                     async with self._working(messenger, job.target):
                         made = await self._call_engine(job, prefs)
                 except Busy as outage:
+                    self.observer.engine_failed(type(outage).__name__)
                     await self._after_outage(messenger, job, outage)
                     return
                 except EngineError as failure:
+                    self.observer.engine_failed(type(failure).__name__)
                     self.breaker.record_success()  # the service answered; it is up
                     log.info("job %s: %s (%s)", job.id, type(failure).__name__, failure.detail)
                     await self._finish_with_text(messenger, job, texts.engine_failure(failure),
                                                  type(failure).__name__)
                     return
                 self.breaker.record_success()
+                for each in made:
+                    self.observer.picture_made(each.result.model, each.result.image_size)
             kept = await self._keep(messenger, job, made)
             if kept is None:
                 return

@@ -184,6 +184,24 @@ class SqliteStore:
             if lock is not None:
                 lock.close()  # closing the file releases the lock
 
+    async def ping(self, wait_s: float = 0.9) -> None:
+        """Answer if the database could record a job now: take the write lock (waiting at most `wait_s`, not
+        the usual busy timeout) and let it go, in one trip, so no other statement can fall inside. Raises
+        StorageBusy while another connection holds the lock, and whatever SQLite says when it cannot."""
+        def run(conn: sqlite3.Connection) -> None:
+            if conn.in_transaction:  # writes commit within their own trip, so this is a read: it answered
+                conn.execute("SELECT 1").fetchone()
+                return
+            usual = conn.execute("PRAGMA busy_timeout").fetchone()[0]
+            conn.execute(f"PRAGMA busy_timeout={max(0, int(wait_s * 1000))}")
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                conn.rollback()
+            finally:
+                conn.execute(f"PRAGMA busy_timeout={int(usual)}")
+
+        await in_db_thread(self._db, run)
+
     async def _write(self, sql: str, args: Sequence[object]) -> tuple[int | None, int]:
         """One statement and its commit in one trip to aiosqlite's thread; `execute` then `commit` take two,
         and each trip costs ~0.1 ms of queueing and waking (a node insert and its message link were four).

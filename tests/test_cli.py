@@ -40,7 +40,7 @@ async def test_run_without_any_token_says_what_to_set(tmp_path: Path) -> None:
     import aiohttp
 
     env = {k: v for k, v in os.environ.items() if k not in TOKENS and not k.startswith("PIXME_")}
-    env.update(PIXME_STORAGE__DIR=str(tmp_path / "data"), PIXME_PLAYGROUND__PORT="0")
+    env.update(PIXME_STORAGE__DIR=str(tmp_path / "data"), PIXME_PLAYGROUND__PORT="0", PIXME_OPS__PORT="0")
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "bots.cli", "run", cwd=tmp_path, env=env, stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)

@@ -24,7 +24,15 @@ from bots.cli import run_bots
 from bots.discord import DiscordBot
 from bots.discord.components import PickStyle
 from core import texts
-from core.config import AccessSettings, CreditsSettings, DiscordSettings, LimitsSettings, Settings, StorageSettings
+from core.config import (
+    AccessSettings,
+    CreditsSettings,
+    DiscordSettings,
+    LimitsSettings,
+    OpsSettings,
+    Settings,
+    StorageSettings,
+)
 from core.engines.base import ImageEngine
 from core.ports import Node
 from core.studio import Studio
@@ -470,7 +478,7 @@ async def test_pixme_run_starts_the_discord_bot_with_the_offline_engine(
         fake: FakeDiscord, tmp_path: Path, selfie_jpeg: bytes) -> None:
     """`pixme run` with only `[discord] token` set: the real offline engine, one event loop, clean stop."""
     settings = Settings(discord=DiscordSettings(token=SecretStr(fake.token), api_url=fake.api_url),
-                        storage=StorageSettings(dir=tmp_path))
+                        storage=StorageSettings(dir=tmp_path), ops=OpsSettings(port=0))
     assert settings.engine_name == "offline"
     stop = asyncio.Event()
     running = asyncio.create_task(run_bots(settings, stop))

@@ -25,6 +25,7 @@ from core.config import Settings, load_settings
 from core.engines.base import ImageEngine
 from core.engines.factory import build_engine
 from core.intake_pool import Intake
+from core.metrics import NO_OBSERVER, JobObserver
 from core.requests import Messenger
 from core.studio import Studio
 from core.worker import FULL_DISK_RETRY_S
@@ -128,7 +129,8 @@ def make_settings(tg: FakeTelegram, data_dir: Path, *, concurrency: int = 8,
 
 @contextlib.asynccontextmanager
 async def open_studio(settings: Settings, engine: ImageEngine | None, *, clock: Clock,
-                      breaker: CircuitBreaker | None, full_disk_retry_s: float) -> AsyncIterator[Studio]:
+                      breaker: CircuitBreaker | None, full_disk_retry_s: float,
+                      observer: JobObserver = NO_OBSERVER) -> AsyncIterator[Studio]:
     """`bots.cli.open_studio`'s wiring (SQLite and the image store under `[storage] dir`), with the studio's
     timings a test sets: a failed send is tried again as often, sooner; its own clock and breaker."""
     data_dir = settings.storage.dir
@@ -142,7 +144,7 @@ async def open_studio(settings: Settings, engine: ImageEngine | None, *, clock: 
                     sizes=list(settings.gemini.sizes), variants=settings.gemini.variants,
                     delivery_retry_delays=(0.05, 0.1, 0.2), full_disk_retry_s=full_disk_retry_s,
                     breaker=breaker, clock=clock,
-                    credits=settings.credits)
+                    credits=settings.credits, observer=observer)
     try:
         yield studio
     finally:
@@ -156,14 +158,15 @@ async def running_bot(tg: FakeTelegram, data_dir: Path, *, engine: ImageEngine |
                       concurrency: int = 8, admins: list[str] | None = None,
                       settings: Settings | None = None, clock: Clock = SYSTEM_CLOCK,
                       breaker: CircuitBreaker | None = None, full_disk_retry_s: float = FULL_DISK_RETRY_S,
-                      credits: dict[str, Any] | None = None, **limits: Any) -> AsyncIterator[Running]:
+                      credits: dict[str, Any] | None = None, observer: JobObserver = NO_OBSERVER,
+                      **limits: Any) -> AsyncIterator[Running]:
     """What `pixme run` does for Telegram: studio on SQLite, the bot started, unfinished jobs resumed.
     `clock` keeps the core's waits (party deadlines among them); `breaker` and `full_disk_retry_s` as the test
-    needs them."""
+    needs them; `observer` (a `core.metrics.Metrics`) counts what happens."""
     settings = settings or make_settings(tg, data_dir, concurrency=concurrency, admins=admins, credits=credits,
                                          **limits)
     async with open_studio(settings, engine, clock=clock, breaker=breaker,
-                           full_disk_retry_s=full_disk_retry_s) as studio:
+                           full_disk_retry_s=full_disk_retry_s, observer=observer) as studio:
         bot = TelegramBot(settings.telegram, studio, engine_name=studio.engine.name)
         limiter = bot.application.bot.rate_limiter
         if isinstance(limiter, AIORateLimiter):

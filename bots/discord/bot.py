@@ -196,6 +196,11 @@ class DiscordBot:
         except Exception:
             log.exception("discord: the gateway connection ended")
 
+    @property
+    def connected(self) -> bool:
+        """The gateway session is up (readiness, bots/ops.py)."""
+        return self.client.is_ready() and not self.client.is_closed()
+
     async def stop(self) -> None:
         await self.client.close()
         if self._task is not None:

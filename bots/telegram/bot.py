@@ -207,6 +207,16 @@ class TelegramBot:
         )
         log.info("telegram: polling as @%s", self.application.bot.username)
 
+    @property
+    def connected(self) -> bool:
+        """Polling for updates (readiness, bots/ops.py)."""
+        return self.application.running and self.application.updater is not None and self.application.updater.running
+
+    async def stop_taking_updates(self) -> None:
+        """Stop polling (what was not fetched stays with Telegram for the next start); sending still works."""
+        if self.application.updater is not None and self.application.updater.running:
+            await self.application.updater.stop()
+
     async def stop(self) -> None:
         """Stop polling, let running handlers finish, close the HTTP pools."""
         if self.application.updater is not None and self.application.updater.running:
