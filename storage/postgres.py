@@ -80,22 +80,27 @@ class PostgresStore:
 
         A statement waits up to `busy_timeout_ms` for a lock before it fails with `StorageBusy`, as SQLite's
         busy timeout does."""
-        try:
-            pool = await asyncpg.create_pool(
-                url, min_size=1, max_size=pool_size, command_timeout=60,
-                server_settings={"lock_timeout": str(int(busy_timeout_ms)), "application_name": "pixme"})
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            raise StorageBusy(f"postgres: cannot connect to {redacted(url)}: {exc}") from exc
-        store = cls(pool, url)
+        store = await cls.connect(url, busy_timeout_ms=busy_timeout_ms, pool_size=pool_size)
         try:
             if migrate:
                 await store.migrate()
             else:
                 await store.check_version()
         except BaseException:
-            await pool.close()
+            await store.close()
             raise
         return store
+
+    @classmethod
+    async def connect(cls, url: str, *, busy_timeout_ms: int = 5000, pool_size: int = 10) -> PostgresStore:
+        """The pool alone, neither migrating nor checking the schema (`pixme migrate` then calls `migrate`)."""
+        try:
+            pool = await asyncpg.create_pool(
+                url, min_size=1, max_size=pool_size, command_timeout=60,
+                server_settings={"lock_timeout": str(int(busy_timeout_ms)), "application_name": "pixme"})
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise StorageBusy(f"postgres: cannot connect to {redacted(url)}: {exc}") from exc
+        return cls(pool, url)
 
     async def close(self) -> None:
         with contextlib.suppress(asyncio.TimeoutError):

@@ -146,10 +146,13 @@ class SqliteStore:
         if checkpointer is not None:
             await checkpointer.close()
 
-    async def _migrate(self) -> None:
+    async def schema_version(self) -> int:
         async with self._db.execute("PRAGMA user_version") as cur:
             row = await cur.fetchone()
-        version = int(row[0]) if row else 0
+        return int(row[0]) if row else 0
+
+    async def _migrate(self) -> None:
+        version = await self.schema_version()
         for step in migrations("sqlite"):
             if step.number > version:
                 await self._db.executescript(f"BEGIN;\n{step.script}\nPRAGMA user_version = {step.number};\nCOMMIT;")

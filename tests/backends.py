@@ -85,3 +85,23 @@ async def open_stores(path: Path, **options: Any) -> tuple[Store, ImageStore]:
 def storage_settings(data_dir: Path, **more: Any) -> dict[str, Any]:
     """`[storage]` settings for `load_settings`: the folder, and the test's database url on PostgreSQL."""
     return {"dir": data_dir, **({"url": current().url} if current().is_postgres else {}), **more}
+
+
+async def sql(store: Store, query: str, *args: object) -> list[tuple[Any, ...]]:
+    """Run `query` (SQLite's `?` placeholders) straight on the test's database, behind the store's back, as an
+    operator or the clock would change it; committed at once. Returns the rows."""
+    if isinstance(store, PostgresStore):
+        parts = query.split("?")
+        numbered = parts[0] + "".join(f"${n}{part}" for n, part in enumerate(parts[1:], 1))
+        return [tuple(r) for r in await store._pool.fetch(numbered, *args)]
+    assert isinstance(store, SqliteStore)
+    rows = await store._db.execute_fetchall(query, args)
+    await store._db.commit()
+    return [tuple(r) for r in rows]
+
+
+async def stored_images(store: Store, data_dir: Path) -> set[str]:
+    """The hashes of every image kept: files under `data_dir` on SQLite, rows on PostgreSQL."""
+    if isinstance(store, PostgresStore):
+        return {r[0] for r in await store._pool.fetch("SELECT sha FROM images")}
+    return {p.name for p in (data_dir / "images").rglob("*") if p.is_file()}

@@ -24,6 +24,7 @@ from core.config import Settings, load_settings
 from core.engines.base import ImageEngine
 from core.requests import Messenger
 from core.studio import Studio
+from tests.backends import storage_settings
 from tests.standins.telegram_api import Chat, FakeTelegram, SentMessage, User
 
 FIXTURE = Path(__file__).parent / "fixtures" / "astronaut.png"
@@ -81,7 +82,12 @@ class Running:
     bot: TelegramBot
 
     async def photo_reply(self, chat: Chat, timeout: float = 20.0) -> SentMessage:
-        return await self.tg.wait_for_message(is_photo, chat_id=chat.id, timeout=timeout)
+        """The next picture in `chat`, once what was being sent is recorded too: the bot links a message to its
+        picture just after the platform accepts it, and a reply sent in between would find nothing to edit."""
+        message = await self.tg.wait_for_message(is_photo, chat_id=chat.id, timeout=timeout)
+        if sending := set(self.studio._deliveries):
+            await asyncio.wait(sending, timeout=timeout)
+        return message
 
     async def text_reply(self, chat: Chat, timeout: float = 20.0) -> SentMessage:
         return await self.tg.wait_for_message(is_text, chat_id=chat.id, timeout=timeout)
@@ -111,7 +117,7 @@ def make_settings(tg: FakeTelegram, data_dir: Path, *, concurrency: int = 8,
     return load_settings(
         None,
         telegram={"token": tg.token, "api_url": tg.api_url, "file_url": tg.file_url, "connections": 32},
-        storage={"dir": data_dir, "retention_days": 0},
+        storage=storage_settings(data_dir, retention_days=0),
         engine={"default": "offline", "input_max_px": 256},
         limits={"concurrency": concurrency, **limits},
         access={"admins": admins or []},
