@@ -502,7 +502,8 @@ def storage_error(exc: BaseException) -> BaseException:
             return StorageFull(f"postgres: {exc}")
         if code.startswith(_BUSY_CLASSES) or code in _BUSY_CODES:
             return StorageBusy(f"postgres: {exc}")
-    elif isinstance(exc, asyncpg.ConnectionDoesNotExistError | ConnectionError | TimeoutError):
+    elif isinstance(exc, asyncpg.InternalClientError | ConnectionError | TimeoutError):
+        # InternalClientError: the server's notice that it cut the connection arrived as a query began.
         return StorageBusy(f"postgres: {type(exc).__name__}: {exc}")
     return exc
 
@@ -512,7 +513,7 @@ def _speaking_core_errors(method: Callable[..., Awaitable[Any]]) -> Callable[...
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return await method(*args, **kwargs)
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+        except (asyncpg.PostgresError, asyncpg.InternalClientError, OSError) as exc:
             translated = storage_error(exc)
             if translated is exc:
                 raise

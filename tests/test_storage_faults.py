@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import socket
 import sqlite3
@@ -139,15 +140,25 @@ async def test_a_full_disk_on_postgres_gets_a_polite_reply_and_the_bot_recovers(
         await store.close()
 
 
-async def test_connections_cut_by_the_server_are_busy_and_the_pool_reconnects(postgres: Backend) -> None:
-    store = await PostgresStore.open(postgres.url)
+async def test_a_connection_cut_by_the_server_mid_statement_is_busy_and_the_pool_reconnects(
+        postgres: Backend) -> None:
+    store = await PostgresStore.open(postgres.url, busy_timeout_ms=30_000)
     admin = await asyncpg.connect(postgres.url)
     try:
-        assert await store.get_node(1) is None  # the pool's connection is open
+        locked = admin.transaction()
+        await locked.start()
+        await admin.execute("LOCK TABLE nodes IN ACCESS EXCLUSIVE MODE")
+        reading = asyncio.create_task(store.get_node(1))  # waits for the lock, on the server
+        async with asyncio.timeout(10):
+            while not await admin.fetchval(  # noqa: ASYNC110 - the server's own view of who waits for a lock
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE application_name = 'pixme' AND wait_event_type = 'Lock'"):
+                await asyncio.sleep(0.01)
         await admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                            "WHERE application_name = 'pixme' AND pid != pg_backend_pid()")
+                            "WHERE application_name = 'pixme' AND wait_event_type = 'Lock'")
         with pytest.raises(StorageBusy):
-            await store.get_node(1)
+            await reading
+        await locked.rollback()
         assert await store.get_node(1) is None, "the next call gets a new connection"
     finally:
         await admin.close()
