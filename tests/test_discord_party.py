@@ -301,9 +301,11 @@ async def test_the_deadline_starts_a_ready_party_and_closes_an_empty_one(fake: F
     clock = ManualClock()
     async with running_bot(fake, tmp_path, clock=clock) as run:  # deadlines ten minutes on
         lobby = await open_party(fake, ALICE, {"style": "pixel"})
+        # One after the other: two selfies at once join in whichever order they are stored (on PostgreSQL,
+        # on two connections, that need not be the order they were sent).
         await fake.post(BOB, "", files=[fake.upload(selfie)], reply_to=int(lobby["id"]))
-        await fake.post(CAROL, "", files=[fake.upload(selfie)], reply_to=int(lobby["id"]))
         await until_in_lobby(fake, lobby, "Bob")
+        await fake.post(CAROL, "", files=[fake.upload(selfie)], reply_to=int(lobby["id"]))
         await until_in_lobby(fake, lobby, "Carol")
         await until(lambda: len(run.studio.parties._timers) == 1)  # its deadline is armed
         await clock.advance(9 * 60)
