@@ -76,6 +76,9 @@ class TimingMessenger:
     async def send_gallery(self, target: ReplyTarget, replies: list[ImageReply]) -> list[str]:
         return [self._deliver(target) for _reply in replies]
 
+    async def send_album(self, target: ReplyTarget, replies: list[ImageReply]) -> list[str]:
+        return [self._deliver(target) for _reply in replies]
+
     async def send_text(self, target: ReplyTarget, text: str) -> str:
         self.texts[target.chat_id].append(text)
         return self._id()

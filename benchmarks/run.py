@@ -23,18 +23,19 @@ from typing import Any
 
 from benchmarks.common import ROOT, Target, loadavg, machine
 
-BENCHMARKS = ("intake", "overhead", "throughput", "storage", "memory")
+BENCHMARKS = ("intake", "overhead", "throughput", "storage", "memory", "likeness")
 # "memory" is the peak RSS of the throughput run: both come from the same process.
 _SOURCE = {"intake": "intake", "overhead": "overhead", "throughput": "throughput", "storage": "storage",
-           "memory": "throughput"}
+           "memory": "throughput", "likeness": "likeness"}
 DESCRIPTIONS = {
     "intake": "12 MP phone JPEG (EXIF 6) -> 1024 px model-ready JPEG via core.intake.prepare, vs naive Pillow",
     "overhead": "photo update fetched -> sendPhoto arrives, real PTB adapter + loopback Bot API, instant engine",
     "throughput": "500 people, 2 s engine, concurrency 64, studio + job runner: total vs ideal, loop lag, fairness",
     "storage": "reply lookup and node insert through SqliteStore with 10k / 100k / 1M nodes stored",
     "memory": "peak RSS of the process during the throughput run",
+    "likeness": "face likeness (dlib): time per score at 1024 px, loop lag while the pool scores, every offline style",
 }
-CHILD_TIMEOUT_S = {"intake": 300, "overhead": 300, "throughput": 300, "storage": 900}
+CHILD_TIMEOUT_S = {"intake": 300, "overhead": 300, "throughput": 300, "storage": 900, "likeness": 300}
 
 
 def _runner(source: str) -> Callable[[bool], dict[str, Any]]:
@@ -50,6 +51,9 @@ def _runner(source: str) -> Callable[[bool], dict[str, Any]]:
     if source == "storage":
         from benchmarks import storage_bench
         return storage_bench.run
+    if source == "likeness":
+        from benchmarks import likeness_bench
+        return likeness_bench.run
     raise ValueError(source)
 
 

@@ -27,7 +27,7 @@ from benchmarks.common import Target, summary_ms
 from benchmarks.engines import FixedEngine
 from benchmarks.photos import small_result, telegram_photos
 from bots.cli import open_studio
-from bots.telegram_bot import TelegramBot
+from bots.telegram import TelegramBot
 from core.config import load_settings
 from tests.standins.telegram_api import Chat, FakeTelegram, SentMessage, Upload, User
 

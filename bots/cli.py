@@ -64,7 +64,7 @@ async def open_studio(settings: Settings, engine: ImageEngine | None = None) -> 
                     limits=settings.limits, access=settings.access, input_max_px=settings.engine.input_max_px,
                     party=settings.party, intake=Intake(settings.intake),
                     model_choices=settings.gemini.choices if engine.name == "gemini" else None,
-                    sizes=list(settings.gemini.sizes))
+                    sizes=list(settings.gemini.sizes), variants=settings.gemini.variants)
     try:
         yield studio
     finally:
@@ -88,7 +88,7 @@ async def run_bots(settings: Settings, stop: asyncio.Event | None = None) -> int
         await studio.intake.start()  # decoding processes ready before the first photo
         started: list[Any] = []  # each platform's bot: start() and stop()
         if settings.telegram.token.get_secret_value():
-            from bots.telegram_bot import TelegramBot
+            from bots.telegram import TelegramBot
 
             telegram = TelegramBot(settings.telegram, studio, engine_name=studio.engine.name)
             try:
@@ -99,7 +99,7 @@ async def run_bots(settings: Settings, stop: asyncio.Event | None = None) -> int
                 return 1
             started.append(telegram)
         if settings.discord.token.get_secret_value():
-            from bots.discord_bot import DiscordBot
+            from bots.discord import DiscordBot
 
             discord_bot = DiscordBot(settings.discord, studio, engine_name=studio.engine.name)
             try:
@@ -225,6 +225,42 @@ def _serve(settings: Settings) -> int:
         os.umask(previous)
 
 
+def _likeness(image: Path, reference: Path) -> int:
+    """`pixme likeness IMAGE REFERENCE`: "87% — likely the same person", exit 0; one line and exit 1 when a
+    file cannot be read or has no face."""
+    from core.likeness import LikenessError, NoFace, default_likeness
+
+    pictures: dict[str, bytes] = {}
+    for path in (image, reference):
+        try:
+            pictures[str(path)] = path.read_bytes()
+        except OSError as exc:
+            print(f"pixme: can't read {path}: {exc.strerror or exc}", file=sys.stderr)
+            return 1
+    try:
+        result = default_likeness().score(pictures[str(image)], pictures[str(reference)])
+    except LikenessError as exc:
+        bad = next((p for p in (image, reference) if not _readable_picture(pictures[str(p)])), None)
+        print(f"pixme: {bad}: {exc}" if bad is not None else f"pixme: {exc}", file=sys.stderr)
+        return 1
+    if isinstance(result, NoFace):
+        print(f"pixme: no face found in {image if result.which == 'image' else reference}", file=sys.stderr)
+        return 1
+    verdict = "likely the same person" if result.same_person else "likely different people"
+    print(f"{result.percent}% — {verdict}")
+    return 0
+
+
+def _readable_picture(data: bytes) -> bool:
+    from core.likeness import LikenessError, decode
+
+    try:
+        decode(data)
+    except LikenessError:
+        return False
+    return True
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pixme", description="Pix Me! — turn selfies into avatars on Telegram and Discord.",
@@ -263,6 +299,9 @@ def build_parser() -> argparse.ArgumentParser:
     edit.add_argument("--engine", choices=["offline", "gemini"], default=None)
     edit.add_argument("--identity", type=Path, default=None,
                       help="the original selfie, to keep the face recognisable")
+    likeness = sub.add_parser("likeness", help="how recognisably IMAGE keeps the face in REFERENCE, as a percentage")
+    likeness.add_argument("image", type=Path, help="a picture, e.g. an avatar")
+    likeness.add_argument("reference", type=Path, help="the person's original selfie")
     # Accepted before or after the command; SUPPRESS keeps a value given before it from being reset.
     for sp in (render, edit, *(sub.choices[n] for n in ("run", "styles", "playground", "migrate"))):
         sp.add_argument("--config", type=Path, default=argparse.SUPPRESS,
@@ -281,6 +320,8 @@ def main(argv: list[str] | None = None) -> int:
         for style in STYLES:
             print(f"{style.id}\t{style.title} — {style.description}")
         return 0
+    if args.command == "likeness":
+        return _likeness(args.image, args.reference)
     config = args.config
     if config is None and Path("config.toml").exists():
         config = Path("config.toml")

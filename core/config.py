@@ -28,6 +28,7 @@ from pydantic_settings import (
 from core.errors import PixmeError
 
 DEFAULT_MODEL = "gemini-nano-banana-2.1"
+MAX_VARIANTS = 4  # candidates one request may make
 ImageSize = Literal["512", "1K", "2K", "4K"]
 
 
@@ -67,6 +68,7 @@ class DiscordSettings(BaseModel):
     token: SecretStr = SecretStr("")
     api_url: str = ""
     gateway_url: str = ""
+    cdn_url: str = ""  # where avatars are fetched from (a Discord-compatible server's CDN); empty: Discord's
     guild_ids: list[int] = Field(default_factory=list)
 
     def token_problem(self) -> str | None:
@@ -90,6 +92,8 @@ class GeminiSettings(BaseModel):
     sizes: list[ImageSize] = Field(default_factory=lambda: list[ImageSize](["1K", "2K"]))
     request_timeout_s: float = Field(default=120.0, gt=0)
     retry_budget_s: float = Field(default=90.0, ge=0)
+    # Candidates one request makes (parallel calls, each priced and counted); people may choose 1-4 in /settings.
+    variants: int = Field(default=1, ge=1, le=MAX_VARIANTS)
 
     @property
     def choices(self) -> list[str]:
@@ -154,6 +158,15 @@ class PartySettings(BaseModel):
     min_members: int = Field(default=2, ge=2, le=8)
     max_members: int = Field(default=8, ge=2, le=14)
     deadline_minutes: float = Field(default=10.0, gt=0, le=24 * 60)
+
+
+class LikenessSettings(BaseModel):
+    """How recognisable each result keeps the person's face (core/likeness.py; scored on this machine)."""
+
+    show: bool = True  # end each caption with the score ("face kept 87%")
+    # A Gemini result scoring under this percentage is retried once with a stronger identity instruction
+    # and the better of the two delivered; 0 = never.
+    retry_below: int = Field(default=0, ge=0, le=100)
 
 
 class PlaygroundSettings(BaseModel):
@@ -234,6 +247,7 @@ class Settings(BaseSettings):
     limits: LimitsSettings = Field(default_factory=LimitsSettings)
     access: AccessSettings = Field(default_factory=AccessSettings)
     party: PartySettings = Field(default_factory=PartySettings)
+    likeness: LikenessSettings = Field(default_factory=LikenessSettings)
     playground: PlaygroundSettings = Field(default_factory=PlaygroundSettings)
 
     @classmethod

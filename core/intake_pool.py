@@ -17,13 +17,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import math
 import multiprocessing
 import os
 import signal
 import threading
-from collections.abc import AsyncIterator, Hashable
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Hashable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -41,9 +43,14 @@ from core.intake import (
     peek,
     prepare,
 )
+from core.likeness import Embedding, GroupMatch, LikenessError, NoFace, Score, default_likeness
 
 log = logging.getLogger(__name__)
 
+LIKENESS_CPU_S = 1.0  # CPU budget per picture in a likeness request (~0.1 s each; the model loads in ~0.4 s)
+LIKENESS_DECODED_BYTES = 2048 * 2048 * 3  # what one picture may take decoded (core.likeness.MAX_SIDE)
+_NO_FACE = object()  # a remembered selfie with no face in it
+REFERENCES_KEPT = 256  # selfies whose embedding the pool remembers (a person's results are scored against it)
 MAX_TURNS_PER_PERSON = 4  # one decoding and three waiting; a fifth photo at once is refused
 RECYCLE_AFTER_RSS = 384 * 1024 * 1024  # a worker whose peak memory passed this is replaced (memory back)
 WALL_FACTOR, WALL_SLACK_S = 4.0, 5.0  # the wall-clock ceiling: budget × factor + slack
@@ -76,27 +83,49 @@ def _worker_main(conn: Connection) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     while True:
         try:
-            data, max_px, limits, language, budget_s = conn.recv()
+            request = conn.recv()
         except (EOFError, OSError):
             return
+        if isinstance(request[0], str):  # ("likeness" | "group", budget_s, ...): see Intake.likeness
+            data, budget_s = b"", request[1]
+        else:
+            data, max_px, limits, language, budget_s = request
         usage = resource.getrusage(resource.RUSAGE_SELF)
         _soft, hard = resource.getrlimit(resource.RLIMIT_CPU)
         soft = math.ceil(usage.ru_utime + usage.ru_stime + budget_s)
         resource.setrlimit(resource.RLIMIT_CPU, (soft if hard == resource.RLIM_INFINITY else min(soft, hard), hard))
         reply: tuple[str, Any]
         try:
-            with i18n.speaking(language):
-                reply = ("ok", prepare(data, max_px=max_px, limits=limits))
+            if isinstance(request[0], str):
+                reply = ("ok", _likeness_work(request))
+            else:
+                with i18n.speaking(language):
+                    reply = ("ok", prepare(data, max_px=max_px, limits=limits))
+        except LikenessError as refusal:
+            reply = ("refused", str(refusal))
         except IntakeError as refusal:
             reply = ("refused", refusal.message)
         except Exception as exc:  # a bug, not the file's fault: say so in the parent's log
             reply = ("error", f"{type(exc).__name__}: {exc}")
-        del data
+        del data, request
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux counts it in KiB
         try:
             conn.send((*reply, peak))
         except (OSError, EOFError):
             return
+
+
+def _likeness_work(request: tuple[Any, ...]) -> Any:
+    """In a worker: one likeness score (and the reference's embedding, for the parent to keep) or a group match."""
+    likeness = default_likeness()
+    if request[0] == "likeness":
+        _kind, _budget, image, reference = request
+        if isinstance(reference, bytes):
+            found = likeness.embed_bytes(reference)
+            reference = found[0] if found else None
+        return (likeness.score(image, reference) if reference is not None else NoFace("reference")), reference
+    _kind, _budget, picture, selfies = request
+    return likeness.match_group(picture, selfies)
 
 
 class _Killed(Exception):
@@ -190,6 +219,8 @@ class Intake:
         self._turns: dict[Hashable, _Turns] = {}
         self._lock = threading.Lock()  # guards _idle between event-loop and pool threads
         self._closed = False
+        # sha256 of a selfie -> its face's embedding (or _NO_FACE), most recently used last
+        self._references: OrderedDict[str, Embedding | object] = OrderedDict()
         self.stopped: list[str] = []  # why each overrunning worker was stopped ("SIGXCPU", "wall clock")
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -267,6 +298,51 @@ class Intake:
         log.error("intake: the decoder failed: %s", value)
         raise IntakeError(_("That photo seems damaged or incomplete — please send it again."))
 
+    # -- likeness ------------------------------------------------------------------------------
+
+    async def likeness(self, image: bytes, reference: bytes) -> Score | NoFace:
+        """`core.likeness` score of a picture against a selfie, in a worker process (dlib holds the GIL for
+        ~0.1 s a picture: never on the event loop). The selfie's embedding is remembered here, so a
+        person's later results cost one picture's work. LikenessError if a picture cannot be read."""
+        key = hashlib.sha256(reference).hexdigest()
+        known = self._references.get(key)
+        if known is _NO_FACE:
+            return NoFace("reference")
+        ref = known if isinstance(known, Embedding) else reference
+        result, embedding = await self._likeness_request(("likeness", LIKENESS_CPU_S * 2, image, ref), 2)
+        self._references[key] = embedding if embedding is not None else _NO_FACE
+        self._references.move_to_end(key)
+        while len(self._references) > REFERENCES_KEPT:
+            self._references.popitem(last=False)
+        assert isinstance(result, Score | NoFace)
+        return result
+
+    async def match_group(self, picture: bytes, selfies: Mapping[str, bytes]) -> list[GroupMatch]:
+        """`core.likeness.Likeness.match_group` in a worker process: each member's best face in the picture."""
+        refs: dict[str, bytes | Embedding] = {}
+        for member, selfie in selfies.items():
+            known = self._references.get(hashlib.sha256(selfie).hexdigest())
+            refs[member] = known if isinstance(known, Embedding) else selfie
+        budget = LIKENESS_CPU_S * (4 + len(refs))  # the picture is searched for small faces: ~4 pictures' work
+        matches = await self._likeness_request(("group", budget, picture, refs), 1 + len(refs))
+        assert isinstance(matches, list)
+        return matches
+
+    async def _likeness_request(self, request: tuple[Any, ...], pictures: int) -> Any:
+        if self._closed:
+            raise RuntimeError("intake is closed")
+        if self._slots is None or self._memory is None:
+            self._slots = asyncio.Semaphore(self._workers)
+            self._memory = _ByteBudget(max(self.settings.decoding_mb * 1024 * 1024, self.limits.max_decoded_bytes))
+        claim = pictures * LIKENESS_DECODED_BYTES
+        async with self._memory.claim(claim), self._slots:
+            status, value = await asyncio.get_running_loop().run_in_executor(self._threads, self._run, request)
+        if status == "ok":
+            return value
+        if status == "killed":
+            raise LikenessError("scoring the likeness took too long")
+        raise LikenessError(str(value))
+
     def _run(self, request: tuple[Any, ...]) -> tuple[str, Any]:
         """In a pool thread: take an idle worker (starting one if needed), decode, give it back or replace it."""
         with self._lock:
@@ -277,7 +353,8 @@ class Intake:
                 worker = None
             if worker is None:
                 worker = _Worker()
-            wall_s = self.settings.cpu_budget_s * WALL_FACTOR + WALL_SLACK_S
+            budget_s = request[1] if isinstance(request[0], str) else self.settings.cpu_budget_s
+            wall_s = budget_s * WALL_FACTOR + WALL_SLACK_S
             try:
                 status, value, peak = worker.exchange(request, wall_s)
             except _Killed as stop:

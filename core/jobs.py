@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 
 Work = Callable[[Job], Awaitable[None]]
 PositionsChanged = Callable[[list[tuple[Job, int]]], Awaitable[None]]
+Cancelled = Callable[[Job], Awaitable[None]]
 
 
 class Requeue(Exception):
@@ -39,12 +40,14 @@ def _person(job: Job) -> tuple[str, str]:
 
 class JobRunner:
     def __init__(self, store: JobStore, work: Work, *, concurrency: int,
-                 on_positions: PositionsChanged | None = None, clock: Clock = SYSTEM_CLOCK) -> None:
+                 on_positions: PositionsChanged | None = None, on_cancelled: Cancelled | None = None,
+                 clock: Clock = SYSTEM_CLOCK) -> None:
         self._store = store
         self._clock = clock
         self._work = work
         self._concurrency = concurrency
-        self._on_positions = on_positions
+        self._on_positions = on_positions  # waiting jobs whose place in line changed
+        self._on_cancelled = on_cancelled  # each job `cancel_for` took out, once it is recorded
         self._waiting: list[Job] = []  # in serving order: by (round, arrival)
         self._keys: dict[int, tuple[int, int]] = {}  # job id -> (round, arrival), fixed at enqueue
         self._last_round: dict[tuple[str, str], int] = {}  # each person's latest round
@@ -64,9 +67,9 @@ class JobRunner:
     # -- submitting and resuming -------------------------------------------------------------
 
     async def submit(self, platform: str, chat_id: str, user_id: str, kind: str,
-                     payload: dict[str, Any], target: ReplyTarget) -> Job:
+                     payload: dict[str, Any], target: ReplyTarget, *, pictures: int = 1) -> Job:
         """Persist the job, then queue it. Once this returns, the job will be delivered."""
-        job = await self._store.add_job(platform, chat_id, user_id, kind, payload, target)
+        job = await self._store.add_job(platform, chat_id, user_id, kind, payload, target, pictures=pictures)
         self._enqueue(job)
         return job
 
@@ -92,6 +95,24 @@ class JobRunner:
 
     def _count(self, matches: Callable[[Job], bool]) -> int:
         return sum(1 for j in self._waiting if matches(j)) + sum(1 for j, _ in self._running.values() if matches(j))
+
+    # Daily limits count pictures: a job making several (variants, a style pack) counts as that many.
+
+    def pictures_for(self, platform: str, user_id: str) -> int:
+        """Pictures this person's waiting and running jobs will make."""
+        return self._pictures(lambda j: _person(j) == (platform, user_id))
+
+    def pictures_in_chat(self, platform: str, chat_id: str) -> int:
+        return self._pictures(lambda j: (j.platform, j.chat_id) == (platform, chat_id))
+
+    @property
+    def pictures_pending(self) -> int:
+        """Pictures every waiting and running job will make."""
+        return self._pictures(lambda j: True)
+
+    def _pictures(self, matches: Callable[[Job], bool]) -> int:
+        jobs = [*self._waiting, *(j for j, _ in self._running.values())]
+        return sum(max(1, j.pictures) for j in jobs if matches(j))
 
     def position(self, job_id: int) -> int | None:
         """1 for the next job to start; None if the job is running or unknown."""
@@ -126,6 +147,9 @@ class JobRunner:
         for job in cancelled:
             await self._store.update_job(job.id, status="cancelled")
         self._dispatch()
+        if self._on_cancelled is not None:
+            for job in cancelled:
+                await self._on_cancelled(job)
         return cancelled
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -134,6 +158,11 @@ class JobRunner:
         """Wait until nothing is waiting or running (tests and graceful shutdown)."""
         async with asyncio.timeout(timeout):
             await self._idle.wait()
+
+    async def wait_reported(self) -> None:
+        """Wait until the position reports already under way are done (tests: nothing more will be said)."""
+        if self._side_tasks:
+            await asyncio.wait(set(self._side_tasks))
 
     async def aclose(self) -> None:
         """Stop; unfinished rows stay in the table and are resumed at the next start."""

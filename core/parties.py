@@ -27,15 +27,19 @@ from core.requests import Button, Chat, Context, Person, PhotoRef, ReplyTarget
 from core.styles import STYLES, Style, get_style
 
 
-class PartyHost(Protocol):
-    """What parties need from the rest of the studio: intake, the limits, and the job queue."""
-
-    async def ingest(self, ctx: Context, photo: PhotoRef) -> Node | None: ...
+class Limits(Protocol):
+    """Admission, as parties need it: the host's limits, at /party and again when the party starts."""
 
     async def refuse_over_limit(self, ctx: Context) -> bool: ...
 
     async def over_limit(self, platform: str, chat_id: str, person: str, *, private: bool,
                          exempt: bool) -> str | None: ...
+
+
+class Submitting(Protocol):
+    """Taking a member's selfie in, and queueing the group picture."""
+
+    async def ingest(self, ctx: Context, photo: PhotoRef) -> Node | None: ...
 
     async def submit_job(self, platform: str, chat_id: str, user_id: str, kind: str, payload: dict[str, object],
                          target: ReplyTarget) -> None: ...
@@ -61,14 +65,15 @@ class Parties:
     """The party use cases; the studio owns one and routes `party:` button actions here."""
 
     def __init__(self, settings: PartySettings, *, store: Store, replies: Replies, gate: Gate, access: Access,
-                 host: PartyHost, clock: Clock = SYSTEM_CLOCK) -> None:
+                 limits: Limits, submission: Submitting, clock: Clock = SYSTEM_CLOCK) -> None:
         self.settings = settings
         self.clock = clock  # lobby deadlines
         self._store = store
         self.replies = replies
         self.gate = gate
         self.access = access
-        self.host = host
+        self.limits = limits
+        self.submission = submission
         self._timers: dict[int, asyncio.Task[None]] = {}
         self._locks: dict[int, asyncio.Lock] = {}
 
@@ -85,6 +90,10 @@ class Parties:
     async def get(self, party_id: int) -> Party | None:
         return await self._store.get_party(party_id)
 
+    def deadlines(self) -> list[asyncio.Task[None]]:
+        """The lobby deadlines armed now, one task each (it ends once its deadline is handled)."""
+        return list(self._timers.values())
+
     # -- use cases ---------------------------------------------------------------------------------
 
     async def open(self, ctx: Context, args: str) -> None:
@@ -99,7 +108,7 @@ class Parties:
             if existing is not None:
                 await self._point_to(ctx, existing)
                 return
-            if await self.host.refuse_over_limit(ctx):  # the picture would be the host's: their limits
+            if await self.limits.refuse_over_limit(ctx):  # the picture would be the host's: their limits
                 return
             style, theme = parse_party_args(args)
             deadline = self.clock.now() + self.settings.deadline_minutes * 60
@@ -133,7 +142,7 @@ class Parties:
                 if party.member(ctx.person.id) is None and len(party.members) >= self.settings.max_members:
                     await self.replies.say(ctx, texts.party_full(self.settings.max_members))
                     return True
-                node = await self.host.ingest(ctx, photo)  # refusals (bad files) are said there
+                node = await self.submission.ingest(ctx, photo)  # refusals (bad files) are said there
                 if node is None:
                     return True
                 await self._store.put_member(party.id, Member(ctx.person.id, ctx.person.name, node.id))
@@ -223,14 +232,14 @@ class Parties:
         payload = {"style": party.style, "theme": party.theme, "party": party.id,
                    "portraits": [[m.name, m.node_id] for m in ready]}
         target = ReplyTarget(party.platform, party.chat_id, party.lobby_message or party.reply_to)
-        await self.host.submit_job(party.platform, party.chat_id, party.host_id, "fuse", payload, target)
+        await self.submission.submit_job(party.platform, party.chat_id, party.host_id, "fuse", payload, target)
         return Outcome.ok(texts.PARTY_STARTING)
 
     async def _over_limit(self, party: Party) -> str | None:
         """The bot's, the chat's or the host's limit, as at /party: checked again, since a day's pictures may
         have run out while the lobby was open."""
         host = Context(Chat(party.platform, party.chat_id, False), Person(party.host_id, ""), "")
-        return await self.host.over_limit(party.platform, party.chat_id, party.host_id, private=False,
+        return await self.limits.over_limit(party.platform, party.chat_id, party.host_id, private=False,
                                             exempt=self.access.is_admin(host))
 
     async def _close(self, party: Party, status: str, text: str) -> None:

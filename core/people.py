@@ -17,24 +17,25 @@ from typing import cast
 from core import i18n, texts
 from core.access import Access
 from core.actions import LanguagePress, Outcome, SettingPress, encode
-from core.engines.base import ImageEngine, ModelRouter, RenderOptions
+from core.config import MAX_VARIANTS
 from core.engines.models import model_info
 from core.exports import EXPORT_KINDS, ExportKind, export_async
 from core.gate import Gate
 from core.i18n import _
+from core.languages import Languages
 from core.ports import MAX_PERSONA_CHARS, Delivery, ImageStore, Node, Preferences, PreferenceScope, Store
 from core.replies import Replies
-from core.requests import Button, Context, ImageReply, Messenger, ReplyTarget
+from core.requests import Button, Context, ImageReply, ReplyTarget
+from core.routing import OFFLINE, EngineRouter
 from core.styles import get_style
 
 log = logging.getLogger(__name__)
 
-OFFLINE = "offline"
 HISTORY_SIZE = 10
 DELIVERIES: tuple[Delivery, ...] = ("photo", "file", "both")
 RATIO_CHOICES = ("1:1", "3:4", "4:3", "9:16", "16:9", "4:5", "21:9")
-SIZE_CHOICES = ("512", "1K", "2K", "4K")
-_MENUS = ("main", "model", "ratio", "size", "delivery")
+_MENUS = ("main", "model", "ratio", "size", "delivery", "variants")
+VARIANT_CHOICES = tuple(str(n) for n in range(1, MAX_VARIANTS + 1))
 
 
 @dataclass(frozen=True)
@@ -56,86 +57,18 @@ class SettingsForm:
 class People:
     """Settings, persona, history and exports; the studio owns one (`studio.people`)."""
 
-    def __init__(self, *, store: Store, images: ImageStore, engine: ImageEngine, access: Access, replies: Replies,
-                 gate: Gate, node_here: Callable[[Context, int], Awaitable[Node | None]],
-                 model_choices: list[str] | None = None, sizes: list[str] | None = None) -> None:
+    def __init__(self, *, store: Store, images: ImageStore, router: EngineRouter, languages: Languages,
+                 access: Access, replies: Replies, gate: Gate,
+                 node_here: Callable[[Context, int], Awaitable[Node | None]], variants: int = 1) -> None:
+        self.variants = variants  # `[gemini] variants`: candidates a request makes unless a person chose
         self.store = store
         self.images = images
-        self.engine = engine
+        self.router = router  # the engine, model and options a person's choices come to
+        self.languages = languages
         self.access = access
         self.replies = replies
         self.gate = gate
         self._node_here = node_here  # the node behind a button, if this presser may act on it
-        default = engine.model
-        chosen = model_choices if model_choices else ([] if engine.name == OFFLINE else [default])
-        self._offered: list[str] = list(dict.fromkeys([*chosen, OFFLINE]))
-        # The sizes the operator lets people pick (4K costs several times 1K, so only when listed).
-        self.sizes: tuple[str, ...] = tuple(s for s in SIZE_CHOICES if s in (sizes or SIZE_CHOICES))
-        self._offline: ImageEngine | None = None
-        self._languages: dict[tuple[str, str], str | None] = {}  # (platform, person) -> /language choice
-
-    async def aclose(self) -> None:
-        if self._offline is not None:
-            await self._offline.aclose()
-
-    # -- what applies to a picture -------------------------------------------------------------
-
-    async def effective(self, platform: str, chat_id: str, user_id: str) -> Preferences:
-        """The person's choices, under the chat's defaults (groups only have those)."""
-        store = self.store
-        own = await store.get_preferences("person", platform, user_id)
-        # Only groups have defaults: /settings in a private chat always edits the person's own.
-        chat = await store.get_preferences("chat", platform, chat_id)
-        return chat.over(own)
-
-    @property
-    def choices(self) -> list[str]:
-        """The models people may choose among; a retired one shows as the model that replaced it."""
-        return list(dict.fromkeys(self.drawing(m) for m in self._offered))
-
-    def drawing(self, model: str) -> str:
-        """A model as it draws today: a retired one's successor (the offline engine never retires)."""
-        engine = self.engine
-        return engine.resolve(model) if model != OFFLINE and isinstance(engine, ModelRouter) else model
-
-    def model_of(self, prefs: Preferences) -> str:
-        """The model that will draw: the chosen one if the operator offers it, else the default."""
-        chosen = self.drawing(prefs.model) if prefs.model else None
-        return chosen if chosen is not None and chosen in self.choices else self.engine.model
-
-    def engine_for(self, prefs: Preferences) -> ImageEngine:
-        engine = self.engine
-        if self.model_of(prefs) == OFFLINE and engine.name != OFFLINE:
-            if self._offline is None:
-                from core.engines.offline import OfflineEngine
-
-                self._offline = OfflineEngine()
-            return self._offline
-        return engine
-
-    def options(self, prefs: Preferences) -> RenderOptions:
-        model = self.model_of(prefs)
-        size = prefs.image_size if prefs.image_size in self.sizes else None
-        return RenderOptions(model=None if model in (OFFLINE, self.engine.model) else model,
-                             aspect_ratio=prefs.aspect_ratio, image_size=size, persona=prefs.persona,
-                             language=i18n.current())
-
-    def warnings(self, prefs: Preferences) -> list[str]:
-        """One line per choice the model cannot honour."""
-        model = self.model_of(prefs)
-        info = model_info(model)
-        found = []
-        if prefs.model and self.drawing(prefs.model) not in self.choices:
-            found.append(texts.setting_unsupported(model, _("the model"), prefs.model, self.choices))
-        if prefs.aspect_ratio and prefs.aspect_ratio not in info.aspect_ratios:
-            found.append(texts.setting_unsupported(model, _("aspect ratio"), prefs.aspect_ratio,
-                                                   list(info.aspect_ratios)))
-        if prefs.image_size and prefs.image_size not in self.sizes:
-            found.append(texts.setting_unsupported(model, _("size"), prefs.image_size,
-                                                   [s for s in self.sizes if s in info.image_sizes]))
-        elif prefs.image_size and prefs.image_size not in info.image_sizes:
-            found.append(texts.setting_unsupported(model, _("size"), prefs.image_size, list(info.image_sizes)))
-        return found
 
     # -- /settings and /model ------------------------------------------------------------------
 
@@ -182,14 +115,16 @@ class People:
         store, platform = self.store, ctx.chat.platform
         current = await store.get_preferences(scope, platform, owner)
         auto = value in ("", texts.SETTING_AUTO, "auto")
-        if key == "model" and (auto or value in self.choices):
+        if key == "model" and (auto or value in self.router.choices):
             updated = _replace(current, model=None if auto else value)
         elif key == "ratio" and (auto or value in (*RATIO_CHOICES, *model_info(OFFLINE).aspect_ratios)):
             updated = _replace(current, aspect_ratio=None if auto else value)
-        elif key == "size" and (auto or value in self.sizes):
+        elif key == "size" and (auto or value in self.router.sizes):
             updated = _replace(current, image_size=None if auto else value)
         elif key == "delivery" and (auto or value in DELIVERIES):
             updated = _replace(current, delivery=None if auto else cast(Delivery, value))
+        elif key == "variants" and (auto or value in VARIANT_CHOICES):
+            updated = _replace(current, variants=None if auto else int(value))
         else:
             return Outcome.refused(texts.unknown_setting(value), alert=False)
         await store.set_preferences(scope, platform, owner, updated)
@@ -200,15 +135,17 @@ class People:
         platform = ctx.chat.platform
         scope, owner = await self._scope(ctx)
         shown = await self.store.get_preferences(scope, platform, owner)
-        effective = await self.effective(platform, ctx.chat.id, ctx.person.id) if scope == "person" else shown
-        model = self.model_of(effective)
+        effective = await self.router.effective(platform, ctx.chat.id, ctx.person.id) if scope == "person" else shown
+        model = self.router.model_of(effective)
         info = model_info(model)
         title = texts.SETTINGS_TITLE_PERSON if scope == "person" else texts.SETTINGS_TITLE_CHAT
         text = texts.settings_view(title, model, info.price(effective.image_size), effective.aspect_ratio,
                                    effective.image_size, effective.delivery or "photo", bool(effective.persona),
-                                   self.warnings(effective))
+                                   self.router.warnings(effective))
+        variants = min(effective.variants or self.variants, MAX_VARIANTS)
+        text = f"{text}\n{texts.variants_setting(variants)}"
         base = info.price(effective.image_size)
-        models = [Choice(m, m, m == model, _cost_delta(model_info(m).price(None) - base)) for m in self.choices]
+        models = [Choice(m, m, m == model, _cost_delta(model_info(m).price(None) - base)) for m in self.router.choices]
         ratios = [Choice("auto", texts.SETTING_AUTO, effective.aspect_ratio is None)]
         ratios += [Choice(r, r, r == effective.aspect_ratio,
                           "" if r in info.aspect_ratios else _("⚠️ not on {model}").format(model=model))
@@ -217,11 +154,14 @@ class People:
         sizes = [Choice("auto", texts.SETTING_AUTO, effective.image_size is None)]
         sizes += [Choice(s, s, s == effective.image_size,
                          _cost_delta(info.price(s) - unsized) if s in info.image_sizes
-                         else _("⚠️ not on {model}").format(model=model)) for s in self.sizes]
+                         else _("⚠️ not on {model}").format(model=model)) for s in self.router.sizes]
         current = effective.delivery or "photo"
         deliveries = [Choice(d, texts.delivery_name(d), d == current) for d in DELIVERIES]
+        counts = [Choice("auto", texts.SETTING_AUTO, effective.variants is None)]
+        counts += [Choice(n, texts.variants_choice(int(n)), n == str(effective.variants)) for n in VARIANT_CHOICES]
         menus = {"model": (_("🤖 Model"), models), "ratio": (_("📐 Aspect ratio"), ratios),
-                 "size": (_("🔍 Size"), sizes), "delivery": (_("📨 Delivery"), deliveries)}
+                 "size": (_("🔍 Size"), sizes), "delivery": (_("📨 Delivery"), deliveries),
+                 "variants": (texts.VARIANTS_MENU, counts)}
         return SettingsForm(text, menus)
 
     async def choose(self, ctx: Context, key: str, value: str) -> Outcome:
@@ -244,17 +184,6 @@ class People:
                            for key, (title, _choices) in form.menus.items()]
 
     # -- /language ---------------------------------------------------------------------------------
-
-    async def language_for(self, ctx: Context) -> str:
-        """The language to answer in: the person's /language choice, else their app's, else English."""
-        key = (ctx.chat.platform, ctx.person.id)
-        if key not in self._languages:
-            prefs = await self.store.get_preferences("person", ctx.chat.platform, ctx.person.id)
-            self._languages[key] = i18n.negotiate(prefs.language)
-        return self._languages[key] or i18n.negotiate(ctx.person.language) or i18n.DEFAULT
-
-    def forget_language(self, platform: str, person_id: str) -> None:
-        self._languages.pop((platform, person_id), None)
 
     async def language(self, ctx: Context, wanted: str) -> None:
         """`/language` shows the choices as buttons; `/language es` (or `Spanish`, `auto`) sets it."""
@@ -286,8 +215,8 @@ class People:
         current = await store.get_preferences("person", platform, ctx.person.id)
         chosen = None if code == "auto" else code
         await store.set_preferences("person", platform, ctx.person.id, _replace(current, language=chosen))
-        self._languages[(platform, ctx.person.id)] = chosen
-        spoken = i18n.set_language(await self.language_for(ctx))
+        self.languages.remember(platform, ctx.person.id, chosen)
+        spoken = i18n.set_language(await self.languages.language_for(ctx))
         name = i18n.LANGUAGES[spoken]
         return texts.language_auto(name) if chosen is None else texts.language_set(name)
 
@@ -402,19 +331,6 @@ class People:
                                                                               made.file_name))
         if kind == "original":  # the same picture: replying to the file continues from it
             await self.store.link_message(node, message_id)
-
-    # -- delivering a result -----------------------------------------------------------------------
-
-    @staticmethod
-    async def deliver(messenger: Messenger, target: ReplyTarget, reply: ImageReply,
-                      delivery: Delivery | None) -> list[str]:
-        """Send a result as a photo, a file, or both; returns every message id (each is replyable)."""
-        if delivery == "file":
-            return [await messenger.send_file(target, reply)]
-        sent = [await messenger.send_image(target, reply)]
-        if delivery == "both":
-            sent.append(await messenger.send_file(target, reply))
-        return sent
 
 
 def _replace(prefs: Preferences, **changes: object) -> Preferences:

@@ -5,6 +5,7 @@ Core owns these shapes so the use cases never see SQL or file paths.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -14,6 +15,8 @@ from core.requests import ReplyTarget
 NodeKind = Literal["photo", "style", "edit", "fuse"]
 JobStatus = Literal["queued", "running", "done", "delivered", "failed", "cancelled"]
 UNFINISHED: tuple[JobStatus, ...] = ("queued", "running", "done")
+# A picture's likeness: scored, no face found in it, or none in the selfie it is compared with.
+LikenessStatus = Literal["scored", "no_face", "no_reference"]
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,8 @@ class Node:
     created_at: float = 0.0
     image_size: str | None = None  # the output size the model was asked for (prices differ by size)
     owner_id: str | None = None  # a photo's sender (not always who asked); None for pictures the bot made
+    likeness: float | None = None  # 0-100: how recognisably it keeps the selfie's face (core/likeness.py)
+    likeness_status: LikenessStatus | None = None  # None: not scored
 
     @property
     def owner(self) -> str:
@@ -86,6 +91,8 @@ class Job:
     error: str | None = None
     created_at: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
+    pictures: int = 1  # how many pictures it makes (variants, a style pack): it counts and is priced as that many
+    result_nodes: tuple[int, ...] = ()  # every picture it made, in order (result_node is the first)
 
 
 PartyStatus = Literal["open", "started", "cancelled", "closed"]
@@ -138,6 +145,7 @@ class Preferences:
     delivery: Delivery | None = None
     persona: str = ""  # at most MAX_PERSONA_CHARS; only people have one
     language: str | None = None  # chosen with /language (None: follow the app's language)
+    variants: int | None = None  # candidates one request makes (None: the operator's `[gemini] variants`)
 
     def over(self, fallback: Preferences) -> Preferences:
         """These choices, with `fallback`'s wherever these are unset."""
@@ -148,6 +156,7 @@ class Preferences:
             delivery=self.delivery or fallback.delivery,
             persona=self.persona or fallback.persona,
             language=self.language or fallback.language,
+            variants=self.variants or fallback.variants,
         )
 
 
@@ -165,25 +174,34 @@ class History(Protocol):
 
 class JobStore(Protocol):
     async def add_job(self, platform: str, chat_id: str, user_id: str, kind: str,
-                      payload: dict[str, Any], target: ReplyTarget) -> Job: ...
+                      payload: dict[str, Any], target: ReplyTarget, *, pictures: int = 1) -> Job:
+        """Persist a queued job; `pictures`: how many pictures it will make (and count as)."""
+        ...
 
     async def get_job(self, job_id: int) -> Job | None: ...
 
     async def update_job(self, job_id: int, *, status: JobStatus | None = None,
                          result_node: int | None = None, delivered_message: str | None = None,
-                         error: str | None = None, attempt: bool = False) -> None: ...
+                         error: str | None = None, attempt: bool = False,
+                         result_nodes: tuple[int, ...] | None = None, pictures: int | None = None) -> None:
+        """`result_nodes`: every picture a job made, in order; `pictures`: how many it made after all (fewer
+        than asked when some could not be made), which is what it counts as."""
+        ...
 
     async def unfinished_jobs(self) -> list[Job]: ...
 
 
 class Usage(Protocol):
     async def count_delivered(self, since: float, *, platform: str | None = None,
-                              user_id: str | None = None, chat_id: str | None = None) -> int: ...
+                              user_id: str | None = None, chat_id: str | None = None) -> int:
+        """Pictures delivered since `since` (a job that made several counts each)."""
+        ...
 
     async def job_counts(self, since: float) -> dict[str, int]: ...
 
     async def delivered_by_model(self, since: float) -> dict[tuple[str, str], int]:
-        """Pictures delivered since `since`, by (model, output size); "" where either is unknown."""
+        """Pictures delivered since `since`, by (model, output size); "" where either is unknown. A job that made
+        several counts each."""
         ...
 
 
@@ -242,7 +260,37 @@ class PreferenceStore(Protocol):
         ...
 
 
-class Store(History, JobStore, Usage, Privacy, Reachability, PartyStore, PreferenceStore, Protocol):
+class LikenessStore(Protocol):
+    async def set_likeness(self, node_id: int, status: LikenessStatus, percent: float | None = None) -> None:
+        """Record a picture's likeness (`percent` only with "scored")."""
+        ...
+
+    async def set_member_likeness(self, node_id: int, scores: Mapping[str, float | None]) -> None:
+        """A group picture's likeness per member (user id -> percent; None: their face was not found)."""
+        ...
+
+    async def member_likeness(self, node_id: int) -> dict[str, float | None]:
+        """A group picture's members (user ids) and their likeness, as recorded."""
+        ...
+
+    async def likeness_by_style(self, since: float) -> dict[tuple[str, str], tuple[float, int]]:
+        """Average likeness of pictures scored since `since`, by (model, style): (mean percent, how many)."""
+        ...
+
+
+class SharedFiles(Protocol):
+    """Delivered pictures as the platform can show them again without an upload (Telegram's file_id)."""
+
+    async def record_file(self, node: Node, platform: str, file_ref: str) -> None: ...
+
+    async def shareable_results(self, platform: str, user_id: str, limit: int) -> list[tuple[Node, str]]:
+        """The person's pictures made by the bot in any chat of `platform` that have a file reference there,
+        newest first, each with that reference."""
+        ...
+
+
+class Store(History, JobStore, Usage, Privacy, Reachability, PartyStore, PreferenceStore, LikenessStore,
+            SharedFiles, Protocol):
     """Everything core keeps in the database."""
 
     async def close(self) -> None: ...

@@ -80,6 +80,7 @@ class ImageReply:
     mime: str
     caption: str
     file_name: str | None = None  # what a file is called when saved (exports name their kind)
+    buttons: tuple[Button, ...] = ()  # more the picture offers, after the messenger's own ("Set as group photo")
 
 
 @dataclass(frozen=True)
@@ -115,6 +116,13 @@ class Messenger(Protocol):
         """Pictures shown together (a Telegram album, a Discord gallery), oldest first; a caption's first line
         names its step. Returns the message id showing each, in order: pictures that share a message share
         an id, and the core links them in order, so a reply to such a message means its newest."""
+        ...
+
+    async def send_album(self, target: ReplyTarget, replies: list[ImageReply]) -> list[str]:
+        """Pictures one request made together (variants, a style pack), each captioned with its number: shown
+        together (a Telegram album, one Discord message, a grid), each replyable where the platform allows, with
+        a way to pick one to continue from (`core.actions.VariantPick`: buttons 1…N, a select). Returns the
+        message id showing each, in order, as `send_gallery` does."""
         ...
 
     async def send_style_menu(self, target: ReplyTarget, text: str, styles: list[Style]) -> str: ...

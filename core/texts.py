@@ -454,6 +454,68 @@ def delivery_name(delivery: str) -> str:
     return names.get(delivery, delivery)
 
 
+# -- variants and style packs -------------------------------------------------------------------------
+VARIANTS_PICK = N_("Pick one to continue from — or reply to any of them with a change.")
+VARIANT_PICKED = N_("Here it is — reply to it with a change to continue from it.")
+VARIANTS_PLACEHOLDER = N_("Continue from…")
+VARIANTS_MENU = N_("🎲 Variants")
+
+
+def album_caption(number: int, style_label: str, commentary: str) -> str:
+    """One picture of several made together: its number (to pick it by), a style pack's style, its commentary."""
+    return f"{number}. {style_label} — {commentary}" if style_label else f"{number}. {commentary}"
+
+
+def variant_label(number: int) -> str:
+    """A button or menu entry choosing the picture numbered `number`."""
+    return _("Continue from {number}").format(number=number)
+
+
+def variants_setting(count: int) -> str:
+    """The settings line saying how many candidates a request makes."""
+    return ngettext("🎲 Variants: {count} picture a request",
+                    "🎲 Variants: {count} pictures a request (each counts as a picture)", count).format(count=count)
+
+
+def variants_choice(count: int) -> str:
+    return ngettext("{count} picture", "{count} pictures", count).format(count=count)
+
+
+def not_enough_left(pictures: int, left: int, resets: str) -> str:
+    """A request for several pictures when fewer are left today: refused whole, up front, in one line."""
+    return ngettext("That takes {pictures} pictures, and only {left} is left for today — ask for fewer "
+                    "(the limit resets {resets}).",
+                    "That takes {pictures} pictures, and only {left} are left for today — ask for fewer "
+                    "(the limit resets {resets}).", left).format(pictures=pictures, left=left, resets=resets)
+
+
+def pack_how(platform: str, default: int, most: int) -> str:
+    """How to ask for a style pack, as each front-end's people do it."""
+    if platform == "discord":
+        return _("Use `/pack photo:<your selfie>` for the same selfie in {default} styles at once "
+                 "(`count:` up to {most}).").format(default=default, most=most)
+    return _("Send /pack as the caption of a selfie (or reply to one with it) for the same selfie in {default} "
+             "styles at once; /pack 3 makes 3, at most {most}.").format(default=default, most=most)
+
+
+def pack_count(most: int, got: str) -> str:
+    return _("A style pack has 1 to {most} styles — “{got}” isn't one of those numbers.").format(most=most, got=got)
+# -- sharing: inline results, /me, the group photo (part 12) -------------------------------------------
+INLINE_NONE = N_("No pictures to share yet — make one")
+ME_NO_PROFILE_PHOTO = N_("I can't see a profile picture of yours — set one (visible to everyone), "
+                         "or send me a selfie instead.")
+ME_NOT_HERE = N_("There are no profile pictures here — send me a selfie instead.")
+GROUP_PHOTO_BUTTON = N_("🖼 Set as group photo")
+GROUP_PHOTO_SET = N_("Done — it's the group photo now ✓")
+GROUP_PHOTO_ADMINS_ONLY = N_("Only the group's admins can change its photo.")
+GROUP_PHOTO_NO_RIGHT = N_("I'm not allowed to change this group's photo — an admin can give me that right.")
+
+
+def inline_none_for(style_name: str) -> str:
+    """The button over an empty inline answer to a style filter (`@bot zombie`)."""
+    return _("No {style} pictures to share yet — make one").format(style=style_name)
+
+
 # -- every constant above is read through the current language ----------------------------------------
 # The English sentences move out of the module namespace into _SOURCE, so `texts.NAME` reaches
 # __getattr__ and is translated at the moment it is read, in the language of the person answered.
@@ -476,5 +538,13 @@ def party_send_selfie(platform: str) -> str:
 
 
 def help_for(platform: str, engine_name: str) -> str:
-    """/help as each front-end's people do things: the playground has no captions, only uploads and Reply."""
-    return playground_help(engine_name) if platform == "playground" else help_text(engine_name)
+    """/help as each front-end's people do things: the playground has no captions, only uploads and Reply;
+    Discord has slash commands with parameters and message menus."""
+    if platform == "playground":
+        return playground_help(engine_name)
+    return discord_help(engine_name) if platform == "discord" else help_text(engine_name)
+
+
+def styles_for(platform: str) -> str:
+    """/styles: where a style is not a command of its own (Discord's /avatar style:), no slash before it."""
+    return styles_list(prefix="" if platform == "discord" else "/")

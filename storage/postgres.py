@@ -20,7 +20,7 @@ import inspect
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -30,6 +30,7 @@ from core.errors import StorageBusy, StorageError, StorageFull
 from core.ports import (
     Job,
     JobStatus,
+    LikenessStatus,
     Member,
     NewNode,
     Node,
@@ -220,7 +221,7 @@ class PostgresStore:
 
     async def node_for_message(self, platform: str, chat_id: str, message_id: str) -> Node | None:
         row = await self._pool.fetchrow(
-            f"SELECT {', '.join('n.' + c for c in NODE_COLUMNS.split(', '))} FROM node_messages m "
+            f"SELECT {', '.join('n.' + c.strip() for c in NODE_COLUMNS.split(','))} FROM node_messages m "
             "JOIN nodes n ON n.id = m.node_id WHERE m.platform = $1 AND m.chat_id = $2 AND m.message_id = $3",
             platform, chat_id, message_id)
         return node_from_row(row) if row is not None else None
@@ -240,14 +241,14 @@ class PostgresStore:
     # -- jobs ----------------------------------------------------------------------------------
 
     async def add_job(self, platform: str, chat_id: str, user_id: str, kind: str,
-                      payload: dict[str, Any], target: ReplyTarget) -> Job:
+                      payload: dict[str, Any], target: ReplyTarget, *, pictures: int = 1) -> Job:
         now = time.time()
         job_id: int = await self._pool.fetchval(
-            "INSERT INTO jobs (platform, chat_id, user_id, kind, payload, target, status, created_at, updated_at)"
-            " VALUES ($1, $2, $3, $4, $5, $6, 'queued', $7, $7) RETURNING id",
-            platform, chat_id, user_id, kind, json.dumps(payload), json.dumps(target.to_json()), now)
+            "INSERT INTO jobs (platform, chat_id, user_id, kind, payload, target, status, created_at, updated_at,"
+            " pictures) VALUES ($1, $2, $3, $4, $5, $6, 'queued', $7, $7, $8) RETURNING id",
+            platform, chat_id, user_id, kind, json.dumps(payload), json.dumps(target.to_json()), now, pictures)
         return Job(id=job_id, platform=platform, chat_id=chat_id, user_id=user_id, kind=kind,
-                   payload=payload, target=target, status="queued", created_at=now)
+                   payload=payload, target=target, status="queued", created_at=now, pictures=pictures)
 
     async def get_job(self, job_id: int) -> Job | None:
         row = await self._pool.fetchrow(f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1", job_id)
@@ -255,11 +256,14 @@ class PostgresStore:
 
     async def update_job(self, job_id: int, *, status: JobStatus | None = None,
                          result_node: int | None = None, delivered_message: str | None = None,
-                         error: str | None = None, attempt: bool = False) -> None:
+                         error: str | None = None, attempt: bool = False,
+                         result_nodes: tuple[int, ...] | None = None, pictures: int | None = None) -> None:
         args: list[object] = [job_id, time.time()]
         sets = ["updated_at = $2"]
+        results = ",".join(str(n) for n in result_nodes) if result_nodes is not None else None
         for column, value in (("status", status), ("result_node", result_node),
-                              ("delivered_message", delivered_message), ("error", error)):
+                              ("delivered_message", delivered_message), ("error", error),
+                              ("result_nodes", results), ("pictures", pictures)):
             if value is not None:
                 args.append(value)
                 sets.append(f"{column} = ${len(args)}")
@@ -341,7 +345,7 @@ class PostgresStore:
 
     async def count_delivered(self, since: float, *, platform: str | None = None,
                               user_id: str | None = None, chat_id: str | None = None) -> int:
-        sql = "SELECT COUNT(*) FROM jobs WHERE status = 'delivered' AND updated_at >= $1"
+        sql = "SELECT COALESCE(SUM(pictures), 0) FROM jobs WHERE status = 'delivered' AND updated_at >= $1"
         args: list[object] = [since]
         for column, value in (("platform", platform), ("user_id", user_id), ("chat_id", chat_id)):
             if value is not None:
@@ -362,10 +366,33 @@ class PostgresStore:
 
     async def delivered_by_model(self, since: float) -> dict[tuple[str, str], int]:
         rows = await self._pool.fetch(
-            "SELECT COALESCE(n.model, ''), COALESCE(n.image_size, ''), COUNT(*) FROM jobs j "
+            # A job's pictures share its model and size: its first one speaks for all.
+            "SELECT COALESCE(n.model, ''), COALESCE(n.image_size, ''), SUM(j.pictures) FROM jobs j "
             "JOIN nodes n ON n.id = j.result_node WHERE j.status = 'delivered' AND j.updated_at >= $1 GROUP BY 1, 2",
             since)
-        return {(model, size): n for model, size, n in rows}
+        return {(model, size): int(n) for model, size, n in rows}
+
+    # -- likeness --------------------------------------------------------------------------------
+
+    async def set_likeness(self, node_id: int, status: LikenessStatus, percent: float | None = None) -> None:
+        await self._pool.execute("UPDATE nodes SET likeness = $1, likeness_status = $2 WHERE id = $3",
+                                 percent if status == "scored" else None, status, node_id)
+
+    async def set_member_likeness(self, node_id: int, scores: Mapping[str, float | None]) -> None:
+        async with self._transaction() as conn:
+            await conn.executemany("UPDATE pictured SET likeness = $1 WHERE node_id = $2 AND user_id = $3",
+                                   [(percent, node_id, who) for who, percent in scores.items()])
+
+    async def member_likeness(self, node_id: int) -> dict[str, float | None]:
+        rows = await self._pool.fetch(
+            "SELECT user_id, likeness FROM pictured WHERE node_id = $1 ORDER BY user_id", node_id)
+        return {row["user_id"]: row["likeness"] for row in rows}
+
+    async def likeness_by_style(self, since: float) -> dict[tuple[str, str], tuple[float, int]]:
+        rows = await self._pool.fetch(
+            "SELECT COALESCE(model, ''), COALESCE(style, ''), AVG(likeness), COUNT(*) FROM nodes "
+            "WHERE likeness_status = 'scored' AND created_at >= $1 GROUP BY 1, 2", since)
+        return {(model, style): (float(mean), int(n)) for model, style, mean, n in rows}
 
     # -- forgetting ------------------------------------------------------------------------------
 
@@ -444,31 +471,51 @@ class PostgresStore:
     async def get_preferences(self, scope: PreferenceScope, platform: str, owner_id: str) -> Preferences:
         # Not kept in memory: another process may change them.
         row = await self._pool.fetchrow(
-            "SELECT model, aspect_ratio, image_size, delivery, persona, language FROM preferences "
+            "SELECT model, aspect_ratio, image_size, delivery, persona, language, variants FROM preferences "
             "WHERE scope = $1 AND platform = $2 AND owner_id = $3", scope, platform, owner_id)
         if row is None:
             return Preferences()
         delivery = row["delivery"] if row["delivery"] in ("photo", "file", "both") else None
         return Preferences(model=row["model"], aspect_ratio=row["aspect_ratio"], image_size=row["image_size"],
-                           delivery=delivery, persona=row["persona"] or "", language=row["language"])
+                           delivery=delivery, persona=row["persona"] or "", language=row["language"],
+                           variants=row["variants"])
 
     async def set_preferences(self, scope: PreferenceScope, platform: str, owner_id: str,
                               preferences: Preferences) -> None:
         p = preferences
         await self._pool.execute(
             "INSERT INTO preferences (scope, platform, owner_id, model, aspect_ratio, image_size, delivery, "
-            "persona, language, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) "
+            "persona, language, updated_at, variants) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) "
             "ON CONFLICT (scope, platform, owner_id) DO UPDATE SET model = excluded.model, "
             "aspect_ratio = excluded.aspect_ratio, image_size = excluded.image_size, delivery = excluded.delivery, "
-            "persona = excluded.persona, language = excluded.language, updated_at = excluded.updated_at",
+            "persona = excluded.persona, language = excluded.language, updated_at = excluded.updated_at, "
+            "variants = excluded.variants",
             scope, platform, owner_id, p.model, p.aspect_ratio, p.image_size, p.delivery, p.persona, p.language,
-            time.time())
+            time.time(), p.variants)
 
     async def recent_results(self, platform: str, chat_id: str, user_id: str, limit: int) -> list[Node]:
         rows = await self._pool.fetch(
             f"SELECT {NODE_COLUMNS} FROM nodes WHERE platform = $1 AND chat_id = $2 AND user_id = $3 "
             "AND kind != 'photo' ORDER BY id DESC LIMIT $4", platform, chat_id, user_id, limit)
         return [node_from_row(row) for row in rows]
+
+    # -- delivered pictures' file references (inline sharing) ---------------------------------------
+
+    async def record_file(self, node: Node, platform: str, file_ref: str) -> None:
+        # A node deleted meanwhile (a /forget during the send) leaves nothing: the row needs its node.
+        await self._pool.execute(
+            "INSERT INTO node_files (node_id, platform, file_ref, created_at) "
+            "SELECT id, $1, $2, $3 FROM nodes WHERE id = $4 "
+            "ON CONFLICT (node_id, platform) DO UPDATE SET file_ref = excluded.file_ref",
+            platform, file_ref, time.time(), node.id)
+
+    async def shareable_results(self, platform: str, user_id: str, limit: int) -> list[tuple[Node, str]]:
+        rows = await self._pool.fetch(
+            f"SELECT {', '.join('n.' + c.strip() for c in NODE_COLUMNS.split(','))}, f.file_ref "
+            "FROM nodes n JOIN node_files f ON f.node_id = n.id AND f.platform = n.platform "
+            "WHERE n.platform = $1 AND n.user_id = $2 AND n.kind != 'photo' ORDER BY n.id DESC LIMIT $3",
+            platform, user_id, limit)
+        return [(node_from_row(row), row["file_ref"]) for row in rows]
 
     # -- chats that refuse us --------------------------------------------------------------------
 

@@ -9,10 +9,11 @@ from core.ports import Job, Node
 from core.requests import ReplyTarget
 
 NODE_COLUMNS = ("id, platform, chat_id, user_id, parent_id, root_id, kind, image_sha, mime, style, "
-                "instruction, engine, model, commentary, depth, created_at, image_size, owner_id")
+                "instruction, engine, model, commentary, depth, created_at, image_size, owner_id, likeness, "
+                "likeness_status")
 PARTY_COLUMNS = "id, platform, chat_id, host_id, style, theme, status, lobby_message, reply_to, deadline"
 JOB_COLUMNS = ("id, platform, chat_id, user_id, kind, payload, target, status, attempts, result_node, "
-               "delivered_message, error, created_at")
+               "delivered_message, error, created_at, pictures, result_nodes")
 
 
 def node_from_row(row: Any) -> Node:
@@ -21,7 +22,8 @@ def node_from_row(row: Any) -> Node:
                 image_sha=row["image_sha"], mime=row["mime"], style=row["style"],
                 instruction=row["instruction"], engine=row["engine"], model=row["model"],
                 commentary=row["commentary"], depth=row["depth"], created_at=row["created_at"],
-                image_size=row["image_size"], owner_id=row["owner_id"])
+                image_size=row["image_size"], owner_id=row["owner_id"], likeness=row["likeness"],
+                likeness_status=row["likeness_status"])
 
 
 def without_pictures(payload: dict[str, Any], result: int | None, doomed: set[int]) -> dict[str, Any]:
@@ -42,4 +44,6 @@ def job_from_row(row: Any) -> Job:
                kind=row["kind"], payload=json.loads(row["payload"]),
                target=ReplyTarget.from_json(json.loads(row["target"])), status=row["status"],
                attempts=row["attempts"], result_node=row["result_node"],
-               delivered_message=row["delivered_message"], error=row["error"], created_at=row["created_at"])
+               delivered_message=row["delivered_message"], error=row["error"], created_at=row["created_at"],
+               pictures=row["pictures"],
+               result_nodes=tuple(int(n) for n in (row["result_nodes"] or "").split(",") if n.isdigit()))

@@ -23,7 +23,7 @@ import os
 import sqlite3
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -33,6 +33,7 @@ from core.errors import StorageBusy, StorageError, StorageFull
 from core.ports import (
     Job,
     JobStatus,
+    LikenessStatus,
     Member,
     NewNode,
     Node,
@@ -281,16 +282,17 @@ class SqliteStore:
     # -- jobs ----------------------------------------------------------------------------------
 
     async def add_job(self, platform: str, chat_id: str, user_id: str, kind: str,
-                      payload: dict[str, Any], target: ReplyTarget) -> Job:
+                      payload: dict[str, Any], target: ReplyTarget, *, pictures: int = 1) -> Job:
         now = time.time()
         job_id, _ = await self._write(
-            "INSERT INTO jobs (platform, chat_id, user_id, kind, payload, target, status, created_at, updated_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?)",
-            (platform, chat_id, user_id, kind, json.dumps(payload), json.dumps(target.to_json()), now, now),
+            "INSERT INTO jobs (platform, chat_id, user_id, kind, payload, target, status, created_at, updated_at,"
+            " pictures) VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?)",
+            (platform, chat_id, user_id, kind, json.dumps(payload), json.dumps(target.to_json()), now, now,
+             pictures),
         )
         assert job_id is not None
         return Job(id=job_id, platform=platform, chat_id=chat_id, user_id=user_id, kind=kind,
-                   payload=payload, target=target, status="queued", created_at=now)
+                   payload=payload, target=target, status="queued", created_at=now, pictures=pictures)
 
     async def get_job(self, job_id: int) -> Job | None:
         async with self._db.execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,)) as cur:
@@ -299,11 +301,14 @@ class SqliteStore:
 
     async def update_job(self, job_id: int, *, status: JobStatus | None = None,
                          result_node: int | None = None, delivered_message: str | None = None,
-                         error: str | None = None, attempt: bool = False) -> None:
+                         error: str | None = None, attempt: bool = False,
+                         result_nodes: tuple[int, ...] | None = None, pictures: int | None = None) -> None:
         sets: list[str] = ["updated_at = ?"]
         args: list[object] = [time.time()]
+        results = ",".join(str(n) for n in result_nodes) if result_nodes is not None else None
         for column, value in (("status", status), ("result_node", result_node),
-                              ("delivered_message", delivered_message), ("error", error)):
+                              ("delivered_message", delivered_message), ("error", error),
+                              ("result_nodes", results), ("pictures", pictures)):
             if value is not None:
                 sets.append(f"{column} = ?")
                 args.append(value)
@@ -410,7 +415,7 @@ class SqliteStore:
 
     async def count_delivered(self, since: float, *, platform: str | None = None,
                               user_id: str | None = None, chat_id: str | None = None) -> int:
-        sql = "SELECT COUNT(*) FROM jobs WHERE status = 'delivered' AND updated_at >= ?"
+        sql = "SELECT COALESCE(SUM(pictures), 0) FROM jobs WHERE status = 'delivered' AND updated_at >= ?"
         args: list[object] = [since]
         for column, value in (("platform", platform), ("user_id", user_id), ("chat_id", chat_id)):
             if value is not None:
@@ -436,12 +441,42 @@ class SqliteStore:
 
     async def delivered_by_model(self, since: float) -> dict[tuple[str, str], int]:
         async with self._db.execute(
-            "SELECT COALESCE(n.model, ''), COALESCE(n.image_size, ''), COUNT(*) FROM jobs j "
+            # A job's pictures share its model and size: its first one speaks for all.
+            "SELECT COALESCE(n.model, ''), COALESCE(n.image_size, ''), SUM(j.pictures) FROM jobs j "
             "JOIN nodes n ON n.id = j.result_node WHERE j.status = 'delivered' AND j.updated_at >= ? GROUP BY 1, 2",
             (since,),
         ) as cur:
             rows = await cur.fetchall()
         return {(model, size): n for model, size, n in rows}
+
+    # -- likeness --------------------------------------------------------------------------------
+
+    async def set_likeness(self, node_id: int, status: LikenessStatus, percent: float | None = None) -> None:
+        await self._write("UPDATE nodes SET likeness = ?, likeness_status = ? WHERE id = ?",
+                          (percent if status == "scored" else None, status, node_id))
+
+    async def set_member_likeness(self, node_id: int, scores: Mapping[str, float | None]) -> None:
+        def run(conn: sqlite3.Connection) -> None:
+            try:
+                conn.executemany("UPDATE pictured SET likeness = ? WHERE node_id = ? AND user_id = ?",
+                                 [(percent, node_id, who) for who, percent in scores.items()])
+                conn.commit()
+            except BaseException:
+                conn.rollback()
+                raise
+
+        await in_db_thread(self._db, run)
+
+    async def member_likeness(self, node_id: int) -> dict[str, float | None]:
+        rows = await self._db.execute_fetchall(
+            "SELECT user_id, likeness FROM pictured WHERE node_id = ? ORDER BY user_id", (node_id,))
+        return {row["user_id"]: row["likeness"] for row in rows}
+
+    async def likeness_by_style(self, since: float) -> dict[tuple[str, str], tuple[float, int]]:
+        rows = await self._db.execute_fetchall(
+            "SELECT COALESCE(model, ''), COALESCE(style, ''), AVG(likeness), COUNT(*) FROM nodes "
+            "WHERE likeness_status = 'scored' AND created_at >= ? GROUP BY 1, 2", (since,))
+        return {(model, style): (float(mean), int(n)) for model, style, mean, n in rows}
 
     # -- forgetting ------------------------------------------------------------------------------
 
@@ -560,23 +595,24 @@ class SqliteStore:
 
     async def _read_preferences(self, scope: PreferenceScope, platform: str, owner_id: str) -> Preferences:
         rows = await self._db.execute_fetchall(
-            "SELECT model, aspect_ratio, image_size, delivery, persona, language FROM preferences "
+            "SELECT model, aspect_ratio, image_size, delivery, persona, language, variants FROM preferences "
             "WHERE scope = ? AND platform = ? AND owner_id = ?", (scope, platform, owner_id))
         row = next(iter(rows), None)
         if row is None:
             return Preferences()
         delivery = row["delivery"] if row["delivery"] in ("photo", "file", "both") else None
         return Preferences(model=row["model"], aspect_ratio=row["aspect_ratio"], image_size=row["image_size"],
-                           delivery=delivery, persona=row["persona"] or "", language=row["language"])
+                           delivery=delivery, persona=row["persona"] or "", language=row["language"],
+                           variants=row["variants"])
 
     async def set_preferences(self, scope: PreferenceScope, platform: str, owner_id: str,
                               preferences: Preferences) -> None:
         p = preferences
         await self._write(
             "INSERT OR REPLACE INTO preferences (scope, platform, owner_id, model, aspect_ratio, image_size, "
-            "delivery, persona, language, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "delivery, persona, language, updated_at, variants) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (scope, platform, owner_id, p.model, p.aspect_ratio, p.image_size, p.delivery, p.persona,
-             p.language, time.time()))
+             p.language, time.time(), p.variants))
         self._forget_preferences((scope, platform, owner_id))
 
     def _forget_preferences(self, key: tuple[str, str, str]) -> None:
@@ -589,6 +625,24 @@ class SqliteStore:
             f"SELECT {_NODE_COLUMNS} FROM nodes WHERE platform = ? AND chat_id = ? AND user_id = ? "
             "AND kind != 'photo' ORDER BY id DESC LIMIT ?", (platform, chat_id, user_id, limit))
         return [_node(row) for row in rows]
+
+    # -- delivered pictures' file references (inline sharing) ---------------------------------------
+
+    async def record_file(self, node: Node, platform: str, file_ref: str) -> None:
+        # A node deleted meanwhile (a /forget during the send) leaves nothing: the row needs its node.
+        await self._write(
+            "INSERT INTO node_files (node_id, platform, file_ref, created_at) "
+            "SELECT id, ?, ?, ? FROM nodes WHERE id = ? "
+            "ON CONFLICT (node_id, platform) DO UPDATE SET file_ref = excluded.file_ref",
+            (platform, file_ref, time.time(), node.id))
+
+    async def shareable_results(self, platform: str, user_id: str, limit: int) -> list[tuple[Node, str]]:
+        rows = await self._db.execute_fetchall(
+            f"SELECT {', '.join('n.' + c.strip() for c in _NODE_COLUMNS.split(','))}, f.file_ref "
+            "FROM nodes n JOIN node_files f ON f.node_id = n.id AND f.platform = n.platform "
+            "WHERE n.platform = ? AND n.user_id = ? AND n.kind != 'photo' ORDER BY n.id DESC LIMIT ?",
+            (platform, user_id, limit))
+        return [(_node(row), row["file_ref"]) for row in rows]
 
     # -- chats that refuse us --------------------------------------------------------------------
 

@@ -105,6 +105,9 @@ class FakeMessenger:
     async def send_gallery(self, target: ReplyTarget, replies: list[ImageReply]) -> list[str]:
         return [await self.send_image(target, reply) for reply in replies]
 
+    async def send_album(self, target: ReplyTarget, replies: list[ImageReply]) -> list[str]:
+        return [await self.send_image(target, reply) for reply in replies]
+
     async def send_file(self, target: ReplyTarget, reply: ImageReply) -> str:
         return self._record(Sent("file", target, reply.caption, self._id(), reply.image, reply.node_id))
 

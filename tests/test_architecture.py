@@ -69,3 +69,46 @@ def test_no_module_imports_another_modules_private_names() -> None:
                 # `_` is gettext, by convention; anything else with a leading underscore is private.
                 private = [n for n in names if n.startswith("_") and not n.startswith("__") and n != "_"]
                 assert not private, f"{module} imports {private} from {imported}"
+
+
+def test_core_reaches_into_no_other_objects_private_attributes() -> None:
+    """`x._name` is read or written only when `x` is `self` or `cls`: an object's underscore state is its own."""
+    found = []
+    for module, tree in _modules("core").items():
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.Attribute):
+                continue
+            name = node.attr
+            if not name.startswith("_") or (name.startswith("__") and name.endswith("__")):
+                continue
+            owner = node.value
+            if isinstance(owner, ast.Name) and owner.id in ("self", "cls"):
+                continue
+            if isinstance(owner, ast.Call) and isinstance(owner.func, ast.Name) and owner.func.id == "super":
+                continue  # the object's own, as its base class defines it
+            found.append(f"{module}:{node.lineno} {ast.unparse(node)}")
+    assert not found, "private attributes of other objects: " + ", ".join(found)
+
+
+def _is_shim(module: str) -> bool:
+    return module.endswith((".shim", "_shim"))
+
+
+def test_private_third_party_api_is_used_only_in_shims() -> None:
+    """A library's private modules and attributes are reached only from its one shim module (pinned by a test
+    of its own), so an upgrade that changes them breaks one small file, not an adapter."""
+    ours = {"core", "bots", "storage", "tests", "benchmarks"}
+    for package in ("bots", "storage"):
+        for module, tree in _modules(package).items():
+            if _is_shim(module):
+                continue
+            for imported, _names in _imports(tree, module):
+                parts = imported.split(".")
+                assert parts[0] in ours or not any(p.startswith("_") for p in parts[1:]), \
+                    f"{module} imports the private {imported}"
+            if package != "bots":
+                continue  # storage's modules reach into their own objects (a store built by a factory)
+            for node in ast.walk(tree):
+                if (isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__")
+                        and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))):
+                    raise AssertionError(f"{module}:{node.lineno} reaches for .{node.attr}")

@@ -21,7 +21,8 @@ from PIL import Image
 from pydantic import SecretStr
 
 from bots.cli import run_bots
-from bots.discord_bot import DiscordBot, PickStyle
+from bots.discord import DiscordBot
+from bots.discord.components import PickStyle
 from core import texts
 from core.config import AccessSettings, DiscordSettings, LimitsSettings, Settings, StorageSettings
 from core.engines.base import ImageEngine
@@ -80,7 +81,7 @@ async def running_bot(fake: FakeDiscord, data_dir: Path, engine: ImageEngine, *,
                     limits=LimitsSettings(concurrency=concurrency, queue_per_user=5),
                     delivery_retry_delays=(0.05,), access=access)
     settings = DiscordSettings(token=SecretStr(fake.token), api_url=api_url or fake.api_url,
-                               gateway_url=gateway_url, guild_ids=guild_ids or [])
+                               gateway_url=gateway_url, cdn_url=fake.cdn_url, guild_ids=guild_ids or [])
     bot = DiscordBot(settings, studio, engine_name=engine.name, guild_ready_timeout=0.05, **options)
     try:
         await bot.start()

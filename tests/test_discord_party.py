@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 from pydantic import SecretStr
 
-from bots.discord_bot import DiscordBot
+from bots.discord import DiscordBot
 from core import texts
 from core.clock import SYSTEM_CLOCK, Clock
 from core.config import DiscordSettings, LimitsSettings, PartySettings
@@ -307,7 +307,7 @@ async def test_the_deadline_starts_a_ready_party_and_closes_an_empty_one(fake: F
         await until_in_lobby(fake, lobby, "Bob")
         await fake.post(CAROL, "", files=[fake.upload(selfie)], reply_to=int(lobby["id"]))
         await until_in_lobby(fake, lobby, "Carol")
-        await until(lambda: len(run.studio.parties._timers) == 1)  # its deadline is armed
+        await until(lambda: len(run.studio.parties.deadlines()) == 1)  # its deadline is armed
         await clock.advance(9 * 60)
         assert lobby["components"] and run.engine.fused == [], "a minute before the deadline the lobby waits"
         await clock.advance(60)
@@ -317,7 +317,7 @@ async def test_the_deadline_starts_a_ready_party_and_closes_an_empty_one(fake: F
         assert "has started with Bob and Carol" in lobby["content"] and lobby["components"] == []
 
         lonely = await open_party(fake, DAVE)
-        await until(lambda: len(run.studio.parties._timers) == 1)
+        await until(lambda: len(run.studio.parties.deadlines()) == 1)
         await clock.advance(10 * 60)
         await fake.wait_for(lambda: lonely["content"].startswith("⌛ Time's up"))
         assert lonely["components"] == [] and len(run.engine.fused) == 1

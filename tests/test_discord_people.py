@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 from pydantic import SecretStr
 
-from bots.discord_bot import DiscordBot
+from bots.discord import DiscordBot
 from core import i18n, texts
 from core.config import DiscordSettings, LimitsSettings
 from core.engines.base import ImageEngine
@@ -106,7 +106,7 @@ async def test_settings_are_select_menus_and_reach_gemini(fake: FakeDiscord, tmp
             menu = await first_answer(fake, opened)
             assert menu["flags"] & EPHEMERAL, "settings are private"
             menus = selects(menu)
-            assert set(menus) == {f"pixme:setting:{k}" for k in ("model", "ratio", "size", "delivery")}
+            assert set(menus) == {f"pixme:setting:{k}" for k in ("model", "ratio", "size", "delivery", "variants")}
             assert chosen(menus["pixme:setting:model"]) == ["gemini-nano-banana-2.1"]
             pro = next(o for o in menus["pixme:setting:model"]["options"] if o["value"] == "gemini-3-pro-image")
             assert "+$" in (pro.get("description") or ""), "the price difference is shown"

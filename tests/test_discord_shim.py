@@ -1,4 +1,4 @@
-"""Pins the discord.py behaviour bots/discord_shim.py relies on (beyond its documented API)."""
+"""Pins the discord.py behaviour bots/discord/shim.py relies on (beyond its documented API)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from discord.gateway import DiscordWebSocket
 from discord.http import Route
 
-from bots import discord_shim
+from bots.discord import shim as discord_shim
 
 
 @pytest.fixture

@@ -22,8 +22,9 @@ class MemoryJobs:
         self.rows: dict[int, Job] = {}
 
     async def add_job(self, platform: str, chat_id: str, user_id: str, kind: str,
-                      payload: dict[str, Any], target: ReplyTarget) -> Job:
-        job = Job(len(self.rows) + 1, platform, chat_id, user_id, kind, payload, target, "queued")
+                      payload: dict[str, Any], target: ReplyTarget, *, pictures: int = 1) -> Job:
+        job = Job(len(self.rows) + 1, platform, chat_id, user_id, kind, payload, target, "queued",
+                  pictures=pictures)
         self.rows[job.id] = job
         return job
 
@@ -32,7 +33,8 @@ class MemoryJobs:
 
     async def update_job(self, job_id: int, *, status: JobStatus | None = None, result_node: int | None = None,
                          delivered_message: str | None = None, error: str | None = None,
-                         attempt: bool = False) -> None:
+                         attempt: bool = False, result_nodes: tuple[int, ...] | None = None,
+                         pictures: int | None = None) -> None:
         job = self.rows[job_id]
         self.rows[job_id] = dataclasses.replace(
             job, status=status or job.status, error=error or job.error, attempts=job.attempts + attempt)
@@ -186,6 +188,25 @@ async def test_cancel_drops_waiting_and_running_jobs_of_that_person_only(store: 
     work.finish("bob-1")
     await runner.wait_idle(5)
     assert [store.rows[i].status for i in (1, 2, 3)] == ["cancelled", "cancelled", "done"]
+
+
+async def test_each_cancelled_job_is_told_once_it_is_recorded(store: MemoryJobs, work: Work,
+                                                                clock: ManualClock) -> None:
+    told: list[tuple[str, str]] = []  # (name, its stored status when told)
+
+    async def on_cancelled(job: Job) -> None:
+        told.append((job.payload["name"], store.rows[job.id].status))
+
+    runner = JobRunner(store, work, concurrency=1, on_cancelled=on_cancelled, clock=clock)
+    await submit(runner, "ann", "ann-1")
+    await submit(runner, "ann", "ann-2")
+    await submit(runner, "bob", "bob-1")
+    await work.wait_started(1)
+    await runner.cancel_for("test", "ann")
+    assert sorted(told) == [("ann-1", "cancelled"), ("ann-2", "cancelled")], "bob's job is not touched"
+    await work.run_through(2)
+    await runner.wait_idle(5)
+    assert len(told) == 2
 
 
 async def test_a_requeued_job_keeps_its_place_and_dispatch_pauses_until_the_clock_says(

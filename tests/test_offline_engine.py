@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageEnhance, ImageOps
 
-from core.engines.base import BadRequest, EngineResult, ImageEngine, Portrait, Unsupported
+from core.engines.base import BadRequest, EngineError, EngineResult, ImageEngine, Portrait, Unsupported
 from core.engines.offline import (
     OFFLINE_EDIT_HELP,
     EditOp,
@@ -685,9 +685,10 @@ async def test_stylize_does_not_block_the_event_loop(selfie_1024: bytes) -> None
     pool.shutdown()
 
 
-async def test_check_and_aclose() -> None:
+async def test_check_and_aclose(selfie_1024: bytes) -> None:
     engine = OfflineEngine()
     assert await engine.check() is None
     await engine.aclose()
-    with pytest.raises(RuntimeError):
-        engine._executor.submit(lambda: None)  # its own pool is shut down
+    with pytest.raises(EngineError) as refused:
+        await engine.stylize(selfie_1024, style("anime"))
+    assert isinstance(refused.value.__cause__, RuntimeError), "its own pool is shut down: it takes no more work"

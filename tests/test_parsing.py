@@ -38,7 +38,7 @@ USERNAMES = st.text(alphabet=string.ascii_letters + string.digits + "_", min_siz
 
 
 def _parse():  # type: ignore[no-untyped-def]
-    from bots.telegram_bot import parse_command
+    from bots.telegram.bot import parse_command
 
     return parse_command
 

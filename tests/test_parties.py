@@ -63,7 +63,7 @@ class World:
 
 async def deadlines_pass(w: World, clock: ManualClock, minutes: float) -> None:
     """Move the clock on by `minutes` and wait until every lobby deadline it reached has been handled."""
-    timers = list(w.studio.parties._timers.values())
+    timers = w.studio.parties.deadlines()
     await clock.wait_for_sleepers(len(timers))  # every deadline is armed on the clock
     await clock.advance(minutes * 60)
     _, pending = await asyncio.wait(timers, timeout=10)
@@ -72,11 +72,11 @@ async def deadlines_pass(w: World, clock: ManualClock, minutes: float) -> None:
 
 
 async def make_world(data_dir: Path, party: PartySettings | None = None, clock: Clock = SYSTEM_CLOCK,
-                     engine: FakeEngine | None = None) -> World:
+                     engine: FakeEngine | None = None, limits: LimitsSettings | None = None) -> World:
     store, images = await open_stores(data_dir / "db.sqlite3")
     engine = engine or FakeEngine()
     studio = Studio(store=store, images=images, engine=engine,
-                    party=party or PartySettings(), clock=clock)
+                    party=party or PartySettings(), clock=clock, limits=limits)
     messenger = FakeMessenger()
     studio.attach("test", messenger)
     return World(studio, store, engine, messenger)
@@ -203,7 +203,7 @@ async def test_the_deadline_starts_a_full_enough_party_and_closes_an_empty_one(t
         await join_with_selfie(w, CY, selfie)
         await clock.wait_for_sleepers(1)
         await clock.advance(9 * 60)
-        assert w.engine.fused == [] and w.studio.parties._timers, "before its deadline the lobby waits"
+        assert w.engine.fused == [] and w.studio.parties.deadlines(), "before its deadline the lobby waits"
         await deadlines_pass(w, clock, 1)
         assert [p.name for p in w.engine.fused[0]] == ["Ben", "Cy"]
         assert any(s.kind == "image" for s in w.messenger.sent)
@@ -332,8 +332,7 @@ async def test_a_group_picture_drawn_while_a_member_is_forgotten_is_dropped(tmp_
 
 async def test_a_deadline_that_meets_the_days_limit_closes_the_lobby_with_it(tmp_path: Path, selfie: bytes) -> None:
     clock = ManualClock()
-    w = await make_world(tmp_path, PartySettings(deadline_minutes=10), clock)
-    w.studio.limits = LimitsSettings(daily_images=1)
+    w = await make_world(tmp_path, PartySettings(deadline_minutes=10), clock, limits=LimitsSettings(daily_images=1))
     try:
         await w.studio.parties.open(w.ctx(ADA), "")
         lobby = w.lobby()

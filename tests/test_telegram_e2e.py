@@ -375,4 +375,4 @@ async def test_a_failing_reply_never_escapes_into_the_library(run: Running,
     listing = await run.text_reply(ALICE_CHAT)
     assert listing.text is not None and listing.text.startswith("Styles:")
     assert not [r for r in caplog.records if "unhandled" in r.getMessage()], "PTB's error handler was reached"
-    assert any(r.name == "bots.telegram_bot" and "failed" in r.getMessage() for r in caplog.records)
+    assert any(r.name == "bots.telegram.bot" and "failed" in r.getMessage() for r in caplog.records)

@@ -62,8 +62,8 @@ async def test_an_outage_is_announced_once_and_the_saved_request_runs_when_the_s
     selfie = small_selfie(256)
     async with FakeTelegram() as tg, gemini_api.FakeGemini() as gem:
         settings = gemini_settings(tg, gem, tmp_path, retry_budget_s=0.2, request_timeout_s=5)
-        async with running_bot(tg, tmp_path, settings=settings) as run:
-            run.studio.breaker = CircuitBreaker(threshold=2, cooldown_s=0.3, max_cooldown_s=0.6)
+        breaker = CircuitBreaker(threshold=2, cooldown_s=0.3, max_cooldown_s=0.6)
+        async with running_bot(tg, tmp_path, settings=settings, breaker=breaker) as run:
             gem.fail_next(503, times=10_000)  # the image service is down
             photo_id = tg.send_photo(ALICE_CHAT, ALICE, selfie, caption="/zombie")
             notice = await run.text_reply(ALICE_CHAT)

@@ -18,12 +18,17 @@ from PIL import Image
 from telegram import Update
 from telegram.ext import AIORateLimiter, ContextTypes, TypeHandler
 
-from bots.cli import open_studio
-from bots.telegram_bot import TelegramBot, TelegramMessenger
+from bots.telegram import TelegramBot, TelegramMessenger
+from core.breaker import CircuitBreaker
+from core.clock import SYSTEM_CLOCK, Clock
 from core.config import Settings, load_settings
 from core.engines.base import ImageEngine
+from core.engines.factory import build_engine
+from core.intake_pool import Intake
 from core.requests import Messenger
 from core.studio import Studio
+from core.worker import FULL_DISK_RETRY_S
+from storage.backend import open_storage
 from tests.backends import storage_settings
 from tests.standins.telegram_api import Chat, FakeTelegram, SentMessage, User
 
@@ -85,8 +90,7 @@ class Running:
         """The next picture in `chat`, once what was being sent is recorded too: the bot links a message to its
         picture just after the platform accepts it, and a reply sent in between would find nothing to edit."""
         message = await self.tg.wait_for_message(is_photo, chat_id=chat.id, timeout=timeout)
-        if sending := set(self.studio._deliveries):
-            await asyncio.wait(sending, timeout=timeout)
+        await self.studio.worker.drain(timeout)
         return message
 
     async def text_reply(self, chat: Chat, timeout: float = 20.0) -> SentMessage:
@@ -107,9 +111,8 @@ class Running:
                 await asyncio.wait(albums)
             await self.studio.jobs.wait_idle()
             # Sends under way, and the queue's place-in-line notes (which delete themselves once moot).
-            pending = set(self.studio._deliveries) | set(self.studio.jobs._side_tasks)
-            if pending:
-                await asyncio.wait(pending)
+            await asyncio.gather(self.studio.worker.drain(), self.studio.jobs.wait_reported())
+            await self.bot.messenger.recorded()  # what each delivered photo is known by (inline sharing)
 
 
 def make_settings(tg: FakeTelegram, data_dir: Path, *, concurrency: int = 8,
@@ -126,13 +129,41 @@ def make_settings(tg: FakeTelegram, data_dir: Path, *, concurrency: int = 8,
 
 
 @contextlib.asynccontextmanager
+async def open_studio(settings: Settings, engine: ImageEngine | None, *, clock: Clock,
+                      breaker: CircuitBreaker | None, full_disk_retry_s: float) -> AsyncIterator[Studio]:
+    """`bots.cli.open_studio`'s wiring (the storage `[storage]` names: SQLite and image files under `dir`, or the
+    test's PostgreSQL database), with the studio's timings a test sets: a failed send is tried again as often,
+    sooner; its own clock and breaker."""
+    storage = await open_storage(settings.storage)
+    store = storage.store
+    engine = engine or build_engine(settings)
+    studio = Studio(store=store, images=storage.images, engine=engine,
+                    limits=settings.limits, access=settings.access, input_max_px=settings.engine.input_max_px,
+                    party=settings.party, intake=Intake(settings.intake),
+                    model_choices=settings.gemini.choices if engine.name == "gemini" else None,
+                    sizes=list(settings.gemini.sizes), variants=settings.gemini.variants,
+                    delivery_retry_delays=(0.05, 0.1, 0.2), full_disk_retry_s=full_disk_retry_s,
+                    breaker=breaker, clock=clock)
+    try:
+        yield studio
+    finally:
+        await studio.aclose()
+        await engine.aclose()
+        await store.close()
+
+
+@contextlib.asynccontextmanager
 async def running_bot(tg: FakeTelegram, data_dir: Path, *, engine: ImageEngine | None = None,
                       concurrency: int = 8, admins: list[str] | None = None,
-                      settings: Settings | None = None, **limits: Any) -> AsyncIterator[Running]:
-    """What `pixme run` does for Telegram: studio on SQLite, the bot started, unfinished jobs resumed."""
+                      settings: Settings | None = None, clock: Clock = SYSTEM_CLOCK,
+                      breaker: CircuitBreaker | None = None, full_disk_retry_s: float = FULL_DISK_RETRY_S,
+                      **limits: Any) -> AsyncIterator[Running]:
+    """What `pixme run` does for Telegram: studio on SQLite, the bot started, unfinished jobs resumed.
+    `clock` keeps the core's waits (party deadlines among them); `breaker` and `full_disk_retry_s` as the test
+    needs them."""
     settings = settings or make_settings(tg, data_dir, concurrency=concurrency, admins=admins, **limits)
-    async with open_studio(settings, engine) as studio:
-        studio._delivery_retry_delays = (0.05, 0.1, 0.2)  # a failed send is tried again as often, sooner
+    async with open_studio(settings, engine, clock=clock, breaker=breaker,
+                           full_disk_retry_s=full_disk_retry_s) as studio:
         bot = TelegramBot(settings.telegram, studio, engine_name=studio.engine.name)
         limiter = bot.application.bot.rate_limiter
         if isinstance(limiter, AIORateLimiter):

@@ -1,7 +1,7 @@
 """python-telegram-bot on our aiohttp transport, when the network misbehaves.
 
 The Bot API stand-in covers the happy paths and Bot API errors; these cover the wire itself, with the
-real `telegram.Bot` on `bots.telegram_http.AiohttpRequest` against small servers on 127.0.0.1: a Bot API
+real `telegram.Bot` on `bots.telegram.http.AiohttpRequest` against small servers on 127.0.0.1: a Bot API
 that never answers is a `TimedOut` (which the bot retries) rather than a hang, a closed port is a
 `NetworkError`, and a redirect is never followed, so the token in the URL cannot leave for another host.
 """
@@ -17,7 +17,7 @@ from aiohttp import web
 from telegram import Bot
 from telegram.error import NetworkError, TimedOut
 
-from bots.telegram_http import AiohttpRequest
+from bots.telegram.http import AiohttpRequest
 
 TOKEN = "7012345678:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"
 ME = {"ok": True, "result": {"id": 7012345678, "is_bot": True, "first_name": "Pix Me", "username": "pixme_bot"}}

@@ -280,9 +280,8 @@ async def test_the_deadline_starts_a_ready_party_and_closes_an_empty_one(tg: Fak
                                                                          selfie: bytes) -> None:
     engine = FakeEngine()
     settings = settings_for(tg, tmp_path, deadline_minutes=10)
-    async with running_bot(tg, tmp_path, engine=engine, settings=settings) as run:
-        clock = ManualClock()
-        run.studio.clock = run.studio.parties.clock = clock  # the parties' deadlines are kept on it
+    clock = ManualClock()
+    async with running_bot(tg, tmp_path, engine=engine, settings=settings, clock=clock) as run:  # deadlines on it
         lobby = await open_party(run, ALICE, "pixel")
         lonely_group = Chat(id=-100888, type="supergroup", title="Quiet")
         lonely = await open_party(run, DAVE, "", chat=lonely_group)
@@ -290,7 +289,7 @@ async def test_the_deadline_starts_a_ready_party_and_closes_an_empty_one(tg: Fak
         tg.send_photo(GROUP, CAROL, selfie, reply_to=lobby.message_id)
         await until_in_lobby(run, lobby, "Carol")
         await until_in_lobby(run, lobby, "Bob")
-        await until(lambda: len(run.studio.parties._timers) == 2)  # both deadlines armed
+        await until(lambda: len(run.studio.parties.deadlines()) == 2)  # both deadlines armed
         await clock.advance(9 * 60)
         assert lobby.buttons and engine.fused == [], "a minute before the deadline the lobby still waits"
         await clock.advance(60)

@@ -278,9 +278,8 @@ async def test_a_full_disk_at_the_result_says_so_keeps_the_job_and_delivers_once
         tg: FakeTelegram, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     FillsTheDisk.disk_full = False
     engine = FillsTheDisk()
-    async with running_bot(tg, tmp_path, engine=engine) as run:
+    async with running_bot(tg, tmp_path, engine=engine, full_disk_retry_s=0.2) as run:
         disk = FullDisk(run, monkeypatch)
-        run.studio.full_disk_retry_s = 0.2
 
         photo_id = tg.send_photo(ALICE_CHAT, ALICE, selfie_of(256), caption="/zombie")
         told = await run.text_reply(ALICE_CHAT)
@@ -305,9 +304,8 @@ async def test_a_full_disk_at_the_result_says_so_keeps_the_job_and_delivers_once
 async def test_a_result_waiting_for_space_survives_a_restart(tg: FakeTelegram, tmp_path: Path,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     FillsTheDisk.disk_full = False
-    async with running_bot(tg, tmp_path, engine=FillsTheDisk()) as run:
+    async with running_bot(tg, tmp_path, engine=FillsTheDisk(), full_disk_retry_s=0.2) as run:
         disk = FullDisk(run, monkeypatch)
-        run.studio.full_disk_retry_s = 0.2
         photo_id = tg.send_photo(ALICE_CHAT, ALICE, selfie_of(256), caption="/zombie")
         assert (await run.text_reply(ALICE_CHAT)).text == texts.STORAGE_FULL_KEPT
         await disk.tried(2)

@@ -203,7 +203,7 @@ async def test_the_token_never_reaches_the_logs(tmp_path: Path, selfie: bytes,
         redactor = configure_logging([token], level=logging.DEBUG)
         assert isinstance(redactor, RedactingFilter)
         # Make the HTTP client log every URL it calls (file URLs carry the token) to prove they are masked.
-        logging.getLogger("bots.telegram_http").setLevel(logging.DEBUG)
+        logging.getLogger("bots.telegram.http").setLevel(logging.DEBUG)
         async with running_bot(tg, tmp_path, engine=FakeEngine()) as run:
             tg.send_photo(ALICE_CHAT, ALICE, selfie, caption="/zombie")
             await run.photo_reply(ALICE_CHAT)

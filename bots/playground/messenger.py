@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from core import texts
-from core.actions import ExportPress, encode
+from core.actions import ExportPress, VariantPick, encode
 from core.requests import Button, ImageReply, Person, ReplyTarget
 from core.styles import Style
 
@@ -132,12 +132,14 @@ class PlaygroundMessenger:
 
     async def send_image(self, target: ReplyTarget, reply: ImageReply) -> str:
         """A result (or a history step): the picture, its caption, and the export buttons under it."""
+        return self._post(target.chat_id, self._image(target, reply))
+
+    def _image(self, target: ReplyTarget, reply: ImageReply) -> Event:
         mime = _served_mime(reply.mime)
         token = self.images.put(reply.image, mime)
-        return self._post(target.chat_id, {"kind": "image", "from": None, "text": reply.caption.strip(),
-                                           "reply_to": target.reply_to, "image": f"/images/{token}",
-                                           "mime": mime, "node": reply.node_id,
-                                           "exports": _export_buttons(reply.node_id)})
+        return {"kind": "image", "from": None, "text": reply.caption.strip(), "reply_to": target.reply_to,
+                "image": f"/images/{token}", "mime": mime, "node": reply.node_id,
+                "exports": _export_buttons(reply.node_id)}
 
     async def send_file(self, target: ReplyTarget, reply: ImageReply) -> str:
         """The picture as a file: shown, and downloadable byte for byte (metadata kept) under its own name."""
@@ -153,6 +155,15 @@ class PlaygroundMessenger:
     async def send_gallery(self, target: ReplyTarget, replies: list[ImageReply]) -> list[str]:
         """One message each, so each picture keeps its buttons and can be replied to."""
         return [await self.send_image(target, reply) for reply in replies]
+
+    async def send_album(self, target: ReplyTarget, replies: list[ImageReply]) -> list[str]:
+        """Pictures made together, as a grid: each its own message (with its buttons, replyable) sharing an
+        `album` the page lays out side by side, each with a button to continue from it."""
+        album = f"{self.boot}-album-{next(self._counter)}"
+        return [self._post(target.chat_id, {
+            **self._image(target, reply), "album": album,
+            "pick": {"label": texts.variant_label(number), "action": encode(VariantPick(reply.node_id))}})
+            for number, reply in enumerate(replies, start=1)]
 
     async def send_sticker(self, target: ReplyTarget, image: bytes) -> str:
         """A sticker: the 512 px WebP on its own, no bubble, with a link to save it."""

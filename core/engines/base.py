@@ -39,6 +39,9 @@ class RenderOptions:
     image_size: str | None = None
     persona: str = ""  # who the person is, in their own words; fits the picture, never the face
     language: str = "en"  # the language the person reads; the model's one-line commentary is written in it
+    # Varies the picture: each candidate of a request, and each Again, gets its own (the offline engine draws a
+    # visibly different one per seed; a model varies by itself). None: the engine's own choice.
+    seed: int | None = None
 
 
 @dataclass(frozen=True)

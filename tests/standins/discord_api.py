@@ -3,7 +3,7 @@
 It serves Discord's wire protocol on 127.0.0.1: the REST routes a bot uses (``/api/v10/...``, JSON and
 ``multipart/form-data`` with ``payload_json`` + ``files[n]``, Discord's error bodies and codes) and the
 gateway websocket (HELLO, heartbeats and ACKs, IDENTIFY -> READY + GUILD_CREATE, RESUME -> RESUMED,
-dispatches), plus a CDN for attachments. Point discord.py at it with ``[discord] api_url = dc.api_url``
+dispatches), plus a CDN for attachments and avatars. Point discord.py at it with ``[discord] api_url = dc.api_url``
 (the bot then finds ``dc.gateway_url`` through ``GET /gateway/bot``). Tests act as people and assert on
 what the bot posted::
 
@@ -837,6 +837,24 @@ class FakeDiscord:
     def set_permissions(self, person: Payload, permissions: int) -> None:
         """What `person` may do in the guild from now on (their member payloads carry it)."""
         self.permissions[person["id"]] = permissions
+
+    def set_avatar(self, person: Payload, data: bytes | None) -> None:
+        """The person's avatar from now on (None: Discord's default one), served on the CDN as Discord does
+        (`/avatars/<user id>/<hash>.png`, the URL discord.py builds from `Asset.BASE` = `cdn_url`)."""
+        if data is None:
+            person["avatar"] = None
+            return
+        avatar = secrets.token_hex(16)
+        person["avatar"] = avatar
+        with Image.open(io.BytesIO(data)) as image:  # the CDN serves the size asked for, as PNG
+            out = io.BytesIO()
+            image.convert("RGB").save(out, "PNG")
+        self.files[f"avatars/{person['id']}/{avatar}.png"] = (out.getvalue(), "image/png")
+
+    @property
+    def cdn_url(self) -> str:
+        """Where discord.py should fetch avatars from (`[discord] cdn_url`)."""
+        return f"{self.base}/cdn"
 
     def dm_channel(self, person: Payload) -> int:
         return self.dm_channels.setdefault(int(person["id"]), snowflake(self._ids))

@@ -11,7 +11,12 @@ chats, messages and files so tests can act as people and assert on what the bot 
 
 The token is never logged or printed (the access log is off; errors are logged by method name).
 
-Limitations: no channels, inline mode, topics, payments or external (cross-chat) replies; Markdown
+Inline mode: a person types `@bot query` (`send_inline_query`), the bot's answerInlineQuery is recorded
+(`wait_for_inline_answer`) and choosing a result posts it `via_bot` (`choose_inline_result`); profile photos
+(`set_profile_photos`, getUserProfilePhotos); the bot's own rights in a group (`set_bot_rights`, a
+my_chat_member update, getChatMember) and setChatPhoto, refused without can_change_info.
+
+Limitations: no channels, chosen_inline_result feedback, topics, payments or external (cross-chat) replies; Markdown
 parse modes are not validated (HTML is, roughly); text limits count code points; general group
 commands always reach the bot in privacy mode (Telegram's "last bot to speak" rule is not modelled);
 no real flood control (use ``fail_next``); callback queries never expire. Harness methods must be
@@ -48,6 +53,8 @@ TEXT_LIMIT = 4096
 CAPTION_LIMIT = 1024
 CALLBACK_DATA_LIMIT = 64
 CALLBACK_ANSWER_LIMIT = 200
+INLINE_RESULTS_LIMIT = 50
+INLINE_CACHE_DEFAULT = 300  # what Telegram keeps an inline answer for when cache_time is left out
 PHOTO_SIDES = (90, 320, 800, 1280)  # thumbnails Telegram derives (long side), smaller than the original
 PHOTO_MAX_SIDE = 2560  # Telegram stores bot photos at most this big
 CHAT_ACTIONS = frozenset({
@@ -68,11 +75,12 @@ _STRING_FIELDS = frozenset({
     "text", "caption", "data", "callback_query_id", "file_id", "action", "parse_mode", "emoji", "title",
     "description", "short_description", "name", "url", "query", "inline_message_id", "language_code",
     "photo", "document", "sticker", "secret_token", "message_effect_id", "business_connection_id",
+    "inline_query_id", "next_offset", "photo_file_id", "start_parameter",
 })
 # Fields that hold JSON even inside a JSON body when given as a string.
 _JSON_FIELDS = frozenset({
     "reply_markup", "reply_parameters", "entities", "caption_entities", "media", "commands", "scope",
-    "allowed_updates", "link_preview_options", "message_ids",
+    "allowed_updates", "link_preview_options", "message_ids", "results", "button",
 })
 
 _METHODS = [
@@ -82,6 +90,7 @@ _METHODS = [
     "deleteMessage", "deleteMessages", "answerCallbackQuery", "getFile", "getChat", "getChatMember",
     "setMyCommands", "getMyCommands", "deleteMyCommands", "setMyDescription", "setMyShortDescription",
     "setMyName", "setChatMenuButton", "getChatMenuButton",
+    "answerInlineQuery", "getUserProfilePhotos", "setChatPhoto",
 ]
 _CANONICAL = {name.lower(): name for name in _METHODS}
 
@@ -286,8 +295,9 @@ class FakeTelegram:
     # The token is shaped like a real one (`pixme run` refuses one that is not, before connecting).
     def __init__(self, token: str = "123456:AAE-TEST-TOKEN-abcdefghij_klmnopqrs",
                  bot_username: str = "pixme_test_bot", bot_id: int = 123456, *, bot_name: str = "Pix Me Test",
-                 privacy_mode: bool = True) -> None:
+                 privacy_mode: bool = True, inline_mode: bool = False) -> None:
         self.token = token
+        self.inline_mode = inline_mode  # BotFather's /setinline: without it no inline queries arrive
         self.bot_username = bot_username
         self.bot_id = bot_id
         self.bot_name = bot_name
@@ -327,6 +337,12 @@ class FakeTelegram:
         self._members: dict[tuple[int, int], str] = {}  # (chat, user) -> status, once seen or set
         self._users: dict[int, User] = {}
         self._closing = False
+        self.inline_answers: list[dict[str, Any]] = []  # every answerInlineQuery accepted, in order
+        self._inline_queries: dict[str, tuple[int, bool]] = {}  # query id -> (asker, answered)
+        self._inline_results: dict[tuple[str, str], dict[str, Any]] = {}  # (query id, result id) -> result
+        self._profile_photos: dict[int, list[list[dict[str, Any]]]] = {}  # user -> photos (sizes), newest first
+        self._rights: dict[tuple[int, int], dict[str, bool]] = {}  # (chat, user) -> an admin's rights
+        self.chat_photos: dict[int, bytes] = {}  # chat -> the photo the bot set (setChatPhoto)
 
     def __repr__(self) -> str:
         return f"FakeTelegram(@{self.bot_username}, port={self._port})"
@@ -480,6 +496,76 @@ class FakeTelegram:
     def message(self, chat_id: int, message_id: int) -> dict[str, Any]:
         """The stored Message JSON (with reply_to_message), as the bot would see it now."""
         return self._full(chat_id, message_id)
+
+    # -- inline mode, profile photos, the bot's rights ---------------------------------------------------
+
+    def send_inline_query(self, user: User, query: str = "", *, offset: str = "",
+                          chat_type: str = "sender") -> str:
+        """A person types `@bot <query>` in some chat; returns the inline query id."""
+        if not self.inline_mode:
+            raise ValueError("inline mode is off for this bot (BotFather's /setinline)")
+        query_id = str(secrets.randbits(62))
+        self._inline_queries[query_id] = (user.id, False)
+        self._users[user.id] = user
+        self._push_update("inline_query", {"id": query_id, "from": user.to_json(), "query": query,
+                                           "offset": offset, "chat_type": chat_type})
+        return query_id
+
+    async def wait_for_inline_answer(self, query_id: str, timeout: float = 10.0) -> dict[str, Any]:
+        """The bot's answerInlineQuery for the query `send_inline_query` returned `query_id` for."""
+
+        def ready() -> dict[str, Any] | None:
+            return next((a for a in self.inline_answers if a.get("inline_query_id") == query_id), None)
+
+        return await self._wait(ready, timeout, f"the answer to inline query {query_id}")
+
+    def choose_inline_result(self, chat: Chat, user: User, query_id: str, result_id: str) -> int:
+        """The person picks a result of an answered inline query: it is posted in `chat` as their message,
+        `via_bot`; returns its message_id. (Bots get messages sent via them, privacy mode or not.)"""
+        result = self._inline_results.get((query_id, result_id))
+        if result is None:
+            raise ValueError(f"inline query {query_id} was not answered with a result {result_id!r}")
+        if result["type"] != "photo" or "photo_file_id" not in result:
+            raise ValueError("the stand-in posts cached photos only")
+        content: dict[str, Any] = {"photo": self._photo_groups[result["photo_file_id"]], "via_bot": self.bot_user}
+        self._caption_content(content, result.get("caption"))
+        if chat.id not in self._chats:
+            self.add_chat(chat, user)
+        message_id = self._new_message_id(chat.id)
+        data = {"message_id": message_id, "from": user.to_json(), "date": int(time.time()),
+                "chat": dict(self._chats[chat.id]), **content}
+        self._messages[(chat.id, message_id)] = _Stored(data, None, from_bot=False)
+        self._seen(chat.id, user)
+        self._push_update("message", self._full(chat.id, message_id))
+        return message_id
+
+    def photo_bytes(self, file_id: str) -> bytes:
+        """The bytes Telegram keeps for a photo size (the largest size is the photo as sent)."""
+        return self._files[file_id].data
+
+    def set_profile_photos(self, user: User, images: list[bytes]) -> None:
+        """The person's profile pictures, newest first ([]: none, or hidden from bots by their privacy)."""
+        self._users[user.id] = user
+        self._profile_photos[user.id] = [self._make_photo(image, reencode=True) for image in images]
+
+    def profile_photos(self, user: User) -> list[list[dict[str, Any]]]:
+        """The person's profile photos as getUserProfilePhotos describes them (PhotoSize lists, newest first)."""
+        return list(self._profile_photos.get(user.id, []))
+
+    def set_bot_rights(self, chat: Chat, status: str = "administrator", *, can_change_info: bool = True) -> None:
+        """Make the bot a "member" or an "administrator" (with or without can_change_info) of a group, as its
+        admins do in the app; the bot hears it as a my_chat_member update."""
+        if chat.id not in self._chats:
+            self.add_chat(chat)
+        old = self._member_json(chat.id, self.bot_id)
+        self._members[(chat.id, self.bot_id)] = status
+        self._rights[(chat.id, self.bot_id)] = {"can_change_info": can_change_info}
+        someone = next((u for (c, uid), s in self._members.items() if c == chat.id and s == "creator"
+                        and (u := self._users.get(uid)) is not None), None)
+        self._push_update("my_chat_member", {
+            "chat": dict(self._chats[chat.id]), "from": (someone or User(1, "Admin")).to_json(),
+            "date": int(time.time()), "old_chat_member": old,
+            "new_chat_member": self._member_json(chat.id, self.bot_id)})
 
     # -- what the bot did --------------------------------------------------------------------------
 
@@ -1091,6 +1177,8 @@ class FakeTelegram:
             kind = item.get("type") if isinstance(item, dict) else None
             if kind not in ("photo", "document"):
                 raise _bad("unsupported media type in the album (the stand-in knows photo and document)")
+            if not item.get("media"):  # each item names its file: attach://<part>, or a file_id
+                raise _bad("wrong file identifier/HTTP URL specified")
             upload, existing = self._input_file(params, files, "media", item.get("media"), kind=kind)
             caption = self._caption(item.get("caption"), item.get("parse_mode") or params.get("parse_mode"))
             prepared.append((kind, upload, existing, caption, item))
@@ -1268,7 +1356,7 @@ class FakeTelegram:
 
     async def _api_getMe(self, params: dict[str, Any], files: dict[str, Upload]) -> dict[str, Any]:
         return {**self.bot_user, "can_join_groups": True,
-                "can_read_all_group_messages": not self.privacy_mode, "supports_inline_queries": False,
+                "can_read_all_group_messages": not self.privacy_mode, "supports_inline_queries": self.inline_mode,
                 "can_connect_to_business": False, "has_main_web_app": False}
 
     async def _api_getChat(self, params: dict[str, Any], files: dict[str, Upload]) -> dict[str, Any]:
@@ -1279,13 +1367,17 @@ class FakeTelegram:
         chat_id = self._chat_id(params)
         user_id = self._int(params, "user_id")
         assert user_id is not None
-        user = self._users.get(user_id)
-        status = self._members.get((chat_id, user_id))
-        if user is None or status is None:
+        if user_id != self.bot_id and (user_id not in self._users or (chat_id, user_id) not in self._members):
             if self._chats[chat_id]["type"] == "private":
                 raise _bad("member not found")
             raise _bad("PARTICIPANT_ID_INVALID")
-        member: dict[str, Any] = {"status": status, "user": user.to_json()}
+        return self._member_json(chat_id, user_id)
+
+    def _member_json(self, chat_id: int, user_id: int) -> dict[str, Any]:
+        """A ChatMember; the bot is a plain member of every chat it is in until `set_bot_rights`."""
+        user = self.bot_user if user_id == self.bot_id else self._users[user_id].to_json()
+        status = self._members.get((chat_id, user_id), "member")
+        member: dict[str, Any] = {"status": status, "user": user}
         if status == "creator":
             member["is_anonymous"] = False
         elif status == "administrator":
@@ -1295,7 +1387,73 @@ class FakeTelegram:
             member.update(dict.fromkeys(
                 ("can_manage_chat", "can_delete_messages", "can_manage_video_chats", "can_change_info",
                  "can_invite_users", "can_pin_messages"), True))
+            member.update(self._rights.get((chat_id, user_id), {}))
         return member
+
+    def _may_change_info(self, chat_id: int, user_id: int) -> bool:
+        member = self._member_json(chat_id, user_id)
+        return member["status"] == "creator" or bool(member.get("can_change_info"))
+
+    async def _api_answerInlineQuery(self, params: dict[str, Any], files: dict[str, Upload]) -> bool:
+        query_id = str(params.get("inline_query_id") or "")
+        asked = self._inline_queries.get(query_id)
+        if asked is None or asked[1]:
+            raise _bad(QUERY_TOO_OLD.removeprefix("Bad Request: "))
+        results = params.get("results")
+        if not isinstance(results, list):
+            raise _bad("can't parse inline query results JSON object")
+        if len(results) > INLINE_RESULTS_LIMIT:
+            raise _bad("RESULTS_TOO_MUCH")
+        seen: set[str] = set()
+        for result in results:
+            result_id = str(result.get("id") or "") if isinstance(result, dict) else ""
+            if not 1 <= len(result_id.encode()) <= 64 or result_id in seen:
+                raise _bad("RESULT_ID_INVALID" if result_id not in seen else "RESULT_ID_DUPLICATE")
+            seen.add(result_id)
+            if result.get("type") != "photo":
+                raise _bad("the stand-in answers inline queries with photos only")
+            file_id = result.get("photo_file_id")
+            if file_id is not None:
+                file = self._files.get(str(file_id))
+                if file is None or file.kind != "photo":
+                    raise _bad("PHOTO_INVALID")
+            elif not str(result.get("photo_url") or "").startswith("https://"):
+                raise _bad("PHOTO_URL_INVALID")
+        button = params.get("button")
+        if button is not None and (not isinstance(button, dict) or not button.get("text") or not re.fullmatch(
+                r"[A-Za-z0-9_-]{1,64}", str(button.get("start_parameter") or ""))):
+            raise _bad("BUTTON_INVALID")
+        cache_time = self._int(params, "cache_time", required=False)
+        self._inline_queries[query_id] = (asked[0], True)
+        for result in results:
+            self._inline_results[(query_id, str(result["id"]))] = result
+        self.inline_answers.append({**params, "cache_time": INLINE_CACHE_DEFAULT if cache_time is None
+                                    else cache_time, "is_personal": self._bool(params, "is_personal")})
+        return True
+
+    async def _api_getUserProfilePhotos(self, params: dict[str, Any],
+                                        files: dict[str, Upload]) -> dict[str, Any]:
+        user_id = self._int(params, "user_id")
+        assert user_id is not None
+        if user_id not in self._users and user_id not in self._private_users:
+            raise _bad("user not found")
+        offset = self._int(params, "offset", required=False) or 0
+        limit = min(max(self._int(params, "limit", required=False) or 100, 1), 100)
+        photos = self._profile_photos.get(user_id, [])
+        return {"total_count": len(photos), "photos": photos[offset:offset + limit]}
+
+    async def _api_setChatPhoto(self, params: dict[str, Any], files: dict[str, Upload]) -> bool:
+        chat_id = self._writable_chat(params)
+        if self._chats[chat_id]["type"] == "private":
+            raise _bad("chat photo can't be changed in private chats")
+        if not self._may_change_info(chat_id, self.bot_id):
+            raise _bad("not enough rights to change chat photo")
+        upload = files.get("photo")
+        if upload is None:
+            raise _bad("photo must be uploaded as an InputFile")
+        self._make_photo(upload.data, reencode=True)  # refuses what isn't a picture, like Telegram
+        self.chat_photos[chat_id] = upload.data
+        return True
 
     async def _api_logOut(self, params: dict[str, Any], files: dict[str, Upload]) -> bool:
         return True

@@ -133,6 +133,7 @@ function onHello(hello) {
     : "Set GEMINI_API_KEY to use Gemini; the offline engine understands a fixed set of edits.";
   setStatus("online", "connected");
   for (const { el } of state.messages.values()) el.remove();
+  for (const grid of $("log").querySelectorAll(".album")) grid.remove();
   state.messages.clear();
   for (const message of hello.history) addMessage(message, false);
   scrollDown();
@@ -217,6 +218,7 @@ function render(m) {
   if (m.kind === "file") bubble.append(fileRow(m.file));
   if (m.text) bubble.append(el("div", "text", m.text));
   if (m.kind === "image") bubble.append(resultActions(m), exportRow(m));
+  if (m.pick) bubble.append(pickRow(m));
   if (m.kind === "photo" && m.image) bubble.append(photoActions(m));
   if (m.kind === "file" && m.node > 0) bubble.append(fileActions(m));
   if (m.kind === "menu") bubble.append(styleMenu(m));
@@ -345,8 +347,25 @@ function addMessage(m, scroll = true) {
   if (!m.from && m.reply_to) clearWorking(m.reply_to);
   const log = $("log");
   const firstWorking = log.querySelector(".working");
-  log.insertBefore(node, firstWorking);
+  if (m.album) {  // pictures made together (variants, a style pack): side by side in one grid
+    let grid = log.querySelector(`.album[data-album="${CSS.escape(m.album)}"]`);
+    if (!grid) {
+      grid = el("div", "album");
+      grid.dataset.album = m.album;
+      log.insertBefore(grid, firstWorking);
+    }
+    grid.append(node);
+  } else {
+    log.insertBefore(node, firstWorking);
+  }
   if (scroll) scrollDown();
+}
+
+// One picture of several made together: continue from this one (it comes out as a result of its own).
+function pickRow(m) {
+  const row = el("div", "actions pick");
+  row.append(button(m.pick.label, () => send("press", { message: m.id, action: m.pick.action }), "btn primary"));
+  return row;
 }
 function updateMessage(m) {
   const item = state.messages.get(m.id);

@@ -14,10 +14,11 @@ import numpy as np
 
 from core.engines.base import BadRequest, EngineError, EngineResult, Portrait, RenderOptions, Unsupported
 from core.engines.offline.edits import apply_edits, edit_commentary, parse_edit
-from core.engines.offline.faces import MAX_FUSE_PEOPLE, get_cascades, main_face
+from core.engines.offline.faces import MAX_FUSE_PEOPLE, dlib_available, get_cascades, main_face
 from core.engines.offline.filters import Array, fit
 from core.engines.offline.fusion import fuse_array
 from core.engines.offline.styles import PIPELINES, PNG_STYLES, stylize_array
+from core.engines.offline.variation import vary
 from core.i18n import N_, _
 from core.styles import Style
 
@@ -98,13 +99,14 @@ class OfflineEngine:
             max_workers=2, thread_name_prefix="pixme-offline")
         self._seed = rng_seed
 
-    def _rng(self, *data: bytes) -> np.random.Generator:
+    def _rng(self, *data: bytes, seed: int | None = None) -> np.random.Generator:
+        """The same picture for the same input; a request's `seed` (a variant, an Again) draws another."""
         if self._seed is not None:
-            return np.random.default_rng(self._seed)
+            return np.random.default_rng(self._seed if seed is None else [self._seed, seed])
         crc = 0
         for d in data:
             crc = zlib.crc32(d, crc)
-        return np.random.default_rng(crc)
+        return np.random.default_rng(crc if seed is None else [crc, seed])
 
     async def _run(self, fn: Callable[[], EngineResult]) -> EngineResult:
         loop = asyncio.get_running_loop()
@@ -123,10 +125,13 @@ class OfflineEngine:
     async def stylize(self, selfie: bytes, style: Style, *, options: RenderOptions | None = None) -> EngineResult:
         if style.id not in PIPELINES:
             raise Unsupported(_("The offline engine has no {style} style yet.").format(style=style.name))
-        rng = self._rng(selfie, style.id.encode())
+        seed = options.seed if options else None
+        rng = self._rng(selfie, style.id.encode(), seed=seed)
 
         def work() -> EngineResult:
             rgb, _alpha = decode_image(selfie)
+            if seed is not None:  # another take: a new seed alone would only redraw the noise
+                rgb = vary(rgb, rng)
             out = crop_to_ratio(stylize_array(rgb, style.id, rng), options.aspect_ratio if options else None)
             data, mime = encode_image(out, style.id in PNG_STYLES)
             quip = _(style.quips[int(rng.integers(len(style.quips)))]) if style.quips else _("Here you are!")
@@ -137,9 +142,12 @@ class OfflineEngine:
     async def edit(self, image: bytes, instruction: str, *, identity: bytes | None = None,
                    options: RenderOptions | None = None) -> EngineResult:
         ops = parse_edit(instruction)
+        seed = options.seed if options else None
 
         def work() -> EngineResult:
             rgb, was_png = decode_image(image)
+            if seed is not None:  # Again on an edit: the same change, on another take of the picture
+                rgb = vary(rgb, self._rng(image, instruction.encode(), seed=seed))
             ident = None
             if identity:
                 try:
@@ -177,6 +185,12 @@ class OfflineEngine:
         return await self._run(work)
 
     async def check(self) -> str | None:
+        # Loading dlib's models takes ~0.3 s: off the event loop (and ready before the first picture).
+        if await asyncio.get_running_loop().run_in_executor(self._executor, dlib_available):
+            return None
+        if get_cascades() is not None:
+            return ("dlib's face model did not load (dlib-bin / face-recognition-models missing?): the offline "
+                    "engine falls back to OpenCV's Haar cascades, which can take a raised hand for a face.")
         if get_cascades() is None:
             return ("OpenCV's Haar face cascades are missing (opencv-python-headless 5.x?): the offline "
                     "engine will place accessories and crops at a default position.")

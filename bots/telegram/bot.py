@@ -8,77 +8,59 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import hashlib
 import logging
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 from telegram import (
-    Bot,
     BotCommand,
     Document,
-    InlineKeyboardButton,
-    InlineKeyboardMarkup,
-    InputFile,
-    InputMediaPhoto,
+    InlineQueryResultCachedPhoto,
+    InlineQueryResultsButton,
     Message,
-    ReplyParameters,
     Update,
 )
 from telegram import Chat as TgChat
 from telegram import User as TgUser
-from telegram.constants import ChatAction, ChatMemberStatus
-from telegram.error import BadRequest, Forbidden, TelegramError
+from telegram.constants import ChatMemberStatus
+from telegram.error import TelegramError
 from telegram.ext import (
     AIORateLimiter,
     Application,
     ApplicationBuilder,
     CallbackQueryHandler,
+    ChatMemberHandler,
     ContextTypes,
+    InlineQueryHandler,
     MessageHandler,
     filters,
 )
 
-from bots.telegram_http import AiohttpRequest
+from bots.telegram.http import AiohttpRequest
+from bots.telegram.messenger import TelegramMessenger, may_change_info
 from core import i18n, texts
-from core.actions import ExportPress, encode
+from core.actions import StyleChoice, parse
 from core.commands import COMMANDS, Commands, Typed
 from core.config import TelegramSettings
 from core.i18n import _
-from core.requests import (
-    Button,
-    Chat,
-    Context,
-    DeliveryRefused,
-    ImageReply,
-    Person,
-    PhotoRef,
-    ReplyTarget,
-)
+from core.requests import Chat, Context, Person, PhotoRef, ReplyTarget
+from core.sharing import NoProfilePhoto
 from core.studio import Studio
-from core.styles import STYLES, Style, get_style
+from core.styles import STYLES, get_style
 
 log = logging.getLogger(__name__)
 
 PLATFORM = "telegram"
-CAPTION_LIMIT = 1024
-ALBUM_LIMIT = 10  # photos in one sendMediaGroup
-TEXT_LIMIT = 4096
-CALLBACK_DATA_LIMIT = 64  # bytes, Telegram's limit for callback_data
 CALLBACK_ANSWER_LIMIT = 200
-STYLE_BUTTON_PREFIX = "style:"
-ACTION_BUTTON_PREFIX = "do:"
-LONG_ACTION_PREFIX = "k:"  # an action too long for callback_data, kept in memory under a hash
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".heic", ".heif", ".tif", ".tiff", ".bmp")
-# sendPhoto refuses some images (too big, odd dimensions); those still go out as a file.
-_PHOTO_REFUSALS = ("PHOTO_INVALID_DIMENSIONS", "PHOTO_SAVE_FILE_INVALID", "IMAGE_PROCESS_FAILED")
 _ADMIN_STATUSES = (ChatMemberStatus.OWNER, ChatMemberStatus.ADMINISTRATOR)
+INLINE_CACHE_S = 30  # Telegram may show an inline answer again for this long (it is personal: not to others)
+INLINE_START = "share"  # what /start carries when the empty inline list's button opens the bot
+ALLOWED_UPDATES = ["message", "callback_query", "inline_query", "my_chat_member"]
 
 
 AnyApplication = Application[Any, Any, Any, Any, Any, Any]
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -169,201 +151,6 @@ class _Album:
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
 
 
-def _chunks(text: str, size: int = TEXT_LIMIT) -> list[str]:
-    """Split long text into messages, preferring line breaks, then spaces."""
-    parts: list[str] = []
-    while len(text) > size:
-        cut = text.rfind("\n", 0, size)
-        if cut <= size // 2:
-            cut = text.rfind(" ", 0, size)
-        if cut <= size // 2:
-            cut = size
-        parts.append(text[:cut].rstrip())
-        text = text[cut:].lstrip()
-    if text.strip():
-        parts.append(text)
-    return parts
-
-
-def _extension(mime: str) -> str:
-    return {"image/png": "png", "image/webp": "webp"}.get(mime, "jpg")
-
-
-async def _refusing(call: Awaitable[T]) -> T:
-    """Run a Bot API call; a chat that will never accept messages becomes `DeliveryRefused`."""
-    try:
-        return await call
-    except Forbidden as exc:  # blocked by the person, kicked from the group, deactivated account
-        raise DeliveryRefused(exc.message) from exc
-    except BadRequest as exc:
-        if "chat not found" in exc.message.lower():
-            raise DeliveryRefused(exc.message) from exc
-        raise
-
-
-class TelegramMessenger:
-    """Implements `core.requests.Messenger` with Bot API calls."""
-
-    def __init__(self, bot: Callable[[], Bot]) -> None:
-        self._get_bot = bot
-        self._long_actions: OrderedDict[str, str] = OrderedDict()
-
-    @property
-    def _bot(self) -> Bot:
-        return self._get_bot()
-
-    @staticmethod
-    def _reply(target: ReplyTarget, to: str | None = None) -> ReplyParameters | None:
-        message_id = to or target.reply_to
-        if message_id is None:
-            return None
-        return ReplyParameters(message_id=int(message_id), allow_sending_without_reply=True)
-
-    async def send_image(self, target: ReplyTarget, reply: ImageReply) -> str:
-        caption = reply.caption.strip()
-        fits = len(caption) <= CAPTION_LIMIT
-        upload = InputFile(reply.image, filename=f"pixme-{reply.node_id}.{_extension(reply.mime)}")
-        chat_id = int(target.chat_id)
-        markup = self._export_keyboard(reply.node_id)
-        try:
-            sent = await _refusing(self._bot.send_photo(
-                chat_id=chat_id, photo=upload, caption=caption if fits else None,
-                reply_parameters=self._reply(target), reply_markup=markup))
-        except BadRequest as exc:
-            if not any(code in exc.message for code in _PHOTO_REFUSALS):
-                raise
-            log.info("telegram: sendPhoto refused the image (%s); sending it as a file", exc.message)
-            upload = InputFile(reply.image, filename=f"pixme-{reply.node_id}.{_extension(reply.mime)}")
-            sent = await _refusing(self._bot.send_document(
-                chat_id=chat_id, document=upload, caption=caption if fits else None,
-                reply_parameters=self._reply(target), reply_markup=markup))
-        if not fits:
-            # Commentary longer than a caption may be goes underneath, replying to the picture.
-            for part in _chunks(caption):
-                await _refusing(self._bot.send_message(
-                    chat_id=chat_id, text=part, reply_parameters=self._reply(target, str(sent.message_id))))
-        return str(sent.message_id)
-
-    async def send_gallery(self, target: ReplyTarget, replies: list[ImageReply]) -> list[str]:
-        """An album (sendMediaGroup, up to 10 a message): every photo is its own message, captioned and
-        replyable; albums carry no buttons, which the step captions make up for. One picture, or an album
-        Telegram refuses, goes out one photo at a time."""
-        if len(replies) < 2:
-            return [await self.send_image(target, reply) for reply in replies]
-        sent: list[str] = []
-        for start in range(0, len(replies), ALBUM_LIMIT):
-            chunk = replies[start:start + ALBUM_LIMIT]
-            if len(chunk) == 1:
-                sent.append(await self.send_image(target, chunk[0]))
-                continue
-            media = [InputMediaPhoto(InputFile(r.image, filename=f"pixme-{r.node_id}.{_extension(r.mime)}"),
-                                     caption=r.caption.strip()[:CAPTION_LIMIT] or None) for r in chunk]
-            try:
-                messages = await _refusing(self._bot.send_media_group(
-                    chat_id=int(target.chat_id), media=media, reply_parameters=self._reply(target)))
-            except BadRequest as exc:
-                log.info("telegram: sendMediaGroup refused the album (%s); sending the photos one by one",
-                         exc.message)
-                sent += [await self.send_image(target, reply) for reply in chunk]
-                continue
-            sent += [str(message.message_id) for message in messages]
-        return sent
-
-    def _export_keyboard(self, node_id: int) -> InlineKeyboardMarkup | None:
-        """Sticker / profile picture / original, under a result (the node id survives restarts)."""
-        if node_id <= 0:
-            return None
-        return self._keyboard([self._button(Button(label, encode(ExportPress(kind, node_id))))
-                               for label, kind in texts.export_buttons()], per_row=3)
-
-    async def send_file(self, target: ReplyTarget, reply: ImageReply) -> str:
-        """sendDocument: Telegram keeps the bytes (full resolution, provenance metadata) as they are."""
-        caption = reply.caption.strip()
-        name = reply.file_name or f"pixme-{reply.node_id}.{_extension(reply.mime)}"
-        sent = await _refusing(self._bot.send_document(
-            chat_id=int(target.chat_id), document=InputFile(reply.image, filename=name),
-            caption=caption[:CAPTION_LIMIT] or None, reply_parameters=self._reply(target)))
-        return str(sent.message_id)
-
-    async def send_sticker(self, target: ReplyTarget, image: bytes) -> str:
-        sent = await _refusing(self._bot.send_sticker(
-            chat_id=int(target.chat_id), sticker=InputFile(image, filename="pixme-sticker.webp"), emoji="🖼",
-            reply_parameters=self._reply(target)))
-        return str(sent.message_id)
-
-    async def send_text(self, target: ReplyTarget, text: str) -> str:
-        first: str | None = None
-        for part in _chunks(text) or ["…"]:
-            sent = await _refusing(self._bot.send_message(
-                chat_id=int(target.chat_id), text=part, reply_parameters=self._reply(target)))
-            first = first or str(sent.message_id)
-        assert first is not None
-        return first
-
-    async def send_style_menu(self, target: ReplyTarget, text: str, styles: list[Style]) -> str:
-        buttons = [InlineKeyboardButton(s.label, callback_data=STYLE_BUTTON_PREFIX + s.id) for s in styles]
-        return await self._send_keyboard(target, text, buttons, per_row=2)
-
-    async def send_buttons(self, target: ReplyTarget, text: str, buttons: list[Button]) -> str:
-        return await self._send_keyboard(target, text, [self._button(b) for b in buttons], per_row=1)
-
-    async def _send_keyboard(self, target: ReplyTarget, text: str, buttons: list[InlineKeyboardButton],
-                             per_row: int) -> str:
-        sent = await _refusing(self._bot.send_message(
-            chat_id=int(target.chat_id), text=text[:TEXT_LIMIT], reply_markup=self._keyboard(buttons, per_row),
-            reply_parameters=self._reply(target)))
-        return str(sent.message_id)
-
-    def _button(self, button: Button) -> InlineKeyboardButton:
-        return InlineKeyboardButton(button.label, callback_data=self.callback_data(button.action))
-
-    @staticmethod
-    def _keyboard(buttons: list[InlineKeyboardButton], per_row: int) -> InlineKeyboardMarkup:
-        return InlineKeyboardMarkup([buttons[i:i + per_row] for i in range(0, len(buttons), per_row)])
-
-    async def edit_text(self, target: ReplyTarget, message_id: str, text: str,
-                        buttons: list[Button] | None = None) -> None:
-        markup = self._keyboard([self._button(b) for b in buttons], per_row=1) if buttons else None
-        try:
-            await _refusing(self._bot.edit_message_text(
-                chat_id=int(target.chat_id), message_id=int(message_id), text=text[:TEXT_LIMIT],
-                reply_markup=markup))
-        except BadRequest as exc:
-            if "not modified" not in exc.message.lower():
-                raise
-
-    async def delete(self, target: ReplyTarget, message_id: str) -> None:
-        try:
-            await _refusing(self._bot.delete_message(chat_id=int(target.chat_id), message_id=int(message_id)))
-        except BadRequest as exc:  # already gone, or too old to delete (48 h): nothing to do
-            log.debug("telegram: could not delete message %s: %s", message_id, exc.message)
-
-    async def show_working(self, target: ReplyTarget) -> None:
-        await _refusing(self._bot.send_chat_action(chat_id=int(target.chat_id),
-                                                   action=ChatAction.UPLOAD_PHOTO))
-
-    # -- button payloads -----------------------------------------------------------------------
-
-    def callback_data(self, action: str) -> str:
-        """`do:<action>`, or a short key for actions longer than Telegram's 64 bytes."""
-        data = f"{ACTION_BUTTON_PREFIX}{action}"
-        if len(data.encode()) <= CALLBACK_DATA_LIMIT:
-            return data
-        key = LONG_ACTION_PREFIX + hashlib.sha256(action.encode()).hexdigest()[:32]
-        self._long_actions[key] = action
-        self._long_actions.move_to_end(key)
-        while len(self._long_actions) > 10_000:
-            self._long_actions.popitem(last=False)
-        return key
-
-    def action_of(self, data: str) -> str | None:
-        """The studio action behind a button's callback_data, if it is one of ours."""
-        if data.startswith(ACTION_BUTTON_PREFIX):
-            return data[len(ACTION_BUTTON_PREFIX):]
-        if data.startswith(LONG_ACTION_PREFIX):
-            return self._long_actions.get(data)
-        return None
-
 
 def build_application(settings: TelegramSettings, *, concurrency: int) -> AnyApplication:
     """The PTB application: pooled HTTP sized for bursts, flood control, concurrent updates."""
@@ -398,8 +185,10 @@ class TelegramBot:
         self.application = build_application(settings, concurrency=concurrency)
         self.application.add_handler(CallbackQueryHandler(self._on_button))
         self.application.add_handler(MessageHandler(filters.UpdateType.MESSAGE, self._on_message))
+        self.application.add_handler(InlineQueryHandler(self._on_inline_query))
+        self.application.add_handler(ChatMemberHandler(self._on_my_member, ChatMemberHandler.MY_CHAT_MEMBER))
         self.application.add_error_handler(self._on_error)
-        self.messenger = TelegramMessenger(lambda: self.application.bot)
+        self.messenger = TelegramMessenger(lambda: self.application.bot, on_photo=self._photo_delivered)
         studio.attach(PLATFORM, self.messenger)
 
     async def start(self) -> None:
@@ -409,7 +198,7 @@ class TelegramBot:
         await self.application.start()
         assert self.application.updater is not None
         await self.application.updater.start_polling(
-            allowed_updates=["message", "callback_query"], drop_pending_updates=False,
+            allowed_updates=ALLOWED_UPDATES, drop_pending_updates=False,
             error_callback=self._on_polling_error,
         )
         log.info("telegram: polling as @%s", self.application.bot.username)
@@ -421,6 +210,7 @@ class TelegramBot:
         if self.application.running:
             await self.application.stop()
         await self.application.shutdown()
+        await self.messenger.recorded()
         # After a failed start the Application never counted as initialized, so its shutdown skips the
         # bot, whose HTTP sessions were opened before getMe failed; closing them again is a no-op.
         await self.application.bot.shutdown()
@@ -443,6 +233,8 @@ class TelegramBot:
         message = update.message
         if message is None or message.from_user is None or message.from_user.is_bot:
             return
+        if message.via_bot is not None and message.via_bot.id == self.application.bot.id:
+            return  # a picture someone shared through inline mode: theirs to show, not a request
         if message.media_group_id is not None:
             self._collect_album(message)
             return
@@ -492,9 +284,58 @@ class TelegramBot:
         images_only = command.name in ("fuse", "join")
         photo = photo_of(message, images_only=images_only) or (
             None if ours or command.name == "join" else photo_of(replied, images_only=images_only))
+        profile = self._profile_photo(message.from_user) if command.name == "me" else None
         await self.commands.dispatch(ctx, Typed(
             command.name, command.rest, replied_to=str(replied.message_id) if replied is not None else None,
-            replied_to_ours=ours, photo=photo, addressed=private))
+            replied_to_ours=ours, photo=photo, addressed=private, profile_photo=profile))
+
+    def _profile_photo(self, user: TgUser | None) -> PhotoRef | None:
+        """`/me`: the person's current profile picture (its largest size), fetched only when core takes it in."""
+        if user is None:
+            return None
+        bot, user_id = self.application.bot, user.id
+
+        async def fetch() -> bytes:
+            found = await bot.get_user_profile_photos(user_id, limit=1)
+            if not found.photos or not found.photos[0]:  # none set, or hidden by their privacy settings
+                raise NoProfilePhoto()
+            largest = max(found.photos[0], key=lambda p: p.width * p.height)
+            file = await bot.get_file(largest.file_id)
+            return bytes(await file.download_as_bytearray())
+
+        return PhotoRef(fetch=fetch, owner_id=str(user_id))
+
+    # -- inline sharing and the bot's rights ----------------------------------------------------
+
+    async def _on_inline_query(self, update: Update, _context: ContextTypes.DEFAULT_TYPE) -> None:
+        """`@bot [style]` in any chat: the person's recent pictures as cached photos, personal to them; nothing
+        yet shows a button that opens the bot."""
+        query = update.inline_query
+        if query is None:
+            return
+        try:
+            ctx = Context(Chat(PLATFORM, str(query.from_user.id), True), _person(query.from_user), query.id)
+            page = await self.studio.sharing.shareable(ctx, query.query, query.offset)
+            results = [InlineQueryResultCachedPhoto(id=str(p.node_id), photo_file_id=p.file_ref, title=p.title,
+                                                    description=p.description or None) for p in page.pictures]
+            button = None
+            if page.empty_hint and not query.offset:
+                button = InlineQueryResultsButton(text=page.empty_hint[:64], start_parameter=INLINE_START)
+            await query.answer(results, cache_time=INLINE_CACHE_S, is_personal=True,
+                               next_offset=page.next_offset or None, button=button)
+        except TelegramError as exc:  # an expired query (people type fast) loses nothing
+            log.info("telegram: could not answer an inline query: %s", exc.message)
+        except Exception:
+            log.exception("telegram: inline query failed")
+
+    async def _on_my_member(self, update: Update, _context: ContextTypes.DEFAULT_TYPE) -> None:
+        """The bot's own rights in a chat changed: whether it may change the chat's photo is known at once."""
+        changed = update.my_chat_member
+        if changed is not None:
+            self.messenger.note_rights(changed.chat.id, may_change_info(changed.new_chat_member))
+
+    async def _photo_delivered(self, node_id: int, file_id: str) -> None:
+        await self.studio.sharing.remember_file(PLATFORM, node_id, file_id)
 
     # -- albums ----------------------------------------------------------------------------------
     # Telegram delivers an album as one message per photo sharing a media_group_id, with the caption
@@ -575,9 +416,9 @@ class TelegramBot:
             menu = query.message if isinstance(query.message, Message) else None
             if menu is not None:
                 await self.studio.speak_to(self._context(menu, query.from_user))
-            if data.startswith(STYLE_BUTTON_PREFIX):
-                await self._style_button(query.answer, data.removeprefix(STYLE_BUTTON_PREFIX), menu,
-                                         query.from_user)
+            choice = parse(data)
+            if isinstance(choice, StyleChoice):  # a style under a photo (its menu replies to the photo)
+                await self._style_button(query.answer, choice.style_id, menu, query.from_user)
                 return
             action = self.messenger.action_of(data)
             if action is None or menu is None:
@@ -615,3 +456,4 @@ class TelegramBot:
 
     async def _on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         log.error("telegram: unhandled %s", type(context.error).__name__, exc_info=context.error)
+

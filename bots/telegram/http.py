@@ -18,10 +18,10 @@ import ssl
 
 import aiohttp
 import certifi
-from telegram._utils.defaultvalue import DefaultValue
-from telegram._utils.types import ODVInput
 from telegram.error import NetworkError, TimedOut
 from telegram.request import BaseRequest, RequestData
+
+from bots.telegram.shim import Timeout, timeout_or
 
 log = logging.getLogger(__name__)
 
@@ -59,21 +59,20 @@ class AiohttpRequest(BaseRequest):
             await session.close()
 
     async def do_request(self, url: str, method: str, request_data: RequestData | None = None,
-                         read_timeout: ODVInput[float] = BaseRequest.DEFAULT_NONE,
-                         write_timeout: ODVInput[float] = BaseRequest.DEFAULT_NONE,
-                         connect_timeout: ODVInput[float] = BaseRequest.DEFAULT_NONE,
-                         pool_timeout: ODVInput[float] = BaseRequest.DEFAULT_NONE) -> tuple[int, bytes]:
+                         read_timeout: Timeout = BaseRequest.DEFAULT_NONE,
+                         write_timeout: Timeout = BaseRequest.DEFAULT_NONE,
+                         connect_timeout: Timeout = BaseRequest.DEFAULT_NONE,
+                         pool_timeout: Timeout = BaseRequest.DEFAULT_NONE) -> tuple[int, bytes]:
         session = self._session
         if session is None or session.closed:
             raise RuntimeError("This AiohttpRequest is not initialized!")
         files = request_data.multipart_data if request_data else None
         fields = request_data.json_parameters if request_data else None
 
-        read = self._read_timeout if isinstance(read_timeout, DefaultValue) else read_timeout
-        connect = self._connect_timeout if isinstance(connect_timeout, DefaultValue) else connect_timeout
-        pool = self._pool_timeout if isinstance(pool_timeout, DefaultValue) else pool_timeout
-        write = ((self._media_write_timeout if files else self._write_timeout)
-                 if isinstance(write_timeout, DefaultValue) else write_timeout)
+        read = timeout_or(read_timeout, self._read_timeout)
+        connect = timeout_or(connect_timeout, self._connect_timeout)
+        pool = timeout_or(pool_timeout, self._pool_timeout)
+        write = timeout_or(write_timeout, self._media_write_timeout if files else self._write_timeout)
         # aiohttp has no write timeout: the whole exchange is bounded by the sum of the parts instead.
         parts = (read, write, connect, pool)
         total = None if any(p is None for p in parts) else sum(p for p in parts if p is not None)

@@ -1,0 +1,44 @@
+"""/stats: today's numbers for the bot's admins: jobs by status, the line, pictures and spend by model."""
+
+from __future__ import annotations
+
+from core import texts
+from core.access import Access
+from core.admission import start_of_day
+from core.engines.base import ImageEngine, ModelRouter
+from core.engines.models import model_info
+from core.gate import Gate
+from core.jobs import JobRunner
+from core.ports import Usage
+from core.replies import Replies
+from core.requests import Context
+
+
+class DailyStats:
+    """Counts from the store and the queue, priced by the model table."""
+
+    def __init__(self, *, usage: Usage, jobs: JobRunner, engine: ImageEngine, daily_usd: float, access: Access,
+                 replies: Replies, gate: Gate) -> None:
+        self.usage = usage
+        self.jobs = jobs
+        self.engine = engine
+        self.daily_usd = daily_usd
+        self.access = access
+        self.replies = replies
+        self.gate = gate
+
+    async def show(self, ctx: Context) -> None:
+        """Today's numbers, for admins."""
+        async with self.gate.handling(ctx) as allowed:
+            if not allowed:
+                return
+            if not self.access.is_admin(ctx):
+                await self.replies.say(ctx, texts.ADMINS_ONLY)
+                return
+            since = start_of_day()
+            counts = await self.usage.job_counts(since)
+            spend = {key: (n, n * model_info(key[0]).price(key[1] or None))
+                     for key, n in (await self.usage.delivered_by_model(since)).items()}
+            notices = self.engine.notices() if isinstance(self.engine, ModelRouter) else []
+            await self.replies.say(ctx, texts.stats(counts, self.jobs.queue_length, self.jobs.running_count, spend,
+                                                    self.engine.name, self.engine.model, notices, self.daily_usd))

@@ -1,0 +1,397 @@
+"""The worker: runs a queued job to the end. The engine draws it (with the person's choices), the result is
+stamped and saved as a node of its edit tree, and delivered with retries, recorded exactly once.
+
+Outages put the job back in line (the circuit breaker spaces the tries); a full disk keeps the paid picture
+in memory until it can be saved; a chat that refuses us for good is marked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import functools
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from core import i18n, texts
+from core.admission import Budget
+from core.breaker import CircuitBreaker
+from core.clock import Clock
+from core.engines.base import Busy, EngineError, EngineResult, ImageEngine, Portrait, RenderOptions
+from core.errors import StorageFull
+from core.exports import stamp_async
+from core.jobs import Requeue
+from core.ports import (
+    Delivery,
+    History,
+    ImageStore,
+    Job,
+    JobStore,
+    NewNode,
+    Node,
+    NodeKind,
+    Preferences,
+    Privacy,
+    SourceGone,
+)
+from core.queue_notes import QueueNotes
+from core.replies import Replies
+from core.requests import Button, DeliveryRefused, ImageReply, Messenger, ReplyTarget
+from core.routing import OFFLINE, EngineRouter
+from core.styles import get_style
+
+log = logging.getLogger(__name__)
+
+WORKING_REFRESH_S = 4.5  # Telegram shows a chat action for 5 seconds
+DELIVERY_RETRY_DELAYS_S = (1.0, 3.0, 10.0)
+MAX_BUSY_ATTEMPTS = 8  # a job that met an outage this often is told to try later
+FULL_DISK_RETRY_S = 30.0  # a result that found the disk full is saved again this often, until it fits
+
+PARALLEL_CALLS = 4  # engine calls one job makes at once (a style pack makes up to 10 pictures)
+
+_Send = Callable[[], Awaitable[str]]
+# The buttons a result offers beyond the messenger's own (a group picture: "Set as group photo").
+Offers = Callable[[Messenger, ReplyTarget, Node], Awaitable[tuple[Button, ...]]]
+
+
+async def _no_offers(_messenger: Messenger, _target: ReplyTarget, _node: Node) -> tuple[Button, ...]:
+    return ()
+
+
+class WorkStore(History, JobStore, Privacy, Protocol):
+    """What the worker reads and records: nodes, jobs, and which files a failed save left unreferenced."""
+
+
+class ChatBlocking(Protocol):
+    async def chat_blocked(self, platform: str, chat_id: str) -> None:
+        """The platform refuses our messages to this chat for good."""
+
+
+@dataclass
+class Made:
+    """An engine's picture and what it was made from, until it is saved; kept in memory while the disk is full,
+    so the paid picture is not made again."""
+
+    result: EngineResult
+    parent: Node | None  # the picture it continues from (None for a group picture)
+    portraits: list[tuple[str, Node]]  # a group picture's people, as drawn
+    node: Node | None = None  # once saved
+    told: bool = False  # the person has heard that it waits for space
+    style: str | None = None  # the style it was drawn in (each picture of a style pack has its own)
+
+
+class Worker:
+    """Runs one job at a time per call of `run` (the queue decides which and how many)."""
+
+    def __init__(self, *, store: WorkStore, images: ImageStore, replies: Replies, router: EngineRouter,
+                 budget: Budget, breaker: CircuitBreaker, notes: QueueNotes, blocking: ChatBlocking, clock: Clock,
+                 delivery_retry_delays: tuple[float, ...] = DELIVERY_RETRY_DELAYS_S,
+                 full_disk_retry_s: float = FULL_DISK_RETRY_S, offers: Offers | None = None) -> None:
+        self.store = store
+        self.images = images
+        self.replies = replies
+        self.router = router
+        self.budget = budget
+        self.breaker = breaker
+        self.notes = notes
+        self.blocking = blocking
+        self.clock = clock  # delivery retries and the "working…" refresh wait on it
+        self.delivery_retry_delays = delivery_retry_delays
+        self.full_disk_retry_s = full_disk_retry_s
+        self.offers: Offers = offers or _no_offers  # buttons a result offers beyond the messenger's own
+        self._deliveries: set[asyncio.Future[None]] = set()
+        self._unsaved: dict[int, list[Made]] = {}  # job id -> its results, waiting for disk space
+
+    async def drain(self, timeout: float | None = None) -> None:
+        """Wait for the sends already under way (shielded from cancellation) to finish and be recorded."""
+        if self._deliveries:
+            await asyncio.wait(set(self._deliveries), timeout=timeout)
+
+    async def discard(self, job: Job) -> None:
+        """A cancelled job: a result it keeps for disk space is dropped, and its place-in-line note goes."""
+        self._unsaved.pop(job.id, None)
+        await self.notes.clear(job)
+
+    async def run(self, job: Job) -> None:
+        messenger = self.replies.get(job.platform)
+        if messenger is None:  # its adapter isn't running now; the job waits for the next start
+            return
+        results = await self._saved_results(job)
+        prefs = await self.router.effective(job.platform, job.chat_id, job.user_id)
+        i18n.set_language(prefs.language or job.payload.get("lang"))  # a /language choice wins
+        if not results:
+            refusal = None if job.id in self._unsaved else await self.budget.refusal(prefs)
+            if refusal is not None:  # the limit was reached, or the quota ran out, while it waited
+                await self._finish_with_text(messenger, job, refusal, "Refused")
+                return
+            made = self._unsaved.pop(job.id, None)  # made before the disk filled up: not paid for twice
+            if made is None:
+                await self.notes.working(messenger, job)
+                await self.store.update_job(job.id, status="running", attempt=True)
+                try:
+                    async with self._working(messenger, job.target):
+                        made = await self._call_engine(job, prefs)
+                except Busy as outage:
+                    await self._after_outage(messenger, job, outage)
+                    return
+                except EngineError as failure:
+                    self.breaker.record_success()  # the service answered; it is up
+                    log.info("job %s: %s (%s)", job.id, type(failure).__name__, failure.detail)
+                    await self._finish_with_text(messenger, job, texts.engine_failure(failure),
+                                                 type(failure).__name__)
+                    return
+                self.breaker.record_success()
+            kept = await self._keep(messenger, job, made)
+            if kept is None:
+                return
+            results = kept
+        warnings = self.router.warnings(prefs)
+        replies = [ImageReply(node.id, await self.images.get(node.image_sha), node.mime,
+                              _caption(job, node, i, len(results), warnings),
+                              buttons=await self.offers(messenger, job.target, node) if len(results) == 1 else ())
+                   for i, node in enumerate(results)]
+        sent: list[str] = []
+
+        async def send() -> str:
+            if len(replies) == 1:
+                sent[:] = await send_result(messenger, job.target, replies[0], prefs.delivery)
+            else:  # pictures made together go out together, each replyable, with a way to pick one
+                sent[:] = await messenger.send_album(job.target, replies)
+            return sent[0]
+
+        async def deliver_and_record() -> None:
+            message_id = await self._deliver(job, send)
+            if message_id is not None:
+                # One picture: every message showing it (photo, file). Several: each message its own picture.
+                pairs = zip(results, sent, strict=True) if len(results) > 1 else ((results[0], m) for m in sent)
+                for node, each in pairs:
+                    await self.store.link_message(node, each)
+                await self.store.update_job(job.id, status="delivered", delivered_message=message_id)
+                await self.notes.clear(job)
+
+        # Shielded: a shutdown that cancels the job must not cut a send off between the platform
+        # accepting the picture and our record of it, or the restart would send it a second time.
+        delivery = asyncio.ensure_future(deliver_and_record())
+        self._deliveries.add(delivery)
+        delivery.add_done_callback(self._deliveries.discard)
+        await asyncio.shield(delivery)
+
+    async def _saved_results(self, job: Job) -> list[Node]:
+        """What the job made and saved before (a restart between saving and delivering), in order."""
+        ids = job.result_nodes or ((job.result_node,) if job.result_node else ())
+        found = [await self.store.get_node(node_id) for node_id in ids]
+        return [node for node in found if node is not None]
+
+    async def _keep(self, messenger: Messenger, job: Job, made: list[Made]) -> list[Node] | None:
+        """Save the results and record them on the job. On a full disk the pictures stay in memory, the person
+        hears once that they wait for space, and the job goes back in line (pausing the line: every save would
+        fail) to be saved and delivered when there is room. None if they must not be kept (their source went)."""
+        try:
+            for each in made:
+                if each.node is None:
+                    each.node = await self._save_result(job, each)
+            nodes = [each.node for each in made if each.node is not None]
+            # Fewer pictures than asked (some could not be made) count as what was made.
+            await self.store.update_job(job.id, status="done", result_node=nodes[0].id,
+                                        result_nodes=tuple(n.id for n in nodes) if len(nodes) > 1 else None,
+                                        pictures=len(nodes) if len(nodes) != job.pictures else None)
+            return nodes
+        except SourceGone:
+            # A /forget while it was being made: a picture of that person must not be stored or sent.
+            log.info("job %s: its source was deleted while it was being made", job.id)
+            await self._finish_with_text(messenger, job, texts.SOURCE_GONE, "SourceGone")
+            return None
+        except Exception as exc:
+            if not isinstance(exc, StorageFull):
+                raise
+        log.warning("job %s: no space to save its result; trying again in %.0f s", job.id, self.full_disk_retry_s)
+        self._unsaved[job.id] = made
+        with contextlib.suppress(Exception):  # on a full disk this may fail too: "running" is unfinished as well
+            await self.store.update_job(job.id, status="queued")
+        if not made[0].told:
+            made[0].told = True
+            await self._deliver(job, lambda: messenger.send_text(job.target, texts.STORAGE_FULL_KEPT))
+        raise Requeue(self.full_disk_retry_s)
+
+    async def _after_outage(self, messenger: Messenger, job: Job, outage: Busy) -> None:
+        pause = self.breaker.record_failure()
+        log.warning("job %s: image service unavailable (%s); attempt %d", job.id, outage.detail, job.attempts + 1)
+        if job.attempts + 1 >= MAX_BUSY_ATTEMPTS:
+            await self._finish_with_text(messenger, job, texts.engine_failure(outage), "Busy")
+            return
+        await self.store.update_job(job.id, status="queued")
+        if job.attempts == 0:  # say it once per request, not at every retry
+            await self._deliver(job, lambda: messenger.send_text(job.target, texts.SERVICE_DOWN_SAVED))
+        raise Requeue(pause)
+
+    async def _finish_with_text(self, messenger: Messenger, job: Job, text: str, error: str) -> None:
+        await self._deliver(job, lambda: messenger.send_text(job.target, text))
+        await self.store.update_job(job.id, status="failed", error=error)
+        await self.notes.clear(job)
+
+    async def _call_engine(self, job: Job, prefs: Preferences | None = None) -> list[Made]:
+        """Run the job's engine calls with the person's choices (model, ratio, size, persona): one picture, or
+        several at once (variants, a style pack), each with its own seed."""
+        prefs = prefs or Preferences()
+        engine, options = self.router.engine_for(prefs), self.router.options(prefs)
+        if job.kind == "fuse":
+            return [await self._call_fuse(job, engine, options)]
+        node = await self.store.get_node(int(job.payload["node"]))
+        if node is None:
+            raise EngineError(texts.SOURCE_GONE)
+        image = await self.images.get(node.image_sha)
+        if job.kind in ("style", "pack"):
+            names = [str(n) for n in job.payload["styles"]] if job.kind == "pack" \
+                else [str(job.payload["style"])] * max(1, int(job.payload.get("variants", 1)))
+            styles = [get_style(name) for name in names]
+            missing = next((name for name, style in zip(names, styles, strict=True) if style is None), None)
+            if missing is not None:
+                raise EngineError(texts.unknown_style(missing))
+            calls = [functools.partial(engine.stylize, image, style,
+                                       options=dataclasses.replace(options, seed=_seed(job, i)))
+                     for i, style in enumerate(s for s in styles if s is not None)]
+            return [Made(result, node, [], style=names[i]) for i, result in await _all(calls)]
+        # The identity reference: the original selfie, or for a group picture the picture itself.
+        root = await self.store.get_node(node.root_id) if node.root_id else (node if node.kind == "fuse" else None)
+        identity = await self.images.get(root.image_sha) if root else None
+        options = dataclasses.replace(options, seed=_seed(job, 0))
+        return [Made(await engine.edit(image, job.payload["instruction"], identity=identity, options=options),
+                     node, [])]
+
+    async def _call_fuse(self, job: Job, engine: ImageEngine, options: RenderOptions) -> Made:
+        style = get_style(str(job.payload["style"]))
+        if style is None:
+            raise EngineError(texts.unknown_style(str(job.payload["style"])))
+        found: list[tuple[str, Node]] = []
+        for name, node_id in job.payload["portraits"]:
+            node = await self.store.get_node(int(node_id))
+            if node is not None:  # someone who used /forget meanwhile is left out (and not named)
+                found.append((str(name), node))
+        if len(found) < 2:
+            raise EngineError(texts.SOURCE_GONE)
+        portraits = [Portrait(name, await self.images.get(node.image_sha)) for name, node in found]
+        # A group picture is everyone's: the requester's persona is theirs alone, so it stays out.
+        options = dataclasses.replace(options, persona="")
+        result = await engine.fuse(portraits, style, str(job.payload.get("theme") or ""), options=options)
+        return Made(result, None, found)
+
+    async def _save_result(self, job: Job, made: Made) -> Node:
+        """Store the picture and its node; SourceGone if what it was made from was deleted meanwhile."""
+        result = made.result
+        commentary = result.commentary.strip()
+        if job.kind == "fuse" and job.payload.get("name_people", True):
+            commentary = texts.group_caption(commentary, [name for name, _ in made.portraits])
+        # Every picture the bot hands out says it was made by AI (XMP DigitalSourceType + model name).
+        image = await stamp_async(result.image, result.mime, result.model)
+        mime = "image/png" if image.startswith(b"\x89PNG") else "image/jpeg" if image.startswith(b"\xff\xd8") \
+            else result.mime
+        sha = await self.images.put(image)
+        kind: NodeKind = "fuse" if job.kind == "fuse" else "style" if job.kind in ("style", "pack") else "edit"
+        try:
+            return await self.store.add_node(NewNode(
+                job.platform, job.chat_id, job.user_id, kind, sha, mime, parent=made.parent,
+                style=made.style or job.payload.get("style"),
+                instruction=job.payload.get("instruction") or job.payload.get("theme"),
+                engine=OFFLINE if result.model == OFFLINE else self.router.engine.name, model=result.model,
+                commentary=commentary, image_size=result.image_size,
+                inputs=tuple(node for _, node in made.portraits),
+            ))
+        except SourceGone:
+            for orphan in await self.store.unreferenced([sha]):
+                await self.images.delete(orphan)
+            raise
+
+    async def _deliver(self, job: Job, send: _Send) -> str | None:
+        """Send with retries; a chat that refuses us for good is marked and not retried."""
+        for delay in (*self.delivery_retry_delays, None):
+            try:
+                return await send()
+            except asyncio.CancelledError:
+                raise
+            except DeliveryRefused:
+                log.info("job %s: %s:%s refuses messages; marked", job.id, job.platform, job.chat_id)
+                await self.blocking.chat_blocked(job.platform, job.chat_id)
+                await self.store.update_job(job.id, status="failed", error="chat_blocked")
+                return None
+            except Exception as exc:
+                if delay is None:
+                    log.error("job %s: delivery failed for good (%s); will retry at next start",
+                              job.id, type(exc).__name__)
+                    return None
+                log.warning("job %s: delivery failed (%s), retrying in %.0fs", job.id, type(exc).__name__, delay)
+                await self.clock.sleep(delay)
+        return None
+
+    @contextlib.asynccontextmanager
+    async def _working(self, messenger: Messenger, target: ReplyTarget) -> AsyncIterator[None]:
+        """Keep the chat's "sending photo…" indicator alive while the engine works."""
+
+        async def refresh() -> None:
+            while True:
+                with contextlib.suppress(Exception):
+                    await messenger.show_working(target)
+                await self.clock.sleep(WORKING_REFRESH_S)
+
+        task = asyncio.create_task(refresh())
+        try:
+            yield
+        finally:
+            task.cancel()
+
+
+def _seed(job: Job, index: int) -> int | None:
+    """The seed of a job's `index`th picture: the first of a request is the engine's own picture (None), every
+    other candidate and every Again a new take (the job id keeps it the same after a restart)."""
+    if index == 0 and not job.payload.get("again"):
+        return None
+    return job.id * 16 + index
+
+
+async def _all(calls: Sequence[Callable[[], Awaitable[EngineResult]]]) -> list[tuple[int, EngineResult]]:
+    """Run the calls, PARALLEL_CALLS at a time; the pictures made, with their places. Some failing leaves the
+    others (the person gets fewer); all failing raises the first failure."""
+    if len(calls) == 1:
+        return [(0, await calls[0]())]
+    gate = asyncio.Semaphore(PARALLEL_CALLS)
+
+    async def one(call: Callable[[], Awaitable[EngineResult]]) -> EngineResult:
+        async with gate:
+            return await call()
+
+    outcomes = await asyncio.gather(*(one(call) for call in calls), return_exceptions=True)
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException) and not isinstance(outcome, EngineError):
+            raise outcome  # a bug, or a cancellation: not a picture that could not be made
+    made = [(i, o) for i, o in enumerate(outcomes) if isinstance(o, EngineResult)]
+    if not made:
+        first = next(o for o in outcomes if isinstance(o, EngineError))
+        raise first
+    if len(made) < len(calls):
+        log.info("%d of %d pictures could not be made: %s", len(calls) - len(made), len(calls),
+                 ", ".join(type(o).__name__ for o in outcomes if isinstance(o, EngineError)))
+    return made
+
+
+def _caption(job: Job, node: Node, index: int, count: int, warnings: list[str]) -> str:
+    """A result's caption: its commentary (and what the model could not honour); several are numbered, to pick
+    one by its number, and a style pack's name their style."""
+    commentary = node.commentary or texts.DEFAULT_CAPTION
+    if count == 1:
+        return "\n\n".join([commentary, *warnings])
+    style = get_style(node.style or "") if job.kind == "pack" else None
+    line = texts.album_caption(index + 1, style.label if style else "", commentary)
+    return "\n\n".join([line, *warnings]) if index == 0 else line
+
+
+async def send_result(messenger: Messenger, target: ReplyTarget, reply: ImageReply,
+                      delivery: Delivery | None) -> list[str]:
+    """Send a result as a photo, a file, or both; returns every message id (each is replyable)."""
+    if delivery == "file":
+        return [await messenger.send_file(target, reply)]
+    sent = [await messenger.send_image(target, reply)]
+    if delivery == "both":
+        sent.append(await messenger.send_file(target, reply))
+    return sent
