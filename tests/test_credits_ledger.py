@@ -1,5 +1,5 @@
-"""The credits ledger, on SQLite and PostgreSQL: what a picture holds, what comes back, what a refund takes, and what a crash
-between a job's end and its settlement leaves (mended at start)."""
+"""The credits ledger, on SQLite and PostgreSQL: what a picture holds, what comes back, what a refund takes,
+and what a crash between a job's end and its settlement leaves (mended at start)."""
 
 from __future__ import annotations
 
