@@ -36,6 +36,8 @@ ImageSize = Literal["512", "1K", "2K", "4K"]
 # Telegram: the bot's numeric id, a colon, ~35 characters (a shorter tail is a truncated paste).
 _TELEGRAM_TOKEN = re.compile(r"\d{1,20}:[A-Za-z0-9_-]{30,}")
 # Discord: base64url(bot id) . timestamp . HMAC.
+# What setWebhook's secret_token may be.
+_WEBHOOK_SECRET = re.compile(r"[A-Za-z0-9_-]{1,256}")
 _DISCORD_TOKEN = re.compile(r"[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{20,}")
 
 
@@ -54,6 +56,37 @@ class TelegramSettings(BaseModel):
     connections: int = Field(default=32, ge=2, le=256)
     # An album arrives as one message per photo; wait this long after the last one before acting.
     album_wait_s: float = Field(default=1.0, gt=0, le=10)
+    # Webhooks: the public https URL Telegram POSTs updates to (a reverse proxy in front of one or more
+    # gateways); empty = long polling. The secret is what Telegram sends in X-Telegram-Bot-Api-Secret-Token.
+    webhook_url: str = ""
+    webhook_secret: SecretStr = SecretStr("")
+    webhook_listen: str = "127.0.0.1"  # where this gateway's webhook server listens (behind the proxy)
+    webhook_port: int = Field(default=8443, ge=0, le=65535)  # 0 = any free port
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _https_or_nothing(cls, value: str) -> str:
+        url = value.strip()
+        if url and (not url.startswith("https://") or not urlsplit(url).hostname):
+            raise ValueError("webhook_url must be empty (long polling) or a public https:// URL; "
+                             "Telegram delivers webhooks over TLS only")
+        return url
+
+    @model_validator(mode="after")
+    def _secret_with_webhook(self) -> TelegramSettings:
+        secret = self.webhook_secret.get_secret_value()
+        if secret and not _WEBHOOK_SECRET.fullmatch(secret):
+            raise ValueError(f"webhook_secret is malformed ({_shape(secret)}): Telegram accepts 1-256 characters "
+                             "of A-Z, a-z, 0-9, _ and -")
+        if self.webhook_url and not secret:
+            raise ValueError("webhook_secret is required with webhook_url (1-256 characters of A-Z, a-z, 0-9, _ "
+                             "and -, e.g. from `openssl rand -hex 32`): without it anyone could post updates")
+        return self
+
+    @property
+    def webhook_path(self) -> str:
+        """The path the webhook server answers on: the public URL's (a proxy passes it through)."""
+        return urlsplit(self.webhook_url).path or "/"
 
     def token_problem(self) -> str | None:
         """Why the token cannot be a Bot API token, in one line (None if it looks right or is unset)."""
@@ -322,7 +355,7 @@ class Settings(BaseSettings):
 
     def secrets(self) -> list[str]:
         """Every secret value set, so log redaction can scrub them."""
-        values = [self.telegram.token, self.discord.token, self.gemini.api_key]
+        values = [self.telegram.token, self.telegram.webhook_secret, self.discord.token, self.gemini.api_key]
         return [v.get_secret_value() for v in values if v.get_secret_value()] + \
             [p for p in (self.storage.password,) if p]
 

@@ -225,6 +225,18 @@ class Reachability(Protocol):
     async def is_chat_blocked(self, platform: str, chat_id: str) -> bool: ...
 
 
+class UpdateLog(Protocol):
+    """Platform updates already taken (Telegram's update_id): each is handled once, whichever gateway got it."""
+
+    async def record_update(self, update_id: int) -> bool:
+        """Record the update as taken; True only for the first caller, in any process."""
+        ...
+
+    async def prune_updates(self, before: float) -> int:
+        """Forget updates recorded before `before` (a Unix time); how many were forgotten."""
+        ...
+
+
 class PartyStore(Protocol):
     async def add_party(self, platform: str, chat_id: str, host: Member, style: str, theme: str,
                         deadline: float, reply_to: str | None) -> Party | None:
@@ -352,7 +364,7 @@ class CreditStore(Protocol):
 
 
 class Store(History, JobStore, Usage, Privacy, Reachability, PartyStore, PreferenceStore, LikenessStore,
-            SharedFiles, CreditStore, Protocol):
+            SharedFiles, CreditStore, UpdateLog, Protocol):
     """Everything core keeps in the database."""
 
     async def ping(self) -> None:

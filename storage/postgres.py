@@ -634,6 +634,18 @@ class PostgresStore:
         return bool(await self._pool.fetchval(
             "SELECT EXISTS (SELECT 1 FROM blocked_chats WHERE platform = $1 AND chat_id = $2)", platform, chat_id))
 
+    # -- updates taken ---------------------------------------------------------------------------
+
+    async def record_update(self, update_id: int) -> bool:
+        added = await self._pool.fetchval(
+            "INSERT INTO telegram_updates (update_id, seen_at) VALUES ($1, $2) ON CONFLICT (update_id) DO NOTHING "
+            "RETURNING true", update_id, time.time())
+        return bool(added)
+
+    async def prune_updates(self, before: float) -> int:
+        status = await self._pool.execute("DELETE FROM telegram_updates WHERE seen_at < $1", before)
+        return int(status.split()[-1])
+
 
 # SQLSTATE classes and codes that mean "try again in a moment": lock and serialization trouble, a server
 # shutting down or refusing connections, a lost connection.

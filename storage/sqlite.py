@@ -802,6 +802,17 @@ class SqliteStore:
         ) as cur:
             return await cur.fetchone() is not None
 
+    # -- updates taken ---------------------------------------------------------------------------
+
+    async def record_update(self, update_id: int) -> bool:
+        _, added = await self._write("INSERT INTO telegram_updates (update_id, seen_at) VALUES (?, ?) "
+                                     "ON CONFLICT (update_id) DO NOTHING", (update_id, time.time()))
+        return added > 0
+
+    async def prune_updates(self, before: float) -> int:
+        _, removed = await self._write("DELETE FROM telegram_updates WHERE seen_at < ?", (before,))
+        return removed
+
 
 def _hold_lock(lock_path: Path, path: Path | str) -> IO[str]:
     """An exclusive advisory lock for as long as the returned file stays open (released by the kernel

@@ -20,6 +20,12 @@ Payments are Telegram Stars only (currency XTR, no provider): ``sendInvoice``, `
 pre_checkout_query, the bot's answer within 10 s, then the successful_payment message), ``replay_payment``,
 ``refundStarPayment`` and ``getStarTransactions``.
 
+Webhooks: setWebhook (https URL, secret_token), deleteWebhook, getWebhookInfo; getUpdates is refused with 409
+while a webhook is set, as on Telegram. The stand-in cannot speak TLS to the proxy a real deployment has, so
+updates are POSTed (with the secret header, up to `max_connections` at once, retried until answered 200) to
+`webhook_target`, which a test sets (say nginx on loopback http); while it is None they wait in the queue
+(`take_pending` hands the oldest one to the test). `post_update` POSTs one update to any URL.
+
 Limitations: no channels, chosen_inline_result feedback, topics, card payments or external (cross-chat) replies;
 Markdown parse modes are not validated (HTML is, roughly); text limits count code points; general group
 commands always reach the bot in privacy mode (Telegram's "last bot to speak" rule is not modelled);
@@ -45,6 +51,7 @@ from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 from PIL import Image, UnidentifiedImageError
 
@@ -69,6 +76,9 @@ NOT_MODIFIED = ("Bad Request: message is not modified: specified new message con
                 "exactly the same as a current content and reply markup of the message")
 QUERY_TOO_OLD = "Bad Request: query is too old and response timeout expired or query ID is invalid"
 _TOKEN_SHAPE = re.compile(r"^\d+:[A-Za-z0-9_-]+$")
+_WEBHOOK_SECRET = re.compile(r"[A-Za-z0-9_-]{1,256}")
+SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+WEBHOOK_RETRY_S = 0.2  # Telegram waits longer before it tries an unanswered update again
 _COMMAND = re.compile(r"(?<![^\s])/[A-Za-z0-9_]{1,64}(?:@[A-Za-z0-9_]{3,32})?")
 _MENTION = re.compile(r"(?<![\w@/])@[A-Za-z0-9_]{4,32}\b")
 _NGINX = ("<html>\r\n<head><title>{code} {phrase}</title></head>\r\n<body>\r\n<center><h1>{code} {phrase}"
@@ -338,6 +348,14 @@ class FakeTelegram:
         self.handled: set[int] = set()  # update ids the bot reported handled (see `mark_handled`)
         self.file_downloads: list[str] = []  # file_id of every download served, in order
         self.webhook_url = ""
+        self.webhook_secret = ""
+        self.webhook_max_connections = 40
+        # Where webhook updates really go (a test's proxy on loopback http); None: they wait in the queue.
+        self.webhook_target: str | None = None
+        self.webhook_posts: list[tuple[int, int]] = []  # (update_id, HTTP status or 0 for no answer) per POST
+        self._webhook_wake = asyncio.Event()
+        self._deliverer: asyncio.Task[None] | None = None
+        self._client: aiohttp.ClientSession | None = None
         self._runner: web.AppRunner | None = None
         self._port: int | None = None
         self._queue: list[dict[str, Any]] = []
@@ -392,9 +410,13 @@ class FakeTelegram:
         self._closing = False
 
     async def stop(self) -> None:
-        """Answer pending long polls with no updates and shut the server down."""
+        """Answer pending long polls with no updates, stop delivering to the webhook and shut the server down."""
         self._closing = True
         self._wake_poll("stop")
+        await self._stop_delivering()
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -827,6 +849,7 @@ class FakeTelegram:
         self.updates.append(update)
         self._queue.append(update)
         self._wake_poll("update")
+        self._webhook_wake.set()
 
     def _wake_poll(self, why: str) -> None:
         if self._poll_waiter is not None and not self._poll_waiter.done():
@@ -1534,21 +1557,118 @@ class FakeTelegram:
         return True
 
     async def _api_setWebhook(self, params: dict[str, Any], files: dict[str, Upload]) -> bool:
-        self.webhook_url = str(params.get("url") or "")
+        url = str(params.get("url") or "")
+        if not url:  # an empty url removes the webhook, as deleteWebhook does
+            return await self._api_deleteWebhook(params, files)
+        if not url.startswith("https://"):
+            raise _bad("bad webhook: An HTTPS URL must be provided for webhook")
+        secret = str(params.get("secret_token") or "")
+        if secret and not _WEBHOOK_SECRET.fullmatch(secret):
+            raise _bad("secret token contains unallowed characters")
+        if "allowed_updates" in params:
+            allowed = params["allowed_updates"]
+            if not isinstance(allowed, list):
+                raise _bad("can't parse allowed updates")
+            self._allowed_updates = set(allowed) or None
+        self.webhook_max_connections = self._int(params, "max_connections", required=False) or 40
+        self.webhook_url, self.webhook_secret = url, secret
         if self._bool(params, "drop_pending_updates"):
             self._queue.clear()
         self._wake_poll("conflict")
+        if self._deliverer is None or self._deliverer.done():
+            self._deliverer = asyncio.create_task(self._deliver_all(), name="fake-telegram-webhook")
+        self._webhook_wake.set()
         return True
 
     async def _api_deleteWebhook(self, params: dict[str, Any], files: dict[str, Upload]) -> bool:
-        self.webhook_url = ""
+        self.webhook_url, self.webhook_secret = "", ""
+        await self._stop_delivering()
         if self._bool(params, "drop_pending_updates"):
             self._queue.clear()
         return True
 
     async def _api_getWebhookInfo(self, params: dict[str, Any], files: dict[str, Upload]) -> dict[str, Any]:
-        return {"url": self.webhook_url, "has_custom_certificate": False,
-                "pending_update_count": len(self._queue)}
+        info: dict[str, Any] = {"url": self.webhook_url, "has_custom_certificate": False,
+                                "pending_update_count": len(self._queue)}
+        if self.webhook_url:
+            info["max_connections"] = self.webhook_max_connections
+            if self._allowed_updates is not None:
+                info["allowed_updates"] = sorted(self._allowed_updates)
+        return info
+
+    # -- webhook delivery ----------------------------------------------------------------------------
+
+    def take_pending(self) -> dict[str, Any]:
+        """The oldest update waiting for delivery, taken off the queue (as if Telegram had handed it over)."""
+        if not self._queue:
+            raise LookupError("no update is waiting")
+        return self._queue.pop(0)
+
+    def redeliver(self, update: dict[str, Any]) -> None:
+        """Queue `update` again: a polling bot restarted before confirming it fetches it again, and Telegram
+        retries a webhook update it got no 200 for."""
+        self._queue.append(update)
+        self._wake_poll("update")
+        self._webhook_wake.set()
+
+    async def post_update(self, url: str, update: dict[str, Any], *, secret: str | None = None,
+                          body: bytes | None = None) -> int:
+        """POST `update` (or raw `body`) to `url` as Telegram does, with the webhook's secret (or `secret`) in
+        the header; the HTTP status."""
+        if self._client is None:
+            self._client = aiohttp.ClientSession()
+        token = self.webhook_secret if secret is None else secret
+        headers = {"Content-Type": "application/json", **({SECRET_HEADER: token} if token else {})}
+        data = body if body is not None else json.dumps(update).encode()
+        async with self._client.post(url, data=data, headers=headers,
+                                     timeout=aiohttp.ClientTimeout(total=30)) as response:
+            await response.read()
+            return response.status
+
+    async def _stop_delivering(self) -> None:
+        task, self._deliverer = self._deliverer, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _deliver_all(self) -> None:
+        """While a webhook is set: every queued update POSTed to `webhook_target`, several at once, each until
+        it is answered 200 (then it leaves the queue)."""
+        in_flight: dict[int, asyncio.Task[None]] = {}
+        try:
+            while self.webhook_url and not self._closing:
+                self._webhook_wake.clear()
+                target = self.webhook_target
+                if target is not None:
+                    for update in self._take_updates(100):
+                        if len(in_flight) >= self.webhook_max_connections:
+                            break
+                        update_id = update["update_id"]
+                        if update_id not in in_flight:
+                            in_flight[update_id] = asyncio.create_task(self._deliver(target, update))
+                waits: list[asyncio.Future[Any]] = [asyncio.ensure_future(self._webhook_wake.wait())]
+                await asyncio.wait([*in_flight.values(), *waits], return_when=asyncio.FIRST_COMPLETED)
+                for update_id, task in list(in_flight.items()):
+                    if task.done():
+                        del in_flight[update_id]
+                for wait in waits:
+                    wait.cancel()
+        finally:
+            for task in in_flight.values():
+                task.cancel()
+
+    async def _deliver(self, target: str, update: dict[str, Any]) -> None:
+        try:
+            status = await self.post_update(target, update)
+        except (aiohttp.ClientError, TimeoutError):
+            status = 0
+        self.webhook_posts.append((update["update_id"], status))
+        if status == 200:
+            self._queue = [u for u in self._queue if u["update_id"] != update["update_id"]]
+        else:
+            await asyncio.sleep(WEBHOOK_RETRY_S)  # then the loop tries it again
+        self._notify()
 
     def _take_updates(self, limit: int) -> list[dict[str, Any]]:
         allowed = self._allowed_updates
