@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
+import time
 from importlib import resources
 from pathlib import Path
 
 import pytest
 
-from core.ports import NewNode, Preferences
+from core.ports import NewNode, Preferences, ReplyToken
 from storage.images import FileImageStore
 from storage.sqlite import PREFERENCES_CACHED, SqliteStore, StoreInUse
 
@@ -236,3 +237,28 @@ async def test_one_process_at_a_time_owns_a_database(tmp_path: Path) -> None:
         await first.close()
     again = await SqliteStore.open(path)  # closed (or killed): free again
     await again.close()
+
+
+async def test_reply_tokens_live_until_they_expire_and_are_deleted_then(tmp_path: Path) -> None:
+    store = await SqliteStore.open(tmp_path / "db.sqlite3")
+    try:
+        now = time.time()
+        live = ReplyToken(platform="discord", request_id="11", secret="s1", expires_at=now + 60,
+                          details={"application_id": 7, "upload_limit": 1024, "ephemeral": True})
+        await store.keep_reply_token(live)
+        await store.keep_reply_token(ReplyToken("discord", "12", "s2", expires_at=now + 1))
+        assert await store.reply_token("discord", "11", now) == live
+        assert await store.reply_token("telegram", "11", now) is None  # per platform
+
+        await store.mark_reply_token_delivered("discord", "11")
+        kept = await store.reply_token("discord", "11", now)
+        assert kept is not None and kept.delivered and kept.secret == "s1"
+        await store.keep_reply_token(ReplyToken("discord", "11", "s3", expires_at=now + 90))  # replaced
+        assert (await store.reply_token("discord", "11", now)) == ReplyToken("discord", "11", "s3", now + 90)
+
+        assert await store.reply_token("discord", "12", now + 1) is None  # expired: gone for good
+        assert await store.reply_token("discord", "12", now) is None
+        await store.drop_reply_token("discord", "11")
+        assert await store.reply_token("discord", "11", now) is None
+    finally:
+        await store.close()

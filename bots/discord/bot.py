@@ -169,7 +169,7 @@ class DiscordBot:
         self.guild_ready_timeout = guild_ready_timeout
         self._ready = asyncio.Event()
         self.client = self._build_client(message_content)
-        self.messenger = DiscordMessenger(self.client, token_lifetime_s)
+        self.messenger = DiscordMessenger(self.client, studio.reply_tokens, token_lifetime_s)
         _hide_interaction_tokens()
         studio.attach(PLATFORM, self.messenger)
         self._task: asyncio.Task[None] | None = None
@@ -294,7 +294,7 @@ class DiscordBot:
             if checked is None:
                 return
             photos = [checked]
-        self.messenger.remember(request_id, interaction, ephemeral=slash.private, responded=slash.deferred)
+        await self.messenger.remember(request_id, interaction, ephemeral=slash.private, responded=slash.deferred)
         ctx = interaction_context(interaction, request_id)
         typed = typed_of(info, values, photos, lobby)
         if info.name == "me":  # the person's avatar as the selfie: asking for it is the consent
@@ -303,7 +303,7 @@ class DiscordBot:
             await self.commands.dispatch(ctx, typed)
         finally:
             if info.name == "party":  # the lobby is out: what replies to it later goes to the channel
-                self.messenger.settle(request_id)
+                await self.messenger.settle(request_id)
         if slash.deferred and not self.messenger.answered(request_id):
             await self._nothing_said(interaction, info, ctx)
 
@@ -482,14 +482,14 @@ class DiscordBot:
         """A step picked under a /history gallery: posted on its own, with its buttons, to reply to."""
         answer = await interaction.response.defer(thinking=True)
         request_id = str((answer.message_id if answer is not None else None) or interaction.id)
-        self.messenger.remember(request_id, interaction)
+        await self.messenger.remember(request_id, interaction)
         await self.studio.people.show_step(interaction_context(interaction, request_id), node_id)
 
     async def on_variant(self, interaction: discord.Interaction, node_id: int) -> None:
         """A picture picked under pictures made together: posted on its own, with its buttons, to continue from."""
         answer = await interaction.response.defer(thinking=True)
         request_id = str((answer.message_id if answer is not None else None) or interaction.id)
-        self.messenger.remember(request_id, interaction)
+        await self.messenger.remember(request_id, interaction)
         ctx = interaction_context(interaction, request_id)
         outcome = await self.studio.press(ctx, encode(VariantPick(node_id)))
         if outcome.kind != "ok":
@@ -508,7 +508,7 @@ class DiscordBot:
         """Run a use case whose answers only the person should see; returns its result if unsaid."""
         answer = await interaction.response.defer(ephemeral=True, thinking=True)
         request_id = str((answer.message_id if answer is not None else None) or interaction.id)
-        self.messenger.remember(request_id, interaction, ephemeral=True)
+        await self.messenger.remember(request_id, interaction, ephemeral=True)
         result = await use_case(interaction_context(interaction, request_id))
         return None if self.messenger.answered(request_id) else result
 
