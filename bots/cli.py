@@ -34,15 +34,15 @@ from core.config import (
 )
 from core.engines.base import EngineError, ImageEngine
 from core.engines.factory import build_engine
+from core.errors import StorageError
 from core.intake import IntakeError, prepare
 from core.intake_pool import Intake
 from core.logsafe import configure_logging
 from core.metrics import NO_OBSERVER, JobObserver, Metrics
 from core.studio import Studio
 from core.styles import STYLES, get_style
-from storage.files import UMASK, keep_private
-from storage.images import FileImageStore
-from storage.sqlite import SqliteStore, StoreInUse
+from storage.backend import migrate, open_storage
+from storage.files import UMASK
 
 log = logging.getLogger("pixme")
 
@@ -62,12 +62,12 @@ NO_TOKEN = (
 @contextlib.asynccontextmanager
 async def open_studio(settings: Settings, engine: ImageEngine | None = None,
                       observer: JobObserver = NO_OBSERVER) -> AsyncIterator[Studio]:
-    """The core, wired to SQLite and the image store under `[storage] dir`; `observer` counts what happens."""
-    data_dir = settings.storage.dir
-    keep_private(data_dir, data_dir / "pixme.sqlite3")
-    store = await SqliteStore.open(data_dir / "pixme.sqlite3")
+    """The core, wired to the storage `[storage]` names: SQLite and image files under `dir`, or PostgreSQL at
+    `url` (migrated first, one process at a time); `observer` counts what happens."""
+    storage = await open_storage(settings.storage)
+    store = storage.store
     engine = engine or build_engine(settings)
-    studio = Studio(store=store, images=FileImageStore(data_dir, store), engine=engine,
+    studio = Studio(store=store, images=storage.images, engine=engine,
                     limits=settings.limits, access=settings.access, input_max_px=settings.engine.input_max_px,
                     party=settings.party, intake=Intake(settings.intake),
                     model_choices=settings.gemini.choices if engine.name == "gemini" else None,
@@ -78,7 +78,7 @@ async def open_studio(settings: Settings, engine: ImageEngine | None = None,
     finally:
         await studio.aclose()
         await engine.aclose()
-        await store.close()
+        await storage.close()
 
 
 async def run_bots(settings: Settings, stop: asyncio.Event | None = None) -> int:
@@ -309,6 +309,9 @@ def build_parser() -> argparse.ArgumentParser:
     playground.add_argument("--public", action="store_true", default=None,
                             help="allow a --host other than loopback (the page has no login; a warning is printed)")
     sub.add_parser("styles", help="list the styles, one a line, command name first")
+    about_migrate = "bring the database ([storage] url, or the SQLite file in [storage] dir) to this version's schema"
+    sub.add_parser("migrate", help=about_migrate, description=about_migrate[0].upper() + about_migrate[1:] +
+                   " (`pixme run` does it too at start).")
 
     render = sub.add_parser("render", help="turn an image into an avatar in one style")
     render.add_argument("image", type=Path)
@@ -328,7 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
     likeness.add_argument("image", type=Path, help="a picture, e.g. an avatar")
     likeness.add_argument("reference", type=Path, help="the person's original selfie")
     # Accepted before or after the command; SUPPRESS keeps a value given before it from being reset.
-    for sp in (render, edit, *(sub.choices[n] for n in ("run", "styles", "playground"))):
+    for sp in (render, edit, *(sub.choices[n] for n in ("run", "styles", "playground", "migrate"))):
         sp.add_argument("--config", type=Path, default=argparse.SUPPRESS,
                         help="TOML config file (default: ./config.toml if it exists)")
         sp.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="debug logging")
@@ -383,13 +386,16 @@ def main(argv: list[str] | None = None) -> int:
                 "telegram": TelegramSettings(), "discord": DiscordSettings(), "playground": chosen,
                 "ops": settings.ops.model_copy(update={"port": 0})})
             return _serve(only_playground)
+        if args.command == "migrate":
+            print(f"pixme: {asyncio.run(migrate(settings.storage))}")
+            return 0
         if args.command == "render":
             return asyncio.run(_render(settings, args))
         return asyncio.run(_edit(settings, args))
     except (EngineError, ValueError) as exc:
         print(f"pixme: {getattr(exc, 'message', exc)}", file=sys.stderr)
         return 1
-    except StoreInUse as exc:
+    except StorageError as exc:  # the database in use by another pixme, or PostgreSQL out of reach
         print(f"pixme: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

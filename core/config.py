@@ -15,6 +15,7 @@ import tomllib
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
@@ -142,6 +143,21 @@ class IntakeSettings(BaseModel):
 class StorageSettings(BaseModel):
     dir: Path = Path("data")
     retention_days: int = Field(default=30, ge=0)
+    # Empty: SQLite and image files in `dir`. "postgresql://user:pass@host:port/db": PostgreSQL for everything.
+    url: SecretStr = SecretStr("")
+
+    @field_validator("url")
+    @classmethod
+    def _postgres_or_nothing(cls, value: SecretStr) -> SecretStr:
+        url = value.get_secret_value().strip()
+        if url and not url.startswith(("postgresql://", "postgres://")):
+            raise ValueError("url must be empty (SQLite in [storage] dir) or postgresql://user:password@host:port/db")
+        return SecretStr(url)
+
+    @property
+    def password(self) -> str:
+        """The password in `url`, if any (for log redaction)."""
+        return urlsplit(self.url.get_secret_value()).password or ""
 
 
 class LimitsSettings(BaseModel):
@@ -325,7 +341,8 @@ class Settings(BaseSettings):
     def secrets(self) -> list[str]:
         """Every secret value set, so log redaction can scrub them."""
         values = [self.telegram.token, self.discord.token, self.gemini.api_key]
-        return [v.get_secret_value() for v in values if v.get_secret_value()]
+        return [v.get_secret_value() for v in values if v.get_secret_value()] + \
+            [p for p in (self.storage.password,) if p]
 
 
 class ConfigError(PixmeError):

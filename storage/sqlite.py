@@ -1,7 +1,7 @@
 """SQLite persistence (aiosqlite, WAL) for the edit tree and the job table.
 
-Schema changes are numbered files in `storage/migrations/`, applied in order and tracked with
-`PRAGMA user_version`, so an old database is upgraded in place at start-up.
+Schema changes are the numbered steps of `storage/migrations/` (shared with PostgreSQL), applied in order and
+tracked with `PRAGMA user_version`, so an old database is upgraded in place at start-up.
 
 WAL checkpoints run off the request path: SQLite's automatic checkpoint would copy the WAL into the
 database (with an fsync) inside whichever commit crosses ~1000 pages, making that request wait 10-150
@@ -24,7 +24,6 @@ import sqlite3
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from importlib import resources
 from pathlib import Path
 from typing import IO, Any
 
@@ -49,6 +48,13 @@ from core.ports import (
 )
 from core.requests import ReplyTarget
 from storage.aiosqlite_shim import in_db_thread
+from storage.migrations import migrations
+from storage.rows import JOB_COLUMNS as _JOB_COLUMNS
+from storage.rows import NODE_COLUMNS as _NODE_COLUMNS
+from storage.rows import PARTY_COLUMNS as _PARTY_COLUMNS
+from storage.rows import job_from_row as _job
+from storage.rows import node_from_row as _node
+from storage.rows import without_pictures as _without
 
 log = logging.getLogger(__name__)
 
@@ -64,23 +70,6 @@ class StoreInUse(StorageError):
 
 PREFERENCES_CACHED = 4096  # people (and chats) whose settings stay in memory, most recently used
 CHECKPOINT_INTERVAL_S = 2.0  # a node insert writes ~5 WAL pages: a few seconds of traffic is a small WAL
-
-_NODE_COLUMNS = ("id, platform, chat_id, user_id, parent_id, root_id, kind, image_sha, mime, style, "
-                 "instruction, engine, model, commentary, depth, created_at, image_size, owner_id, likeness, "
-                 "likeness_status")
-_PARTY_COLUMNS = "id, platform, chat_id, host_id, style, theme, status, lobby_message, reply_to, deadline"
-_JOB_COLUMNS = ("id, platform, chat_id, user_id, kind, payload, target, status, attempts, result_node, "
-                "delivered_message, error, created_at, pictures, result_nodes")
-
-
-def _migrations() -> list[tuple[int, str]]:
-    folder = resources.files("storage") / "migrations"
-    found = []
-    for entry in folder.iterdir():
-        if entry.name.endswith(".sql"):
-            found.append((int(entry.name.split("_", 1)[0]), entry.read_text(encoding="utf-8")))
-    return sorted(found)
-
 
 class SqliteStore:
     """Implements `core.ports.Store` on one SQLite file."""
@@ -161,13 +150,16 @@ class SqliteStore:
         if checkpointer is not None:
             await checkpointer.close()
 
-    async def _migrate(self) -> None:
+    async def schema_version(self) -> int:
         async with self._db.execute("PRAGMA user_version") as cur:
             row = await cur.fetchone()
-        version = int(row[0]) if row else 0
-        for number, script in _migrations():
-            if number > version:
-                await self._db.executescript(f"BEGIN;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;")
+        return int(row[0]) if row else 0
+
+    async def _migrate(self) -> None:
+        version = await self.schema_version()
+        for step in migrations("sqlite"):
+            if step.number > version:
+                await self._db.executescript(f"BEGIN;\n{step.script}\nPRAGMA user_version = {step.number};\nCOMMIT;")
         await self._db.commit()
 
     async def close(self) -> None:
@@ -854,39 +846,6 @@ class SqliteStore:
 
     async def drop_reply_token(self, platform: str, request_id: str) -> None:
         await self._write("DELETE FROM reply_tokens WHERE platform = ? AND request_id = ?", (platform, request_id))
-
-
-def _node(row: Any) -> Node:
-    return Node(id=row["id"], platform=row["platform"], chat_id=row["chat_id"], user_id=row["user_id"],
-                parent_id=row["parent_id"], root_id=row["root_id"], kind=row["kind"],
-                image_sha=row["image_sha"], mime=row["mime"], style=row["style"],
-                instruction=row["instruction"], engine=row["engine"], model=row["model"],
-                commentary=row["commentary"], depth=row["depth"], created_at=row["created_at"],
-                image_size=row["image_size"], owner_id=row["owner_id"], likeness=row["likeness"],
-                likeness_status=row["likeness_status"])
-
-
-def _without(payload: dict[str, Any], result: int | None, doomed: set[int]) -> dict[str, Any]:
-    """A job's payload with nothing left about deleted pictures: their portraits (a name and a photo) and,
-    for a job made from or making one of them, its words (an instruction or a theme may name them)."""
-    kept = dict(payload)
-    if isinstance(kept.get("portraits"), list):
-        kept["portraits"] = [p for p in kept["portraits"] if int(p[1]) not in doomed]
-    if kept.get("node") in doomed or result in doomed:
-        for words in ("instruction", "theme"):
-            if words in kept:
-                kept[words] = ""
-    return kept
-
-
-def _job(row: Any) -> Job:
-    return Job(id=row["id"], platform=row["platform"], chat_id=row["chat_id"], user_id=row["user_id"],
-               kind=row["kind"], payload=json.loads(row["payload"]),
-               target=ReplyTarget.from_json(json.loads(row["target"])), status=row["status"],
-               attempts=row["attempts"], result_node=row["result_node"],
-               delivered_message=row["delivered_message"], error=row["error"], created_at=row["created_at"],
-               pictures=row["pictures"],
-               result_nodes=tuple(int(n) for n in (row["result_nodes"] or "").split(",") if n.isdigit()))
 
 
 def _hold_lock(lock_path: Path, path: Path | str) -> IO[str]:

@@ -1,34 +1,37 @@
-"""The credits ledger in SQLite: what a picture holds, what comes back, what a refund takes, and what a crash
-between a job's end and its settlement leaves (mended at start)."""
+"""The credits ledger, on SQLite and PostgreSQL: what a picture holds, what comes back, what a refund takes,
+and what a crash between a job's end and its settlement leaves (mended at start)."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
 from core.config import ConfigError, CreditsSettings, load_settings
 from core.credits import parse_payload
+from core.ports import Store
 from core.requests import ReplyTarget
-from storage.sqlite import SqliteStore
+from tests.backends import Backend, open_store
 
 TARGET = ReplyTarget("telegram", "7", None)
 
 
 @pytest.fixture
-async def store() -> AsyncIterator[SqliteStore]:
-    opened = await SqliteStore.open(":memory:")
+async def store(tmp_path: Path, backend: Backend) -> AsyncIterator[Store]:
+    """The ledger on each backend: SQLite, and PostgreSQL (where several processes take holds at once)."""
+    opened = await open_store(tmp_path / "pixme.sqlite3")
     yield opened
     await opened.close()
 
 
-async def _hold(store: SqliteStore, free_daily: int = 1, user: str = "7") -> int | None:
+async def _hold(store: Store, free_daily: int = 1, user: str = "7") -> int | None:
     job = await store.add_job_holding("telegram", user, user, "style", {"style": "zombie", "node": 1}, TARGET,
                                       free_daily=free_daily, since=0.0)
     return None if job is None else job.id
 
 
-async def test_free_pictures_first_then_the_oldest_payments_credits_then_nothing(store: SqliteStore) -> None:
+async def test_free_pictures_first_then_the_oldest_payments_credits_then_nothing(store: Store) -> None:
     assert await _hold(store) is not None  # the free one
     assert await _hold(store) is None  # nothing left: and no job was written
     assert len(await store.unfinished_jobs()) == 1
@@ -45,7 +48,7 @@ async def test_free_pictures_first_then_the_oldest_payments_credits_then_nothing
 
 
 async def test_a_request_for_several_pictures_holds_one_unit_each_and_pays_only_for_those_delivered(
-        store: SqliteStore) -> None:
+        store: Store) -> None:
     await store.record_payment("a", "telegram", "7", 50, 2, "pack:50:2")
     await store.record_payment("b", "telegram", "7", 50, 2, "pack:50:2")
     # One free picture and 4 credits: a pack of 6 is refused whole, and nothing is taken.
@@ -64,13 +67,13 @@ async def test_a_request_for_several_pictures_holds_one_unit_each_and_pays_only_
     assert not await store.return_hold(job.id)  # settled: nothing more to give back
 
 
-async def test_a_payment_is_credited_once(store: SqliteStore) -> None:
+async def test_a_payment_is_credited_once(store: Store) -> None:
     assert await store.record_payment("c", "telegram", "7", 50, 2, "pack:50:2")
     assert not await store.record_payment("c", "telegram", "7", 50, 2, "pack:50:2")
     assert (await store.balance("telegram", "7", 0.0)).credits == 2
 
 
-async def test_spent_stays_spent_and_returned_comes_back_once(store: SqliteStore) -> None:
+async def test_spent_stays_spent_and_returned_comes_back_once(store: Store) -> None:
     await store.record_payment("c", "telegram", "7", 50, 2, "pack:50:2")
     spent, failed = await _hold(store, 0), await _hold(store, 0)
     assert spent is not None and failed is not None
@@ -82,7 +85,7 @@ async def test_spent_stays_spent_and_returned_comes_back_once(store: SqliteStore
     assert (await store.balance("telegram", "7", 0.0)).credits == 1
 
 
-async def test_a_refund_takes_the_unused_credits_and_a_later_return_does_not_revive_them(store: SqliteStore) -> None:
+async def test_a_refund_takes_the_unused_credits_and_a_later_return_does_not_revive_them(store: Store) -> None:
     await store.record_payment("c", "telegram", "7", 50, 3, "pack:50:3")
     held = await _hold(store, 0)
     assert held is not None
@@ -95,7 +98,7 @@ async def test_a_refund_takes_the_unused_credits_and_a_later_return_does_not_rev
     assert await store.refund_payment("unknown") is None
 
 
-async def test_holds_of_jobs_that_ended_before_a_crash_are_settled_at_start(store: SqliteStore) -> None:
+async def test_holds_of_jobs_that_ended_before_a_crash_are_settled_at_start(store: Store) -> None:
     await store.record_payment("c", "telegram", "7", 50, 3, "pack:50:3")
     delivered, failed, waiting = await _hold(store, 0), await _hold(store, 0), await _hold(store, 0)
     assert delivered is not None and failed is not None and waiting is not None
@@ -107,7 +110,7 @@ async def test_holds_of_jobs_that_ended_before_a_crash_are_settled_at_start(stor
     assert await store.settle_ended_holds() == (0, 0)
 
 
-async def test_free_pictures_count_by_day(store: SqliteStore) -> None:
+async def test_free_pictures_count_by_day(store: Store) -> None:
     first = await _hold(store, 1)
     assert first is not None
     assert (await store.balance("telegram", "7", 0.0)).free_used == 1

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
-import sqlite3
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,10 +20,11 @@ from bots.discord import DiscordBot
 from core.config import DiscordSettings, LimitsSettings
 from core.engines.base import EngineResult
 from core.studio import Studio
-from storage.images import FileImageStore
-from storage.sqlite import SqliteStore
+from tests.backends import open_stores, sql
 from tests.fakes import FakeEngine
 from tests.standins.discord_api import FakeDiscord, Interaction, Payload, user
+
+pytestmark = pytest.mark.usefixtures("backend")  # on SQLite, and on PostgreSQL as workers would run
 
 ALICE = user(5001, "alice")
 
@@ -45,8 +45,8 @@ class StuckEngine(FakeEngine):
 @contextlib.asynccontextmanager
 async def bot_on(fake: FakeDiscord, data_dir: Path, engine: FakeEngine, **options: Any) -> AsyncIterator[Studio]:
     """One `pixme run` on the database in `data_dir`; stopped as SIGTERM stops it (running jobs handed back)."""
-    store = await SqliteStore.open(data_dir / "pixme.sqlite3")
-    studio = Studio(store=store, images=FileImageStore(data_dir, store), engine=engine,
+    store, images = await open_stores(data_dir / "pixme.sqlite3")
+    studio = Studio(store=store, images=images, engine=engine,
                     limits=LimitsSettings(concurrency=2, queue_per_user=5), delivery_retry_delays=(0.05,))
     settings = DiscordSettings(token=SecretStr(fake.token), api_url=fake.api_url, cdn_url=fake.cdn_url)
     bot = DiscordBot(settings, studio, engine_name=engine.name, guild_ready_timeout=0.05, **options)
@@ -78,9 +78,12 @@ async def _accept_then_stop(fake: FakeDiscord, data_dir: Path, photo: bytes, **o
     return interaction
 
 
-def _kept_tokens(data_dir: Path) -> list[tuple[str, str]]:
-    with contextlib.closing(sqlite3.connect(data_dir / "pixme.sqlite3")) as db:
-        return db.execute("SELECT platform, request_id FROM reply_tokens").fetchall()
+async def _kept_tokens(data_dir: Path) -> list[tuple[Any, ...]]:
+    store, _ = await open_stores(data_dir / "pixme.sqlite3")
+    try:
+        return await sql(store, "SELECT platform, request_id FROM reply_tokens")
+    finally:
+        await store.close()
 
 
 async def test_a_job_delivered_after_a_restart_answers_as_the_commands_follow_up(
@@ -88,7 +91,7 @@ async def test_a_job_delivered_after_a_restart_answers_as_the_commands_follow_up
     async with FakeDiscord() as fake:
         interaction = await _accept_then_stop(fake, tmp_path, selfie_jpeg)
         assert interaction.original_id is not None
-        assert _kept_tokens(tmp_path) == [("discord", str(interaction.original_id))]
+        assert await _kept_tokens(tmp_path) == [("discord", str(interaction.original_id))]
 
         # A new process on the same database: it never saw the interaction, yet follows up on it.
         async with bot_on(fake, tmp_path, FakeEngine()) as studio:
@@ -110,4 +113,4 @@ async def test_an_expired_kept_token_is_deleted_and_the_answer_replies_in_the_ch
             await studio.jobs.wait_idle(10)
         assert result.get("interaction_metadata") is None  # a channel message…
         assert fake.reply_to(result) == interaction.original_id  # …replying to the request
-        assert _kept_tokens(tmp_path) == []
+        assert await _kept_tokens(tmp_path) == []

@@ -1,6 +1,6 @@
 -- Interaction tokens (Discord): a slash command's answers are follow-ups of its interaction, which only its
 -- token can send, for 15 minutes. Kept here so whichever process delivers the job can follow up (a worker, or
--- the same bot after a restart); an expired one is deleted. Written in SQL that SQLite and PostgreSQL both read.
+-- the same bot after a restart); an expired one is deleted. PostgreSQL runs 0011_reply_tokens.postgres.sql.
 CREATE TABLE reply_tokens (
     platform   TEXT NOT NULL,
     request_id TEXT NOT NULL,                  -- the message that shows the request (answers reply to it)
