@@ -103,6 +103,24 @@ class DiscordSettings(BaseModel):
     gateway_url: str = ""
     cdn_url: str = ""  # where avatars are fetched from (a Discord-compatible server's CDN); empty: Discord's
     guild_ids: list[int] = Field(default_factory=list)
+    # Gateway shards in all (0 = what Discord recommends, from GET /gateway/bot), and the ones this process
+    # runs (empty = all of them). A guild belongs to shard (guild_id >> 22) % shard_count; DMs to shard 0.
+    shard_count: int = Field(default=0, ge=0, le=65535)
+    shard_ids: list[int] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _shards_within_count(self) -> DiscordSettings:
+        ids = self.shard_ids
+        if ids and not self.shard_count:
+            raise ValueError("shard_ids needs shard_count: say how many shards there are in all "
+                             f"(e.g. shard_count = {max(ids) + 1})")
+        wrong = [i for i in ids if not 0 <= i < self.shard_count]
+        if wrong:
+            raise ValueError(f"shard_ids {wrong} are not below shard_count = {self.shard_count} "
+                             f"(shards are numbered 0 to {self.shard_count - 1})")
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"shard_ids {ids} lists a shard twice")
+        return self
 
     def token_problem(self) -> str | None:
         """Why the token cannot be a Discord bot token, in one line (None if it looks right or is unset)."""

@@ -302,6 +302,35 @@ class SharedFiles(Protocol):
 
 
 @dataclass(frozen=True)
+class ReplyToken:
+    """A platform's short-lived credential for answering a request in place: Discord's interaction token, whose
+    follow-ups show as the answer to a slash command for 15 minutes. Kept in the database so whichever process
+    delivers the request's job can follow up, not only the one that received the command."""
+
+    platform: str
+    request_id: str  # the message that shows the request (what its answers reply to)
+    secret: str
+    expires_at: float  # unix time
+    details: Mapping[str, Any] = field(default_factory=dict)  # what else sending needs (JSON values)
+    delivered: bool = False  # the result is out: later posts go to the chat, not through the token
+
+
+class ReplyTokens(Protocol):
+    async def keep_reply_token(self, token: ReplyToken) -> None:
+        """Store or replace the token for its request (and delete every expired one)."""
+        ...
+
+    async def reply_token(self, platform: str, request_id: str, now: float) -> ReplyToken | None:
+        """The request's token while it lives at `now`; None if there is none or it has expired (then it is
+        deleted)."""
+        ...
+
+    async def mark_reply_token_delivered(self, platform: str, request_id: str) -> None: ...
+
+    async def drop_reply_token(self, platform: str, request_id: str) -> None: ...
+
+
+@dataclass(frozen=True)
 class Balance:
     """What a person may still have drawn: free pictures used today (held or delivered) and credits left."""
 
@@ -364,7 +393,7 @@ class CreditStore(Protocol):
 
 
 class Store(History, JobStore, Usage, Privacy, Reachability, PartyStore, PreferenceStore, LikenessStore,
-            SharedFiles, CreditStore, UpdateLog, Protocol):
+            SharedFiles, CreditStore, UpdateLog, ReplyTokens, Protocol):
     """Everything core keeps in the database."""
 
     async def ping(self) -> None:

@@ -36,7 +36,7 @@ from core.languages import Languages
 from core.metrics import NO_OBSERVER, JobObserver
 from core.parties import Parties
 from core.people import People
-from core.ports import ImageStore, Store
+from core.ports import ImageStore, ReplyTokens, Store
 from core.privacy import Forgetting
 from core.queue_notes import QueueNotes
 from core.rendering import Rendering
@@ -122,6 +122,9 @@ class Studio:
         self.daily_stats = DailyStats(usage=store, jobs=jobs, engine=engine, daily_usd=limits.daily_usd,
                                       access=self.access, replies=replies, gate=gate)
         self.retention = Retention(store=store, images=images, clock=clock)  # history's age, orphan files
+        # Platforms' credentials for answering a request in place (Discord's interaction tokens), kept in the
+        # database so the process that delivers a job can use the one the process that took it received.
+        self.reply_tokens: ReplyTokens = store
         self._closed = False
 
         # The use cases, where front-ends call them.

@@ -40,6 +40,7 @@ from core.ports import (
     Payment,
     Preferences,
     PreferenceScope,
+    ReplyToken,
     SourceGone,
 )
 from core.requests import ReplyTarget
@@ -552,6 +553,8 @@ class PostgresStore:
                 "                AND n.user_id = preferences.owner_id) "
                 "AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.platform = preferences.platform "
                 "                AND j.user_id = preferences.owner_id)", cutoff)
+            # Interaction tokens are only ever useful for 15 minutes: whatever has expired goes, whatever the cutoff.
+            await conn.execute("DELETE FROM reply_tokens WHERE expires_at <= $1", time.time())
         return await self._unreferenced(shas)
 
     async def unreferenced(self, shas: list[str]) -> list[str]:
@@ -645,6 +648,40 @@ class PostgresStore:
     async def prune_updates(self, before: float) -> int:
         status = await self._pool.execute("DELETE FROM telegram_updates WHERE seen_at < $1", before)
         return int(status.split()[-1])
+
+    # -- reply tokens ------------------------------------------------------------------------------
+
+    async def keep_reply_token(self, token: ReplyToken) -> None:
+        async with self._transaction() as conn:
+            await conn.execute("DELETE FROM reply_tokens WHERE expires_at <= $1", time.time())
+            await conn.execute(
+                "INSERT INTO reply_tokens (platform, request_id, secret, details, expires_at, delivered) "
+                "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (platform, request_id) DO UPDATE SET "
+                "secret = excluded.secret, details = excluded.details, expires_at = excluded.expires_at, "
+                "delivered = excluded.delivered",
+                token.platform, token.request_id, token.secret, json.dumps(dict(token.details)), token.expires_at,
+                int(token.delivered))
+
+    async def reply_token(self, platform: str, request_id: str, now: float) -> ReplyToken | None:
+        row = await self._pool.fetchrow(
+            "SELECT secret, details, expires_at, delivered FROM reply_tokens WHERE platform = $1 AND request_id = $2",
+            platform, request_id)
+        if row is None:
+            return None
+        if row["expires_at"] <= now:
+            await self.drop_reply_token(platform, request_id)
+            return None
+        return ReplyToken(platform=platform, request_id=request_id, secret=row["secret"],
+                          expires_at=row["expires_at"], details=json.loads(row["details"]),
+                          delivered=bool(row["delivered"]))
+
+    async def mark_reply_token_delivered(self, platform: str, request_id: str) -> None:
+        await self._pool.execute("UPDATE reply_tokens SET delivered = 1 WHERE platform = $1 AND request_id = $2",
+                                 platform, request_id)
+
+    async def drop_reply_token(self, platform: str, request_id: str) -> None:
+        await self._pool.execute("DELETE FROM reply_tokens WHERE platform = $1 AND request_id = $2",
+                                 platform, request_id)
 
 
 # SQLSTATE classes and codes that mean "try again in a moment": lock and serialization trouble, a server

@@ -43,6 +43,7 @@ from core.ports import (
     Payment,
     Preferences,
     PreferenceScope,
+    ReplyToken,
     SourceGone,
 )
 from core.requests import ReplyTarget
@@ -695,6 +696,8 @@ class SqliteStore:
             "                AND n.user_id = preferences.owner_id) "
             "AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.platform = preferences.platform "
             "                AND j.user_id = preferences.owner_id)", (cutoff,))
+        # Interaction tokens are only ever useful for 15 minutes: whatever has expired goes, whatever the cutoff.
+        await self._db.execute("DELETE FROM reply_tokens WHERE expires_at <= ?", (time.time(),))
         await self._db.commit()
         self._preferences.clear()
         self._preferences_changes += 1  # reads under way must not cache what was just deleted
@@ -812,6 +815,48 @@ class SqliteStore:
     async def prune_updates(self, before: float) -> int:
         _, removed = await self._write("DELETE FROM telegram_updates WHERE seen_at < ?", (before,))
         return removed
+
+    # -- reply tokens ------------------------------------------------------------------------------
+
+    async def keep_reply_token(self, token: ReplyToken) -> None:
+        def run(conn: sqlite3.Connection) -> None:
+            try:
+                conn.execute("DELETE FROM reply_tokens WHERE expires_at <= ?", (time.time(),))
+                conn.execute(
+                    "INSERT INTO reply_tokens (platform, request_id, secret, details, expires_at, delivered) "
+                    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (platform, request_id) DO UPDATE SET "
+                    "secret = excluded.secret, details = excluded.details, expires_at = excluded.expires_at, "
+                    "delivered = excluded.delivered",
+                    (token.platform, token.request_id, token.secret, json.dumps(dict(token.details)),
+                     token.expires_at, int(token.delivered)))
+                conn.commit()
+            except BaseException:
+                conn.rollback()
+                raise
+
+        await in_db_thread(self._db, run)
+
+    async def reply_token(self, platform: str, request_id: str, now: float) -> ReplyToken | None:
+        async with self._db.execute(
+            "SELECT secret, details, expires_at, delivered FROM reply_tokens WHERE platform = ? AND request_id = ?",
+            (platform, request_id),
+        ) as cur:
+            row = await cur.fetchone()
+        if row is None:
+            return None
+        if row["expires_at"] <= now:
+            await self.drop_reply_token(platform, request_id)
+            return None
+        return ReplyToken(platform=platform, request_id=request_id, secret=row["secret"],
+                          expires_at=row["expires_at"], details=json.loads(row["details"]),
+                          delivered=bool(row["delivered"]))
+
+    async def mark_reply_token_delivered(self, platform: str, request_id: str) -> None:
+        await self._write("UPDATE reply_tokens SET delivered = 1 WHERE platform = ? AND request_id = ?",
+                          (platform, request_id))
+
+    async def drop_reply_token(self, platform: str, request_id: str) -> None:
+        await self._write("DELETE FROM reply_tokens WHERE platform = ? AND request_id = ?", (platform, request_id))
 
 
 def _hold_lock(lock_path: Path, path: Path | str) -> IO[str]:

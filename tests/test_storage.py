@@ -7,12 +7,13 @@ import asyncio
 import hashlib
 import os
 import sqlite3
+import time
 from importlib import resources
 from pathlib import Path
 
 import pytest
 
-from core.ports import NewNode, Preferences
+from core.ports import NewNode, Preferences, ReplyToken
 from storage.images import FileImageStore
 from storage.migrations import migrations
 from storage.postgres import PostgresStore, SchemaBehind, redacted
@@ -309,3 +310,28 @@ async def test_postgres_processes_starting_together_migrate_once(postgres: Backe
 def test_a_database_url_is_shown_without_its_password() -> None:
     assert redacted("postgresql://pixme:s3cret@db.example:5433/pixme") == "postgresql://pixme:***@db.example:5433/pixme"
     assert redacted("postgresql:///pixme") == "postgresql:///pixme"
+
+
+async def test_reply_tokens_live_until_they_expire_and_are_deleted_then(tmp_path: Path, backend: Backend) -> None:
+    store = await open_store(tmp_path / "db.sqlite3")
+    try:
+        now = time.time()
+        live = ReplyToken(platform="discord", request_id="11", secret="s1", expires_at=now + 60,
+                          details={"application_id": 7, "upload_limit": 1024, "ephemeral": True})
+        await store.keep_reply_token(live)
+        await store.keep_reply_token(ReplyToken("discord", "12", "s2", expires_at=now + 1))
+        assert await store.reply_token("discord", "11", now) == live
+        assert await store.reply_token("telegram", "11", now) is None  # per platform
+
+        await store.mark_reply_token_delivered("discord", "11")
+        kept = await store.reply_token("discord", "11", now)
+        assert kept is not None and kept.delivered and kept.secret == "s1"
+        await store.keep_reply_token(ReplyToken("discord", "11", "s3", expires_at=now + 90))  # replaced
+        assert (await store.reply_token("discord", "11", now)) == ReplyToken("discord", "11", "s3", now + 90)
+
+        assert await store.reply_token("discord", "12", now + 1) is None  # expired: gone for good
+        assert await store.reply_token("discord", "12", now) is None
+        await store.drop_reply_token("discord", "11")
+        assert await store.reply_token("discord", "11", now) is None
+    finally:
+        await store.close()

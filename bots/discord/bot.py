@@ -61,18 +61,37 @@ T = TypeVar("T")
 DEFAULT_API = "https://discord.com/api/v10"
 DEFAULT_GATEWAY = "wss://gateway.discord.gg/"
 DEFAULT_CDN = "https://cdn.discordapp.com"
+IDENTIFY_INTERVAL_S = 5.0  # Discord's session start rate: max_concurrency IDENTIFYs per 5 seconds
 MENU_NAME = "Pix Me"
 _MENTION = re.compile(r"<@!?(\d+)>")
 
 
 # -- the bot -------------------------------------------------------------------------------------------
 
-class _Client(discord.Client):
-    def __init__(self, adapter: DiscordBot, *, intents: discord.Intents, guild_ready_timeout: float) -> None:
+class _Client(discord.AutoShardedClient):
+    """One connection per gateway shard this process runs (`[discord] shard_count` / `shard_ids`): Discord
+    sends each server's events to the shard that owns it, and DMs to shard 0."""
+
+    def __init__(self, adapter: DiscordBot, *, intents: discord.Intents, guild_ready_timeout: float,
+                 shard_count: int | None, shard_ids: list[int] | None) -> None:
+        # discord.py takes no shard_ids (all shards) but types the option as a list.
+        all_or_some: dict[str, Any] = {"shard_ids": shard_ids} if shard_ids else {}
         super().__init__(intents=intents, guild_ready_timeout=guild_ready_timeout,
-                         allowed_mentions=discord.AllowedMentions.none())
+                         allowed_mentions=discord.AllowedMentions.none(), shard_count=shard_count, **all_or_some)
         self.adapter = adapter
         self.tree: app_commands.CommandTree[_Client] = app_commands.CommandTree(self)
+        self.max_concurrency = 1  # IDENTIFYs Discord takes per 5 s (session_start_limit), one per bucket
+        self._identified_at: dict[int, float] = {}  # bucket (shard id % max_concurrency) -> loop time
+
+    async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
+        """Discord takes one IDENTIFY per 5 seconds in each of `max_concurrency` buckets; discord.py's own hook
+        waits 5 s before every shard but the first, which makes a process with many shards start slowly."""
+        loop = asyncio.get_running_loop()
+        bucket = (shard_id or 0) % self.max_concurrency
+        last = self._identified_at.get(bucket)
+        if last is not None and (wait := last + IDENTIFY_INTERVAL_S - loop.time()) > 0:
+            await asyncio.sleep(wait)
+        self._identified_at[bucket] = loop.time()
 
     async def setup_hook(self) -> None:
         await self.tree.set_translator(_Translator())
@@ -150,7 +169,7 @@ class DiscordBot:
         self.guild_ready_timeout = guild_ready_timeout
         self._ready = asyncio.Event()
         self.client = self._build_client(message_content)
-        self.messenger = DiscordMessenger(self.client, token_lifetime_s)
+        self.messenger = DiscordMessenger(self.client, studio.reply_tokens, token_lifetime_s)
         _hide_interaction_tokens()
         studio.attach(PLATFORM, self.messenger)
         self._task: asyncio.Task[None] | None = None
@@ -161,7 +180,8 @@ class DiscordBot:
         intents.guild_messages = True
         intents.dm_messages = True
         intents.message_content = message_content
-        client = _Client(self, intents=intents, guild_ready_timeout=self.guild_ready_timeout)
+        client = _Client(self, intents=intents, guild_ready_timeout=self.guild_ready_timeout,
+                         shard_count=self.settings.shard_count or None, shard_ids=self.settings.shard_ids or None)
         client.add_dynamic_items(*DYNAMIC_ITEMS)
         self._add_commands(client.tree)
         client.event(self.on_message)
@@ -198,8 +218,14 @@ class DiscordBot:
 
     @property
     def connected(self) -> bool:
-        """The gateway session is up (readiness, bots/ops.py)."""
-        return self.client.is_ready() and not self.client.is_closed()
+        """Every shard this process runs has its gateway session up (readiness, bots/ops.py)."""
+        return (self.client.is_ready() and not self.client.is_closed()
+                and not any(shard.is_closed() for shard in self.client.shards.values()))
+
+    @property
+    def shards(self) -> tuple[list[int], int | None]:
+        """The shards this process runs, and how many there are in all (None until the gateway says)."""
+        return sorted(self.client.shards), self.client.shard_count
 
     async def stop(self) -> None:
         await self.client.close()
@@ -209,10 +235,17 @@ class DiscordBot:
                 await self._task
 
     async def after_login(self, client: _Client) -> None:
-        """After login: find the gateway of a Discord-compatible server, and sync the commands."""
+        """After login: find the gateway of a Discord-compatible server and how many shards Discord recommends
+        (unless `shard_count` says), then sync the commands."""
+        recommended, url, limits = await client.http.get_bot_gateway()
         if self.settings.api_url and not self.settings.gateway_url:
-            _shards, url, _limits = await client.http.get_bot_gateway()
             shim.point_at(shim.api_base(), url)
+        # Known before connecting, discord.py opens the shards at the configured gateway (`gateway_url`).
+        client.shard_count = client.shard_count or recommended
+        client.max_concurrency = max(1, int(limits.get("max_concurrency", 1)))
+        if limits.get("remaining", 1) < len(client.shard_ids or range(client.shard_count)):
+            log.warning("discord: only %s session starts left today (they come back in %.0f minutes)",
+                        limits.get("remaining"), limits.get("reset_after", 0) / 60000)
         try:
             await client.tree.sync()
             for guild_id in self.settings.guild_ids:  # guild commands appear at once; global ones can lag
@@ -261,7 +294,7 @@ class DiscordBot:
             if checked is None:
                 return
             photos = [checked]
-        self.messenger.remember(request_id, interaction, ephemeral=slash.private, responded=slash.deferred)
+        await self.messenger.remember(request_id, interaction, ephemeral=slash.private, responded=slash.deferred)
         ctx = interaction_context(interaction, request_id)
         typed = typed_of(info, values, photos, lobby)
         if info.name == "me":  # the person's avatar as the selfie: asking for it is the consent
@@ -270,7 +303,7 @@ class DiscordBot:
             await self.commands.dispatch(ctx, typed)
         finally:
             if info.name == "party":  # the lobby is out: what replies to it later goes to the channel
-                self.messenger.settle(request_id)
+                await self.messenger.settle(request_id)
         if slash.deferred and not self.messenger.answered(request_id):
             await self._nothing_said(interaction, info, ctx)
 
@@ -449,14 +482,14 @@ class DiscordBot:
         """A step picked under a /history gallery: posted on its own, with its buttons, to reply to."""
         answer = await interaction.response.defer(thinking=True)
         request_id = str((answer.message_id if answer is not None else None) or interaction.id)
-        self.messenger.remember(request_id, interaction)
+        await self.messenger.remember(request_id, interaction)
         await self.studio.people.show_step(interaction_context(interaction, request_id), node_id)
 
     async def on_variant(self, interaction: discord.Interaction, node_id: int) -> None:
         """A picture picked under pictures made together: posted on its own, with its buttons, to continue from."""
         answer = await interaction.response.defer(thinking=True)
         request_id = str((answer.message_id if answer is not None else None) or interaction.id)
-        self.messenger.remember(request_id, interaction)
+        await self.messenger.remember(request_id, interaction)
         ctx = interaction_context(interaction, request_id)
         outcome = await self.studio.press(ctx, encode(VariantPick(node_id)))
         if outcome.kind != "ok":
@@ -475,13 +508,16 @@ class DiscordBot:
         """Run a use case whose answers only the person should see; returns its result if unsaid."""
         answer = await interaction.response.defer(ephemeral=True, thinking=True)
         request_id = str((answer.message_id if answer is not None else None) or interaction.id)
-        self.messenger.remember(request_id, interaction, ephemeral=True)
+        await self.messenger.remember(request_id, interaction, ephemeral=True)
         result = await use_case(interaction_context(interaction, request_id))
         return None if self.messenger.answered(request_id) else result
 
     # -- raw events ------------------------------------------------------------------------------
 
     async def on_ready(self) -> None:
+        ids, count = self.shards
+        log.info("discord: connected, running shard%s %s of %s", "" if len(ids) == 1 else "s",
+                 ", ".join(map(str, ids)), count)
         self._ready.set()
 
     async def on_interaction(self, interaction: discord.Interaction) -> None:

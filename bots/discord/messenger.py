@@ -8,9 +8,9 @@ import contextlib
 import io
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import discord
 from PIL import Image
@@ -25,13 +25,15 @@ from bots.discord.components import (
     result_view,
     settings_view,
 )
-from bots.discord.convert import caption
+from bots.discord.convert import PLATFORM, caption
 from core import texts
 from core.people import SettingsForm
+from core.ports import ReplyToken, ReplyTokens
 from core.requests import Button, DeliveryRefused, ImageReply, ReplyTarget
 from core.styles import Style
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024  # what a server without boosts (and a DM) accepts per file
 TOKEN_LIFETIME_S = 14 * 60.0  # interaction tokens last 15 minutes; keep a margin for slow uploads
@@ -67,14 +69,13 @@ def _file_name(reply: ImageReply, extension: str) -> str:
     return f"{stem}.{extension}"
 
 
-
 @dataclass
 class _Token:
     """A live interaction whose follow-ups carry a request's answers."""
 
     application_id: int
     token: str
-    expires: float  # time.monotonic()
+    expires: float  # unix time: the token is kept in the database for other processes (and the next start)
     upload_limit: int
     ephemeral: bool = False  # answers only the person who asked can see
     unanswered: discord.Interaction | None = None  # not yet responded to: the first answer is the response
@@ -85,45 +86,92 @@ class _Token:
 class DiscordMessenger:
     """Implements `core.requests.Messenger` with Discord REST calls.
 
-    A request made by slash command is remembered with its interaction token (in memory only: tokens
-    are secrets and die in 15 minutes anyway), keyed by the message that shows the request.
+    A request made by slash command is remembered with its interaction token, keyed by the message that shows
+    the request: in memory, and in the database (`ReplyTokens`) once the interaction is acknowledged, so a job
+    delivered by another process (a worker, or this bot after a restart) still answers as a follow-up while
+    the token lives (15 minutes; expired ones are deleted).
     """
 
-    def __init__(self, client: discord.Client, token_lifetime_s: float = TOKEN_LIFETIME_S) -> None:
+    def __init__(self, client: discord.Client, kept: ReplyTokens,
+                 token_lifetime_s: float = TOKEN_LIFETIME_S) -> None:
         self.client = client
+        self.kept = kept
         self.token_lifetime_s = token_lifetime_s
         self._tokens: dict[str, _Token] = {}
 
-    def remember(self, message_id: str, interaction: discord.Interaction, *, ephemeral: bool = False,
-                 responded: bool = True) -> None:
+    async def remember(self, message_id: str, interaction: discord.Interaction, *, ephemeral: bool = False,
+                       responded: bool = True) -> None:
         """Answers to `message_id` go through this interaction; `responded=False`: it has not been responded
-        to (nor deferred), so the first answer is its response, at once."""
-        now = time.monotonic()
+        to (nor deferred), so the first answer is its response, at once (and only this process can give it)."""
+        now = time.time()
         self._tokens = {k: v for k, v in self._tokens.items() if v.expires > now}
-        self._tokens[message_id] = _Token(interaction.application_id, interaction.token,
-                                          now + self.token_lifetime_s, interaction.filesize_limit, ephemeral,
-                                          None if responded else interaction)
+        token = _Token(interaction.application_id, interaction.token, now + self.token_lifetime_s,
+                       interaction.filesize_limit, ephemeral, None if responded else interaction)
+        self._tokens[message_id] = token
+        if responded:
+            await self._keep(message_id, token)
 
-    def settle(self, message_id: str) -> None:
+    async def settle(self, message_id: str) -> None:
         """What the interaction had to show is out (e.g. a party lobby): later posts replying to that
         message go to the channel as replies, not as follow-ups in the requester's name."""
         token = self._tokens.get(message_id)
         if token is not None:
             token.delivered = True
+        await self._in_database("mark delivered", lambda kept: kept.mark_reply_token_delivered(PLATFORM, message_id))
+
+    async def _keep(self, message_id: str, token: _Token) -> None:
+        kept = ReplyToken(platform=PLATFORM, request_id=message_id, secret=token.token, expires_at=token.expires,
+                          details={"application_id": token.application_id, "upload_limit": token.upload_limit,
+                                   "ephemeral": token.ephemeral}, delivered=token.delivered)
+        await self._in_database("keep", lambda store: store.keep_reply_token(kept))
+
+    async def _in_database(self, what: str, action: Callable[[ReplyTokens], Awaitable[T]]) -> T | None:
+        """The database's copy is for other processes: if it cannot be written or read, this process still
+        answers with what it holds (or in the channel), so a storage error is logged, not raised."""
+        try:
+            return await action(self.kept)
+        except Exception as exc:
+            log.warning("discord: could not %s an interaction token in the database: %s", what, type(exc).__name__)
+            return None
 
     def answered(self, message_id: str) -> bool:
         """Whether anything was sent through the interaction remembered under `message_id`."""
         token = self._tokens.get(message_id)
         return token is None or token.answered
 
-    def _live_token(self, target: ReplyTarget, *, posting: bool = True) -> _Token | None:
-        """The interaction answering this target, while its token lives (for new posts: until the result)."""
-        token = self._tokens.get(target.reply_to or "")
-        if token is not None and token.expires <= time.monotonic():
-            self._tokens.pop(target.reply_to or "", None)
+    async def _live_token(self, target: ReplyTarget, *, posting: bool = True) -> _Token | None:
+        """The interaction answering this target, while its token lives (for new posts: until the result):
+        the one this process received, or else the one another process kept in the database."""
+        if target.reply_to is None:
+            return None
+        token = self._tokens.get(target.reply_to)
+        if token is None:
+            token = await self._kept_token(target.reply_to)
+        if token is not None and token.expires <= time.time():
+            self._tokens.pop(target.reply_to, None)
             return None
         if token is not None and posting and token.delivered:
             return None
+        return token
+
+    async def _kept_token(self, message_id: str) -> _Token | None:
+        kept = await self._in_database("read", lambda store: store.reply_token(PLATFORM, message_id, time.time()))
+        if kept is None:
+            return None
+        details = kept.details
+        token = _Token(int(details["application_id"]), kept.secret, kept.expires_at, int(details["upload_limit"]),
+                       bool(details.get("ephemeral")), answered=True, delivered=kept.delivered)
+        self._tokens[message_id] = token
+        return token
+
+    async def _delivering(self, target: ReplyTarget) -> _Token | None:
+        """The result is about to go out through the live token (if any): other processes are told first, so
+        nothing stands between the picture showing and the worker recording which message shows it (a reply
+        to it a moment later must find it). This process keeps using the token until the result is out."""
+        token = await self._live_token(target)
+        if token is not None:
+            await self._in_database("mark delivered",
+                                    lambda kept: kept.mark_reply_token_delivered(PLATFORM, target.reply_to or ""))
         return token
 
     def _webhook(self, token: _Token) -> discord.Webhook:
@@ -152,7 +200,7 @@ class DiscordMessenger:
                     view: discord.ui.View | None = None) -> str:
         """Follow up on the live interaction if there is one, otherwise post in the channel as a reply.
         `file` makes the attachment(s) afresh for each attempt (a sent discord.File is spent)."""
-        token = self._live_token(target)
+        token = await self._live_token(target)
         extra: dict[str, Any] = {}
         if view is not None:
             extra["view"] = view
@@ -165,6 +213,7 @@ class DiscordMessenger:
             interaction, token.unanswered = token.unanswered, None
             answer = await interaction.response.send_message(content, ephemeral=token.ephemeral, **attach(), **extra)
             token.answered = True
+            await self._keep(target.reply_to or "", token)  # acknowledged: follow-ups may come from anywhere now
             return str(answer.message_id or interaction.id)
         if token is not None:
             try:
@@ -177,6 +226,7 @@ class DiscordMessenger:
                     raise
                 log.info("discord: interaction token expired; replying in the channel instead")
                 self._tokens.pop(target.reply_to or "", None)
+                await self._in_database("drop", lambda kept: kept.drop_reply_token(PLATFORM, target.reply_to or ""))
         reference = self._reference(target)
         if reference is not None:
             extra["reference"] = reference
@@ -189,12 +239,12 @@ class DiscordMessenger:
         return str(message.id)
 
     async def send_image(self, target: ReplyTarget, reply: ImageReply) -> str:
-        limit = self._upload_limit(target, self._live_token(target))
-        data, extension = await asyncio.to_thread(fit_upload, reply.image, reply.mime, limit)
+        token = await self._delivering(target)
+        data, extension = await asyncio.to_thread(fit_upload, reply.image, reply.mime,
+                                                  self._upload_limit(target, token))
         sent = await self._post(target, caption(reply.caption) or None,
                                 file=lambda: discord.File(io.BytesIO(data), filename=_file_name(reply, extension)),
                                 view=result_view(reply.node_id))
-        token = self._tokens.get(target.reply_to or "")
         if token is not None:
             token.delivered = True
         return sent
@@ -234,6 +284,7 @@ class DiscordMessenger:
         """Pictures made together: one message with every picture (Discord lays them out as a gallery), their
         numbered captions, and a menu choosing the one to continue from, which comes out as a result of its
         own with its buttons."""
+        token = await self._delivering(target)
         sent: list[str] = []
         for start in range(0, len(replies), GALLERY_LIMIT):
             chunk = replies[start:start + GALLERY_LIMIT]
@@ -243,7 +294,6 @@ class DiscordMessenger:
                                                             value=str(r.node_id))
                                          for i, r in enumerate(chunk)]))
             sent += await self._post_pictures(target, chunk, content, view)
-        token = self._tokens.get(target.reply_to or "")
         if token is not None:
             token.delivered = True
         return sent
@@ -252,7 +302,8 @@ class DiscordMessenger:
                              view: discord.ui.View) -> list[str]:
         """Up to 10 pictures in one message (each fitted into the request's share of the upload limit); the
         message's id once per picture."""
-        per_file = min(self._upload_limit(target, self._live_token(target)), GALLERY_REQUEST_LIMIT // len(chunk))
+        per_file = min(self._upload_limit(target, await self._live_token(target)),
+                       GALLERY_REQUEST_LIMIT // len(chunk))
         fitted = await asyncio.gather(*(asyncio.to_thread(fit_upload, r.image, r.mime, per_file) for r in chunk))
 
         def files() -> list[discord.File]:
@@ -277,7 +328,7 @@ class DiscordMessenger:
     async def edit_text(self, target: ReplyTarget, message_id: str, text: str,
                         buttons: list[Button] | None = None) -> None:
         view = press_view(buttons) if buttons else None
-        token = self._live_token(target, posting=False)
+        token = await self._live_token(target, posting=False)
         if token is not None:
             with contextlib.suppress(discord.HTTPException):
                 await self._webhook(token).edit_message(int(message_id), content=caption(text), view=view)
@@ -285,7 +336,7 @@ class DiscordMessenger:
         await self._channel(target).get_partial_message(int(message_id)).edit(content=caption(text), view=view)
 
     async def delete(self, target: ReplyTarget, message_id: str) -> None:
-        token = self._live_token(target, posting=False)
+        token = await self._live_token(target, posting=False)
         if token is not None:
             with contextlib.suppress(discord.HTTPException):
                 await self._webhook(token).delete_message(int(message_id))
@@ -293,6 +344,6 @@ class DiscordMessenger:
         await self._channel(target).get_partial_message(int(message_id)).delete()
 
     async def show_working(self, target: ReplyTarget) -> None:
-        if self._live_token(target) is None:  # a deferred interaction already shows "thinking…"
+        if await self._live_token(target) is None:  # a deferred interaction already shows "thinking…"
             await self._channel(target).typing()
 

@@ -13,7 +13,10 @@ what the bot posted::
         result = await dc.wait_for_bot_message(lambda m: m["attachments"])
         await dc.click(ALICE, result, "pixme:again:2")
 
-Modelled: one guild with one text channel, DM channels; slash commands, message context menus, buttons,
+Modelled: guilds with one text channel each (`add_guild`), DM channels; gateway sharding as Discord does
+it (``GET /gateway/bot`` recommends ``shards`` and says ``max_concurrency``; IDENTIFY's ``shard: [id, count]``;
+a guild's events go only to the shard owning it, ``(guild_id >> 22) % count``, DMs to shard 0; an invalid
+shard closes with 4010); slash commands, message context menus, buttons,
 string selects and modals as INTERACTION_CREATE; callback types 4, 5, 6, 7, 9 with Discord's
 "already acknowledged" rule; the first follow-up after a deferral replaces the "thinking" message;
 webhook follow-ups, edits and deletes; ephemeral flags; message references; command bulk overwrite
@@ -22,7 +25,8 @@ webhook follow-ups, edits and deletes; ephemeral flags; message references; comm
 for it while ``message_content_enabled=False`` closes the gateway with 4014).
 
 Limitations: no rate limits, permissions, threads, embeds validation, event replay on RESUME, zlib/zstd
-transport compression (frames are plain text, which discord.py accepts), or sharding. Harness methods
+transport compression (frames are plain text, which discord.py accepts), or the large-bot "sharding
+required" close (4011). Harness methods
 must be called from the event loop's thread. Tokens are never logged.
 """
 
@@ -126,13 +130,16 @@ class FakeDiscord:
     """Discord on 127.0.0.1. `upload_limit` is what the guild and interactions allow per file."""
 
     def __init__(self, *, upload_limit: int = DEFAULT_UPLOAD_LIMIT, token_ttl_s: float = TOKEN_TTL_S,
-                 message_content_enabled: bool = True) -> None:
+                 message_content_enabled: bool = True, shards: int = 1, max_concurrency: int = 1) -> None:
         self._ids = itertools.count(1)
+        self.recommended_shards = shards  # what GET /gateway/bot answers, with the IDENTIFYs allowed per 5 s
+        self.max_concurrency = max_concurrency
         self.token = f"{snowflake(self._ids)}.fake.{secrets.token_urlsafe(24)}"
         self.app_id = snowflake(self._ids)
         self.bot = user(self.app_id, "PixMe", bot=True)
         self.guild_id = snowflake(self._ids)
         self.channel_id = snowflake(self._ids)
+        self.guilds: dict[int, int] = {self.guild_id: self.channel_id}  # guild id -> its text channel
         self.owner = user(snowflake(self._ids), "owner")
         self.upload_limit = upload_limit
         self.token_ttl_s = token_ttl_s
@@ -153,8 +160,10 @@ class FakeDiscord:
         self.resumed = 0  # RESUMEs accepted
         self.intents: int | None = None
         self._sockets: list[web.WebSocketResponse] = []
+        self._shard_of: dict[web.WebSocketResponse, tuple[int, int]] = {}  # socket -> [shard id, shard count]
+        self.sessions: dict[str, tuple[int, int]] = {}  # session id -> the shard it was identified for
+        self.identified_shards: list[tuple[int, int]] = []  # each IDENTIFY's [shard id, shard count], in order
         self._seq = 0
-        self._session_id = secrets.token_hex(16)
         self._changed = asyncio.Condition()
         self._runner: web.AppRunner | None = None
         self.port = 0
@@ -256,7 +265,7 @@ class FakeDiscord:
         for key, att in (attachments or {}).items():
             opts.append({"name": key, "type": 11, "value": att["id"]})
             resolved.setdefault("attachments", {})[att["id"]] = att
-        command = self._command(name, 1)
+        command = self._command(name, 1, self.guild_of(channel_id or self.channel_id))
         if subcommand:
             offered = [o["name"] for o in command.get("options", []) if o.get("type") == 1]
             assert subcommand in offered, f"/{name} has no subcommand {subcommand!r} (has {offered})"
@@ -264,13 +273,14 @@ class FakeDiscord:
         data: Payload = {"id": command["id"], "name": name, "type": 1, "options": opts}
         if resolved:
             data["resolved"] = resolved
-        if channel_id is None or channel_id == self.channel_id:
-            data["guild_id"] = str(self.guild_id)
+        guild = self.guild_of(channel_id or self.channel_id)
+        if guild is not None:
+            data["guild_id"] = str(guild)
         return await self._interact(person, 2, data, channel_id)
 
     async def context_menu(self, person: Payload, name: str, target: Payload) -> Interaction:
         """Right-click a message -> Apps -> `name`."""
-        command = self._command(name, 3)
+        command = self._command(name, 3, self.guild_of(int(target["channel_id"])))
         data = {"id": command["id"], "name": name, "type": 3, "target_id": target["id"],
                 "resolved": {"messages": {target["id"]: self._as_seen_by_bot(target)}}}
         return await self._interact(person, 2, data, int(target["channel_id"]))
@@ -344,17 +354,52 @@ class FakeDiscord:
     # -- gateway -------------------------------------------------------------------------------
 
     async def dispatch(self, event: str, data: Payload) -> None:
-        """Send a DISPATCH to every identified gateway connection."""
+        """Send a DISPATCH to the gateway connections of the shard it belongs to: a guild's events to the shard
+        owning the guild, everything else (DMs) to shard 0."""
+        guild = data.get("id") if event.startswith("GUILD_") else data.get("guild_id")
         for ws in list(self._sockets):
-            self._seq += 1
-            with contextlib.suppress(ConnectionError, RuntimeError):
-                await ws.send_str(json.dumps({"op": 0, "t": event, "s": self._seq, "d": data}))
+            shard, count = self._shard_of.get(ws, (0, 1))
+            if shard != (self.shard_of(int(guild), count) if guild else 0):
+                continue
+            await self._send_dispatch(ws, event, data)
+
+    async def _send_dispatch(self, ws: web.WebSocketResponse, event: str, data: Payload) -> None:
+        self._seq += 1
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            await ws.send_str(json.dumps({"op": 0, "t": event, "s": self._seq, "d": data}))
+
+    @staticmethod
+    def shard_of(guild_id: int, shard_count: int) -> int:
+        """The shard that receives a guild's events, as Discord computes it."""
+        return (guild_id >> 22) % shard_count
+
+    def guild_of(self, channel_id: int) -> int | None:
+        """The guild a channel is in (None for a DM)."""
+        return next((g for g, c in self.guilds.items() if c == channel_id), None)
+
+    def add_guild(self, *, shard: int | None = None, shard_count: int = 1) -> tuple[int, int]:
+        """Another guild with one text channel (the bot is a member); `shard`: its id is one that shard of
+        `shard_count` owns. Bots already connected are not told (add guilds before they connect)."""
+        guild = snowflake(self._ids)
+        if shard is not None:
+            stamp = guild >> 22
+            stamp -= (stamp - shard) % shard_count
+            guild = (stamp << 22) | (guild & 0x3FFFFF)
+            assert self.shard_of(guild, shard_count) == shard
+        channel = snowflake(self._ids)
+        self.guilds[guild] = channel
+        return guild, channel
 
     async def drop_connections(self) -> None:
         """Close every gateway connection with 4000 (unknown error), which clients answer with RESUME."""
         for ws in list(self._sockets):
             self._sockets.remove(ws)
+            self._shard_of.pop(ws, None)
             await ws.close(code=4000)
+
+    def connected_shards(self) -> list[tuple[int, int]]:
+        """[shard id, shard count] of every live gateway connection."""
+        return sorted(self._shard_of.get(ws, (0, 1)) for ws in self._sockets)
 
     async def wait_ready(self, timeout: float = 10.0) -> None:
         await self.wait_for(lambda: self._sockets, timeout)
@@ -380,36 +425,48 @@ class FakeDiscord:
                     if self.message_content and not self.message_content_enabled:
                         await ws.close(code=4014, message=b"Disallowed intent(s).")
                         break
-                    await self._identify(ws)
+                    shard, count = data.get("shard") or (0, 1)
+                    if not 0 <= shard < count:
+                        await ws.close(code=4010, message=b"Invalid shard.")
+                        break
+                    await self._identify(ws, shard, count)
                 elif op == 6:
-                    if data.get("token") != self.token or data.get("session_id") != self._session_id:
+                    session = self.sessions.get(data.get("session_id") or "")
+                    if data.get("token") != self.token or session is None:
                         await ws.send_str(json.dumps({"op": 9, "d": False}))
                         continue
                     self.resumed += 1
                     self._sockets.append(ws)
-                    await self.dispatch("RESUMED", {})
+                    self._shard_of[ws] = session
+                    await self._send_dispatch(ws, "RESUMED", {})
                     async with self._changed:
                         self._changed.notify_all()
         finally:
             if ws in self._sockets:
                 self._sockets.remove(ws)
+            self._shard_of.pop(ws, None)
         return ws
 
-    async def _identify(self, ws: web.WebSocketResponse) -> None:
+    async def _identify(self, ws: web.WebSocketResponse, shard: int, count: int) -> None:
         self.identified += 1
-        self._seq += 1
-        ready = {"v": 10, "user": self.bot, "guilds": [{"id": str(self.guild_id), "unavailable": True}],
-                 "session_id": self._session_id, "resume_gateway_url": self.gateway_url,
+        self.identified_shards.append((shard, count))
+        session = secrets.token_hex(16)
+        self.sessions[session] = (shard, count)
+        owned = [g for g in self.guilds if self.shard_of(g, count) == shard]
+        ready = {"v": 10, "user": self.bot, "guilds": [{"id": str(g), "unavailable": True} for g in owned],
+                 "session_id": session, "resume_gateway_url": self.gateway_url,
                  "application": {"id": str(self.app_id), "flags": 0}, "private_channels": [],
-                 "relationships": [], "user_settings": {}, "shard": [0, 1]}
-        await ws.send_str(json.dumps({"op": 0, "t": "READY", "s": self._seq, "d": ready}))
+                 "relationships": [], "user_settings": {}, "shard": [shard, count]}
+        await self._send_dispatch(ws, "READY", ready)
         self._sockets.append(ws)
-        await self.dispatch("GUILD_CREATE", self._guild())
+        self._shard_of[ws] = (shard, count)
+        for guild in owned:
+            await self._send_dispatch(ws, "GUILD_CREATE", self._guild(guild))
         async with self._changed:
             self._changed.notify_all()
 
-    def _guild(self) -> Payload:
-        gid = str(self.guild_id)
+    def _guild(self, guild_id: int) -> Payload:
+        gid = str(guild_id)
         return {
             "id": gid, "name": "Avatars", "icon": None, "splash": None, "discovery_splash": None,
             "owner_id": self.owner["id"], "afk_channel_id": None, "afk_timeout": 300, "verification_level": 0,
@@ -421,13 +478,13 @@ class FakeDiscord:
             "roles": [{"id": gid, "name": "@everyone", "permissions": ALL_PERMISSIONS, "position": 0,
                        "color": 0, "hoist": False, "managed": False, "mentionable": False, "flags": 0}],
             "joined_at": _iso(), "large": False, "unavailable": False, "member_count": 3,
-            "voice_states": [], "members": [self._member(self.bot)], "channels": [self._channel()],
+            "voice_states": [], "members": [self._member(self.bot)], "channels": [self._channel(self.guilds[guild_id])],
             "threads": [], "presences": [], "stage_instances": [], "guild_scheduled_events": [],
             "soundboard_sounds": [],
         }
 
-    def _channel(self) -> Payload:
-        return {"id": str(self.channel_id), "type": 0, "guild_id": str(self.guild_id), "name": "avatars",
+    def _channel(self, channel_id: int) -> Payload:
+        return {"id": str(channel_id), "type": 0, "guild_id": str(self.guild_of(channel_id)), "name": "avatars",
                 "position": 0, "permission_overwrites": [], "nsfw": False, "parent_id": None, "topic": None,
                 "last_message_id": None, "rate_limit_per_user": 0, "flags": 0}
 
@@ -440,7 +497,7 @@ class FakeDiscord:
     # -- building objects ---------------------------------------------------------------------------
 
     def _is_guild(self, channel_id: int) -> bool:
-        return channel_id == self.channel_id
+        return self.guild_of(channel_id) is not None
 
     def _message(self, channel_id: int, author: Payload, content: str, *, attachments: list[Payload],
                  reference: int | None = None, components: list[Payload] | None = None, flags: int = 0,
@@ -451,19 +508,20 @@ class FakeDiscord:
             "mention_everyone": False, "mentions": [], "mention_roles": [], "attachments": attachments,
             "embeds": [], "pinned": False, "type": 0, "flags": flags, "components": components or [],
         }
-        if self._is_guild(channel_id):
-            msg["guild_id"] = str(self.guild_id)
+        guild = self.guild_of(channel_id)
+        if guild is not None:
+            msg["guild_id"] = str(guild)
         if reference is not None:
             msg["type"] = 19
             msg["message_reference"] = {"type": 0, "message_id": str(reference), "channel_id": str(channel_id)}
-            if self._is_guild(channel_id):
-                msg["message_reference"]["guild_id"] = str(self.guild_id)
+            if guild is not None:
+                msg["message_reference"]["guild_id"] = str(guild)
         if interaction is not None:
             msg["webhook_id"] = str(self.app_id)
             msg["application_id"] = str(self.app_id)
             msg["interaction_metadata"] = {"id": str(interaction.id), "type": interaction.type,
                                            "user": interaction.user,
-                                           "authorizing_integration_owners": {"0": str(self.guild_id)}}
+                                           "authorizing_integration_owners": {"0": str(guild or self.guild_id)}}
             if interaction.type == 2:
                 msg["type"] = 20
         return msg
@@ -486,8 +544,8 @@ class FakeDiscord:
             seen.update(content="", attachments=[], embeds=[], components=[])
         return seen
 
-    def _command(self, name: str, kind: int) -> Payload:
-        for scope in (self.guild_id, None):
+    def _command(self, name: str, kind: int, guild: int | None = None) -> Payload:
+        for scope in (guild, None):
             for command in self.commands.get(scope, []):
                 if command["name"] == name and command.get("type", 1) == kind:
                     return command
@@ -514,9 +572,10 @@ class FakeDiscord:
             "app_permissions": ALL_PERMISSIONS,
             "entitlements": [], "attachment_size_limit": self.upload_limit, "context": 0,
         }
-        if self._is_guild(channel):
-            payload.update(guild_id=str(self.guild_id), guild_locale="en-US", member=self._member(person),
-                           channel=self._channel(), authorizing_integration_owners={"0": str(self.guild_id)})
+        guild = self.guild_of(channel)
+        if guild is not None:
+            payload.update(guild_id=str(guild), guild_locale="en-US", member=self._member(person),
+                           channel=self._channel(channel), authorizing_integration_owners={"0": str(guild)})
         else:
             payload.update(user=person, context=1, authorizing_integration_owners={"1": person["id"]},
                            channel={"id": str(channel), "type": 1, "recipients": [person], "flags": 0,
@@ -588,8 +647,8 @@ class FakeDiscord:
     async def _get_gateway(self, request: web.Request) -> web.Response:
         if request.path.endswith("/bot"):
             self._auth(request)
-        return _json({"url": self.gateway_url, "shards": 1, "session_start_limit": {
-            "total": 1000, "remaining": 999, "reset_after": 0, "max_concurrency": 1}})
+        return _json({"url": self.gateway_url, "shards": self.recommended_shards, "session_start_limit": {
+            "total": 1000, "remaining": 999, "reset_after": 0, "max_concurrency": self.max_concurrency}})
 
     async def _me(self, request: web.Request) -> web.Response:
         self._auth(request)
@@ -762,7 +821,7 @@ class FakeDiscord:
 
     def _known_channel(self, request: web.Request) -> int:
         channel = int(request.match_info["cid"])
-        if channel != self.channel_id and channel not in self.dm_channels.values():
+        if not self._is_guild(channel) and channel not in self.dm_channels.values():
             raise _DiscordError(404, 10003, "Unknown Channel")
         return channel
 
