@@ -6,6 +6,8 @@ passes admission, and leaves a persisted job for the worker; nothing is drawn he
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from core import texts
 from core.actions import Outcome
 from core.admission import Admission
@@ -21,6 +23,7 @@ from core.styles import STYLES, Style, get_style
 from core.submission import Submission
 
 MAX_INSTRUCTION_CHARS = 1000
+REPLY_RECORD_WAIT_S = 2.0  # a reply to a picture whose message is not linked yet waits this long for the link
 MIN_FUSE, MAX_FUSE = 2, 8  # photos in one fusion (an album holds up to 10)
 PACK_DEFAULT, PACK_MAX = 6, 10  # styles in one /pack (a Telegram album holds 10)
 # A pack of n shows the first n: the looks most unlike each other first (colour, line, pixels, paint, mood).
@@ -33,7 +36,10 @@ class Rendering:
 
     def __init__(self, *, history: History, images: ImageStore, replies: Replies, gate: Gate, admission: Admission,
                  submission: Submission, jobs: JobRunner, router: EngineRouter | None = None,
-                 variants: int = 1) -> None:
+                 variants: int = 1, deliveries: Callable[[float], Awaitable[None]] | None = None) -> None:
+        # Waits (at most the given seconds) for results being sent now to be linked to their messages: a reply
+        # to a picture that has just arrived may beat that record by a moment.
+        self.deliveries = deliveries
         self.router = router  # the person's choices (how many variants); None: always the operator's
         self.variants = variants  # `[gemini] variants`: candidates a request makes unless the person chose
         self.history = history
@@ -74,7 +80,7 @@ class Rendering:
         async with self.gate.handling(ctx) as allowed:
             if not allowed:
                 return
-            node = await self.history.node_for_message(ctx.chat.platform, ctx.chat.id, replied_message_id)
+            node = await self._replied_node(ctx, replied_message_id)
             if node is None and photo is not None:
                 node = await self.submission.ingest(ctx, photo)
                 if node is None:  # refused or lost: ingest has said why
@@ -83,6 +89,14 @@ class Rendering:
                 await self.replies.say(ctx, texts.REPLY_TO_RESULT)
             else:
                 await self._submit_edit(ctx, node, instruction)
+
+    async def _replied_node(self, ctx: Context, message_id: str) -> Node | None:
+        """The picture a message shows; if none yet, once more after the sends under way are recorded."""
+        node = await self.history.node_for_message(ctx.chat.platform, ctx.chat.id, message_id)
+        if node is None and self.deliveries is not None:
+            await self.deliveries(REPLY_RECORD_WAIT_S)
+            node = await self.history.node_for_message(ctx.chat.platform, ctx.chat.id, message_id)
+        return node
 
     async def undo(self, ctx: Context, replied_message_id: str | None) -> None:
         """Re-send the step before the replied-to result, so it can be replied to again."""

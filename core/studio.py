@@ -111,7 +111,7 @@ class Studio:
                                                   credits=credits_)
         self.rendering = rendering = Rendering(history=store, images=images, replies=replies, gate=gate,
                                                admission=admission, submission=submission, jobs=jobs,
-                                               router=router, variants=variants)
+                                               router=router, variants=variants, deliveries=worker.drain)
         self.parties = parties = Parties(party or PartySettings(), store=store, replies=replies, gate=gate,
                                          access=self.access, limits=admission, submission=submission, clock=clock)
         self.people = People(store=store, images=images, router=router, languages=self.languages,
