@@ -11,7 +11,7 @@ from core.actions import Outcome
 from core.admission import Admission
 from core.config import MAX_VARIANTS
 from core.gate import Gate
-from core.jobs import JobRunner
+from core.jobs import Queue
 from core.parties import parse_party_args
 from core.ports import History, ImageStore, Node
 from core.replies import Replies
@@ -32,7 +32,7 @@ class Rendering:
     after restarts and without a reply."""
 
     def __init__(self, *, history: History, images: ImageStore, replies: Replies, gate: Gate, admission: Admission,
-                 submission: Submission, jobs: JobRunner, router: EngineRouter | None = None,
+                 submission: Submission, jobs: Queue, router: EngineRouter | None = None,
                  variants: int = 1) -> None:
         self.router = router  # the person's choices (how many variants); None: always the operator's
         self.variants = variants  # `[gemini] variants`: candidates a request makes unless the person chose
