@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import random
 import time
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 from core.ports import Job
@@ -38,7 +39,8 @@ class Ledger:
     all_delivered: asyncio.Event = field(default_factory=asyncio.Event)
 
 
-def _work(ledger: Ledger, store: PostgresStore, runner: str, seconds: tuple[float, float] = (0.01, 0.06)):  # noqa: ANN202
+def _work(ledger: Ledger, store: PostgresStore, runner: str,
+          seconds: tuple[float, float] = (0.01, 0.06)) -> Callable[[Job], Awaitable[None]]:
     async def work(job: Job) -> None:
         ledger.order.append(job.id)
         ledger.running[runner] += 1
@@ -104,7 +106,7 @@ async def test_three_workers_deliver_each_job_once_one_per_person_within_concurr
         by_person[ledger.people[job_id]].extend((s, e) for s, e, _ in spans)
     for person, spans in by_person.items():
         spans.sort()
-        overlaps = [(a, b) for a, b in zip(spans, spans[1:], strict=False) if b[0] < a[1]]
+        overlaps = [(a, b) for a, b in itertools.pairwise(spans) if b[0] < a[1]]
         assert not overlaps, f"{person} had two jobs running at once: {overlaps}"
     assert max(ledger.peak.values()) <= 2, ledger.peak  # [limits] concurrency, per process
     assert len({runner for spans in ledger.spans.values() for _, _, runner in spans}) == 3  # all three worked
