@@ -9,18 +9,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import itertools
+import os
 import random
+import signal
+import sys
 import time
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from PIL import Image
 
 from core.ports import Job
 from core.requests import ReplyTarget
 from core.shared_jobs import Leases, SharedJobRunner
 from storage.postgres import PostgresStore
 from tests.backends import Backend
+from tests.standins.gemini_api import FakeGemini
+from tests.standins.telegram_api import Chat, FakeTelegram, User
 
 FAST = Leases(lease_s=5.0, heartbeat_s=0.5, poll_s=0.2)
 
@@ -159,3 +169,113 @@ async def test_a_worker_that_stops_renewing_loses_the_job_to_another_which_deliv
         await other.aclose()
         await other.release_held()
         await other_store.close()
+
+
+# -- real processes -------------------------------------------------------------------------------------------
+
+
+def _env(tg: FakeTelegram, gem: FakeGemini, data_dir: Path, url: str = "") -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("PIXME_") and k not in ("TELEGRAM_BOT_TOKEN", "DISCORD_BOT_TOKEN",
+                                                       "GEMINI_API_KEY", "GOOGLE_API_KEY")}
+    env.update({
+        "PIXME_TELEGRAM__TOKEN": tg.token, "PIXME_TELEGRAM__API_URL": tg.api_url,
+        "PIXME_TELEGRAM__FILE_URL": tg.file_url, "PIXME_GEMINI__API_KEY": gem.api_key,
+        "PIXME_GEMINI__BASE_URL": gem.base_url, "PIXME_STORAGE__DIR": str(data_dir),
+        "PIXME_GEMINI__RETRY_BUDGET_S": "5", "PIXME_OPS__PORT": "0",
+        # A worker killed with -9 loses its jobs after 3 s (20 s in production).
+        "PIXME_STORAGE__LEASE_S": "3", "PIXME_STORAGE__HEARTBEAT_S": "0.5", "PIXME_STORAGE__POLL_S": "0.3",
+    })
+    if url:
+        env["PIXME_STORAGE__URL"] = url
+    return env
+
+
+async def _start(role: str, env: dict[str, str], cwd: Path, log: Path) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bots.cli", "run", "--role", role, env=env, cwd=cwd,
+        stdin=asyncio.subprocess.DEVNULL, stdout=log.open("ab"), stderr=asyncio.subprocess.STDOUT)
+
+
+async def _until(condition: Callable[[], object], timeout: float) -> None:
+    async with asyncio.timeout(timeout):
+        while not condition():  # noqa: ASYNC110 - polling other processes
+            await asyncio.sleep(0.05)
+
+
+async def _jobs_over(store: PostgresStore) -> bool:
+    statuses = [r["status"] for r in await store._pool.fetch("SELECT status FROM jobs")]
+    return bool(statuses) and all(s in ("delivered", "failed", "cancelled") for s in statuses)
+
+
+async def _stop(proc: asyncio.subprocess.Process) -> int:
+    if proc.returncode is None:
+        proc.send_signal(signal.SIGTERM)
+    return await asyncio.wait_for(proc.wait(), 30)
+
+
+@pytest.mark.slow
+async def test_a_worker_killed_with_9_mid_job_loses_it_to_another_worker_which_delivers_it_once(
+        postgres: Backend, tmp_path: Path, face_image: Image.Image) -> None:
+    logs = {name: tmp_path / f"{name}.log" for name in ("gateway", "first", "second")}
+    store = await PostgresStore.open(postgres.url)
+    async with FakeTelegram() as tg, FakeGemini() as gem:
+        ada, chat = User(701, "Ada"), Chat(701)
+        tg.add_chat(chat, ada)
+        gem.script(gem.hang(120))  # the first model call never answers: its worker dies during it
+        env = _env(tg, gem, tmp_path / "data", postgres.url)
+        procs: dict[str, asyncio.subprocess.Process] = {}
+        try:
+            procs["gateway"] = await _start("gateway", env, tmp_path, logs["gateway"])
+            procs["first"] = await _start("worker", env, tmp_path, logs["first"])
+            await _until(lambda: tg.calls_of("getUpdates"), 60)
+            await _until(lambda: "sending as @" in logs["first"].read_text(), 60)
+            out = io.BytesIO()
+            face_image.resize((320, 320)).save(out, "JPEG", quality=88)
+            asked = tg.send_photo(chat, ada, out.getvalue(), caption="/zombie")
+            await _until(lambda: len(gem.generate_requests) >= 1, 30)  # the first worker is drawing it
+            claimed = await store._pool.fetchval("SELECT claimed_by FROM jobs")
+            assert claimed and claimed.endswith(f":{procs['first'].pid}")
+
+            procs["second"] = await _start("worker", env, tmp_path, logs["second"])
+            await _until(lambda: "sending as @" in logs["second"].read_text(), 60)
+            procs["first"].kill()  # SIGKILL: no clean-up of any kind
+            await procs["first"].wait()
+            assert not any(m.photo for m in tg.bot_messages), "nothing was finished before the kill"
+
+            result = await tg.wait_for_message(lambda m: m.photo is not None, chat_id=chat.id, timeout=60)
+            assert result.reply_to_message_id == asked
+            row = await store._pool.fetchrow("SELECT status, claimed_by, attempts FROM jobs")
+            assert row["status"] == "delivered" and row["claimed_by"] is None and row["attempts"] == 2
+            # Never sent twice: once every job is over, nothing is left that could send.
+            jobs_over = asyncio.ensure_future(_until_async(lambda: _jobs_over(store), 30))
+            await tg.expect_no_message(chat_id=chat.id, after=jobs_over)
+            assert len([m for m in tg.bot_messages if m.chat_id == chat.id and m.photo is not None]) == 1
+            assert len(gem.generate_requests) == 2  # drawn again by the second worker, once
+        finally:
+            codes = {name: await _stop(proc) for name, proc in procs.items()}
+            await store.close()
+    assert codes["gateway"] == 0 and codes["second"] == 0, logs["second"].read_text()[-3000:]
+    for log in logs.values():
+        text = log.read_text()
+        assert tg.token not in text and gem.api_key not in text
+
+
+async def _until_async(condition: Callable[[], Awaitable[bool]], timeout: float) -> None:
+    async with asyncio.timeout(timeout):
+        while not await condition():  # noqa: ASYNC110 - polling another process's rows
+            await asyncio.sleep(0.05)
+
+
+async def test_sqlite_refuses_another_role_in_one_line(tmp_path: Path) -> None:
+    async with FakeTelegram() as tg, FakeGemini() as gem:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bots.cli", "run", "--role", "worker", env=_env(tg, gem, tmp_path / "data"),
+            cwd=tmp_path, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE)
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 2 and not out
+    lines = err.decode().strip().splitlines()
+    assert lines == ['pixme: --role worker needs [storage] url = "postgresql://…" (processes share jobs through '
+                     'PostgreSQL); with SQLite one process runs everything: pixme run'], lines
+    assert not (tmp_path / "data").exists()  # refused before opening anything
