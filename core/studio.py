@@ -92,9 +92,10 @@ class Studio:
         self.intake = intake or Intake()  # decoding people's files: bounded and killable
         self.breaker = breaker = breaker or CircuitBreaker(clock=clock.now)
         self.replies = replies = Replies()
-        self.languages = Languages(store=store)
+        # Processes sharing the database keep no per-person state another could change: read it each time.
+        self.languages = Languages(store=store, remembers=shared is None)
         self.gate = gate = Gate(access=self.access, store=store, replies=replies,
-                                language_for=self.languages.language_for)
+                                language_for=self.languages.language_for, remembers=shared is None)
         self.router = router = EngineRouter(store=store, engine=engine, model_choices=model_choices, sizes=sizes)
         self.budget = budget = Budget(usage=store, router=router, limits=limits)
         self.credits = credits_ = Credits(store=store, clock=clock, settings=credits or CreditsSettings(),

@@ -52,6 +52,7 @@ log = logging.getLogger(__name__)
 # Advisory lock keys (any 64-bit numbers, the same in every pixme process).
 MIGRATION_LOCK = 0x706978_6D65_0001  # "pixme" 1: one process migrates at a time
 NODES_LOCK = 0x706978_6D65_0002  # shared by node inserts, exclusive for /forget and the retention purge
+REAP_EVERY_S = 0.5  # how often a claiming process frees the jobs whose leases ran out
 JOBS_CHANNEL = "pixme_jobs"  # NOTIFY'd when jobs are added: idle workers claim at once, not at their next poll
 UNFINISHED_SQL = "status IN ('queued', 'running', 'done')"
 # A new job's turn (round) in the fair queue, in its INSERT ($1 platform, $3 user id): after the person's own
@@ -84,6 +85,7 @@ class PostgresStore:
     def __init__(self, pool: asyncpg.Pool, url: str) -> None:
         self._pool = pool
         self._url = url  # LISTEN needs a connection of its own
+        self._reaped_at = 0.0  # when this process last freed the jobs of lapsed leases
         self.where = redacted(url)
 
     @classmethod
@@ -303,22 +305,22 @@ class PostgresStore:
 
     async def claim_job(self, owner: str, lease_s: float, platforms: Sequence[str]) -> Job | None:
         now = time.time()
+        if now - self._reaped_at >= REAP_EVERY_S:
+            # Leases that ran out (their worker died or stalled): those jobs are claimable again.
+            self._reaped_at = now
+            await self._pool.execute("UPDATE jobs SET claimed_by = NULL, lease_until = NULL "
+                                     "WHERE claimed_by IS NOT NULL AND lease_until < $1", now)
         for _ in range(5):  # lost a race for the same person (the unique index refused the claim): go again
             try:
-                async with self._transaction() as conn:
-                    # Leases that ran out (their worker died or stalled): those jobs are claimable again.
-                    await conn.execute("UPDATE jobs SET claimed_by = NULL, lease_until = NULL "
-                                       "WHERE claimed_by IS NOT NULL AND lease_until < $1", now)
-                    row = await conn.fetchrow(
-                        "WITH next AS (SELECT j.id FROM jobs j "
-                        f"WHERE j.claimed_by IS NULL AND j.{UNFINISHED_SQL} AND j.platform = ANY($4::text[]) "
-                        "AND NOT EXISTS (SELECT 1 FROM jobs r WHERE r.platform = j.platform "
-                        "AND r.user_id = j.user_id AND r.claimed_by IS NOT NULL) "
-                        "ORDER BY j.turn, j.id LIMIT 1 FOR UPDATE OF j SKIP LOCKED) "
-                        "UPDATE jobs SET claimed_by = $2, lease_until = $1::float8 + $3::float8, claimed_at = $1 "
-                        "FROM next "
-                        f"WHERE jobs.id = next.id RETURNING {_JOB_COLUMNS_OF_JOBS}",
-                        now, owner, lease_s, list(platforms))
+                row = await self._pool.fetchrow(
+                    "WITH next AS (SELECT j.id FROM jobs j "
+                    f"WHERE j.claimed_by IS NULL AND j.{UNFINISHED_SQL} AND j.platform = ANY($4::text[]) "
+                    "AND NOT EXISTS (SELECT 1 FROM jobs r WHERE r.platform = j.platform "
+                    "AND r.user_id = j.user_id AND r.claimed_by IS NOT NULL) "
+                    "ORDER BY j.turn, j.id LIMIT 1 FOR UPDATE OF j SKIP LOCKED) "
+                    "UPDATE jobs SET claimed_by = $2, lease_until = $1::float8 + $3::float8, claimed_at = $1 "
+                    f"FROM next WHERE jobs.id = next.id RETURNING {_JOB_COLUMNS_OF_JOBS}",
+                    now, owner, lease_s, list(platforms))
             except asyncpg.UniqueViolationError:
                 continue
             return job_from_row(row) if row is not None else None
