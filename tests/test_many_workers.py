@@ -245,11 +245,11 @@ async def test_a_worker_killed_with_9_mid_job_loses_it_to_another_worker_which_d
 
             result = await tg.wait_for_message(lambda m: m.photo is not None, chat_id=chat.id, timeout=60)
             assert result.reply_to_message_id == asked
-            row = await store._pool.fetchrow("SELECT status, claimed_by, attempts FROM jobs")
-            assert row["status"] == "delivered" and row["claimed_by"] is None and row["attempts"] == 2
             # Never sent twice: once every job is over, nothing is left that could send.
             jobs_over = asyncio.ensure_future(_until_async(lambda: _jobs_over(store), 30))
             await tg.expect_no_message(chat_id=chat.id, after=jobs_over)
+            row = await store._pool.fetchrow("SELECT status, claimed_by, attempts FROM jobs")
+            assert row["status"] == "delivered" and row["claimed_by"] is None and row["attempts"] == 2
             assert len([m for m in tg.bot_messages if m.chat_id == chat.id and m.photo is not None]) == 1
             assert len(gem.generate_requests) == 2  # drawn again by the second worker, once
         finally:
