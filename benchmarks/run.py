@@ -23,10 +23,11 @@ from typing import Any
 
 from benchmarks.common import ROOT, Target, loadavg, machine
 
-BENCHMARKS = ("intake", "overhead", "throughput", "storage", "memory", "likeness")
+BENCHMARKS = ("intake", "overhead", "throughput", "storage", "memory", "likeness", "workers")
 # "memory" is the peak RSS of the throughput run: both come from the same process.
 _SOURCE = {"intake": "intake", "overhead": "overhead", "throughput": "throughput", "storage": "storage",
-           "memory": "throughput", "likeness": "likeness"}
+           "memory": "throughput", "likeness": "likeness",
+           "workers": "workers"}
 DESCRIPTIONS = {
     "intake": "12 MP phone JPEG (EXIF 6) -> 1024 px model-ready JPEG via core.intake.prepare, vs naive Pillow",
     "overhead": "photo update fetched -> sendPhoto arrives, real PTB adapter + loopback Bot API, instant engine",
@@ -34,8 +35,11 @@ DESCRIPTIONS = {
     "storage": "reply lookup and node insert through SqliteStore with 10k / 100k / 1M nodes stored",
     "memory": "peak RSS of the process during the throughput run",
     "likeness": "face likeness (dlib): time per score at 1024 px, loop lag while the pool scores, every offline style",
+    "workers": "one PostgreSQL: claims/s with 8 workers (instant engine), claim p99; 500 jobs, 2 s engine, "
+               "1/2/4 worker processes vs ideal",
 }
-CHILD_TIMEOUT_S = {"intake": 300, "overhead": 300, "throughput": 300, "storage": 900, "likeness": 300}
+CHILD_TIMEOUT_S = {"intake": 300, "overhead": 300, "throughput": 300, "storage": 900, "likeness": 300,
+                   "workers": 600}
 
 
 def _runner(source: str) -> Callable[[bool], dict[str, Any]]:
@@ -54,6 +58,9 @@ def _runner(source: str) -> Callable[[bool], dict[str, Any]]:
     if source == "likeness":
         from benchmarks import likeness_bench
         return likeness_bench.run
+    if source == "workers":
+        from benchmarks import workers_bench
+        return workers_bench.run
     raise ValueError(source)
 
 

@@ -13,6 +13,7 @@ import io
 import logging
 import os
 import signal
+import socket
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -39,12 +40,16 @@ from core.intake import IntakeError, prepare
 from core.intake_pool import Intake
 from core.logsafe import configure_logging
 from core.metrics import NO_OBSERVER, JobObserver, Metrics
-from core.studio import Studio
+from core.shared_jobs import Leases
+from core.studio import Shared, Studio
 from core.styles import STYLES, get_style
 from storage.backend import migrate, open_storage
 from storage.files import UMASK
+from storage.postgres import PostgresStore
 
 log = logging.getLogger("pixme")
+
+ROLES = ("all", "gateway", "worker")  # `pixme run --role`: front-ends and workers, or one of the two
 
 # At SIGTERM, after the grace period: how long a picture already being sent may take to be recorded (a send cut
 # off between the platform taking it and our record would be sent again after the restart).
@@ -61,18 +66,24 @@ NO_TOKEN = (
 
 @contextlib.asynccontextmanager
 async def open_studio(settings: Settings, engine: ImageEngine | None = None,
-                      observer: JobObserver = NO_OBSERVER) -> AsyncIterator[Studio]:
+                      observer: JobObserver = NO_OBSERVER, role: str = "all") -> AsyncIterator[Studio]:
     """The core, wired to the storage `[storage]` names: SQLite and image files under `dir`, or PostgreSQL at
-    `url` (migrated first, one process at a time); `observer` counts what happens."""
+    `url` (migrated first, one process at a time); `observer` counts what happens. On PostgreSQL jobs are claimed
+    under leases, so any number of processes share them (a gateway only persists them)."""
     storage = await open_storage(settings.storage)
     store = storage.store
+    shared = None
+    if isinstance(store, PostgresStore):
+        s = settings.storage
+        shared = Shared(store, owner=f"{socket.gethostname()}:{os.getpid()}", works=role != "gateway",
+                        leases=Leases(lease_s=s.lease_s, heartbeat_s=s.heartbeat_s, poll_s=s.poll_s))
     engine = engine or build_engine(settings)
     studio = Studio(store=store, images=storage.images, engine=engine,
                     limits=settings.limits, access=settings.access, input_max_px=settings.engine.input_max_px,
                     party=settings.party, intake=Intake(settings.intake),
                     model_choices=settings.gemini.choices if engine.name == "gemini" else None,
                     sizes=list(settings.gemini.sizes), variants=settings.gemini.variants, credits=settings.credits,
-                    observer=observer)
+                    observer=observer, shared=shared)
     try:
         yield studio
     finally:
@@ -81,15 +92,19 @@ async def open_studio(settings: Settings, engine: ImageEngine | None = None,
         await storage.close()
 
 
-async def run_bots(settings: Settings, stop: asyncio.Event | None = None) -> int:
-    """Start every platform with a token in this event loop; return when `stop` is set (or a signal)."""
+async def run_bots(settings: Settings, stop: asyncio.Event | None = None, role: str = "all") -> int:
+    """Start every platform with a token in this event loop; return when `stop` is set (or a signal). A `worker`
+    starts only the platforms' senders (it claims jobs and delivers them); a `gateway` runs no jobs."""
+    if role == "worker":
+        return await _run_worker(settings, stop or asyncio.Event())
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
     metrics = Metrics()
-    async with open_studio(settings, observer=metrics) as studio, contextlib.AsyncExitStack() as closing:
+    async with open_studio(settings, observer=metrics, role=role) as studio, \
+            contextlib.AsyncExitStack() as closing:
         ops: OpsServer | None = None
         if settings.ops.port:  # first, so /healthz answers while the platforms connect (and /readyz says so)
             ops = OpsServer(settings.ops, metrics=metrics, store_problem=studio.store_problem)
@@ -134,7 +149,7 @@ async def run_bots(settings: Settings, stop: asyncio.Event | None = None) -> int
                     await bot.stop()
                 return 1
             started.append(discord_bot)
-        if settings.playground.enabled or not started:  # with no platform at all, the playground shows it working
+        if role == "all" and (settings.playground.enabled or not started):  # with no platform: the playground
             from bots.playground import Playground
 
             playground = Playground(settings.playground, studio, engine_name=studio.engine.name,
@@ -156,8 +171,9 @@ async def run_bots(settings: Settings, stop: asyncio.Event | None = None) -> int
             if ops is not None:
                 ops.watch("playground", playground)
         await studio.resume()
-        # Retention runs once now and then hourly; it never stops the bot if it fails.
-        housekeeping = asyncio.create_task(studio.retention.housekeeping(settings.storage.retention_days))
+        # Retention runs once now and then hourly (and party deadlines, when processes share the database; one
+        # process at a time); it never stops the bot if it fails.
+        housekeeping = asyncio.create_task(studio.chores(settings.storage.retention_days))
         try:
             await stop.wait()
         finally:
@@ -170,6 +186,59 @@ async def run_bots(settings: Settings, stop: asyncio.Event | None = None) -> int
             await studio.aclose(grace_s=settings.ops.grace_s, drain_s=SHUTDOWN_DRAIN_S)
             for bot in started:
                 await bot.stop()
+            log.info("stopped")
+    return 0
+
+
+async def _run_worker(settings: Settings, stop: asyncio.Event) -> int:
+    """`pixme run --role worker`: claim jobs from the shared database, run them and deliver through the platforms'
+    HTTP APIs; no front-end listens here."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    from bots.senders import DiscordSender, TelegramSender
+
+    metrics = Metrics()
+    async with open_studio(settings, observer=metrics, role="worker") as studio, \
+            contextlib.AsyncExitStack() as closing:
+        ops: OpsServer | None = None
+        if settings.ops.port:
+            ops = OpsServer(settings.ops, metrics=metrics, store_problem=studio.store_problem)
+            try:
+                await ops.start()
+            except OpsError as exc:
+                log.error("%s", exc)
+                return 1
+            closing.push_async_callback(ops.stop)
+        log.info("engine: %s (%s); worker %s", studio.engine.name, studio.engine.model,
+                 studio.shared.owner if studio.shared else "")
+        await studio.intake.start()
+        senders: list[TelegramSender | DiscordSender] = []
+        if settings.telegram.token.get_secret_value():
+            senders.append(TelegramSender(settings.telegram, studio))
+        if settings.discord.token.get_secret_value():
+            senders.append(DiscordSender(settings.discord, studio))
+        for sender in senders:
+            name = type(sender).__name__.removesuffix("Sender").lower()
+            if ops is not None:
+                ops.watch(name, sender)
+            try:
+                await sender.start()
+            except Exception as exc:
+                log.error("%s: could not start: %s", name, type(exc).__name__)
+                for each in senders:
+                    await each.stop()
+                return 1
+            closing.push_async_callback(sender.stop)
+        await studio.resume()
+        housekeeping = asyncio.create_task(studio.chores(settings.storage.retention_days))
+        try:
+            await stop.wait()
+        finally:
+            log.info("shutting down")
+            housekeeping.cancel()
+            await studio.aclose(grace_s=settings.ops.grace_s, drain_s=SHUTDOWN_DRAIN_S)
             log.info("stopped")
     return 0
 
@@ -244,11 +313,11 @@ def _write_result(output: Path, image: bytes, commentary: str) -> int:
     return 0
 
 
-def _serve(settings: Settings) -> int:
+def _serve(settings: Settings, role: str = "all") -> int:
     """`run_bots` with everything it creates (database, WAL, images) readable by this account only."""
     previous = os.umask(UMASK)
     try:
-        return asyncio.run(run_bots(settings))
+        return asyncio.run(run_bots(settings, role=role))
     finally:
         os.umask(previous)
 
@@ -302,7 +371,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     about_run = ("start every platform that has a token (Ctrl-C or SIGTERM stops it); "
                  "with no token, the local playground")
-    sub.add_parser("run", help=about_run, description=about_run[0].upper() + about_run[1:] + ".")
+    run = sub.add_parser("run", help=about_run, description=about_run[0].upper() + about_run[1:] + ".")
+    run.add_argument("--role", choices=ROLES, default="all",
+                     help="all (default): front-ends and workers in this process; gateway: the front-ends, which "
+                          "persist jobs; worker: claims jobs and delivers them. gateway and worker need PostgreSQL")
     playground = sub.add_parser("playground", help="only the local web chat, on http://127.0.0.1:8080/")
     playground.add_argument("--host", default=None, help="default: [playground] host (127.0.0.1)")
     playground.add_argument("--port", type=int, default=None, help="default: [playground] port (8080)")
@@ -338,6 +410,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _role_refusal(settings: Settings, role: str) -> str | None:
+    """Why this process cannot take `role` (gateway or worker), in one line; None when it can."""
+    if not settings.storage.url.get_secret_value():
+        return (f"--role {role} needs [storage] url = \"postgresql://…\" (processes share jobs through PostgreSQL); "
+                "with SQLite one process runs everything: pixme run")
+    if not (settings.telegram.token.get_secret_value() or settings.discord.token.get_secret_value()):
+        return f"--role {role} needs a Telegram or Discord token (the playground runs only with --role all)"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -369,9 +451,14 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"pixme: {problem}", file=sys.stderr)
             if bad_tokens:
                 return 2
+            if args.role != "all":
+                refusal = _role_refusal(settings, args.role)
+                if refusal:
+                    print(f"pixme: {refusal}", file=sys.stderr)
+                    return 2
             if not (settings.telegram.token.get_secret_value() or settings.discord.token.get_secret_value()):
                 print(NO_TOKEN, file=sys.stderr)
-            return _serve(settings)
+            return _serve(settings, args.role)
         if args.command == "playground":
             place = {k: v for k, v in (("host", args.host), ("port", args.port), ("public", args.public))
                      if v is not None}

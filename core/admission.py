@@ -15,7 +15,7 @@ from core.config import LimitsSettings
 from core.credits import Credits
 from core.engines.base import ModelRouter
 from core.engines.models import model_info
-from core.jobs import JobRunner
+from core.jobs import Queue
 from core.ports import Preferences, Usage
 from core.replies import Replies
 from core.requests import Context
@@ -64,7 +64,7 @@ class Budget:
 class Admission:
     """The queue's and the day's limits: the bot's, the person's and the chat's, then the budget."""
 
-    def __init__(self, *, jobs: JobRunner, usage: Usage, router: EngineRouter, budget: Budget,
+    def __init__(self, *, jobs: Queue, usage: Usage, router: EngineRouter, budget: Budget,
                  limits: LimitsSettings, access: Access, replies: Replies, credits: Credits | None = None) -> None:
         self.jobs = jobs
         self.usage = usage
@@ -104,25 +104,26 @@ class Admission:
 
     async def _limits(self, platform: str, chat_id: str, person: str, *, private: bool, exempt: bool,
                       pictures: int) -> str | None:
-        jobs, usage = self.jobs, self.usage
-        pending = jobs.pending_for(platform, person)
+        usage = self.usage
+        queued = await self.jobs.counts(platform, chat_id, person)
+        pending = queued.person_jobs
         if pending > self.limits.queue_per_user:
             return texts.one_at_a_time(pending)
         limits, since = self.limits, start_of_day()
         resets = resets_in()
         if limits.daily_images:
-            used = await usage.count_delivered(since) + jobs.pictures_pending
+            used = await usage.count_delivered(since) + queued.pictures
             if used + pictures > limits.daily_images:
                 return _too_many(pictures, limits.daily_images - used, resets) or texts.bot_daily_limit(resets)
         if limits.user_daily and not exempt:
             used = await usage.count_delivered(since, platform=platform, user_id=person) \
-                + jobs.pictures_for(platform, person)
+                + queued.person_pictures
             if used + pictures > limits.user_daily:
                 return _too_many(pictures, limits.user_daily - used, resets) \
                     or texts.user_daily_limit(limits.user_daily, resets)
         if limits.chat_daily and not private:
             used = await usage.count_delivered(since, platform=platform, chat_id=chat_id) \
-                + jobs.pictures_in_chat(platform, chat_id)
+                + queued.chat_pictures
             if used + pictures > limits.chat_daily:
                 return _too_many(pictures, limits.chat_daily - used, resets) \
                     or texts.chat_daily_limit(limits.chat_daily, resets)

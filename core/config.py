@@ -178,6 +178,12 @@ class StorageSettings(BaseModel):
     retention_days: int = Field(default=30, ge=0)
     # Empty: SQLite and image files in `dir`. "postgresql://user:pass@host:port/db": PostgreSQL for everything.
     url: SecretStr = SecretStr("")
+    # With PostgreSQL, workers hold each job they run under a lease renewed every `heartbeat_s`; a worker that
+    # dies (kill -9, a lost machine) loses it after `lease_s`, and another resumes the job. Idle workers also
+    # look for jobs every `poll_s` (new jobs normally wake them at once, by NOTIFY).
+    lease_s: float = Field(default=20.0, gt=0, le=3600)
+    heartbeat_s: float = Field(default=5.0, gt=0, le=600)
+    poll_s: float = Field(default=2.0, gt=0, le=60)
 
     @field_validator("url")
     @classmethod

@@ -27,13 +27,15 @@ class Gate:
     let in, and turns any exception the use case raises into one polite line (logged with its traceback)."""
 
     def __init__(self, *, access: Access, store: Store, replies: Replies,
-                 language_for: Callable[[Context], Awaitable[str]]) -> None:
+                 language_for: Callable[[Context], Awaitable[str]], remembers: bool = True) -> None:
         self.access = access
         self._store = store
         self._replies = replies
         self._language_for = language_for
         self._refused_at: dict[tuple[str, str], float] = {}
         self._blocked_chats: set[tuple[str, str]] = set()
+        # False when processes share the database: a chat a worker elsewhere marked is read from the database.
+        self.remembers = remembers
 
     @contextlib.asynccontextmanager
     async def handling(self, ctx: Context) -> AsyncIterator[bool]:
@@ -53,8 +55,8 @@ class Gate:
     async def admit(self, ctx: Context) -> bool:
         """Access control: refused people hear why in private chats (once an hour); groups see silence."""
         key = (ctx.chat.platform, ctx.chat.id)
-        if key in self._blocked_chats:  # they wrote to us again, so they unblocked the bot
-            self._blocked_chats.discard(key)
+        if key in self._blocked_chats or (not self.remembers and await self._store.is_chat_blocked(*key)):
+            self._blocked_chats.discard(key)  # they wrote to us again, so they unblocked the bot
             await self._store.set_chat_blocked(*key, False)
         if self.access.allows(ctx):
             return True

@@ -14,11 +14,11 @@ import itertools
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
-from typing import Any
+from typing import Any, Protocol
 
 from core.clock import SYSTEM_CLOCK, Clock
 from core.metrics import FINAL_STATUSES, NO_OBSERVER, JobObserver
-from core.ports import Job, JobStore
+from core.ports import Job, JobStore, QueueCounts
 from core.requests import ReplyTarget
 
 log = logging.getLogger(__name__)
@@ -38,6 +38,36 @@ class Requeue(Exception):
 
 def _person(job: Job) -> tuple[str, str]:
     return (job.platform, job.user_id)
+
+
+class Queue(Protocol):
+    """The fair queue as the use cases see it: this module's `JobRunner` (one process) or
+    `core.shared_jobs.SharedJobRunner` (jobs claimed from a database many processes share)."""
+
+    async def submit(self, platform: str, chat_id: str, user_id: str, kind: str,
+                     payload: dict[str, Any], target: ReplyTarget, *, pictures: int = 1) -> Job: ...
+
+    def enqueue(self, job: Job) -> None: ...
+
+    async def resume(self, platforms: set[str] | None = None) -> int: ...
+
+    async def counts(self, platform: str, chat_id: str, user_id: str) -> QueueCounts: ...
+
+    def position(self, job_id: int) -> int | None: ...
+
+    @property
+    def queue_length(self) -> int: ...
+
+    @property
+    def running_count(self) -> int: ...
+
+    async def cancel_for(self, platform: str, user_id: str, chat_id: str | None = None) -> list[Job]: ...
+
+    async def wait_idle(self, timeout: float | None = None) -> None: ...
+
+    async def aclose(self, grace_s: float = 0.0) -> None: ...
+
+    async def release_held(self) -> None: ...
 
 
 class JobRunner:
@@ -124,6 +154,11 @@ class JobRunner:
         jobs = [*self._waiting, *(j for j, _ in self._running.values())]
         return sum(max(1, j.pictures) for j in jobs if matches(j))
 
+    async def counts(self, platform: str, chat_id: str, user_id: str) -> QueueCounts:
+        """What admission counts: this person's jobs, and the pictures waiting and running jobs will make."""
+        return QueueCounts(self.pending_for(platform, user_id), self.pictures_pending,
+                           self.pictures_for(platform, user_id), self.pictures_in_chat(platform, chat_id))
+
     def position(self, job_id: int) -> int | None:
         """1 for the next job to start; None if the job is running or unknown."""
         return next((i + 1 for i, j in enumerate(self._waiting) if j.id == job_id), None)
@@ -194,6 +229,9 @@ class JobRunner:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def release_held(self) -> None:
+        """Nothing to do here: in one process, the rows left unfinished are resumed at the next start."""
 
     # -- dispatching -------------------------------------------------------------------------
 

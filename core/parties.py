@@ -65,7 +65,7 @@ class Parties:
     """The party use cases; the studio owns one and routes `party:` button actions here."""
 
     def __init__(self, settings: PartySettings, *, store: Store, replies: Replies, gate: Gate, access: Access,
-                 limits: Limits, submission: Submitting, clock: Clock = SYSTEM_CLOCK) -> None:
+                 limits: Limits, submission: Submitting, clock: Clock = SYSTEM_CLOCK, timers: bool = True) -> None:
         self.settings = settings
         self.clock = clock  # lobby deadlines
         self._store = store
@@ -74,6 +74,8 @@ class Parties:
         self.access = access
         self.limits = limits
         self.submission = submission
+        # False when processes share the database: one of them sweeps for deadlines (`sweep_deadlines`) instead.
+        self.timers = timers
         self._timers: dict[int, asyncio.Task[None]] = {}
         self._locks: dict[int, asyncio.Lock] = {}
 
@@ -181,6 +183,17 @@ class Parties:
             self._arm(party.id, party.deadline)
         return len(parties)
 
+    async def sweep_deadlines(self) -> int:
+        """Start or close every open lobby whose deadline has passed (the one process holding the chore runs
+        this, when processes share the database); how many."""
+        due = [p for p in await self._store.open_parties() if p.deadline <= self.clock.now()]
+        for party in due:
+            try:
+                await self._on_deadline(party.id, party.deadline)
+            except Exception:
+                log.exception("party %s: deadline handling failed", party.id)
+        return len(due)
+
     async def aclose(self) -> None:
         for task in self._timers.values():
             task.cancel()
@@ -266,6 +279,9 @@ class Parties:
     # -- the lobby ---------------------------------------------------------------------------------
 
     def _arm(self, party_id: int, deadline: float) -> None:
+        if not self.timers:
+            return
+
         async def run() -> None:
             try:
                 await self._on_deadline(party_id, deadline)

@@ -5,7 +5,7 @@ Core owns these shapes so the use cases never see SQL or file paths.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -189,6 +189,58 @@ class JobStore(Protocol):
         ...
 
     async def unfinished_jobs(self) -> list[Job]: ...
+
+
+@dataclass(frozen=True)
+class QueueCounts:
+    """Jobs waiting or running (anywhere), as admission counts them: one person's jobs, and pictures they will make
+    in all, for the person, and in the chat."""
+
+    person_jobs: int = 0
+    pictures: int = 0
+    person_pictures: int = 0
+    chat_pictures: int = 0
+
+
+class LeaseStore(JobStore, Protocol):
+    """Jobs shared by many processes (PostgreSQL): claimed one at a time under a lease a heartbeat renews; a lease
+    that runs out (its worker died) makes the job claimable again."""
+
+    async def claim_job(self, owner: str, lease_s: float, platforms: Sequence[str]) -> Job | None:
+        """Claim the next job for `owner`, fairly: the earliest turn (round) of people with nothing claimed
+        anywhere, then the oldest; None when there is nothing to claim."""
+        ...
+
+    async def renew_leases(self, owner: str, job_ids: Sequence[int], lease_s: float) -> set[int]:
+        """Extend `owner`'s claims on these jobs; the ids it still holds unfinished (the rest were cancelled
+        elsewhere, or their lease ran out and another worker has them)."""
+        ...
+
+    async def release_job(self, job_id: int, owner: str) -> None:
+        """Give up `owner`'s claim (an unfinished job becomes claimable again)."""
+        ...
+
+    async def cancel_jobs(self, platform: str, user_id: str, chat_id: str | None) -> list[Job]:
+        """Record this person's unfinished jobs (in one chat, or everywhere) as cancelled; those jobs."""
+        ...
+
+    async def queue_counts(self, platform: str, chat_id: str, user_id: str) -> QueueCounts: ...
+
+    async def queue_sizes(self) -> tuple[int, int]:
+        """(waiting, claimed) jobs, across every process."""
+        ...
+
+    async def announce_jobs(self) -> None:
+        """Wake the workers listening for new jobs."""
+        ...
+
+    async def listen_jobs(self, wake: Callable[[], None]) -> Callable[[], Awaitable[None]]:
+        """Call `wake` whenever jobs are announced; returns what stops listening."""
+        ...
+
+    async def run_alone(self, chore: str, every_s: float, run: Callable[[], Awaitable[object]]) -> bool:
+        """Run `run` if no other process is running `chore` and it has not run for `every_s`; whether it ran."""
+        ...
 
 
 class Usage(Protocol):

@@ -9,7 +9,7 @@ from typing import Protocol
 from core import texts
 from core.actions import ForgetPress, Outcome, encode
 from core.gate import Gate
-from core.jobs import JobRunner
+from core.jobs import Queue
 from core.languages import Languages
 from core.ports import ImageStore, PartyStore, Privacy
 from core.replies import Replies
@@ -30,7 +30,7 @@ class Lobbies(Protocol):
 class Forgetting:
     """Asks, then deletes: the person's jobs, photos, pictures, settings and lobby places."""
 
-    def __init__(self, *, store: ForgetStore, images: ImageStore, jobs: JobRunner, languages: Languages,
+    def __init__(self, *, store: ForgetStore, images: ImageStore, jobs: Queue, languages: Languages,
                  lobbies: Lobbies, replies: Replies, gate: Gate) -> None:
         self.store = store
         self.images = images

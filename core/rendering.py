@@ -13,7 +13,7 @@ from core.actions import Outcome
 from core.admission import Admission
 from core.config import MAX_VARIANTS
 from core.gate import Gate
-from core.jobs import JobRunner
+from core.jobs import Queue
 from core.parties import parse_party_args
 from core.ports import History, ImageStore, Node
 from core.replies import Replies
@@ -35,7 +35,7 @@ class Rendering:
     after restarts and without a reply."""
 
     def __init__(self, *, history: History, images: ImageStore, replies: Replies, gate: Gate, admission: Admission,
-                 submission: Submission, jobs: JobRunner, router: EngineRouter | None = None,
+                 submission: Submission, jobs: Queue, router: EngineRouter | None = None,
                  variants: int = 1, deliveries: Callable[[float], Awaitable[None]] | None = None) -> None:
         # Waits (at most the given seconds) for results being sent now to be linked to their messages: a reply
         # to a picture that has just arrived may beat that record by a moment.

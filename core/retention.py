@@ -42,12 +42,16 @@ class Retention:
     async def housekeeping(self, retention_days: int, every_s: float = 3600.0) -> None:
         """Run retention and the orphan sweep forever, once at start and then every `every_s` seconds."""
         while True:
-            try:
-                await self.purge_expired(retention_days)
-            except Exception:
-                log.exception("retention purge failed")
-            try:
-                await self.sweep_orphans()
-            except Exception:
-                log.exception("orphan sweep failed")
+            await self.run_once(retention_days)
             await self.clock.sleep(every_s)
+
+    async def run_once(self, retention_days: int) -> None:
+        """Retention, then the orphan sweep; a failure is logged, never raised."""
+        try:
+            await self.purge_expired(retention_days)
+        except Exception:
+            log.exception("retention purge failed")
+        try:
+            await self.sweep_orphans()
+        except Exception:
+            log.exception("orphan sweep failed")

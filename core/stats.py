@@ -8,7 +8,7 @@ from core.admission import start_of_day
 from core.engines.base import ImageEngine, ModelRouter
 from core.engines.models import model_info
 from core.gate import Gate
-from core.jobs import JobRunner
+from core.jobs import Queue
 from core.ports import Usage
 from core.replies import Replies
 from core.requests import Context
@@ -17,7 +17,7 @@ from core.requests import Context
 class DailyStats:
     """Counts from the store and the queue, priced by the model table."""
 
-    def __init__(self, *, usage: Usage, jobs: JobRunner, engine: ImageEngine, daily_usd: float, access: Access,
+    def __init__(self, *, usage: Usage, jobs: Queue, engine: ImageEngine, daily_usd: float, access: Access,
                  replies: Replies, gate: Gate) -> None:
         self.usage = usage
         self.jobs = jobs

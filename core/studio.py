@@ -8,7 +8,9 @@ adapter's `Messenger`. No use case raises: every failure becomes a one-line mess
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+from dataclasses import dataclass, field
 
 from core import i18n, texts
 from core.access import Access
@@ -31,12 +33,12 @@ from core.credits import Credits
 from core.engines.base import ImageEngine
 from core.gate import Gate
 from core.intake_pool import Intake
-from core.jobs import JobRunner
+from core.jobs import JobRunner, Queue
 from core.languages import Languages
 from core.metrics import NO_OBSERVER, JobObserver
 from core.parties import Parties
 from core.people import People
-from core.ports import ImageStore, ReplyTokens, Store
+from core.ports import ImageStore, LeaseStore, ReplyTokens, Store
 from core.privacy import Forgetting
 from core.queue_notes import QueueNotes
 from core.rendering import Rendering
@@ -44,6 +46,7 @@ from core.replies import Replies
 from core.requests import Context, Messenger
 from core.retention import Retention
 from core.routing import EngineRouter
+from core.shared_jobs import Leases, SharedJobRunner
 from core.sharing import Sharing
 from core.stats import DailyStats
 from core.submission import Submission
@@ -53,6 +56,19 @@ log = logging.getLogger(__name__)
 
 DRAIN_S = 15.0  # at shutdown, how long sends already under way may take to finish
 STORE_ANSWER_S = 1.0  # readiness: the database must show it could record a job within this
+CHORES_EVERY_S = 5.0  # with a shared database: how often a process offers to run the chores (one runs each)
+HOUSEKEEPING_EVERY_S = 3600.0
+
+
+@dataclass(frozen=True)
+class Shared:
+    """Processes sharing one database (PostgreSQL): jobs are claimed from `store` under leases, as `owner`; a
+    process with `works=False` (a gateway) only persists them. Chores run in one process at a time."""
+
+    store: LeaseStore
+    owner: str
+    works: bool = True
+    leases: Leases = field(default_factory=Leases)
 
 
 class Studio:
@@ -64,7 +80,8 @@ class Studio:
                  full_disk_retry_s: float = FULL_DISK_RETRY_S,
                  model_choices: list[str] | None = None, sizes: list[str] | None = None,
                  intake: Intake | None = None, clock: Clock = SYSTEM_CLOCK, variants: int = 1,
-                 credits: CreditsSettings | None = None, observer: JobObserver = NO_OBSERVER) -> None:
+                 credits: CreditsSettings | None = None, observer: JobObserver = NO_OBSERVER,
+                 shared: Shared | None = None) -> None:
         self.store = store
         self.images = images
         self.engine = engine
@@ -75,16 +92,18 @@ class Studio:
         self.intake = intake or Intake()  # decoding people's files: bounded and killable
         self.breaker = breaker = breaker or CircuitBreaker(clock=clock.now)
         self.replies = replies = Replies()
-        self.languages = Languages(store=store)
+        # Processes sharing the database keep no per-person state another could change: read it each time.
+        self.languages = Languages(store=store, remembers=shared is None)
         self.gate = gate = Gate(access=self.access, store=store, replies=replies,
-                                language_for=self.languages.language_for)
+                                language_for=self.languages.language_for, remembers=shared is None)
         self.router = router = EngineRouter(store=store, engine=engine, model_choices=model_choices, sizes=sizes)
         self.budget = budget = Budget(usage=store, router=router, limits=limits)
         self.credits = credits_ = Credits(store=store, clock=clock, settings=credits or CreditsSettings(),
                                           access=self.access, replies=replies, gate=gate)
 
         # The queue and its notes ask each other: the queue reports moves, a note asks where its job is now.
-        jobs: JobRunner | None = None
+        self.shared = shared
+        jobs: Queue | None = None
 
         def position(job_id: int) -> int | None:
             return jobs.position(job_id) if jobs is not None else None
@@ -99,9 +118,15 @@ class Studio:
                                       delivery_retry_delays=delivery_retry_delays,
                                       full_disk_retry_s=full_disk_retry_s, offers=sharing.group_photo_offer,
                                       ends=credits_, observer=observer)
-        self.jobs = jobs = JobRunner(store, worker.run, concurrency=limits.concurrency, on_positions=notes.show,
-                                     on_cancelled=worker.discard, on_crashed=credits_.give_back, clock=clock,
-                                     observer=observer)
+        if shared is None:
+            jobs = JobRunner(store, worker.run, concurrency=limits.concurrency, on_positions=notes.show,
+                             on_cancelled=worker.discard, on_crashed=credits_.give_back, clock=clock,
+                             observer=observer)
+        else:
+            jobs = SharedJobRunner(shared.store, worker.run, concurrency=limits.concurrency, owner=shared.owner,
+                                   works=shared.works, leases=shared.leases, on_cancelled=worker.discard,
+                                   on_crashed=credits_.give_back, clock=clock, observer=observer)
+        self.jobs = jobs
         observer.watch_queue(jobs)  # the line's length, read whenever it is asked for
 
         self.admission = admission = Admission(jobs=jobs, usage=store, router=router, budget=budget, limits=limits,
@@ -113,7 +138,8 @@ class Studio:
                                                admission=admission, submission=submission, jobs=jobs,
                                                router=router, variants=variants, deliveries=worker.drain)
         self.parties = parties = Parties(party or PartySettings(), store=store, replies=replies, gate=gate,
-                                         access=self.access, limits=admission, submission=submission, clock=clock)
+                                         access=self.access, limits=admission, submission=submission, clock=clock,
+                                         timers=shared is None)
         self.people = People(store=store, images=images, router=router, languages=self.languages,
                              access=self.access, replies=replies, gate=gate, node_here=rendering.node_here,
                              variants=variants)
@@ -164,8 +190,26 @@ class Studio:
         await self.parties.aclose()
         await self.jobs.aclose(grace_s)
         await self.worker.drain(drain_s)
+        await self.jobs.release_held()  # sends under way are recorded: another worker may resume the rest now
         await self.router.aclose()
         await self.intake.aclose()
+
+    async def chores(self, retention_days: int) -> None:
+        """Housekeeping forever: retention and the orphan sweep (hourly) and, when processes share the database,
+        party deadlines; each run by one process at a time."""
+        if self.shared is None:
+            await self.retention.housekeeping(retention_days, HOUSEKEEPING_EVERY_S)
+            return
+        store = self.shared.store
+        while True:
+            for name, every_s, chore in (
+                    ("party_deadlines", 0.0, self.parties.sweep_deadlines),
+                    ("retention", HOUSEKEEPING_EVERY_S, functools.partial(self.retention.run_once, retention_days))):
+                try:
+                    await store.run_alone(name, every_s, chore)
+                except Exception:
+                    log.warning("chore %s failed", name, exc_info=True)
+            await self.clock.sleep(CHORES_EVERY_S)
 
     async def store_problem(self, timeout_s: float = STORE_ANSWER_S) -> str | None:
         """Why the database could not record a job right now, in one line; None when it could (readiness)."""

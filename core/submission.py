@@ -10,7 +10,7 @@ from core.breaker import CircuitBreaker
 from core.credits import Credits
 from core.intake import IntakeError, check_declared_size
 from core.intake_pool import Intake
-from core.jobs import JobRunner
+from core.jobs import Queue
 from core.ports import History, ImageStore, NewNode, Node
 from core.replies import Replies
 from core.requests import Context, PhotoRef, ReplyTarget
@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 class Submission:
     """Photos in, jobs queued."""
 
-    def __init__(self, *, history: History, images: ImageStore, intake: Intake, jobs: JobRunner,
+    def __init__(self, *, history: History, images: ImageStore, intake: Intake, jobs: Queue,
                  breaker: CircuitBreaker, replies: Replies, input_max_px: int, credits: Credits | None = None) -> None:
         self.history = history
         self.images = images

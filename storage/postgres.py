@@ -20,7 +20,7 @@ import inspect
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -40,6 +40,7 @@ from core.ports import (
     Payment,
     Preferences,
     PreferenceScope,
+    QueueCounts,
     ReplyToken,
     SourceGone,
 )
@@ -52,6 +53,15 @@ log = logging.getLogger(__name__)
 # Advisory lock keys (any 64-bit numbers, the same in every pixme process).
 MIGRATION_LOCK = 0x706978_6D65_0001  # "pixme" 1: one process migrates at a time
 NODES_LOCK = 0x706978_6D65_0002  # shared by node inserts, exclusive for /forget and the retention purge
+REAP_EVERY_S = 0.5  # how often a claiming process frees the jobs whose leases ran out
+JOBS_CHANNEL = "pixme_jobs"  # NOTIFY'd when jobs are added: idle workers claim at once, not at their next poll
+UNFINISHED_SQL = "status IN ('queued', 'running', 'done')"
+# A new job's turn (round) in the fair queue, in its INSERT ($1 platform, $3 user id): after the person's own
+# unfinished jobs, and not before the round being served now (the latest claimed), as core.jobs.JobRunner does.
+_TURN = (f"GREATEST(COALESCE((SELECT MAX(turn) + 1 FROM jobs WHERE platform = $1 AND user_id = $3 "
+         f"AND {UNFINISHED_SQL}), 0), "
+         f"COALESCE((SELECT MAX(turn) FROM jobs WHERE claimed_by IS NOT NULL AND {UNFINISHED_SQL}), 0))")
+_JOB_COLUMNS_OF_JOBS = ", ".join("jobs." + c.strip() for c in JOB_COLUMNS.split(","))
 
 VERSION_TABLE = "schema_migrations"
 
@@ -75,6 +85,8 @@ class PostgresStore:
 
     def __init__(self, pool: asyncpg.Pool, url: str) -> None:
         self._pool = pool
+        self._url = url  # LISTEN needs a connection of its own
+        self._reaped_at = 0.0  # when this process last freed the jobs of lapsed leases
         self.where = redacted(url)
 
     @classmethod
@@ -257,7 +269,7 @@ class PostgresStore:
         now = time.time()
         job_id: int = await self._pool.fetchval(
             "INSERT INTO jobs (platform, chat_id, user_id, kind, payload, target, status, created_at, updated_at,"
-            " pictures) VALUES ($1, $2, $3, $4, $5, $6, 'queued', $7, $7, $8) RETURNING id",
+            f" pictures, turn) VALUES ($1, $2, $3, $4, $5, $6, 'queued', $7, $7, $8, {_TURN}) RETURNING id",
             platform, chat_id, user_id, kind, json.dumps(payload), json.dumps(target.to_json()), now, pictures)
         return Job(id=job_id, platform=platform, chat_id=chat_id, user_id=user_id, kind=kind,
                    payload=payload, target=target, status="queued", created_at=now, pictures=pictures)
@@ -281,12 +293,106 @@ class PostgresStore:
                 sets.append(f"{column} = ${len(args)}")
         if attempt:
             sets.append("attempts = attempts + 1")
+        if status in ("delivered", "failed", "cancelled"):  # the job ends and gives up its claim in one statement
+            sets.append("claimed_by = NULL, lease_until = NULL")
         await self._pool.execute(f"UPDATE jobs SET {', '.join(sets)} WHERE id = $1", *args)
 
     async def unfinished_jobs(self) -> list[Job]:
         rows = await self._pool.fetch(
             f"SELECT {JOB_COLUMNS} FROM jobs WHERE status IN ('queued', 'running', 'done') ORDER BY id")
         return [job_from_row(r) for r in rows]
+
+    # -- jobs shared by many processes: claims under leases ---------------------------------------
+
+    async def claim_job(self, owner: str, lease_s: float, platforms: Sequence[str]) -> Job | None:
+        now = time.time()
+        if now - self._reaped_at >= REAP_EVERY_S:
+            # Leases that ran out (their worker died or stalled): those jobs are claimable again.
+            self._reaped_at = now
+            await self._pool.execute("UPDATE jobs SET claimed_by = NULL, lease_until = NULL "
+                                     "WHERE claimed_by IS NOT NULL AND lease_until < $1", now)
+        for _ in range(5):  # lost a race for the same person (the unique index refused the claim): go again
+            try:
+                row = await self._pool.fetchrow(
+                    "WITH next AS (SELECT j.id FROM jobs j "
+                    f"WHERE j.claimed_by IS NULL AND j.{UNFINISHED_SQL} AND j.platform = ANY($4::text[]) "
+                    "AND NOT EXISTS (SELECT 1 FROM jobs r WHERE r.platform = j.platform "
+                    "AND r.user_id = j.user_id AND r.claimed_by IS NOT NULL) "
+                    "ORDER BY j.turn, j.id LIMIT 1 FOR UPDATE OF j SKIP LOCKED) "
+                    "UPDATE jobs SET claimed_by = $2, lease_until = $1::float8 + $3::float8, claimed_at = $1 "
+                    f"FROM next WHERE jobs.id = next.id RETURNING {_JOB_COLUMNS_OF_JOBS}",
+                    now, owner, lease_s, list(platforms))
+            except asyncpg.UniqueViolationError:
+                continue
+            return job_from_row(row) if row is not None else None
+        return None
+
+    async def renew_leases(self, owner: str, job_ids: Sequence[int], lease_s: float) -> set[int]:
+        rows = await self._pool.fetch(
+            f"UPDATE jobs SET lease_until = $3 WHERE id = ANY($1::bigint[]) AND claimed_by = $2 AND {UNFINISHED_SQL} "
+            "RETURNING id", list(job_ids), owner, time.time() + lease_s)
+        return {int(r["id"]) for r in rows}
+
+    async def release_job(self, job_id: int, owner: str) -> None:
+        await self._pool.execute("UPDATE jobs SET claimed_by = NULL, lease_until = NULL "
+                                 "WHERE id = $1 AND claimed_by = $2", job_id, owner)
+
+    async def cancel_jobs(self, platform: str, user_id: str, chat_id: str | None) -> list[Job]:
+        # A claim stays with its worker until that worker has stopped (its heartbeat finds the job over).
+        rows = await self._pool.fetch(
+            "UPDATE jobs SET status = 'cancelled', updated_at = $4 WHERE platform = $1 AND user_id = $2 "
+            f"AND ($3::text IS NULL OR chat_id = $3) AND {UNFINISHED_SQL} RETURNING {JOB_COLUMNS}",
+            platform, user_id, chat_id, time.time())
+        return sorted((job_from_row(r) for r in rows), key=lambda j: j.id)
+
+    async def queue_counts(self, platform: str, chat_id: str, user_id: str) -> QueueCounts:
+        row = await self._pool.fetchrow(
+            "SELECT COUNT(*) FILTER (WHERE platform = $1 AND user_id = $3) AS person_jobs, "
+            "COALESCE(SUM(GREATEST(pictures, 1)), 0) AS pictures, "
+            "COALESCE(SUM(GREATEST(pictures, 1)) FILTER (WHERE platform = $1 AND user_id = $3), 0) AS person, "
+            "COALESCE(SUM(GREATEST(pictures, 1)) FILTER (WHERE platform = $1 AND chat_id = $2), 0) AS chat "
+            f"FROM jobs WHERE {UNFINISHED_SQL}", platform, chat_id, user_id)
+        return QueueCounts(int(row["person_jobs"]), int(row["pictures"]), int(row["person"]), int(row["chat"]))
+
+    async def queue_sizes(self) -> tuple[int, int]:
+        row = await self._pool.fetchrow(
+            "SELECT COUNT(*) FILTER (WHERE claimed_by IS NULL) AS waiting, "
+            f"COUNT(*) FILTER (WHERE claimed_by IS NOT NULL) AS claimed FROM jobs WHERE {UNFINISHED_SQL}")
+        return int(row["waiting"]), int(row["claimed"])
+
+    async def announce_jobs(self) -> None:
+        await self._pool.execute("SELECT pg_notify($1, '')", JOBS_CHANNEL)
+
+    async def listen_jobs(self, wake: Callable[[], None]) -> Callable[[], Awaitable[None]]:
+        conn = await asyncpg.connect(self._url, server_settings={"application_name": "pixme-listen"})
+
+        def heard(*_: object) -> None:
+            wake()
+
+        await conn.add_listener(JOBS_CHANNEL, heard)
+
+        async def stop() -> None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(conn.close(), timeout=5)
+            conn.terminate()
+
+        return stop
+
+    async def run_alone(self, chore: str, every_s: float, run: Callable[[], Awaitable[object]]) -> bool:
+        async with self._pool.acquire() as conn:
+            if not await conn.fetchval("SELECT pg_try_advisory_lock(hashtext($1))", f"chore:{chore}"):
+                return False  # another process is at it
+            try:
+                last = await conn.fetchval("SELECT last_run FROM chores WHERE name = $1", chore)
+                now = time.time()
+                if last is not None and now - float(last) < every_s:
+                    return False
+                await run()
+                await conn.execute("INSERT INTO chores (name, last_run) VALUES ($1, $2) "
+                                   "ON CONFLICT (name) DO UPDATE SET last_run = excluded.last_run", chore, now)
+                return True
+            finally:
+                await conn.execute("SELECT pg_advisory_unlock(hashtext($1))", f"chore:{chore}")
 
     # -- credits ---------------------------------------------------------------------------------
 
@@ -321,7 +427,7 @@ class PostgresStore:
                                    charge_id, take)
             job_id: int = await conn.fetchval(
                 "INSERT INTO jobs (platform, chat_id, user_id, kind, payload, target, status, created_at, updated_at,"
-                " pictures) VALUES ($1, $2, $3, $4, $5, $6, 'queued', $7, $7, $8) RETURNING id",
+                f" pictures, turn) VALUES ($1, $2, $3, $4, $5, $6, 'queued', $7, $7, $8, {_TURN}) RETURNING id",
                 platform, chat_id, user_id, kind, json.dumps(payload), json.dumps(target.to_json()), now, pictures)
             await conn.executemany(
                 "INSERT INTO credit_holds (job_id, unit, platform, user_id, charge_id, status, held_at) "

@@ -76,7 +76,8 @@ def test_run_without_any_token_says_what_to_set_and_runs_the_playground(
     monkeypatch.chdir(tmp_path)
     ran: list[object] = []
 
-    async def fake_run_bots(settings: object) -> int:  # the real one serves until a signal (tests/test_cli.py)
+    # The real one serves until a signal (tests/test_cli.py).
+    async def fake_run_bots(settings: object, **_: object) -> int:
         ran.append(settings)
         return 0
 

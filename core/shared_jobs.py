@@ -1,0 +1,292 @@
+"""The fair queue when many processes share one database (PostgreSQL): jobs are claimed, not handed round.
+
+A gateway persists jobs and announces them; a worker claims the next one with one statement (`FOR UPDATE SKIP
+LOCKED`: the earliest round of people with nothing claimed anywhere, then the oldest), runs it under a lease its
+heartbeat renews, and ends it with the statement that records how it ended. A worker killed outright stops
+renewing: once its lease runs out any other worker claims the job and resumes it (a result already saved is
+delivered, not made again). At most `concurrency` jobs run in each process, one per person across all of them
+(the database refuses a second claim for a person).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+from core.clock import SYSTEM_CLOCK, Clock
+from core.jobs import Cancelled, Requeue, Work
+from core.metrics import FINAL_STATUSES, NO_OBSERVER, JobObserver
+from core.ports import UNFINISHED, Job, LeaseStore, QueueCounts
+from core.requests import ReplyTarget
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Leases:
+    """How claims are held: renewed every `heartbeat_s` for `lease_s`; idle workers look for work every `poll_s`
+    even when no announcement arrives."""
+
+    lease_s: float = 20.0
+    heartbeat_s: float = 5.0
+    poll_s: float = 2.0
+
+
+class SharedJobRunner:
+    """`core.jobs.JobRunner`'s interface over a `LeaseStore`. With `works=False` (a gateway) it only persists
+    and announces jobs; the workers elsewhere claim them."""
+
+    def __init__(self, store: LeaseStore, work: Work, *, concurrency: int, owner: str, works: bool = True,
+                 leases: Leases = Leases(), on_cancelled: Cancelled | None = None,
+                 on_crashed: Cancelled | None = None, clock: Clock = SYSTEM_CLOCK,
+                 observer: JobObserver = NO_OBSERVER) -> None:
+        self._store = store
+        self._work = work
+        self._concurrency = concurrency
+        self.owner = owner  # this process's name on the claims it holds
+        self.works = works
+        self.leases = leases
+        self._on_cancelled = on_cancelled
+        self._on_crashed = on_crashed
+        self._clock = clock
+        self._observer = observer
+        self._platforms: list[str] = []
+        self._running: dict[int, tuple[Job, asyncio.Task[None]]] = {}
+        self._started: dict[int, float] = {}
+        self._cancelled: set[int] = set()  # ended by a /cancel or /forget (here or elsewhere): not an error
+        self._paused_until = 0.0
+        self._wakeup = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._loops: list[asyncio.Task[None]] = []
+        self._closing = False
+        self._sizes = (0, 0)  # (waiting, claimed) across every process, as last read
+        self._held: set[int] = set()  # claims this process holds (running, or cut off at shutdown)
+
+    # -- submitting ----------------------------------------------------------------------------
+
+    async def submit(self, platform: str, chat_id: str, user_id: str, kind: str,
+                     payload: dict[str, Any], target: ReplyTarget, *, pictures: int = 1) -> Job:
+        job = await self._store.add_job(platform, chat_id, user_id, kind, payload, target, pictures=pictures)
+        self.enqueue(job)
+        return job
+
+    def enqueue(self, job: Job) -> None:
+        """The job is in the table already: wake a worker (here at once, elsewhere by NOTIFY)."""
+        if self.works:
+            self._wakeup.set()
+            self._idle.clear()
+        task = asyncio.get_running_loop().create_task(self._announce())
+        self._loops.append(task)
+        task.add_done_callback(self._loops.remove)
+
+    async def _announce(self) -> None:
+        try:
+            await self._store.announce_jobs()
+        except Exception:  # the workers' polling finds the job a moment later
+            log.warning("could not announce a new job", exc_info=True)
+
+    async def resume(self, platforms: set[str] | None = None) -> int:
+        """Start claiming jobs for `platforms` (those this process can deliver to); returns how many wait now."""
+        if not self.works or self._closing:
+            return 0
+        self._platforms = sorted(platforms or set())
+        if not self._loops or all(t.get_name() != "claims" for t in self._loops):
+            for name, loop in (("claims", self._claim_loop), ("heartbeat", self._heartbeat_loop)):
+                task = asyncio.get_running_loop().create_task(loop(), name=name)
+                self._loops.append(task)
+                task.add_done_callback(self._loops.remove)
+        waiting, _ = await self._store.queue_sizes()
+        return waiting
+
+    # -- what people ask about ------------------------------------------------------------------
+
+    async def counts(self, platform: str, chat_id: str, user_id: str) -> QueueCounts:
+        return await self._store.queue_counts(platform, chat_id, user_id)
+
+    def position(self, job_id: int) -> int | None:
+        """Places in line are not tracked across processes (no "you are number n" notes)."""
+        return None
+
+    def is_running(self, job_id: int) -> bool:
+        return job_id in self._running
+
+    @property
+    def queue_length(self) -> int:
+        return self._sizes[0]
+
+    @property
+    def running_count(self) -> int:
+        return self._sizes[1]
+
+    async def cancel_for(self, platform: str, user_id: str, chat_id: str | None = None) -> list[Job]:
+        """Cancel this person's unfinished jobs wherever they wait or run (a worker elsewhere stops its own at its
+        next heartbeat)."""
+        cancelled = await self._store.cancel_jobs(platform, user_id, chat_id)
+        for job in cancelled:
+            here = self._running.get(job.id)
+            ran_from = self._started.get(job.id)
+            if here is not None:
+                self._cancelled.add(job.id)
+                here[1].cancel()
+            self._observe_end(replace(job, status="cancelled"), ran_from)
+        if self._on_cancelled is not None:
+            for job in cancelled:
+                await self._on_cancelled(job)
+        return cancelled
+
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    async def wait_idle(self, timeout: float | None = None) -> None:
+        """Wait until this process runs nothing and found nothing more to claim."""
+        async with asyncio.timeout(timeout):
+            await self._idle.wait()
+
+    async def wait_reported(self) -> None:
+        return None
+
+    async def aclose(self, grace_s: float = 0.0) -> None:
+        """Stop claiming; running jobs get `grace_s`, then are cut off. Their claims stay until `release_held`
+        (after sends under way were recorded) or until their leases run out."""
+        self._closing = True
+        for task in [t for t in self._loops if t.get_name() == "claims"]:
+            task.cancel()
+        running = [task for _, task in self._running.values()]
+        if running and grace_s > 0:
+            log.info("waiting up to %.0f s for %d running job(s)", grace_s, len(running))
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(grace_s):
+                    await asyncio.wait(running)
+        for _, task in list(self._running.values()):
+            task.cancel()
+        await asyncio.gather(*(t for _, t in self._running.values()), return_exceptions=True)
+
+    async def release_held(self) -> None:
+        """At the very end of a shutdown: give up the claims of jobs cut off, so another worker resumes them now
+        rather than when their leases run out."""
+        for task in list(self._loops):
+            task.cancel()
+        await asyncio.gather(*self._loops, return_exceptions=True)
+        for job_id in list(self._held):
+            with contextlib.suppress(Exception):
+                await self._store.release_job(job_id, self.owner)
+        self._held.clear()
+
+    # -- claiming ---------------------------------------------------------------------------------
+
+    async def _claim_loop(self) -> None:
+        stop_listening: Callable[[], Awaitable[None]] | None = None
+        try:
+            try:
+                stop_listening = await self._store.listen_jobs(self._wakeup.set)
+            except Exception:
+                log.warning("cannot listen for new jobs; looking every %.1f s", self.leases.poll_s, exc_info=True)
+            while True:
+                self._wakeup.clear()
+                found_all = await self._claim_what_fits()
+                if found_all and not self._running:
+                    self._idle.set()
+                wait_s = self.leases.poll_s
+                if self._paused_until > self._clock.now():
+                    wait_s = max(0.01, min(wait_s, self._paused_until - self._clock.now()))
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(wait_s):
+                        await self._wakeup.wait()
+        finally:
+            if stop_listening is not None:
+                await stop_listening()
+
+    async def _claim_what_fits(self) -> bool:
+        """Claim jobs while this process has room; True when the line had nothing more for it."""
+        while len(self._running) < self._concurrency:
+            if self._clock.now() < self._paused_until:
+                return False
+            try:
+                job = await self._store.claim_job(self.owner, self.leases.lease_s, self._platforms)
+            except Exception:
+                log.warning("could not claim a job", exc_info=True)
+                return False
+            if job is None:
+                return True
+            self._held.add(job.id)
+            self._idle.clear()
+            self._started[job.id] = self._clock.now()
+            self._running[job.id] = (job, asyncio.get_running_loop().create_task(self._run(job),
+                                                                                 name=f"job-{job.id}"))
+        return False
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await self._clock.sleep(self.leases.heartbeat_s)
+            try:
+                self._sizes = await self._store.queue_sizes()
+                ids = list(self._running)
+                if not ids:
+                    continue
+                kept = await self._store.renew_leases(self.owner, ids, self.leases.lease_s)
+            except Exception:
+                log.warning("could not renew leases", exc_info=True)
+                continue
+            for job_id in ids:
+                if job_id not in kept and job_id in self._running:
+                    # Cancelled elsewhere, or our lease ran out and another worker has it: stop, don't deliver.
+                    log.info("job %s: no longer ours (cancelled, or its lease lapsed); stopping it", job_id)
+                    self._cancelled.add(job_id)
+                    self._held.discard(job_id)
+                    self._running[job_id][1].cancel()
+
+    async def _run(self, job: Job) -> None:
+        ended = False
+        try:
+            while True:
+                try:
+                    await self._work(job)
+                    ended = True
+                    break
+                except Requeue as signal:  # an outage, a full disk: this process pauses, the job keeps its lease
+                    self._paused_until = max(self._paused_until, self._clock.now() + signal.pause_s)
+                    await self._clock.sleep(signal.pause_s)
+                    fresh = await self._store.get_job(job.id)
+                    if fresh is None or fresh.status not in UNFINISHED:
+                        ended = True
+                        break
+                    job = fresh
+        except asyncio.CancelledError:
+            if job.id not in self._cancelled:
+                raise  # shutting down: the claim is released once sends under way are recorded
+        except Exception:
+            log.exception("job %s crashed", job.id)
+            await self._store.update_job(job.id, status="failed", error="crash")
+            if self._on_crashed is not None:
+                await self._on_crashed(job)
+            ended = True
+        finally:
+            self._running.pop(job.id, None)
+            ran_from = self._started.pop(job.id, None)
+            cancelled = job.id in self._cancelled
+            self._cancelled.discard(job.id)
+            if not self._closing or cancelled or ended:
+                self._held.discard(job.id)
+                with contextlib.suppress(Exception):
+                    await self._store.release_job(job.id, self.owner)  # already given up if it ended
+            self._wakeup.set()  # a slot is free
+        if ended:
+            await self._report_end(job, ran_from)
+
+    async def _report_end(self, job: Job, ran_from: float | None) -> None:
+        try:
+            recorded = await self._store.get_job(job.id)
+        except Exception:
+            log.warning("job %s: could not read how it ended", job.id, exc_info=True)
+            return
+        if recorded is not None and recorded.status in FINAL_STATUSES:
+            self._observe_end(recorded, ran_from)
+
+    def _observe_end(self, job: Job, ran_from: float | None) -> None:
+        now = self._clock.now()
+        self._observer.job_ended(job, ran_s=None if ran_from is None else now - ran_from,
+                                 since_accepted_s=now - job.created_at)
