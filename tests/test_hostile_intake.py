@@ -133,8 +133,9 @@ def test_floods_of_fill_bytes_or_segments_are_refused(face_image: Image.Image) -
 
 @pytest.mark.parametrize("build", [
     {},  # 8000×8000 RGBA, 8 bits
-    {"bit_depth": 16, "colour_type": 6},  # 8000×8000 RGBA, 16 bits
-    {"bit_depth": 16, "colour_type": 0},  # 8000×8000 grey, 16 bits
+    # Building these two takes seconds of zlib: the full run has them.
+    pytest.param({"bit_depth": 16, "colour_type": 6}, marks=pytest.mark.slow),  # 8000×8000 RGBA, 16 bits
+    pytest.param({"bit_depth": 16, "colour_type": 0}, marks=pytest.mark.slow),  # 8000×8000 grey, 16 bits
 ], ids=["rgba", "rgba-16-bit", "grey-16-bit"])
 async def test_png_bombs_are_refused_from_the_header_without_decoding(
         intake: Intake, rgba_bomb: bytes, build: dict[str, int]) -> None:
@@ -160,6 +161,7 @@ async def test_a_large_but_honest_picture_is_still_accepted(intake: Intake, face
 # -- the CPU budget -----------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # real decoding processes, one killed at its CPU budget
 async def test_a_slow_decode_is_stopped_at_its_cpu_budget_while_others_are_served(
         bomb: bytes, photo: bytes) -> None:
     # Structure limits off, so the bomb really decodes (about 20 s of CPU) and only the budget stops it.
@@ -326,6 +328,7 @@ async def test_discord_a_denied_persons_attachment_is_never_downloaded(tmp_path:
 # -- end to end: the playground ----------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # the same pool as Telegram's bomb test, through the playground's page
 async def test_playground_previews_go_through_the_same_bounded_intake(
         tmp_path: Path, bomb: bytes, photo: bytes) -> None:
     from core.engines.offline import OfflineEngine

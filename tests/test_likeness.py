@@ -199,6 +199,7 @@ def test_one_face_per_person_in_the_group_photo() -> None:
 # ------------------------------------------------------------------ off the event loop, and stored
 
 
+@pytest.mark.slow  # real worker processes loading dlib's models
 async def test_the_worker_pool_scores_and_remembers_the_selfie() -> None:
     intake = Intake()
     try:

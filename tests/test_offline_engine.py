@@ -298,6 +298,11 @@ def test_watercolour_leaves_white_paper_at_the_edges(styled: dict[str, Array]) -
 PORTRAITS = ("astronaut.png", "portrait_dark_skin.jpg", "portrait_white_hair.jpg", "raised_hand.jpg")
 
 
+def sweep(values: tuple[str, ...] | list[str], keep: int = 1) -> list[Any]:
+    """The first `keep` values in every run; the rest of the sweep in the full run only (`slow`)."""
+    return [*values[:keep], *(pytest.param(v, marks=pytest.mark.slow) for v in values[keep:])]
+
+
 @pytest.fixture(scope="module")
 def portraits() -> dict[str, Array]:
     """The four fixture portraits (light and dark skin, white hair, a raised hand), long side 512."""
@@ -317,7 +322,7 @@ def face_box(img: Array, rgb: Array) -> Array:
     return np.ascontiguousarray(img[rows, int(f.x + 0.2 * f.w):int(f.x + 0.8 * f.w)])
 
 
-@pytest.mark.parametrize("name", PORTRAITS)
+@pytest.mark.parametrize("name", sweep(PORTRAITS))
 def test_sketch_draws_every_face_light_or_dark(portraits: dict[str, Array], name: str) -> None:
     rgb = portraits[name]
     face = face_box(stylize_array(rgb, "sketch", np.random.default_rng(5)), rgb).mean(axis=2)
@@ -325,7 +330,7 @@ def test_sketch_draws_every_face_light_or_dark(portraits: dict[str, Array], name
     assert face.std() > 45
 
 
-@pytest.mark.parametrize("name", PORTRAITS)
+@pytest.mark.parametrize("name", sweep(PORTRAITS))
 def test_anime_and_watercolour_keep_skin_in_skin_tones(portraits: dict[str, Array], name: str) -> None:
     rgb = portraits[name]
     for sid in ("anime", "watercolor"):
@@ -335,7 +340,7 @@ def test_anime_and_watercolour_keep_skin_in_skin_tones(portraits: dict[str, Arra
         assert odd < 0.02, (sid, odd)
 
 
-@pytest.mark.parametrize("name", PORTRAITS)
+@pytest.mark.parametrize("name", sweep(PORTRAITS))
 def test_pixel_art_is_a_small_palette_with_dark_outlines(portraits: dict[str, Array], name: str) -> None:
     img = stylize_array(portraits[name], "pixel", np.random.default_rng(5))
     colours, counts = np.unique(img.reshape(-1, 3), axis=0, return_counts=True)
@@ -344,7 +349,7 @@ def test_pixel_art_is_a_small_palette_with_dark_outlines(portraits: dict[str, Ar
     assert colours[darkest].max() < 50 and counts[darkest] / counts.sum() > 0.03
 
 
-@pytest.mark.parametrize("name", PORTRAITS)
+@pytest.mark.parametrize("name", sweep(PORTRAITS))
 def test_zombie_has_dead_eyes_and_blood(portraits: dict[str, Array], name: str) -> None:
     rgb = portraits[name]
     f = main_face(rgb)
@@ -483,7 +488,7 @@ def test_the_face_outranks_everything_else_the_cascade_finds(raised_hand: bytes,
     assert len(faces) >= 3 and all(a.confidence >= b.confidence for a, b in itertools.pairwise(faces))
 
 
-@pytest.mark.parametrize("base_style", ["photo", "comic", "popart", "anime"])
+@pytest.mark.parametrize("base_style", sweep(["photo", "comic", "popart", "anime"], keep=2))
 @pytest.mark.parametrize("instruction", ["add a crown", "sunglasses"])
 async def test_one_crown_on_the_face_in_the_raised_hand_photo(engine: OfflineEngine, raised_hand: bytes,
                                                               base_style: str, instruction: str) -> None:
@@ -608,7 +613,7 @@ def three(face_image: Image.Image) -> list[Portrait]:
     ]
 
 
-@pytest.mark.parametrize("style_id", ["comic", "anime", "zombie"])
+@pytest.mark.parametrize("style_id", sweep(["comic", "anime", "zombie"]))
 async def test_fuse_makes_one_poster_with_every_face(engine: OfflineEngine, three: list[Portrait],
                                                      style_id: str) -> None:
     result = await engine.fuse(three, style(style_id), theme="Mission crew")
