@@ -58,21 +58,21 @@ async def tg() -> AsyncIterator[FakeTelegram]:
         yield fake
 
 
-# Modules about the storage itself: their PostgreSQL variants stay in `manage.py test --fast`. Elsewhere (the
-# studio, the parties, the Telegram and Discord journeys) a journey's PostgreSQL run is `slow`: the full run
-# (`python3 manage.py test`, CI) has both backends, the quick loop the journeys on SQLite.
-STORAGE_MODULES = {"test_storage", "test_storage_faults", "test_migrations", "test_credits_ledger"}
+# A test that needs the real PostgreSQL server (a journey's PostgreSQL run, the webhook gateways, many workers)
+# is `slow`: the full run (`python3 manage.py test`, CI) has every one of them on a real server; the quick
+# loop (`--fast`) runs on SQLite and starts no server.
+POSTGRES_FIXTURES = {"postgres", "postgres_cluster"}
 
 
 @pytest.hookimpl(tryfirst=True)  # before `-m "not slow"` deselects: the marks added here count
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """A test marked `sqlite_only` in a module that runs on both backends is not collected for PostgreSQL; a
-    journey's PostgreSQL variant is marked `slow`."""
+    test on the PostgreSQL server is marked `slow`."""
     kept, dropped = [], []
     for item in items:
         callspec = getattr(item, "callspec", None)
         on_postgres = callspec is not None and callspec.params.get("backend") == "postgres"
-        if on_postgres and item.module is not None and item.module.__name__.split(".")[-1] not in STORAGE_MODULES:
+        if on_postgres or POSTGRES_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
         (dropped if on_postgres and item.get_closest_marker("sqlite_only") else kept).append(item)
     if dropped:
