@@ -64,7 +64,8 @@ async def open_studio(settings: Settings, engine: ImageEngine | None = None) -> 
                     limits=settings.limits, access=settings.access, input_max_px=settings.engine.input_max_px,
                     party=settings.party, intake=Intake(settings.intake),
                     model_choices=settings.gemini.choices if engine.name == "gemini" else None,
-                    sizes=list(settings.gemini.sizes), variants=settings.gemini.variants)
+                    sizes=list(settings.gemini.sizes), variants=settings.gemini.variants,
+                    likeness=settings.likeness)
     try:
         yield studio
     finally:

@@ -25,12 +25,13 @@ from core.actions import (
 from core.admission import Admission, Budget
 from core.breaker import CircuitBreaker
 from core.clock import SYSTEM_CLOCK, Clock
-from core.config import AccessSettings, LimitsSettings, PartySettings
+from core.config import AccessSettings, LikenessSettings, LimitsSettings, PartySettings
 from core.engines.base import ImageEngine
 from core.gate import Gate
 from core.intake_pool import Intake
 from core.jobs import JobRunner
 from core.languages import Languages
+from core.likeness_review import LikenessReview
 from core.parties import Parties
 from core.people import People
 from core.ports import ImageStore, Store
@@ -59,7 +60,8 @@ class Studio:
                  delivery_retry_delays: tuple[float, ...] = DELIVERY_RETRY_DELAYS_S,
                  full_disk_retry_s: float = FULL_DISK_RETRY_S,
                  model_choices: list[str] | None = None, sizes: list[str] | None = None,
-                 intake: Intake | None = None, clock: Clock = SYSTEM_CLOCK, variants: int = 1) -> None:
+                 intake: Intake | None = None, clock: Clock = SYSTEM_CLOCK, variants: int = 1,
+                 likeness: LikenessSettings | None = None) -> None:
         self.store = store
         self.images = images
         self.engine = engine
@@ -68,6 +70,7 @@ class Studio:
         self.access = Access(access or AccessSettings())
         self.input_max_px = input_max_px
         self.intake = intake or Intake()  # decoding people's files: bounded and killable
+        self.likeness = likeness = likeness or LikenessSettings()
         self.breaker = breaker = breaker or CircuitBreaker(clock=clock.now)
         self.replies = replies = Replies()
         self.languages = Languages(store=store)
@@ -90,7 +93,9 @@ class Studio:
         self.worker = worker = Worker(store=store, images=images, replies=replies, router=router, budget=budget,
                                       breaker=breaker, notes=notes, blocking=gate, clock=clock,
                                       delivery_retry_delays=delivery_retry_delays,
-                                      full_disk_retry_s=full_disk_retry_s, offers=sharing.group_photo_offer)
+                                      full_disk_retry_s=full_disk_retry_s, offers=sharing.group_photo_offer,
+                                      likeness=LikenessReview(scorer=self.intake, store=store, images=images,
+                                                              settings=likeness))
         self.jobs = jobs = JobRunner(store, worker.run, concurrency=limits.concurrency, on_positions=notes.show,
                                      on_cancelled=worker.discard, clock=clock)
 
@@ -105,11 +110,11 @@ class Studio:
                                          access=self.access, limits=admission, submission=submission, clock=clock)
         self.people = People(store=store, images=images, router=router, languages=self.languages,
                              access=self.access, replies=replies, gate=gate, node_here=rendering.node_here,
-                             variants=variants)
+                             variants=variants, show_likeness=likeness.show)
         self.forgetting = Forgetting(store=store, images=images, jobs=jobs, languages=self.languages,
                                      lobbies=parties, replies=replies, gate=gate)
         self.daily_stats = DailyStats(usage=store, jobs=jobs, engine=engine, daily_usd=limits.daily_usd,
-                                      access=self.access, replies=replies, gate=gate)
+                                      access=self.access, replies=replies, gate=gate, likeness=store)
         self.retention = Retention(store=store, images=images, clock=clock)  # history's age, orphan files
 
         # The use cases, where front-ends call them.

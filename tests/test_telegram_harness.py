@@ -140,7 +140,7 @@ async def open_studio(settings: Settings, engine: ImageEngine | None, *, clock: 
                     model_choices=settings.gemini.choices if engine.name == "gemini" else None,
                     sizes=list(settings.gemini.sizes), variants=settings.gemini.variants,
                     delivery_retry_delays=(0.05, 0.1, 0.2), full_disk_retry_s=full_disk_retry_s,
-                    breaker=breaker, clock=clock)
+                    breaker=breaker, clock=clock, likeness=settings.likeness)
     try:
         yield studio
     finally:
