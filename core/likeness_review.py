@@ -68,7 +68,11 @@ class LikenessReview:
         root = node if node.root_id is None else await self.store.get_node(node.root_id)
         if root is None or root.kind != "photo":
             return None
-        return await self.images.get(root.image_sha)
+        try:
+            return await self.images.get(root.image_sha)
+        except (OSError, LookupError) as exc:  # its file went (a /forget racing the job): nothing to compare
+            log.info("likeness: the selfie of node %s could not be read (%s)", node.id, type(exc).__name__)
+            return None
 
     async def score(self, image: bytes, anchor: bytes | None) -> Score | NoFace | None:
         """`image` against the selfie; None (logged) when it could not be scored in time."""
@@ -77,7 +81,7 @@ class LikenessReview:
         try:
             async with asyncio.timeout(self.wait_s):
                 return await self.scorer.likeness(image, anchor)
-        except (LikenessError, RuntimeError, TimeoutError) as exc:
+        except (LikenessError, RuntimeError, TimeoutError, OSError) as exc:
             log.warning("likeness: a result could not be scored (%s: %s); delivered unscored",
                         type(exc).__name__, exc)
             return None

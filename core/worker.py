@@ -317,6 +317,8 @@ class Worker:
                 each.verdict = await review.match(each.result.image, each.members)
             return
 
+        calls = asyncio.Semaphore(PARALLEL_CALLS)  # retries keep to the engine calls a job makes at once
+
         async def one(each: Made) -> None:
             anchor = await review.anchor(each.parent) if each.parent is not None else None
             each.verdict = await review.score(each.result.image, anchor)
@@ -325,7 +327,8 @@ class Worker:
             log.info("job %s: likeness %s under %d%%; one more try with a stronger identity instruction", job.id,
                      getattr(each.verdict, "percent", "no face"), review.settings.retry_below)
             try:
-                again = await each.retry()
+                async with calls:
+                    again = await each.retry()
             except EngineError as failure:
                 log.info("job %s: the likeness retry failed (%s); keeping the first picture", job.id,
                          type(failure).__name__)
