@@ -70,7 +70,8 @@ class Studio:
         self.access = Access(access or AccessSettings())
         self.input_max_px = input_max_px
         self.intake = intake or Intake()  # decoding people's files: bounded and killable
-        self.likeness = likeness = likeness or LikenessSettings()
+        # `[likeness]`: each result scored in the image-work pool (None: not scored; `pixme run` always passes it).
+        self.likeness = likeness
         self.breaker = breaker = breaker or CircuitBreaker(clock=clock.now)
         self.replies = replies = Replies()
         self.languages = Languages(store=store)
@@ -95,7 +96,7 @@ class Studio:
                                       delivery_retry_delays=delivery_retry_delays,
                                       full_disk_retry_s=full_disk_retry_s, offers=sharing.group_photo_offer,
                                       likeness=LikenessReview(scorer=self.intake, store=store, images=images,
-                                                              settings=likeness))
+                                                              settings=likeness) if likeness else None)
         self.jobs = jobs = JobRunner(store, worker.run, concurrency=limits.concurrency, on_positions=notes.show,
                                      on_cancelled=worker.discard, clock=clock)
 
@@ -110,7 +111,7 @@ class Studio:
                                          access=self.access, limits=admission, submission=submission, clock=clock)
         self.people = People(store=store, images=images, router=router, languages=self.languages,
                              access=self.access, replies=replies, gate=gate, node_here=rendering.node_here,
-                             variants=variants, show_likeness=likeness.show)
+                             variants=variants, show_likeness=likeness is not None and likeness.show)
         self.forgetting = Forgetting(store=store, images=images, jobs=jobs, languages=self.languages,
                                      lobbies=parties, replies=replies, gate=gate)
         self.daily_stats = DailyStats(usage=store, jobs=jobs, engine=engine, daily_usd=limits.daily_usd,

@@ -121,6 +121,19 @@ async def test_show_false_keeps_the_score_out_of_captions_but_still_records_it(t
         assert "face kept" not in (shown.caption or "")
 
 
+async def test_a_score_that_takes_too_long_never_holds_the_picture_back(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    async with FakeTelegram() as tg, running_bot(tg, tmp_path, settings=settings(tg, tmp_path)) as run:
+        review = run.studio.worker.likeness
+        assert review is not None
+        review.wait_s = 0.0  # the image-work processes never answer in time
+        tg.send_photo(ALICE_CHAT, ALICE, small_selfie(320), caption="/sketch")
+        result = await run.photo_reply(ALICE_CHAT)
+        assert result.caption is not None and "face kept" not in result.caption and "no face" not in result.caption
+        assert (await node_of(run, result)).likeness_status is None, "delivered unscored"
+        assert any("delivered unscored" in r.getMessage() for r in caplog.records)
+
+
 async def test_a_selfie_without_a_face_gets_no_likeness_line(tmp_path: Path) -> None:
     async with FakeTelegram() as tg, running_bot(tg, tmp_path, settings=settings(tg, tmp_path)) as run:
         tg.send_photo(ALICE_CHAT, ALICE, faceless_jpeg(), caption="/comic")
@@ -202,7 +215,7 @@ async def test_a_pack_scores_every_picture_in_its_own_caption(tmp_path: Path) ->
             else:
                 assert node.likeness_status == "scored" and node.likeness >= 80
                 assert (message.caption or "").endswith(f" · face kept {round(node.likeness)}%"), message.caption
-        assert sorted((await node_of(run, m)).likeness_status for m in album) == ["no_face", "scored"]
+        assert sorted([(await node_of(run, m)).likeness_status for m in album]) == ["no_face", "scored"]
 
 
 # -- groups ------------------------------------------------------------------------------------------
