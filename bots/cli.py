@@ -21,6 +21,7 @@ from typing import Any
 from PIL import Image
 from pydantic import ValidationError
 
+from bots.ops import OpsError, OpsServer
 from core.config import (
     ConfigError,
     DiscordSettings,
@@ -33,16 +34,21 @@ from core.config import (
 )
 from core.engines.base import EngineError, ImageEngine
 from core.engines.factory import build_engine
+from core.errors import StorageError
 from core.intake import IntakeError, prepare
 from core.intake_pool import Intake
 from core.logsafe import configure_logging
+from core.metrics import NO_OBSERVER, JobObserver, Metrics
 from core.studio import Studio
 from core.styles import STYLES, get_style
-from storage.files import UMASK, keep_private
-from storage.images import FileImageStore
-from storage.sqlite import SqliteStore, StoreInUse
+from storage.backend import migrate, open_storage
+from storage.files import UMASK
 
 log = logging.getLogger("pixme")
+
+# At SIGTERM, after the grace period: how long a picture already being sent may take to be recorded (a send cut
+# off between the platform taking it and our record would be sent again after the restart).
+SHUTDOWN_DRAIN_S = 1.5
 
 NO_TOKEN = (
     "pixme: no bot token is set, so only the local playground runs (see the address below).\n"
@@ -54,24 +60,26 @@ NO_TOKEN = (
 
 
 @contextlib.asynccontextmanager
-async def open_studio(settings: Settings, engine: ImageEngine | None = None) -> AsyncIterator[Studio]:
-    """The core, wired to SQLite and the image store under `[storage] dir`."""
-    data_dir = settings.storage.dir
-    keep_private(data_dir, data_dir / "pixme.sqlite3")
-    store = await SqliteStore.open(data_dir / "pixme.sqlite3")
+async def open_studio(settings: Settings, engine: ImageEngine | None = None,
+                      observer: JobObserver = NO_OBSERVER) -> AsyncIterator[Studio]:
+    """The core, wired to the storage `[storage]` names: SQLite and image files under `dir`, or PostgreSQL at
+    `url` (migrated first, one process at a time); `observer` counts what happens."""
+    storage = await open_storage(settings.storage)
+    store = storage.store
     engine = engine or build_engine(settings)
-    studio = Studio(store=store, images=FileImageStore(data_dir, store), engine=engine,
+    studio = Studio(store=store, images=storage.images, engine=engine,
                     limits=settings.limits, access=settings.access, input_max_px=settings.engine.input_max_px,
                     party=settings.party, intake=Intake(settings.intake),
                     model_choices=settings.gemini.choices if engine.name == "gemini" else None,
-                    sizes=list(settings.gemini.sizes), variants=settings.gemini.variants,
-                    likeness=settings.likeness)
+                    sizes=list(settings.gemini.sizes), variants=settings.gemini.variants, credits=settings.credits,
+                    likeness=settings.likeness,
+                    observer=observer)
     try:
         yield studio
     finally:
         await studio.aclose()
         await engine.aclose()
-        await store.close()
+        await storage.close()
 
 
 async def run_bots(settings: Settings, stop: asyncio.Event | None = None) -> int:
@@ -81,17 +89,30 @@ async def run_bots(settings: Settings, stop: asyncio.Event | None = None) -> int
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
-    async with open_studio(settings) as studio:
+    metrics = Metrics()
+    async with open_studio(settings, observer=metrics) as studio, contextlib.AsyncExitStack() as closing:
+        ops: OpsServer | None = None
+        if settings.ops.port:  # first, so /healthz answers while the platforms connect (and /readyz says so)
+            ops = OpsServer(settings.ops, metrics=metrics, store_problem=studio.store_problem)
+            try:
+                await ops.start()
+            except OpsError as exc:
+                log.error("%s", exc)
+                return 1
+            closing.push_async_callback(ops.stop)
         warning = await studio.engine.check()
         if warning:
             log.warning("%s", warning)
         log.info("engine: %s (%s)", studio.engine.name, studio.engine.model)
         await studio.intake.start()  # decoding processes ready before the first photo
         started: list[Any] = []  # each platform's bot: start() and stop()
+        telegram = None
         if settings.telegram.token.get_secret_value():
             from bots.telegram import TelegramBot
 
             telegram = TelegramBot(settings.telegram, studio, engine_name=studio.engine.name)
+            if ops is not None:
+                ops.watch("telegram", telegram)
             try:
                 await telegram.start()
             except Exception as exc:
@@ -103,6 +124,8 @@ async def run_bots(settings: Settings, stop: asyncio.Event | None = None) -> int
             from bots.discord import DiscordBot
 
             discord_bot = DiscordBot(settings.discord, studio, engine_name=studio.engine.name)
+            if ops is not None:
+                ops.watch("discord", discord_bot)
             try:
                 await discord_bot.start()
             except Exception as exc:
@@ -131,6 +154,8 @@ async def run_bots(settings: Settings, stop: asyncio.Event | None = None) -> int
                       file=sys.stderr, flush=True)
             print(f"Pix Me! playground: open {playground.url} in your browser (Ctrl-C stops it)", flush=True)
             started.append(playground)
+            if ops is not None:
+                ops.watch("playground", playground)
         await studio.resume()
         # Retention runs once now and then hourly; it never stops the bot if it fails.
         housekeeping = asyncio.create_task(studio.retention.housekeeping(settings.storage.retention_days))
@@ -139,11 +164,14 @@ async def run_bots(settings: Settings, stop: asyncio.Event | None = None) -> int
         finally:
             log.info("shutting down")
             housekeeping.cancel()
-            # The core first, while the platforms can still send: pictures being sent finish and are
-            # recorded; queued work stays in SQLite for the next start.
-            await studio.aclose()
+            if telegram is not None:
+                await telegram.stop_taking_updates()  # what is not fetched yet waits at Telegram for the next start
+            # The core first, while the platforms can still send: running jobs get the grace period, pictures
+            # being sent finish and are recorded; the rest stays queued in the database for the next start.
+            await studio.aclose(grace_s=settings.ops.grace_s, drain_s=SHUTDOWN_DRAIN_S)
             for bot in started:
                 await bot.stop()
+            log.info("stopped")
     return 0
 
 
@@ -282,6 +310,9 @@ def build_parser() -> argparse.ArgumentParser:
     playground.add_argument("--public", action="store_true", default=None,
                             help="allow a --host other than loopback (the page has no login; a warning is printed)")
     sub.add_parser("styles", help="list the styles, one a line, command name first")
+    about_migrate = "bring the database ([storage] url, or the SQLite file in [storage] dir) to this version's schema"
+    sub.add_parser("migrate", help=about_migrate, description=about_migrate[0].upper() + about_migrate[1:] +
+                   " (`pixme run` does it too at start).")
 
     render = sub.add_parser("render", help="turn an image into an avatar in one style")
     render.add_argument("image", type=Path)
@@ -301,7 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
     likeness.add_argument("image", type=Path, help="a picture, e.g. an avatar")
     likeness.add_argument("reference", type=Path, help="the person's original selfie")
     # Accepted before or after the command; SUPPRESS keeps a value given before it from being reset.
-    for sp in (render, edit, *(sub.choices[n] for n in ("run", "styles", "playground"))):
+    for sp in (render, edit, *(sub.choices[n] for n in ("run", "styles", "playground", "migrate"))):
         sp.add_argument("--config", type=Path, default=argparse.SUPPRESS,
                         help="TOML config file (default: ./config.toml if it exists)")
         sp.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="debug logging")
@@ -330,7 +361,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     for warning in unknown_keys(config) if config is not None else []:
         print(f"pixme: warning: {config}: {warning}", file=sys.stderr)
-    configure_logging(settings.secrets(), level=logging.DEBUG if args.verbose else logging.INFO)
+    configure_logging(settings.secrets(), level=logging.DEBUG if args.verbose else logging.INFO,
+                      fmt=settings.log.format)
     try:
         if args.command == "run":
             bad_tokens = [p for p in (settings.telegram.token_problem(), settings.discord.token_problem()) if p]
@@ -350,21 +382,37 @@ def main(argv: list[str] | None = None) -> int:
             except ValidationError as exc:
                 print(f"pixme: {problems(exc)}", file=sys.stderr)
                 return 2
+            # Just the page: no platforms, and no operators' endpoints (those come with `pixme run`).
             only_playground = settings.model_copy(update={
-                "telegram": TelegramSettings(), "discord": DiscordSettings(), "playground": chosen})
+                "telegram": TelegramSettings(), "discord": DiscordSettings(), "playground": chosen,
+                "ops": settings.ops.model_copy(update={"port": 0})})
             return _serve(only_playground)
+        if args.command == "migrate":
+            print(f"pixme: {asyncio.run(migrate(settings.storage))}")
+            return 0
         if args.command == "render":
             return asyncio.run(_render(settings, args))
         return asyncio.run(_edit(settings, args))
     except (EngineError, ValueError) as exc:
         print(f"pixme: {getattr(exc, 'message', exc)}", file=sys.stderr)
         return 1
-    except StoreInUse as exc:
+    except StorageError as exc:  # the database in use by another pixme, or PostgreSQL out of reach
         print(f"pixme: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
 
 
+def entry() -> None:
+    """`pixme` as a program: `main`, then out at once. Everything that matters was closed and flushed by then;
+    tearing the interpreter down module by module (OpenCV, NumPy, google-genai…) takes a second or two more,
+    which a SIGTERM from a container runtime (a kill after 10 s) cannot spare."""
+    code = main()
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

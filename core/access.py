@@ -20,8 +20,10 @@ class Access:
         self._deny = set(settings.deny)
 
     def is_admin(self, ctx: Context) -> bool:
-        person = ctx.person.id
-        return bool({person, f"{ctx.chat.platform}:{person}"} & self._admins)
+        return self.is_admin_id(ctx.chat.platform, ctx.person.id)
+
+    def is_admin_id(self, platform: str, user_id: str) -> bool:
+        return bool({user_id, f"{platform}:{user_id}"} & self._admins)
 
     def allows(self, ctx: Context) -> bool:
         ids = _ids(ctx)

@@ -12,6 +12,7 @@ import time
 from core import texts
 from core.access import Access
 from core.config import LimitsSettings
+from core.credits import Credits
 from core.engines.base import ModelRouter
 from core.engines.models import model_info
 from core.jobs import JobRunner
@@ -67,7 +68,7 @@ class Admission:
     """The queue's and the day's limits: the bot's, the person's and the chat's, then the budget."""
 
     def __init__(self, *, jobs: JobRunner, usage: Usage, router: EngineRouter, budget: Budget,
-                 limits: LimitsSettings, access: Access, replies: Replies) -> None:
+                 limits: LimitsSettings, access: Access, replies: Replies, credits: Credits | None = None) -> None:
         self.jobs = jobs
         self.usage = usage
         self.router = router
@@ -75,23 +76,37 @@ class Admission:
         self.limits = limits
         self.access = access
         self.replies = replies
+        self.credits = credits  # the free pictures of the day, then credits ([credits])
 
     async def refuse_over_limit(self, ctx: Context, pictures: int = 1) -> bool:
         """Queue and daily limits for a request that makes `pictures` pictures (variants, a style pack: each
-        counts); says which one was hit and when it resets. Every picture request passes here with what it
-        costs, so this is where a request is accepted for its price (credits reserve theirs here too)."""
-        refusal = await self.over_limit(ctx.chat.platform, ctx.chat.id, ctx.person.id,
-                                        private=ctx.chat.is_private, exempt=self.access.is_admin(ctx),
-                                        pictures=pictures)
+        counts), then credits; says which one was hit and when it resets (out of credits: with the packs on sale).
+        Every picture request passes here with what it costs; the job then holds that many units when it is saved
+        (`Submission.submit_job`)."""
+        platform, person = ctx.chat.platform, ctx.person.id
+        refusal = await self._limits(platform, ctx.chat.id, person, private=ctx.chat.is_private,
+                                     exempt=self.access.is_admin(ctx), pictures=pictures)
         if refusal is not None:
             await self.replies.say(ctx, refusal)
-        return refusal is not None
+            return True
+        if self.credits is not None and await self.credits.short(platform, person, pictures):
+            await self.credits.offer(self.replies.target(ctx))
+            return True
+        return False
 
     async def over_limit(self, platform: str, chat_id: str, person: str, *, private: bool,
                          exempt: bool, pictures: int = 1) -> str | None:
         """The one line refusing `pictures` more pictures for `person` in this chat (the bot's, the person's or the
-        chat's limit), or None; `exempt` (a bot admin) skips the person's daily limit. A request for several is
-        refused whole when a limit cannot cover them all (nobody is charged for half an album)."""
+        chat's limit, or not enough credits), or None; `exempt` (a bot admin) skips the person's daily limit. A
+        request for several is refused whole when a limit cannot cover them all (nobody is charged for half an
+        album)."""
+        refusal = await self._limits(platform, chat_id, person, private=private, exempt=exempt, pictures=pictures)
+        if refusal is None and self.credits is not None and await self.credits.short(platform, person, pictures):
+            return self.credits.refusal(platform)
+        return refusal
+
+    async def _limits(self, platform: str, chat_id: str, person: str, *, private: bool, exempt: bool,
+                      pictures: int) -> str | None:
         jobs, usage = self.jobs, self.usage
         pending = jobs.pending_for(platform, person)
         if pending > self.limits.queue_per_user:

@@ -66,6 +66,7 @@ class CommandInfo:
     menu: bool = True  # listed in the platform's command menu (admin-only ones are not)
     slash: Slash | None = None  # offered as a slash command with typed parameters (Discord)
     typed: bool = True  # can be typed as text, `/name args` (False: only where parameters are typed in a form)
+    credits: bool = False  # about credits: offered in menus only while `[credits]` is on
 
 
 _PHOTO = N_("A selfie (JPEG, PNG, WebP, GIF, HEIC)")
@@ -114,6 +115,10 @@ COMMANDS: dict[str, CommandInfo] = {c.name: c for c in (
         N_("The language Pix Me! speaks with you"),
         (Option("language", N_("Leave empty to follow your Discord language"), "language", default="auto"),))),
     CommandInfo("stats", N_("Today's numbers (the bot's admins)"), menu=False),
+    CommandInfo("balance", N_("Free pictures left today, and your credits"), credits=True,
+                slash=Slash(N_("Your free pictures left today, and your credits"), deferred=False)),
+    CommandInfo("paysupport", N_("Help with a payment"), credits=True),
+    CommandInfo("refund", N_("Refund a payment: /refund <charge id> (the bot's admins)"), menu=False, credits=True),
     # Where a style is a parameter rather than a command of its own (/zombie), it is one command.
     CommandInfo("avatar", N_("Turn a selfie into an avatar in a style"), menu=False, typed=False, slash=Slash(
         N_("Turn a selfie into an avatar in a style"), (
@@ -164,6 +169,10 @@ class Commands:
         self.studio = studio
         self.engine_name = engine_name
 
+    def offered(self, info: CommandInfo) -> bool:
+        """Whether menus and slash commands offer it here (credit commands only while credits are on)."""
+        return not info.credits or self.studio.credits.enabled
+
     async def dispatch(self, ctx: Context, typed: Typed) -> None:
         studio, people = self.studio, self.studio.people
         name, args = typed.name, typed.args
@@ -184,6 +193,12 @@ class Commands:
             await studio.stats(ctx)
         elif name == "forget":
             await studio.forget(ctx)
+        elif name == "balance":
+            await studio.credits.show_balance(ctx)
+        elif name == "paysupport":
+            await studio.credits.pay_support(ctx)
+        elif name == "refund":
+            await studio.credits.refund(ctx, args)
         elif name == "settings":
             messenger = studio.replies.to(ctx)
             if isinstance(messenger, FormMessenger):

@@ -15,6 +15,7 @@ import tomllib
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
@@ -35,6 +36,8 @@ ImageSize = Literal["512", "1K", "2K", "4K"]
 # Telegram: the bot's numeric id, a colon, ~35 characters (a shorter tail is a truncated paste).
 _TELEGRAM_TOKEN = re.compile(r"\d{1,20}:[A-Za-z0-9_-]{30,}")
 # Discord: base64url(bot id) . timestamp . HMAC.
+# What setWebhook's secret_token may be.
+_WEBHOOK_SECRET = re.compile(r"[A-Za-z0-9_-]{1,256}")
 _DISCORD_TOKEN = re.compile(r"[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{20,}")
 
 
@@ -53,6 +56,37 @@ class TelegramSettings(BaseModel):
     connections: int = Field(default=32, ge=2, le=256)
     # An album arrives as one message per photo; wait this long after the last one before acting.
     album_wait_s: float = Field(default=1.0, gt=0, le=10)
+    # Webhooks: the public https URL Telegram POSTs updates to (a reverse proxy in front of one or more
+    # gateways); empty = long polling. The secret is what Telegram sends in X-Telegram-Bot-Api-Secret-Token.
+    webhook_url: str = ""
+    webhook_secret: SecretStr = SecretStr("")
+    webhook_listen: str = "127.0.0.1"  # where this gateway's webhook server listens (behind the proxy)
+    webhook_port: int = Field(default=8443, ge=0, le=65535)  # 0 = any free port
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _https_or_nothing(cls, value: str) -> str:
+        url = value.strip()
+        if url and (not url.startswith("https://") or not urlsplit(url).hostname):
+            raise ValueError("webhook_url must be empty (long polling) or a public https:// URL; "
+                             "Telegram delivers webhooks over TLS only")
+        return url
+
+    @model_validator(mode="after")
+    def _secret_with_webhook(self) -> TelegramSettings:
+        secret = self.webhook_secret.get_secret_value()
+        if secret and not _WEBHOOK_SECRET.fullmatch(secret):
+            raise ValueError(f"webhook_secret is malformed ({_shape(secret)}): Telegram accepts 1-256 characters "
+                             "of A-Z, a-z, 0-9, _ and -")
+        if self.webhook_url and not secret:
+            raise ValueError("webhook_secret is required with webhook_url (1-256 characters of A-Z, a-z, 0-9, _ "
+                             "and -, e.g. from `openssl rand -hex 32`): without it anyone could post updates")
+        return self
+
+    @property
+    def webhook_path(self) -> str:
+        """The path the webhook server answers on: the public URL's (a proxy passes it through)."""
+        return urlsplit(self.webhook_url).path or "/"
 
     def token_problem(self) -> str | None:
         """Why the token cannot be a Bot API token, in one line (None if it looks right or is unset)."""
@@ -124,6 +158,21 @@ class IntakeSettings(BaseModel):
 class StorageSettings(BaseModel):
     dir: Path = Path("data")
     retention_days: int = Field(default=30, ge=0)
+    # Empty: SQLite and image files in `dir`. "postgresql://user:pass@host:port/db": PostgreSQL for everything.
+    url: SecretStr = SecretStr("")
+
+    @field_validator("url")
+    @classmethod
+    def _postgres_or_nothing(cls, value: SecretStr) -> SecretStr:
+        url = value.get_secret_value().strip()
+        if url and not url.startswith(("postgresql://", "postgres://")):
+            raise ValueError("url must be empty (SQLite in [storage] dir) or postgresql://user:password@host:port/db")
+        return SecretStr(url)
+
+    @property
+    def password(self) -> str:
+        """The password in `url`, if any (for log redaction)."""
+        return urlsplit(self.url.get_secret_value()).password or ""
 
 
 class LimitsSettings(BaseModel):
@@ -181,6 +230,51 @@ class PlaygroundSettings(BaseModel):
         return self
 
 
+class CreditPack(BaseModel):
+    """A pack of pictures sold for Telegram Stars."""
+
+    stars: int = Field(ge=1, le=10000)
+    images: int = Field(ge=1, le=10000)
+
+
+class CreditsSettings(BaseModel):
+    """Pictures per person per day for free, then credits bought with Telegram Stars."""
+
+    # Pictures each person gets free every UTC day before credits are needed; 0 = credits off (all free).
+    free_daily: int = Field(default=0, ge=0, le=10000)
+    # What is for sale: e.g. [{stars = 50, images = 10}, {stars = 200, images = 50}].
+    packs: list[CreditPack] = Field(default_factory=list, max_length=10)
+    # Where people get help with a payment (/paysupport): an @username, an e-mail address or a web page.
+    support: str = Field(default="", max_length=200)
+
+    @property
+    def enabled(self) -> bool:
+        return self.free_daily > 0
+
+    @field_validator("packs")
+    @classmethod
+    def _distinct(cls, packs: list[CreditPack]) -> list[CreditPack]:
+        seen = {(p.stars, p.images) for p in packs}
+        if len(seen) != len(packs):
+            raise ValueError("the same pack is listed twice")
+        return sorted(packs, key=lambda p: (p.stars, p.images))
+class OpsSettings(BaseModel):
+    """The operator's endpoints, served by `pixme run`: /healthz, /readyz and /metrics (Prometheus)."""
+
+    # Loopback by default: the numbers say how busy the bot is and what it spends; open it to a scraper on purpose.
+    listen: str = "127.0.0.1"
+    port: int = Field(default=9464, ge=0, le=65535)  # 0 = not served
+    # On SIGTERM, running jobs get this long to finish before they are handed back (container runtimes kill
+    # after 10 s; closing takes the rest).
+    grace_s: float = Field(default=7.0, ge=0, le=60)
+
+
+class LogSettings(BaseModel):
+    # "text": one readable line per record; "json": one JSON object per line (time, level, logger, message,
+    # exception), for log collectors. Secrets are masked in both.
+    format: Literal["text", "json"] = "text"
+
+
 class AccessSettings(BaseModel):
     admins: list[str] = Field(default_factory=list)
     allow: list[str] = Field(default_factory=list)
@@ -232,7 +326,10 @@ class Settings(BaseSettings):
     access: AccessSettings = Field(default_factory=AccessSettings)
     party: PartySettings = Field(default_factory=PartySettings)
     likeness: LikenessSettings = Field(default_factory=LikenessSettings)
+    credits: CreditsSettings = Field(default_factory=CreditsSettings)
     playground: PlaygroundSettings = Field(default_factory=PlaygroundSettings)
+    ops: OpsSettings = Field(default_factory=OpsSettings)
+    log: LogSettings = Field(default_factory=LogSettings)
 
     @classmethod
     def settings_customise_sources(
@@ -258,8 +355,9 @@ class Settings(BaseSettings):
 
     def secrets(self) -> list[str]:
         """Every secret value set, so log redaction can scrub them."""
-        values = [self.telegram.token, self.discord.token, self.gemini.api_key]
-        return [v.get_secret_value() for v in values if v.get_secret_value()]
+        values = [self.telegram.token, self.telegram.webhook_secret, self.discord.token, self.gemini.api_key]
+        return [v.get_secret_value() for v in values if v.get_secret_value()] + \
+            [p for p in (self.storage.password,) if p]
 
 
 class ConfigError(PixmeError):

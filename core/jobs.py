@@ -13,9 +13,11 @@ import bisect
 import itertools
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 from core.clock import SYSTEM_CLOCK, Clock
+from core.metrics import FINAL_STATUSES, NO_OBSERVER, JobObserver
 from core.ports import Job, JobStore
 from core.requests import ReplyTarget
 
@@ -41,19 +43,23 @@ def _person(job: Job) -> tuple[str, str]:
 class JobRunner:
     def __init__(self, store: JobStore, work: Work, *, concurrency: int,
                  on_positions: PositionsChanged | None = None, on_cancelled: Cancelled | None = None,
-                 clock: Clock = SYSTEM_CLOCK) -> None:
+                 on_crashed: Cancelled | None = None, clock: Clock = SYSTEM_CLOCK,
+                 observer: JobObserver = NO_OBSERVER) -> None:
         self._store = store
         self._clock = clock
+        self._observer = observer  # told about each job that ends here
         self._work = work
         self._concurrency = concurrency
         self._on_positions = on_positions  # waiting jobs whose place in line changed
         self._on_cancelled = on_cancelled  # each job `cancel_for` took out, once it is recorded
+        self._on_crashed = on_crashed  # a job whose work raised, once it is recorded as failed
         self._waiting: list[Job] = []  # in serving order: by (round, arrival)
         self._keys: dict[int, tuple[int, int]] = {}  # job id -> (round, arrival), fixed at enqueue
         self._last_round: dict[tuple[str, str], int] = {}  # each person's latest round
         self._round = 0  # the round of the job dispatched last
         self._arrivals = itertools.count()
         self._running: dict[int, tuple[Job, asyncio.Task[None]]] = {}
+        self._started: dict[int, float] = {}  # job id -> when it was dispatched (for its run time)
         self._busy: set[tuple[str, str]] = set()
         self._cancelled: set[int] = set()
         self._positions: dict[int, int] = {}
@@ -72,6 +78,10 @@ class JobRunner:
         job = await self._store.add_job(platform, chat_id, user_id, kind, payload, target, pictures=pictures)
         self._enqueue(job)
         return job
+
+    def enqueue(self, job: Job) -> None:
+        """Queue a job its caller has persisted itself (with the credit it holds, in one transaction)."""
+        self._enqueue(job)
 
     async def resume(self, platforms: set[str] | None = None) -> int:
         """Queue every unfinished job (for `platforms`, or all) in the order they were accepted."""
@@ -144,8 +154,10 @@ class JobRunner:
                 self._cancelled.add(job.id)
                 task.cancel()
                 cancelled.append(job)
+        ran_from = {job.id: self._started.get(job.id) for job in cancelled}  # before the tasks end
         for job in cancelled:
             await self._store.update_job(job.id, status="cancelled")
+            self._observe_end(replace(job, status="cancelled"), ran_from[job.id])
         self._dispatch()
         if self._on_cancelled is not None:
             for job in cancelled:
@@ -164,9 +176,18 @@ class JobRunner:
         if self._side_tasks:
             await asyncio.wait(set(self._side_tasks))
 
-    async def aclose(self) -> None:
-        """Stop; unfinished rows stay in the table and are resumed at the next start."""
+    async def aclose(self, grace_s: float = 0.0) -> None:
+        """Stop: nothing new starts; jobs already running get `grace_s` seconds to finish, then are cancelled.
+        Unfinished rows (waiting, or cut off) stay in the table and are resumed at the next start."""
         self._closing = True
+        running = [task for _, task in self._running.values()]
+        if running and grace_s > 0:
+            log.info("waiting up to %.0f s for %d running job(s)", grace_s, len(running))
+            grace = asyncio.ensure_future(self._clock.sleep(grace_s))
+            finished = asyncio.ensure_future(asyncio.wait(running))  # cancelling this leaves the jobs be
+            await asyncio.wait({grace, finished}, return_when=asyncio.FIRST_COMPLETED)
+            grace.cancel()
+            finished.cancel()
         tasks = [task for _, task in self._running.values()] + list(self._side_tasks)
         if self._wake is not None:
             tasks.append(self._wake)
@@ -205,6 +226,7 @@ class JobRunner:
                 self._busy.add(_person(job))
                 task = loop.create_task(self._run(job), name=f"job-{job.id}")
                 self._running[job.id] = (job, task)
+                self._started[job.id] = self._clock.now()
         if not self._waiting and not self._running:
             self._idle.set()
         self._report_positions()
@@ -240,8 +262,10 @@ class JobRunner:
 
     async def _run(self, job: Job) -> None:
         requeue: Requeue | None = None
+        ended = False  # the work returned (or crashed): the job may have reached its final status
         try:
             await self._work(job)
+            ended = True
         except Requeue as signal:
             requeue = signal
         except asyncio.CancelledError:
@@ -251,8 +275,12 @@ class JobRunner:
             # `work` handles expected failures itself; this is the last line of defence.
             log.exception("job %s crashed", job.id)
             await self._store.update_job(job.id, status="failed", error="crash")
+            if self._on_crashed is not None:
+                await self._on_crashed(job)
+            ended = True
         finally:
             self._running.pop(job.id, None)
+            ran_from = self._started.pop(job.id, None)
             self._busy.discard(_person(job))
             self._cancelled.discard(job.id)
         if requeue is not None and not self._closing:
@@ -261,5 +289,23 @@ class JobRunner:
                 self._pause(requeue.pause_s)
                 self._enqueue(fresh, front=True)
                 return
+            ended = True  # recorded as over meanwhile (a chat that refuses us): nothing to put back
+        if ended:  # before the queue can count as idle, so whoever waits for that sees it counted
+            await self._report_end(job, ran_from)
         self._keys.pop(job.id, None)
         self._dispatch()
+
+    async def _report_end(self, job: Job, ran_from: float | None) -> None:
+        """Tell the observer how the job ended, as recorded (not ended: it waits for the next start)."""
+        try:
+            recorded = await self._store.get_job(job.id)
+        except Exception:  # the numbers miss one job; the job itself is as it was recorded
+            log.warning("job %s: could not read how it ended", job.id, exc_info=True)
+            return
+        if recorded is not None and recorded.status in FINAL_STATUSES:
+            self._observe_end(recorded, ran_from)
+
+    def _observe_end(self, job: Job, ran_from: float | None) -> None:
+        now = self._clock.now()
+        self._observer.job_ended(job, ran_s=None if ran_from is None else now - ran_from,
+                                 since_accepted_s=now - job.created_at)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import sys
+from datetime import UTC, datetime
+from typing import Literal
 from urllib.parse import quote
 
 # Loggers that put what people wrote into their DEBUG lines: aiosqlite every statement with its parameters
@@ -39,13 +42,38 @@ class RedactingFilter(logging.Filter):
         record.msg, record.args = self.redact(message), None
         if record.exc_text:
             record.exc_text = self.redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = self.redact(record.stack_info)
         return True
 
 
-def configure_logging(secrets: list[str], *, level: int = logging.INFO) -> RedactingFilter:
-    """Log to stderr through the redacting filter; quiet the HTTP clients that log full URLs."""
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time (UTC, ISO 8601), level, logger, message, and exception when there is one.
+    It formats what the handler's RedactingFilter left, so secrets are masked exactly as in text logs."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, str] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            entry["exception"] = record.exc_text
+        if record.stack_info:
+            entry["stack"] = record.stack_info
+        return json.dumps(entry, ensure_ascii=False)
+
+
+def configure_logging(secrets: list[str], *, level: int = logging.INFO,
+                      fmt: Literal["text", "json"] = "text") -> RedactingFilter:
+    """Log to stderr through the redacting filter, as text lines or JSON lines; quiet the HTTP clients that log
+    full URLs."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(JsonFormatter() if fmt == "json"
+                         else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     redactor = RedactingFilter(secrets)
     handler.addFilter(redactor)
     root = logging.getLogger()

@@ -269,7 +269,10 @@ class People:
             shown = list(reversed(nodes))
             replies = [await self._history_reply(node) for node in shown]
             sent = await messenger.send_gallery(ReplyTarget(target.platform, target.chat_id), replies)
-            for node, message_id in zip(shown, sent, strict=True):
+            # One message may show several (Discord: one post, its attachments): it means the newest, linked once,
+            # so a reply arriving meanwhile never finds an older picture behind it.
+            newest_in = {message_id: node for node, message_id in zip(shown, sent, strict=True)}
+            for message_id, node in newest_in.items():
                 await self.store.link_message(node, message_id)
 
     async def _history_reply(self, node: Node) -> ImageReply:

@@ -232,6 +232,18 @@ class Reachability(Protocol):
     async def is_chat_blocked(self, platform: str, chat_id: str) -> bool: ...
 
 
+class UpdateLog(Protocol):
+    """Platform updates already taken (Telegram's update_id): each is handled once, whichever gateway got it."""
+
+    async def record_update(self, update_id: int) -> bool:
+        """Record the update as taken; True only for the first caller, in any process."""
+        ...
+
+    async def prune_updates(self, before: float) -> int:
+        """Forget updates recorded before `before` (a Unix time); how many were forgotten."""
+        ...
+
+
 class PartyStore(Protocol):
     async def add_party(self, platform: str, chat_id: str, host: Member, style: str, theme: str,
                         deadline: float, reply_to: str | None) -> Party | None:
@@ -296,9 +308,75 @@ class SharedFiles(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class Balance:
+    """What a person may still have drawn: free pictures used today (held or delivered) and credits left."""
+
+    free_used: int
+    credits: int
+
+
+@dataclass(frozen=True)
+class Payment:
+    """A Telegram Stars payment as recorded."""
+
+    charge_id: str
+    platform: str
+    user_id: str
+    stars: int
+    images: int
+    remaining: int  # credits of it neither spent nor held
+    refunded: bool = False
+    removed: int = 0  # unused credits its refund took back
+
+
+class CreditStore(Protocol):
+    """Payments and the units pictures hold, each change in one transaction."""
+
+    async def balance(self, platform: str, user_id: str, since: float) -> Balance:
+        """Free pictures held or spent since `since` (the day's start) and credits left."""
+        ...
+
+    async def add_job_holding(self, platform: str, chat_id: str, user_id: str, kind: str, payload: dict[str, Any],
+                              target: ReplyTarget, *, free_daily: int, since: float, pictures: int = 1) -> Job | None:
+        """Persist a job together with the units it holds, one per picture it makes (free pictures of today while
+        fewer than `free_daily` are used, then credits of the oldest payments with some left); None, and nothing
+        written, when the person has too few."""
+        ...
+
+    async def settle_hold(self, job_id: int, pictures: int) -> bool:
+        """`pictures` of the job's pictures were delivered: that many of its units are spent, the rest come back.
+        False if it held none (or was settled)."""
+        ...
+
+    async def return_hold(self, job_id: int) -> bool:
+        """The job ended without a picture: its units come back (credits to their payments, unless refunded).
+        False if it held none (or was settled)."""
+        ...
+
+    async def settle_ended_holds(self) -> tuple[int, int]:
+        """Holds whose job ended while nobody settled them (a crash between the two): (spent, returned)."""
+        ...
+
+    async def record_payment(self, charge_id: str, platform: str, user_id: str, stars: int, images: int,
+                             payload: str) -> bool:
+        """Record a payment and credit its pictures, in one statement; False if this charge was recorded before."""
+        ...
+
+    async def get_payment(self, charge_id: str) -> Payment | None: ...
+
+    async def refund_payment(self, charge_id: str) -> Payment | None:
+        """Mark the payment refunded and take back its unused credits (once); the payment as it is now."""
+        ...
+
+
 class Store(History, JobStore, Usage, Privacy, Reachability, PartyStore, PreferenceStore, LikenessStore,
-            SharedFiles, Protocol):
+            SharedFiles, CreditStore, UpdateLog, Protocol):
     """Everything core keeps in the database."""
+
+    async def ping(self) -> None:
+        """Return once the database has shown it could record a job now; raise if it cannot (readiness)."""
+        ...
 
     async def close(self) -> None: ...
 

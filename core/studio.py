@@ -7,6 +7,7 @@ adapter's `Messenger`. No use case raises: every failure becomes a one-line mess
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from core import i18n, texts
@@ -25,13 +26,15 @@ from core.actions import (
 from core.admission import Admission, Budget
 from core.breaker import CircuitBreaker
 from core.clock import SYSTEM_CLOCK, Clock
-from core.config import AccessSettings, LikenessSettings, LimitsSettings, PartySettings
+from core.config import AccessSettings, CreditsSettings, LikenessSettings, LimitsSettings, PartySettings
+from core.credits import Credits
 from core.engines.base import ImageEngine
 from core.gate import Gate
 from core.intake_pool import Intake
 from core.jobs import JobRunner
 from core.languages import Languages
 from core.likeness_review import LikenessReview
+from core.metrics import NO_OBSERVER, JobObserver
 from core.parties import Parties
 from core.people import People
 from core.ports import ImageStore, Store
@@ -50,6 +53,7 @@ from core.worker import DELIVERY_RETRY_DELAYS_S, FULL_DISK_RETRY_S, Worker
 log = logging.getLogger(__name__)
 
 DRAIN_S = 15.0  # at shutdown, how long sends already under way may take to finish
+STORE_ANSWER_S = 1.0  # readiness: the database must show it could record a job within this
 
 
 class Studio:
@@ -61,7 +65,8 @@ class Studio:
                  full_disk_retry_s: float = FULL_DISK_RETRY_S,
                  model_choices: list[str] | None = None, sizes: list[str] | None = None,
                  intake: Intake | None = None, clock: Clock = SYSTEM_CLOCK, variants: int = 1,
-                 likeness: LikenessSettings | None = None) -> None:
+                 likeness: LikenessSettings | None = None,
+                 credits: CreditsSettings | None = None, observer: JobObserver = NO_OBSERVER) -> None:
         self.store = store
         self.images = images
         self.engine = engine
@@ -79,6 +84,8 @@ class Studio:
                                 language_for=self.languages.language_for)
         self.router = router = EngineRouter(store=store, engine=engine, model_choices=model_choices, sizes=sizes)
         self.budget = budget = Budget(usage=store, router=router, limits=limits)
+        self.credits = credits_ = Credits(store=store, clock=clock, settings=credits or CreditsSettings(),
+                                          access=self.access, replies=replies, gate=gate)
 
         # The queue and its notes ask each other: the queue reports moves, a note asks where its job is now.
         jobs: JobRunner | None = None
@@ -96,14 +103,18 @@ class Studio:
                                       delivery_retry_delays=delivery_retry_delays,
                                       full_disk_retry_s=full_disk_retry_s, offers=sharing.group_photo_offer,
                                       likeness=LikenessReview(scorer=self.intake, store=store, images=images,
-                                                              settings=likeness) if likeness else None)
+                                                              settings=likeness) if likeness else None,
+                                      ends=credits_, observer=observer)
         self.jobs = jobs = JobRunner(store, worker.run, concurrency=limits.concurrency, on_positions=notes.show,
-                                     on_cancelled=worker.discard, clock=clock)
+                                     on_cancelled=worker.discard, on_crashed=credits_.give_back, clock=clock,
+                                     observer=observer)
+        observer.watch_queue(jobs)  # the line's length, read whenever it is asked for
 
         self.admission = admission = Admission(jobs=jobs, usage=store, router=router, budget=budget, limits=limits,
-                                               access=self.access, replies=replies)
+                                               access=self.access, replies=replies, credits=credits_)
         self.submission = submission = Submission(history=store, images=images, intake=self.intake, jobs=jobs,
-                                                  breaker=breaker, replies=replies, input_max_px=input_max_px)
+                                                  breaker=breaker, replies=replies, input_max_px=input_max_px,
+                                                  credits=credits_)
         self.rendering = rendering = Rendering(history=store, images=images, replies=replies, gate=gate,
                                                admission=admission, submission=submission, jobs=jobs,
                                                router=router, variants=variants)
@@ -117,6 +128,7 @@ class Studio:
         self.daily_stats = DailyStats(usage=store, jobs=jobs, engine=engine, daily_usd=limits.daily_usd,
                                       access=self.access, replies=replies, gate=gate, likeness=store)
         self.retention = Retention(store=store, images=images, clock=clock)  # history's age, orphan files
+        self._closed = False
 
         # The use cases, where front-ends call them.
         self.offer_styles = rendering.offer_styles
@@ -142,15 +154,32 @@ class Studio:
     async def resume(self) -> int:
         """Deliver whatever was accepted but not delivered before the last stop; re-arm party deadlines."""
         await self.parties.resume()
+        await self.credits.settle_ended()  # holds of jobs that ended just before the last stop
         return await self.jobs.resume(self.replies.platforms)
 
-    async def aclose(self) -> None:
-        """Stop working; sends already under way finish (up to DRAIN_S) and are recorded."""
+    async def aclose(self, *, grace_s: float = 0.0, drain_s: float = DRAIN_S) -> None:
+        """Stop working: no new job starts; running ones get `grace_s` to finish, then are handed back (they stay
+        queued in the database for the next start); sends already under way finish (up to `drain_s`) and are
+        recorded. Once: a second call (the composition root's safety net) returns at once."""
+        if self._closed:
+            return
+        self._closed = True
         await self.parties.aclose()
-        await self.jobs.aclose()
-        await self.worker.drain(DRAIN_S)
+        await self.jobs.aclose(grace_s)
+        await self.worker.drain(drain_s)
         await self.router.aclose()
         await self.intake.aclose()
+
+    async def store_problem(self, timeout_s: float = STORE_ANSWER_S) -> str | None:
+        """Why the database could not record a job right now, in one line; None when it could (readiness)."""
+        try:
+            async with asyncio.timeout(timeout_s):
+                await self.store.ping()
+        except TimeoutError:
+            return f"database: no answer within {timeout_s:g} s"
+        except Exception as exc:
+            return f"database: {type(exc).__name__}: {exc}".splitlines()[0][:200]
+        return None
 
     # -- what every front-end routes here -------------------------------------------------------
 

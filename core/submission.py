@@ -7,6 +7,7 @@ import logging
 
 from core import i18n, texts
 from core.breaker import CircuitBreaker
+from core.credits import Credits
 from core.intake import IntakeError, check_declared_size
 from core.intake_pool import Intake
 from core.jobs import JobRunner
@@ -21,7 +22,7 @@ class Submission:
     """Photos in, jobs queued."""
 
     def __init__(self, *, history: History, images: ImageStore, intake: Intake, jobs: JobRunner,
-                 breaker: CircuitBreaker, replies: Replies, input_max_px: int) -> None:
+                 breaker: CircuitBreaker, replies: Replies, input_max_px: int, credits: Credits | None = None) -> None:
         self.history = history
         self.images = images
         self.intake = intake
@@ -29,6 +30,7 @@ class Submission:
         self.breaker = breaker
         self.replies = replies
         self.input_max_px = input_max_px
+        self.credits = credits  # a picture holds a free picture of the day or a credit, saved with its job
 
     async def ingest(self, ctx: Context, photo: PhotoRef) -> Node | None:
         """Download, check and store a person's photo as the root of a new edit tree; None after saying why not."""
@@ -71,7 +73,14 @@ class Submission:
         shows "sending photo…" itself, for as long as it runs.)"""
         # The language the request came in: the answer (even after a restart) is in it too.
         payload = {**payload, "lang": payload.get("lang") or i18n.current()}
-        await self.jobs.submit(platform, chat_id, user_id, kind, payload, target, pictures=pictures)
+        if self.credits is not None and self.credits.applies_to(platform, user_id):
+            job = await self.credits.persist_job(platform, chat_id, user_id, kind, payload, target, pictures)
+            if job is None:  # the last ones went to another request since admission asked
+                await self.credits.offer(target)
+                return
+            self.jobs.enqueue(job)
+        else:
+            await self.jobs.submit(platform, chat_id, user_id, kind, payload, target, pictures=pictures)
         messenger = self.replies.get(platform)
         if self.breaker.is_open and messenger is not None:
             await messenger.send_text(target, texts.SERVICE_DOWN_SAVED)

@@ -526,6 +526,76 @@ GROUP_PHOTO_NO_RIGHT = N_("I'm not allowed to change this group's photo — an a
 def inline_none_for(style_name: str) -> str:
     """The button over an empty inline answer to a style filter (`@bot zombie`)."""
     return _("No {style} pictures to share yet — make one").format(style=style_name)
+# -- credits (core/credits.py) -------------------------------------------------------------------------
+
+PACK_GONE = N_("That pack isn't on sale any more — ask for a picture again to see the current packs.")
+CREDITS_OFF = N_("Pictures are free here — there are no credits to count.")
+CREDITS_ADMIN = N_("You're one of the bot's admins: your pictures need no credits.")
+REFUND_ADMINS_ONLY = N_("Only the bot's admins can refund payments.")
+REFUND_HOW = N_("Send /refund followed by the payment's charge id (it's in the payment's receipt).")
+REFUND_UNKNOWN = N_("I have no payment with that charge id.")
+REFUND_NOT_HERE = N_("That payment was made on another platform, which isn't running now.")
+
+
+def out_of_pictures(free_daily: int, resets: str, packs_here: bool) -> str:
+    text = ngettext("You've had your {free} free picture for today — more {resets}.",
+                    "You've had your {free} free pictures for today — more {resets}.",
+                    free_daily).format(free=free_daily, resets=resets)
+    if packs_here:
+        text += " " + _("Or pick a pack of pictures below, paid with Telegram Stars ⭐:")
+    return text
+
+
+def pack_title(images: int) -> str:
+    return ngettext("{images} picture", "{images} pictures", images).format(images=images)
+
+
+def pack_description(images: int) -> str:
+    return ngettext("{images} avatar picture from Pix Me!, in any chat with me. It doesn't expire, and a "
+                    "picture that fails gives its credit back.",
+                    "{images} avatar pictures from Pix Me!, in any chat with me. They don't expire, and a "
+                    "picture that fails gives its credit back.", images).format(images=images)
+
+
+def pack_paid(images: int, credits: int) -> str:
+    added = ngettext("⭐ Thank you! {images} picture added.", "⭐ Thank you! {images} pictures added.",
+                     images).format(images=images)
+    return added + " " + ngettext("You have {credits} credit now.", "You have {credits} credits now.",
+                                  credits).format(credits=credits)
+
+
+def balance(free_left: int, free_daily: int, resets: str, credits: int, packs: list[tuple[int, int]]) -> str:
+    """/balance: free pictures left today, credits, and (where they are sold) the packs."""
+    lines = [_("🎟 Free pictures left today: {left} of {daily} (more {resets}).").format(
+                 left=free_left, daily=free_daily, resets=resets),
+             ngettext("⭐ Credits: {credits} picture.", "⭐ Credits: {credits} pictures.", credits).format(
+                 credits=credits)]
+    if packs:
+        offers = ", ".join(_("{images} for {stars} ⭐").format(images=images, stars=stars) for stars, images in packs)
+        lines.append(_("Packs: {offers} — offered when your free pictures run out.").format(offers=offers))
+    return "\n".join(lines)
+
+
+def pay_support(contact: str) -> str:
+    if contact:
+        return _("💬 Help with a payment: pictures that fail, are blocked or are cancelled give their credit back "
+                 "by themselves, and /balance shows what you have. If a pack didn't arrive or you paid by mistake, "
+                 "write to {contact} with the date of the payment — pictures you haven't used can be "
+                 "refunded.").format(contact=contact)
+    return _("💬 Help with a payment: pictures that fail, are blocked or are cancelled give their credit back by "
+             "themselves, and /balance shows what you have. If a pack didn't arrive or you paid by mistake, tell "
+             "the bot's operator the date of the payment — pictures you haven't used can be refunded.")
+
+
+def refund_done(stars: int, removed: int, images: int) -> str:
+    return ngettext("Refunded: {stars} ⭐ went back to the payer; {removed} of the pack's {images} picture was "
+                    "unused and taken back.",
+                    "Refunded: {stars} ⭐ went back to the payer; {removed} of the pack's {images} pictures were "
+                    "unused and taken back.", images).format(stars=stars, removed=removed, images=images)
+
+
+def refund_refused(reason: str) -> str:
+    return _("Telegram didn't refund it: {reason}").format(reason=reason)
 
 
 # -- every constant above is read through the current language ----------------------------------------

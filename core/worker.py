@@ -25,6 +25,7 @@ from core.errors import StorageFull
 from core.exports import stamp_async
 from core.jobs import Requeue
 from core.likeness_review import LikenessReview, Member, Verdict
+from core.metrics import NO_OBSERVER, JobObserver
 from core.ports import (
     Delivery,
     History,
@@ -66,6 +67,16 @@ class WorkStore(History, JobStore, Privacy, Protocol):
     """What the worker reads and records: nodes, jobs, and which files a failed save left unreferenced."""
 
 
+class JobEnds(Protocol):
+    """Told how each job ended (credits: a delivered picture spends what it held, any other end gives it back)."""
+
+    async def settle(self, job: Job, pictures: int) -> None:
+        """`pictures` of what the job held were delivered; the rest (candidates that failed) go back."""
+        ...
+
+    async def give_back(self, job: Job) -> None: ...
+
+
 class ChatBlocking(Protocol):
     async def chat_blocked(self, platform: str, chat_id: str) -> None:
         """The platform refuses our messages to this chat for good."""
@@ -99,7 +110,8 @@ class Worker:
                  budget: Budget, breaker: CircuitBreaker, notes: QueueNotes, blocking: ChatBlocking, clock: Clock,
                  delivery_retry_delays: tuple[float, ...] = DELIVERY_RETRY_DELAYS_S,
                  full_disk_retry_s: float = FULL_DISK_RETRY_S, offers: Offers | None = None,
-                 likeness: LikenessReview | None = None) -> None:
+                 likeness: LikenessReview | None = None,
+                 ends: JobEnds | None = None, observer: JobObserver = NO_OBSERVER) -> None:
         self.store = store
         self.images = images
         self.replies = replies
@@ -113,6 +125,8 @@ class Worker:
         self.full_disk_retry_s = full_disk_retry_s
         self.offers: Offers = offers or _no_offers  # buttons a result offers beyond the messenger's own
         self.likeness = likeness  # scores each result against the selfie (None: results go unscored)
+        self.ends = ends
+        self.observer = observer  # told of engine errors and of the pictures engines made
         self._deliveries: set[asyncio.Future[None]] = set()
         self._unsaved: dict[int, list[Made]] = {}  # job id -> its results, waiting for disk space
 
@@ -125,6 +139,8 @@ class Worker:
         """A cancelled job: a result it keeps for disk space is dropped, and its place-in-line note goes."""
         self._unsaved.pop(job.id, None)
         await self.notes.clear(job)
+        if self.ends is not None:
+            await self.ends.give_back(job)
 
     async def run(self, job: Job) -> None:
         messenger = self.replies.get(job.platform)
@@ -148,15 +164,19 @@ class Worker:
                         made = await self._call_engine(job, prefs)
                         await self._review(job, made)
                 except Busy as outage:
+                    self.observer.engine_failed(type(outage).__name__)
                     await self._after_outage(messenger, job, outage)
                     return
                 except EngineError as failure:
+                    self.observer.engine_failed(type(failure).__name__)
                     self.breaker.record_success()  # the service answered; it is up
                     log.info("job %s: %s (%s)", job.id, type(failure).__name__, failure.detail)
                     await self._finish_with_text(messenger, job, texts.engine_failure(failure),
                                                  type(failure).__name__)
                     return
                 self.breaker.record_success()
+                for each in made:
+                    self.observer.picture_made(each.result.model, each.result.image_size)
             kept = await self._keep(messenger, job, made)
             if kept is None:
                 return
@@ -186,6 +206,8 @@ class Worker:
                 for node, each in pairs:
                     await self.store.link_message(node, each)
                 await self.store.update_job(job.id, status="delivered", delivered_message=message_id)
+                if self.ends is not None:
+                    await self.ends.settle(job, len(results))
                 await self.notes.clear(job)
 
         # Shielded: a shutdown that cancels the job must not cut a send off between the platform
@@ -251,6 +273,8 @@ class Worker:
     async def _finish_with_text(self, messenger: Messenger, job: Job, text: str, error: str) -> None:
         await self._deliver(job, lambda: messenger.send_text(job.target, text))
         await self.store.update_job(job.id, status="failed", error=error)
+        if self.ends is not None:
+            await self.ends.give_back(job)
         await self.notes.clear(job)
 
     async def _call_engine(self, job: Job, prefs: Preferences | None = None) -> list[Made]:
@@ -405,6 +429,8 @@ class Worker:
                 log.info("job %s: %s:%s refuses messages; marked", job.id, job.platform, job.chat_id)
                 await self.blocking.chat_blocked(job.platform, job.chat_id)
                 await self.store.update_job(job.id, status="failed", error="chat_blocked")
+                if self.ends is not None:
+                    await self.ends.give_back(job)
                 return None
             except Exception as exc:
                 if delay is None:

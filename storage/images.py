@@ -1,4 +1,5 @@
-"""Content-addressed image files: `<dir>/images/ab/abcdef…` named by SHA-256, written once.
+"""Content-addressed images: files `<dir>/images/ab/abcdef…` named by SHA-256, written once (with SQLite), or
+rows of PostgreSQL's `images` table under the same names (`PostgresImageStore`).
 
 The same bytes sent twice are stored once. Writes go through a temporary file and a rename, so
 a crash never leaves half an image under a real name. File work runs in a thread.
@@ -26,21 +27,51 @@ from collections import OrderedDict
 from pathlib import Path
 
 from core.errors import StorageFull
+from storage.postgres import PostgresStore
 from storage.sqlite import SqliteStore
 
 CACHE_BYTES = 48 * 1024 * 1024  # ≈ 150 model-ready photos and results
 _SHA_NAME = re.compile(r"^[0-9a-f]{64}$")
 
 
-class FileImageStore:
-    """Implements `core.ports.ImageStore`."""
+class RecentImages:
+    """The most recently used images in memory, up to `cache_bytes`; both stores below build on it."""
 
-    def __init__(self, root: Path, db: SqliteStore, *, cache_bytes: int = CACHE_BYTES) -> None:
-        self._root = root / "images"
-        self._db = db
+    def __init__(self, cache_bytes: int) -> None:
         self._cache_limit = cache_bytes
         self._cache: OrderedDict[str, bytes] = OrderedDict()
         self._cached = 0  # bytes held in `_cache`
+
+    def _recall(self, sha: str) -> bytes | None:
+        data = self._cache.get(sha)
+        if data is not None:
+            self._cache.move_to_end(sha)
+        return data
+
+    def _drop(self, sha: str) -> None:
+        dropped = self._cache.pop(sha, None)
+        if dropped is not None:
+            self._cached -= len(dropped)
+
+    def _remember(self, sha: str, data: bytes) -> None:
+        if len(data) > self._cache_limit // 4:  # a huge one would push out everything else
+            return
+        if sha not in self._cache:
+            self._cached += len(data)
+        self._cache[sha] = data
+        self._cache.move_to_end(sha)
+        while self._cached > self._cache_limit:
+            _, old = self._cache.popitem(last=False)
+            self._cached -= len(old)
+
+
+class FileImageStore(RecentImages):
+    """Implements `core.ports.ImageStore`."""
+
+    def __init__(self, root: Path, db: SqliteStore, *, cache_bytes: int = CACHE_BYTES) -> None:
+        super().__init__(cache_bytes)
+        self._root = root / "images"
+        self._db = db
         # A file the sweep is about to delete may be put again (the same photo sent again): the check that
         # it exists (refreshing its time) and the sweep's last look before deleting never interleave.
         self._files = threading.Lock()
@@ -61,18 +92,15 @@ class FileImageStore:
         return sha
 
     async def get(self, sha: str) -> bytes:
-        data = self._cache.get(sha)
+        data = self._recall(sha)
         if data is not None:
-            self._cache.move_to_end(sha)
             return data
         data = await asyncio.to_thread(self.path(sha).read_bytes)
         self._remember(sha, data)
         return data
 
     async def delete(self, sha: str) -> None:
-        dropped = self._cache.pop(sha, None)
-        if dropped is not None:
-            self._cached -= len(dropped)
+        self._drop(sha)
         await asyncio.to_thread(self.path(sha).unlink, missing_ok=True)
 
     async def sweep_orphans(self, min_age_s: float) -> int:
@@ -85,9 +113,7 @@ class FileImageStore:
         deleted = await asyncio.to_thread(self._delete_unless_touched, [*orphans, *temporaries], cutoff)
         shas = [path.name for path in deleted if _SHA_NAME.match(path.name)]
         for sha in shas:
-            dropped = self._cache.pop(sha, None)
-            if dropped is not None:
-                self._cached -= len(dropped)
+            self._drop(sha)
         await self._db.forget_images(shas)
         return len(deleted)
 
@@ -125,17 +151,6 @@ class FileImageStore:
             deleted.append(path)
         return deleted
 
-    def _remember(self, sha: str, data: bytes) -> None:
-        if len(data) > self._cache_limit // 4:  # a huge one would push out everything else
-            return
-        if sha not in self._cache:
-            self._cached += len(data)
-        self._cache[sha] = data
-        self._cache.move_to_end(sha)
-        while self._cached > self._cache_limit:
-            _, old = self._cache.popitem(last=False)
-            self._cached -= len(old)
-
     def _write(self, data: bytes) -> tuple[str, bool]:
         sha = hashlib.sha256(data).hexdigest()
         final = self.path(sha)
@@ -157,3 +172,48 @@ class FileImageStore:
             Path(tmp).unlink(missing_ok=True)
             raise
         return sha, True
+
+
+class PostgresImageStore(RecentImages):
+    """Implements `core.ports.ImageStore` in PostgreSQL's `images` table (bytea), named by SHA-256 as files are.
+
+    Every process reads and writes the same rows, so a picture made by one is there for all. A row is written
+    before the node that refers to it, as a file is; `sweep_orphans` finds those a crash left."""
+
+    def __init__(self, db: PostgresStore, *, cache_bytes: int = CACHE_BYTES) -> None:
+        super().__init__(cache_bytes)
+        self._db = db
+
+    async def put(self, data: bytes) -> str:
+        sha = await asyncio.to_thread(_sha256, data) if len(data) > _HASH_INLINE else _sha256(data)
+        await self._db.put_image(sha, data)
+        self._remember(sha, data)
+        return sha
+
+    async def get(self, sha: str) -> bytes:
+        data = self._recall(sha)
+        if data is not None:
+            return data
+        data = await self._db.image_bytes(sha)
+        if data is None:  # as a file store says it: callers treat a missing image alike
+            raise FileNotFoundError(f"image {sha} is not stored")
+        self._remember(sha, data)
+        return data
+
+    async def delete(self, sha: str) -> None:
+        self._drop(sha)
+        await self._db.delete_image(sha)
+
+    async def sweep_orphans(self, min_age_s: float) -> int:
+        """Delete stored images no node refers to, stored (or stored again) more than `min_age_s` ago."""
+        shas = await self._db.sweep_images(time.time() - min_age_s)
+        for sha in shas:
+            self._drop(sha)
+        return len(shas)
+
+
+_HASH_INLINE = 256 * 1024  # hashing more than this goes to a thread (~1 ms)
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()

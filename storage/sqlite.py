@@ -1,7 +1,7 @@
 """SQLite persistence (aiosqlite, WAL) for the edit tree and the job table.
 
-Schema changes are numbered files in `storage/migrations/`, applied in order and tracked with
-`PRAGMA user_version`, so an old database is upgraded in place at start-up.
+Schema changes are the numbered steps of `storage/migrations/` (shared with PostgreSQL), applied in order and
+tracked with `PRAGMA user_version`, so an old database is upgraded in place at start-up.
 
 WAL checkpoints run off the request path: SQLite's automatic checkpoint would copy the WAL into the
 database (with an fsync) inside whichever commit crosses ~1000 pages, making that request wait 10-150
@@ -24,7 +24,6 @@ import sqlite3
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from importlib import resources
 from pathlib import Path
 from typing import IO, Any
 
@@ -32,6 +31,7 @@ import aiosqlite
 
 from core.errors import StorageBusy, StorageError, StorageFull
 from core.ports import (
+    Balance,
     Job,
     JobStatus,
     LikenessStatus,
@@ -40,12 +40,20 @@ from core.ports import (
     Node,
     Party,
     PartyStatus,
+    Payment,
     Preferences,
     PreferenceScope,
     SourceGone,
 )
 from core.requests import ReplyTarget
 from storage.aiosqlite_shim import in_db_thread
+from storage.migrations import migrations
+from storage.rows import JOB_COLUMNS as _JOB_COLUMNS
+from storage.rows import NODE_COLUMNS as _NODE_COLUMNS
+from storage.rows import PARTY_COLUMNS as _PARTY_COLUMNS
+from storage.rows import job_from_row as _job
+from storage.rows import node_from_row as _node
+from storage.rows import without_pictures as _without
 
 log = logging.getLogger(__name__)
 
@@ -61,23 +69,6 @@ class StoreInUse(StorageError):
 
 PREFERENCES_CACHED = 4096  # people (and chats) whose settings stay in memory, most recently used
 CHECKPOINT_INTERVAL_S = 2.0  # a node insert writes ~5 WAL pages: a few seconds of traffic is a small WAL
-
-_NODE_COLUMNS = ("id, platform, chat_id, user_id, parent_id, root_id, kind, image_sha, mime, style, "
-                 "instruction, engine, model, commentary, depth, created_at, image_size, owner_id, likeness, "
-                 "likeness_status")
-_PARTY_COLUMNS = "id, platform, chat_id, host_id, style, theme, status, lobby_message, reply_to, deadline"
-_JOB_COLUMNS = ("id, platform, chat_id, user_id, kind, payload, target, status, attempts, result_node, "
-                "delivered_message, error, created_at, pictures, result_nodes")
-
-
-def _migrations() -> list[tuple[int, str]]:
-    folder = resources.files("storage") / "migrations"
-    found = []
-    for entry in folder.iterdir():
-        if entry.name.endswith(".sql"):
-            found.append((int(entry.name.split("_", 1)[0]), entry.read_text(encoding="utf-8")))
-    return sorted(found)
-
 
 class SqliteStore:
     """Implements `core.ports.Store` on one SQLite file."""
@@ -158,13 +149,16 @@ class SqliteStore:
         if checkpointer is not None:
             await checkpointer.close()
 
-    async def _migrate(self) -> None:
+    async def schema_version(self) -> int:
         async with self._db.execute("PRAGMA user_version") as cur:
             row = await cur.fetchone()
-        version = int(row[0]) if row else 0
-        for number, script in _migrations():
-            if number > version:
-                await self._db.executescript(f"BEGIN;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;")
+        return int(row[0]) if row else 0
+
+    async def _migrate(self) -> None:
+        version = await self.schema_version()
+        for step in migrations("sqlite"):
+            if step.number > version:
+                await self._db.executescript(f"BEGIN;\n{step.script}\nPRAGMA user_version = {step.number};\nCOMMIT;")
         await self._db.commit()
 
     async def close(self) -> None:
@@ -181,6 +175,24 @@ class SqliteStore:
             lock, self._lock = self._lock, None
             if lock is not None:
                 lock.close()  # closing the file releases the lock
+
+    async def ping(self, wait_s: float = 0.9) -> None:
+        """Answer if the database could record a job now: take the write lock (waiting at most `wait_s`, not
+        the usual busy timeout) and let it go, in one trip, so no other statement can fall inside. Raises
+        StorageBusy while another connection holds the lock, and whatever SQLite says when it cannot."""
+        def run(conn: sqlite3.Connection) -> None:
+            if conn.in_transaction:  # writes commit within their own trip, so this is a read: it answered
+                conn.execute("SELECT 1").fetchone()
+                return
+            usual = conn.execute("PRAGMA busy_timeout").fetchone()[0]
+            conn.execute(f"PRAGMA busy_timeout={max(0, int(wait_s * 1000))}")
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                conn.rollback()
+            finally:
+                conn.execute(f"PRAGMA busy_timeout={int(usual)}")
+
+        await in_db_thread(self._db, run)
 
     async def _write(self, sql: str, args: Sequence[object]) -> tuple[int | None, int]:
         """One statement and its commit in one trip to aiosqlite's thread; `execute` then `commit` take two,
@@ -497,6 +509,127 @@ class SqliteStore:
             "WHERE likeness_status = 'scored' AND created_at >= ? GROUP BY 1, 2", (since,))
         return {(model, style): (float(mean), int(n)) for model, style, mean, n in rows}
 
+    # -- credits ---------------------------------------------------------------------------------
+
+    async def balance(self, platform: str, user_id: str, since: float) -> Balance:
+        def run(conn: sqlite3.Connection) -> Balance:
+            return Balance(_free_used(conn, platform, user_id, since), _credits_left(conn, platform, user_id))
+
+        return await in_db_thread(self._db, run)
+
+    async def add_job_holding(self, platform: str, chat_id: str, user_id: str, kind: str, payload: dict[str, Any],
+                              target: ReplyTarget, *, free_daily: int, since: float, pictures: int = 1) -> Job | None:
+        now = time.time()
+
+        def run(conn: sqlite3.Connection) -> int | None:  # aiosqlite's thread: nothing else runs on it meanwhile
+            try:
+                free = max(0, free_daily - _free_used(conn, platform, user_id, since))
+                units: list[str | None] = [None] * min(free, pictures)
+                if len(units) < pictures:  # the rest from the oldest payments with credits left
+                    for charge_id, remaining in conn.execute(
+                            "SELECT charge_id, remaining FROM payments WHERE platform = ? AND user_id = ? "
+                            "AND remaining > 0 AND refunded_at IS NULL ORDER BY paid_at, charge_id",
+                            (platform, user_id)).fetchall():
+                        take = min(int(remaining), pictures - len(units))
+                        conn.execute("UPDATE payments SET remaining = remaining - ? WHERE charge_id = ?",
+                                     (take, charge_id))
+                        units += [charge_id] * take
+                        if len(units) == pictures:
+                            break
+                if len(units) < pictures:
+                    conn.rollback()
+                    return None
+                cur = conn.execute(
+                    "INSERT INTO jobs (platform, chat_id, user_id, kind, payload, target, status, created_at, "
+                    "updated_at, pictures) VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?)",
+                    (platform, chat_id, user_id, kind, json.dumps(payload), json.dumps(target.to_json()), now, now,
+                     pictures))
+                conn.executemany(
+                    "INSERT INTO credit_holds (job_id, unit, platform, user_id, charge_id, status, held_at) "
+                    "VALUES (?, ?, ?, ?, ?, 'held', ?)",
+                    [(cur.lastrowid, unit, platform, user_id, charge_id, now) for unit, charge_id in enumerate(units)])
+                conn.commit()
+            except BaseException:
+                conn.rollback()
+                raise
+            return cur.lastrowid
+
+        job_id = await in_db_thread(self._db, run)
+        if job_id is None:
+            return None
+        return Job(id=job_id, platform=platform, chat_id=chat_id, user_id=user_id, kind=kind,
+                   payload=payload, target=target, status="queued", created_at=now, pictures=pictures)
+
+    async def settle_hold(self, job_id: int, pictures: int) -> bool:
+        def run(conn: sqlite3.Connection) -> bool:
+            try:
+                spent = conn.execute(
+                    "UPDATE credit_holds SET status = 'spent', settled_at = ? WHERE job_id = ? AND status = 'held' "
+                    "AND unit < ?", (time.time(), job_id, pictures)).rowcount
+                returned = _return_hold(conn, job_id, time.time())  # candidates that failed cost nothing
+                conn.commit()
+            except BaseException:
+                conn.rollback()
+                raise
+            return spent > 0 or returned
+
+        return await in_db_thread(self._db, run)
+
+    async def return_hold(self, job_id: int) -> bool:
+        def run(conn: sqlite3.Connection) -> bool:
+            try:
+                returned = _return_hold(conn, job_id, time.time())
+                conn.commit()
+            except BaseException:
+                conn.rollback()
+                raise
+            return returned
+
+        return await in_db_thread(self._db, run)
+
+    async def settle_ended_holds(self) -> tuple[int, int]:
+        def run(conn: sqlite3.Connection) -> tuple[int, int]:
+            now = time.time()
+            try:
+                spent = conn.execute(
+                    "UPDATE credit_holds SET status = 'spent', settled_at = ? WHERE status = 'held' AND unit < "
+                    "(SELECT pictures FROM jobs WHERE jobs.id = credit_holds.job_id AND jobs.status = 'delivered')",
+                    (now,)).rowcount
+                ended = [row[0] for row in conn.execute(
+                    "SELECT DISTINCT h.job_id FROM credit_holds h LEFT JOIN jobs j ON j.id = h.job_id "
+                    "WHERE h.status = 'held' AND (j.id IS NULL OR j.status IN ('failed', 'cancelled', 'delivered'))")]
+                returned = sum(_return_hold(conn, job_id, now) for job_id in ended)
+                conn.commit()
+            except BaseException:
+                conn.rollback()
+                raise
+            return spent, returned
+
+        return await in_db_thread(self._db, run)
+
+    async def record_payment(self, charge_id: str, platform: str, user_id: str, stars: int, images: int,
+                             payload: str) -> bool:
+        _, added = await self._write(
+            "INSERT INTO payments (charge_id, platform, user_id, stars, images, remaining, payload, paid_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (charge_id) DO NOTHING",
+            (charge_id, platform, user_id, stars, images, images, payload, time.time()))
+        return added > 0
+
+    async def get_payment(self, charge_id: str) -> Payment | None:
+        rows = await self._db.execute_fetchall(
+            "SELECT charge_id, platform, user_id, stars, images, remaining, refunded_at, removed FROM payments "
+            "WHERE charge_id = ?", (charge_id,))
+        row = next(iter(rows), None)
+        if row is None:
+            return None
+        return Payment(row[0], row[1], row[2], int(row[3]), int(row[4]), int(row[5]), row[6] is not None, int(row[7]))
+
+    async def refund_payment(self, charge_id: str) -> Payment | None:
+        await self._write(
+            "UPDATE payments SET refunded_at = ?, removed = remaining, remaining = 0 "
+            "WHERE charge_id = ? AND refunded_at IS NULL", (time.time(), charge_id))
+        return await self.get_payment(charge_id)
+
     # -- forgetting ------------------------------------------------------------------------------
 
     async def forget_person(self, platform: str, user_id: str) -> list[str]:
@@ -680,38 +813,16 @@ class SqliteStore:
         ) as cur:
             return await cur.fetchone() is not None
 
+    # -- updates taken ---------------------------------------------------------------------------
 
-def _node(row: Any) -> Node:
-    return Node(id=row["id"], platform=row["platform"], chat_id=row["chat_id"], user_id=row["user_id"],
-                parent_id=row["parent_id"], root_id=row["root_id"], kind=row["kind"],
-                image_sha=row["image_sha"], mime=row["mime"], style=row["style"],
-                instruction=row["instruction"], engine=row["engine"], model=row["model"],
-                commentary=row["commentary"], depth=row["depth"], created_at=row["created_at"],
-                image_size=row["image_size"], owner_id=row["owner_id"], likeness=row["likeness"],
-                likeness_status=row["likeness_status"])
+    async def record_update(self, update_id: int) -> bool:
+        _, added = await self._write("INSERT INTO telegram_updates (update_id, seen_at) VALUES (?, ?) "
+                                     "ON CONFLICT (update_id) DO NOTHING", (update_id, time.time()))
+        return added > 0
 
-
-def _without(payload: dict[str, Any], result: int | None, doomed: set[int]) -> dict[str, Any]:
-    """A job's payload with nothing left about deleted pictures: their portraits (a name and a photo) and,
-    for a job made from or making one of them, its words (an instruction or a theme may name them)."""
-    kept = dict(payload)
-    if isinstance(kept.get("portraits"), list):
-        kept["portraits"] = [p for p in kept["portraits"] if int(p[1]) not in doomed]
-    if kept.get("node") in doomed or result in doomed:
-        for words in ("instruction", "theme"):
-            if words in kept:
-                kept[words] = ""
-    return kept
-
-
-def _job(row: Any) -> Job:
-    return Job(id=row["id"], platform=row["platform"], chat_id=row["chat_id"], user_id=row["user_id"],
-               kind=row["kind"], payload=json.loads(row["payload"]),
-               target=ReplyTarget.from_json(json.loads(row["target"])), status=row["status"],
-               attempts=row["attempts"], result_node=row["result_node"],
-               delivered_message=row["delivered_message"], error=row["error"], created_at=row["created_at"],
-               pictures=row["pictures"],
-               result_nodes=tuple(int(n) for n in (row["result_nodes"] or "").split(",") if n.isdigit()))
+    async def prune_updates(self, before: float) -> int:
+        _, removed = await self._write("DELETE FROM telegram_updates WHERE seen_at < ?", (before,))
+        return removed
 
 
 def _hold_lock(lock_path: Path, path: Path | str) -> IO[str]:
@@ -734,6 +845,34 @@ def _hold_lock(lock_path: Path, path: Path | str) -> IO[str]:
     handle.write(str(os.getpid()))
     handle.flush()
     return handle
+
+
+def _free_used(conn: sqlite3.Connection, platform: str, user_id: str, since: float) -> int:
+    (used,) = conn.execute(
+        "SELECT COUNT(*) FROM credit_holds WHERE platform = ? AND user_id = ? AND charge_id IS NULL "
+        "AND status != 'returned' AND held_at >= ?", (platform, user_id, since)).fetchone()
+    return int(used)
+
+
+def _credits_left(conn: sqlite3.Connection, platform: str, user_id: str) -> int:
+    (left,) = conn.execute(
+        "SELECT COALESCE(SUM(remaining), 0) FROM payments WHERE platform = ? AND user_id = ? AND refunded_at IS NULL",
+        (platform, user_id)).fetchone()
+    return int(left)
+
+
+def _return_hold(conn: sqlite3.Connection, job_id: int, now: float) -> bool:
+    """Inside a transaction: the job's units still held come back (credits to their payments, unless refunded)."""
+    rows = conn.execute("SELECT charge_id FROM credit_holds WHERE job_id = ? AND status = 'held'", (job_id,)).fetchall()
+    if not rows:
+        return False
+    conn.execute("UPDATE credit_holds SET status = 'returned', settled_at = ? WHERE job_id = ? AND status = 'held'",
+                 (now, job_id))
+    for (charge_id,) in rows:
+        if charge_id is not None:
+            conn.execute("UPDATE payments SET remaining = remaining + 1 WHERE charge_id = ? AND refunded_at IS NULL",
+                         (charge_id,))
+    return True
 
 
 def storage_error(exc: sqlite3.OperationalError) -> Exception:

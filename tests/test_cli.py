@@ -11,6 +11,7 @@ from PIL import Image
 
 from bots.cli import main
 from core.styles import STYLES
+from tests.backends import Backend
 
 TOKENS = ("TELEGRAM_BOT_TOKEN", "DISCORD_BOT_TOKEN", "GEMINI_API_KEY", "GOOGLE_API_KEY",
           "PIXME_TELEGRAM__TOKEN", "PIXME_DISCORD__TOKEN", "PIXME_GEMINI__API_KEY")
@@ -40,7 +41,7 @@ async def test_run_without_any_token_says_what_to_set(tmp_path: Path) -> None:
     import aiohttp
 
     env = {k: v for k, v in os.environ.items() if k not in TOKENS and not k.startswith("PIXME_")}
-    env.update(PIXME_STORAGE__DIR=str(tmp_path / "data"), PIXME_PLAYGROUND__PORT="0")
+    env.update(PIXME_STORAGE__DIR=str(tmp_path / "data"), PIXME_PLAYGROUND__PORT="0", PIXME_OPS__PORT="0")
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "bots.cli", "run", cwd=tmp_path, env=env, stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
@@ -157,7 +158,7 @@ def test_help_names_every_command(capsys: pytest.CaptureFixture[str]) -> None:
         main(["--help"])
     assert exit_.value.code == 0
     out = capsys.readouterr().out
-    for command in ("run", "render", "edit", "styles"):
+    for command in ("run", "render", "edit", "styles", "migrate"):
         assert command in out
 
 
@@ -235,3 +236,37 @@ def test_gemini_without_a_key_is_a_clear_error(tmp_path: Path, face_image: Image
     selfie.write_bytes(buf.getvalue())
     assert main(["render", str(selfie), "--style", "comic", "-o", str(tmp_path / "o.png"), "--engine", "gemini"]) == 1
     assert "GEMINI_API_KEY" in capsys.readouterr().err
+
+
+def test_migrate_brings_the_sqlite_database_to_the_latest_schema(capsys: pytest.CaptureFixture[str],
+                                                                 tmp_path: Path) -> None:
+    from storage.migrations import latest
+
+    assert main(["migrate"]) == 0
+    assert capsys.readouterr().out.strip() == f"pixme: data/pixme.sqlite3: schema version {latest()}"
+    assert (tmp_path / "data" / "pixme.sqlite3").exists()
+
+
+def test_migrate_on_postgres_applies_the_history_once(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                                      postgres: Backend) -> None:
+    from storage.migrations import latest
+
+    assert postgres.cluster is not None
+    database = postgres.cluster.create_database("template0")  # nothing in it yet
+    try:
+        url = postgres.cluster.url(database).replace("postgres@", "postgres:a-password@")  # trust: not checked
+        (tmp_path / "config.toml").write_text(f'[storage]\nurl = "{url}"\n', encoding="utf-8")
+        assert main(["migrate"]) == 0
+        first = capsys.readouterr().out
+        assert f"schema version {latest()} (applied 0001_initial, 0002_" in first
+        assert "a-password" not in first and "postgres:***@" in first
+        assert main(["migrate"]) == 0
+        assert capsys.readouterr().out.strip().endswith(f"schema version {latest()} (nothing to do)")
+    finally:
+        postgres.cluster.drop_database(database)
+
+
+def test_a_storage_url_that_is_not_postgresql_is_refused(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    (tmp_path / "config.toml").write_text('[storage]\nurl = "mysql://x@y/z"\n', encoding="utf-8")
+    assert main(["migrate"]) == 2
+    assert "storage.url: url must be empty" in capsys.readouterr().err

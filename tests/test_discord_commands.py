@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from core.commands import COMMANDS, SLASH_GROUPS
+from core.config import CreditsSettings
 from tests.fakes import FakeEngine
 from tests.standins.discord_api import FakeDiscord, Payload
 from tests.test_discord_e2e import running_bot
@@ -35,10 +36,11 @@ def _registered(commands: list[Payload]) -> dict[str, str]:
     return found
 
 
-def _table() -> dict[str, str]:
-    """The table's commands meant for Discord, as people type them there -> their Discord description."""
+def _table(credits: bool = False) -> dict[str, str]:
+    """The table's commands meant for Discord, as people type them there -> their Discord description (the
+    credit commands only while `[credits]` is on)."""
     return {" ".join(p for p in (c.slash.group, c.slash.name_for(c.name)) if p): c.slash.description
-            for c in COMMANDS.values() if c.slash is not None}
+            for c in COMMANDS.values() if c.slash is not None and (credits or not c.credits)}
 
 
 async def test_discords_slash_commands_are_exactly_the_tables(fake: FakeDiscord, tmp_path: Path) -> None:
@@ -51,3 +53,10 @@ async def test_discords_slash_commands_are_exactly_the_tables(fake: FakeDiscord,
     assert {"avatar", "party open", "party join", "fuse", "settings", "help"} <= set(registered)
     menus = [c["name"] for c in fake.commands[None] if c.get("type", 1) == 3]
     assert menus == ["Pix Me"]
+
+
+async def test_with_credits_on_balance_is_a_slash_command_too(fake: FakeDiscord, tmp_path: Path) -> None:
+    async with running_bot(fake, tmp_path, FakeEngine(), credits=CreditsSettings(free_daily=2)):
+        registered = _registered(fake.commands[None])
+    assert registered == _table(credits=True)
+    assert "balance" in registered and "balance" not in _table()

@@ -24,14 +24,23 @@ from bots.cli import run_bots
 from bots.discord import DiscordBot
 from bots.discord.components import PickStyle
 from core import texts
-from core.config import AccessSettings, DiscordSettings, LimitsSettings, Settings, StorageSettings
+from core.config import (
+    AccessSettings,
+    CreditsSettings,
+    DiscordSettings,
+    LimitsSettings,
+    OpsSettings,
+    Settings,
+    StorageSettings,
+)
 from core.engines.base import ImageEngine
-from core.ports import Node
+from core.ports import Node, Store
 from core.studio import Studio
-from storage.images import FileImageStore
-from storage.sqlite import SqliteStore
+from tests.backends import open_stores, storage_settings
 from tests.fakes import FakeEngine
 from tests.standins.discord_api import EPHEMERAL, MESSAGE_CONTENT_INTENT, FakeDiscord, Interaction, Payload, user
+
+pytestmark = pytest.mark.usefixtures("backend")  # every test here runs on SQLite and on PostgreSQL
 
 ALICE = user(5001, "alice")
 BOB = user(5002, "bob")
@@ -41,7 +50,7 @@ BOB = user(5002, "bob")
 class Running:
     bot: DiscordBot
     studio: Studio
-    store: SqliteStore
+    store: Store
     handled: set[int] = field(default_factory=set)  # ids of messages the bot's on_message has finished with
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -74,11 +83,11 @@ class Running:
 async def running_bot(fake: FakeDiscord, data_dir: Path, engine: ImageEngine, *,
                       guild_ids: list[int] | None = None, concurrency: int = 4, api_url: str | None = None,
                       gateway_url: str = "", access: AccessSettings | None = None,
-                      **options: Any) -> AsyncIterator[Running]:
-    store = await SqliteStore.open(data_dir / "pixme.sqlite3")
-    studio = Studio(store=store, images=FileImageStore(data_dir, store), engine=engine,
+                      credits: CreditsSettings | None = None, **options: Any) -> AsyncIterator[Running]:
+    store, images = await open_stores(data_dir / "pixme.sqlite3")
+    studio = Studio(store=store, images=images, engine=engine,
                     limits=LimitsSettings(concurrency=concurrency, queue_per_user=5),
-                    delivery_retry_delays=(0.05,), access=access)
+                    delivery_retry_delays=(0.05,), access=access, credits=credits)
     settings = DiscordSettings(token=SecretStr(fake.token), api_url=api_url or fake.api_url,
                                gateway_url=gateway_url, cdn_url=fake.cdn_url, guild_ids=guild_ids or [])
     bot = DiscordBot(settings, studio, engine_name=engine.name, guild_ready_timeout=0.05, **options)
@@ -291,6 +300,7 @@ async def test_replying_to_a_result_edits_it_and_chatter_is_ignored(
     engine = FakeEngine()
     async with running_bot(fake, tmp_path, engine) as run:
         _, first = await _avatar(fake, ALICE, "noir", selfie_jpeg)
+        await run.studio.jobs.wait_idle(10)  # the picture is on screen; its message is recorded a moment later
         before = fake.last_id()
         ask = await fake.post(ALICE, "add a crown", reply_to=int(first["id"]), ping_reply=False)
         edited = await fake.wait_for_bot_message(lambda m: m["attachments"], after=before)
@@ -406,8 +416,8 @@ async def test_a_burst_of_twenty_people_is_all_answered(fake: FakeDiscord, tmp_p
 
 async def test_the_gateway_needs_the_right_token(tmp_path: Path) -> None:
     async with FakeDiscord() as fake:
-        store = await SqliteStore.open(tmp_path / "db.sqlite3")
-        studio = Studio(store=store, images=FileImageStore(tmp_path, store), engine=FakeEngine())
+        store, images = await open_stores(tmp_path / "db.sqlite3")
+        studio = Studio(store=store, images=images, engine=FakeEngine())
         settings = DiscordSettings(token=SecretStr("wrong-token"), api_url=fake.api_url)
         bot = DiscordBot(settings, studio, engine_name="fake")
         try:
@@ -470,7 +480,7 @@ async def test_pixme_run_starts_the_discord_bot_with_the_offline_engine(
         fake: FakeDiscord, tmp_path: Path, selfie_jpeg: bytes) -> None:
     """`pixme run` with only `[discord] token` set: the real offline engine, one event loop, clean stop."""
     settings = Settings(discord=DiscordSettings(token=SecretStr(fake.token), api_url=fake.api_url),
-                        storage=StorageSettings(dir=tmp_path))
+                        storage=StorageSettings(**storage_settings(tmp_path)), ops=OpsSettings(port=0))
     assert settings.engine_name == "offline"
     stop = asyncio.Event()
     running = asyncio.create_task(run_bots(settings, stop))

@@ -21,10 +21,9 @@ from bots.discord import DiscordBot
 from core import texts
 from core.clock import SYSTEM_CLOCK, Clock
 from core.config import DiscordSettings, LimitsSettings, PartySettings
-from core.ports import Node
+from core.ports import Node, Store
 from core.studio import Studio
-from storage.images import FileImageStore
-from storage.sqlite import SqliteStore
+from tests.backends import open_stores
 from tests.clock import ManualClock, until
 from tests.fakes import FakeEngine
 from tests.standins.discord_api import (
@@ -37,6 +36,8 @@ from tests.standins.discord_api import (
     user,
 )
 
+pytestmark = pytest.mark.usefixtures("backend")  # every test here runs on SQLite and on PostgreSQL
+
 ALICE = user(5001, "alice")
 BOB = user(5002, "bob")
 CAROL = user(5003, "carol")
@@ -48,7 +49,7 @@ LOBBY_HEAD = "🎉 Avatar party"
 class Running:
     bot: DiscordBot
     studio: Studio
-    store: SqliteStore
+    store: Store
     engine: FakeEngine
 
 
@@ -56,8 +57,8 @@ class Running:
 async def running_bot(fake: FakeDiscord, data_dir: Path, engine: FakeEngine | None = None, *,
                       deadline_minutes: float = 10.0, clock: Clock = SYSTEM_CLOCK) -> AsyncIterator[Running]:
     engine = engine or FakeEngine()
-    store = await SqliteStore.open(data_dir / "pixme.sqlite3")
-    studio = Studio(store=store, images=FileImageStore(data_dir, store), engine=engine,
+    store, images = await open_stores(data_dir / "pixme.sqlite3")
+    studio = Studio(store=store, images=images, engine=engine,
                     limits=LimitsSettings(concurrency=4, queue_per_user=5),
                     party=PartySettings(deadline_minutes=deadline_minutes), delivery_retry_delays=(0.05,),
                     clock=clock)
@@ -300,9 +301,11 @@ async def test_the_deadline_starts_a_ready_party_and_closes_an_empty_one(fake: F
     clock = ManualClock()
     async with running_bot(fake, tmp_path, clock=clock) as run:  # deadlines ten minutes on
         lobby = await open_party(fake, ALICE, {"style": "pixel"})
+        # One after the other: two selfies at once join in whichever order they are stored (on PostgreSQL,
+        # on two connections, that need not be the order they were sent).
         await fake.post(BOB, "", files=[fake.upload(selfie)], reply_to=int(lobby["id"]))
-        await fake.post(CAROL, "", files=[fake.upload(selfie)], reply_to=int(lobby["id"]))
         await until_in_lobby(fake, lobby, "Bob")
+        await fake.post(CAROL, "", files=[fake.upload(selfie)], reply_to=int(lobby["id"]))
         await until_in_lobby(fake, lobby, "Carol")
         await until(lambda: len(run.studio.parties.deadlines()) == 1)  # its deadline is armed
         await clock.advance(9 * 60)

@@ -25,10 +25,11 @@ from core.engines.gemini import GeminiEngine
 from core.engines.offline import OfflineEngine
 from core.exports import has_provenance
 from core.studio import Studio
-from storage.images import FileImageStore
-from storage.sqlite import SqliteStore
+from tests.backends import open_stores
 from tests.conftest import jpeg_bytes
 from tests.standins.discord_api import EPHEMERAL, MEMBER_PERMISSIONS, FakeDiscord, Interaction, Payload, user
+
+pytestmark = pytest.mark.usefixtures("backend")  # every test here runs on SQLite and on PostgreSQL
 
 gemini_api = pytest.importorskip("tests.standins.gemini_api")
 
@@ -40,8 +41,8 @@ MODELS = ["gemini-nano-banana-2.1", "gemini-3-pro-image", "gemini-3.1-flash-lite
 @contextlib.asynccontextmanager
 async def running(fake: FakeDiscord, data_dir: Path, engine: ImageEngine,
                   model_choices: list[str] | None = None) -> AsyncIterator[Studio]:
-    store = await SqliteStore.open(data_dir / "pixme.sqlite3")
-    studio = Studio(store=store, images=FileImageStore(data_dir, store), engine=engine,
+    store, images = await open_stores(data_dir / "pixme.sqlite3")
+    studio = Studio(store=store, images=images, engine=engine,
                     limits=LimitsSettings(concurrency=4, queue_per_user=5), delivery_retry_delays=(0.05,),
                     input_max_px=256, model_choices=model_choices)
     bot = DiscordBot(DiscordSettings(token=SecretStr(fake.token), api_url=fake.api_url), studio,

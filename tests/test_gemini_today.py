@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from core.config import Settings, load_settings
+from tests.backends import storage_settings
 from tests.standins.gemini_api import FakeGemini
 from tests.standins.telegram_api import FakeTelegram
 from tests.test_telegram_harness import ALICE, BOB, private, running_bot, small_selfie
@@ -26,7 +27,7 @@ def today_settings(tg: FakeTelegram, gem: FakeGemini, data_dir: Path, *, limits:
     return load_settings(
         None,
         telegram={"token": tg.token, "api_url": tg.api_url, "file_url": tg.file_url},
-        storage={"dir": data_dir, "retention_days": 0},
+        storage=storage_settings(data_dir, retention_days=0),
         engine={"default": "gemini", "input_max_px": 256},
         gemini={"api_key": gem.api_key, "base_url": gem.base_url, "retry_budget_s": 120, "request_timeout_s": 10,
                 **gemini},

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from core.jobs import JobRunner, Requeue
+from core.metrics import NoObserver
 from core.ports import Job, JobStatus
 from core.requests import ReplyTarget
 from tests.clock import ManualClock
@@ -242,3 +243,41 @@ async def test_resume_queues_unfinished_jobs_in_the_order_accepted(store: Memory
     await runner.wait_idle(5)
     assert work.started == ["ann-1", "bob-1", "ann-2"]
     await runner.aclose()
+
+
+async def test_at_shutdown_running_jobs_get_the_grace_period_and_the_rest_are_handed_back(
+        store: MemoryJobs, work: Work, clock: ManualClock) -> None:
+    runner = JobRunner(store, work, concurrency=2, clock=clock)
+    for person in ("ann", "bob", "cat"):
+        await submit(runner, person, f"{person}-1")
+    await work.wait_started(2)  # cat's waits for a slot
+    closing = asyncio.create_task(runner.aclose(grace_s=7))
+    await clock.wait_for_sleepers()
+    work.finish("ann-1")  # finishes within the grace period
+    await clock.advance(7)
+    await asyncio.wait_for(closing, 5)
+    assert work.started == ["ann-1", "bob-1"], "nothing new starts once closing"
+    assert [store.rows[i].status for i in (1, 2, 3)] == ["done", "queued", "queued"]
+    # Bob's was cut off and Cat's never started: both are still unfinished, for the next start to resume.
+    assert [j.payload["name"] for j in await store.unfinished_jobs()] == ["bob-1", "cat-1"]
+
+
+async def test_each_job_that_ends_is_reported_once_as_recorded(store: MemoryJobs, work: Work,
+                                                                clock: ManualClock) -> None:
+    ended: list[tuple[str, str, float | None]] = []
+
+    class Observer(NoObserver):
+        def job_ended(self, job: Job, *, ran_s: float | None, since_accepted_s: float) -> None:
+            ended.append((job.payload["name"], job.status, ran_s))
+
+    runner = JobRunner(store, work, concurrency=1, clock=clock, observer=Observer())
+    await submit(runner, "ann", "ann-1")
+    await submit(runner, "bob", "bob-1")
+    await work.wait_started(1)
+    await clock.advance(3)
+    work.finish("ann-1")  # recorded "done": its delivery is still to come (at the next start), so not an end
+    await work.wait_started(2)
+    await clock.advance(2)
+    await runner.cancel_for("test", "bob")  # ends here: reported with the time it ran by the queue's clock
+    await runner.wait_idle(5)
+    assert ended == [("bob-1", "cancelled", 2.0)]

@@ -28,7 +28,7 @@ from core.likeness import (
     percent_from_distance,
 )
 from core.ports import NewNode
-from storage.sqlite import SqliteStore
+from tests.backends import Backend, open_store
 
 FIXTURES = Path(__file__).parent / "fixtures"
 # Nine people: three official portraits and six faces cut from one group photo (see fixtures/README.md).
@@ -219,8 +219,8 @@ async def test_the_worker_pool_scores_and_remembers_the_selfie() -> None:
         await intake.aclose()
 
 
-async def test_the_store_keeps_likeness_on_the_node_and_per_member(tmp_path: Path) -> None:
-    store = await SqliteStore.open(tmp_path / "db.sqlite3")
+async def test_the_store_keeps_likeness_on_the_node_and_per_member(tmp_path: Path, backend: Backend) -> None:
+    store = await open_store(tmp_path / "db.sqlite3")
     try:
         ada = await store.add_node(NewNode("telegram", "-5", "8", "photo", "a", "image/jpeg", owner_id="8"))
         ben = await store.add_node(NewNode("telegram", "-5", "9", "photo", "b", "image/jpeg", owner_id="9"))

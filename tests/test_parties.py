@@ -13,13 +13,15 @@ from core import texts
 from core.clock import SYSTEM_CLOCK, Clock
 from core.config import LimitsSettings, PartySettings
 from core.engines.base import EngineResult, Portrait, RenderOptions
+from core.ports import Store
 from core.requests import Button, Chat, Context, Person, PhotoRef, ReplyTarget
 from core.studio import Studio
 from core.styles import Style
-from storage.images import FileImageStore
-from storage.sqlite import SqliteStore
+from tests.backends import open_stores, sql, stored_images
 from tests.clock import ManualClock
 from tests.fakes import FakeEngine, FakeMessenger, Sent
+
+pytestmark = pytest.mark.usefixtures("backend")  # every test here runs on SQLite and on PostgreSQL
 
 GROUP = Chat("test", "-100", is_private=False)
 ADA, BEN, CY, DEE = Person("1", "Ada"), Person("2", "Ben"), Person("3", "Cy"), Person("4", "Dee")
@@ -35,7 +37,7 @@ def photo(data: bytes, message_id: str) -> PhotoRef:
 @dataclass
 class World:
     studio: Studio
-    store: SqliteStore
+    store: Store
     engine: FakeEngine
     messenger: FakeMessenger
     ids: int = 0
@@ -71,9 +73,9 @@ async def deadlines_pass(w: World, clock: ManualClock, minutes: float) -> None:
 
 async def make_world(data_dir: Path, party: PartySettings | None = None, clock: Clock = SYSTEM_CLOCK,
                      engine: FakeEngine | None = None, limits: LimitsSettings | None = None) -> World:
-    store = await SqliteStore.open(data_dir / "db.sqlite3")
+    store, images = await open_stores(data_dir / "db.sqlite3")
     engine = engine or FakeEngine()
-    studio = Studio(store=store, images=FileImageStore(data_dir, store), engine=engine,
+    studio = Studio(store=store, images=images, engine=engine,
                     party=party or PartySettings(), clock=clock, limits=limits)
     messenger = FakeMessenger()
     studio.attach("test", messenger)
@@ -271,8 +273,8 @@ async def test_an_album_fuses_into_one_picture(w: World, selfie: bytes) -> None:
 async def test_someone_the_operator_denied_cannot_join_by_button(tmp_path: Path, selfie: bytes) -> None:
     from core.config import AccessSettings
 
-    store = await SqliteStore.open(tmp_path / "db.sqlite3")
-    studio = Studio(store=store, images=FileImageStore(tmp_path, store), engine=FakeEngine(),
+    store, images = await open_stores(tmp_path / "db.sqlite3")
+    studio = Studio(store=store, images=images, engine=FakeEngine(),
                     access=AccessSettings(deny=[DEE.id]))
     messenger = FakeMessenger()
     studio.attach("test", messenger)
@@ -320,10 +322,9 @@ async def test_a_group_picture_drawn_while_a_member_is_forgotten_is_dropped(tmp_
 
         assert not [s for s in w.messenger.sent if s.kind == "image"], "a picture of Ben is not sent"
         assert w.messenger.texts()[-1] == texts.SOURCE_GONE
-        rows = await w.store._db.execute_fetchall("SELECT kind, user_id, owner_id FROM nodes")
-        assert [tuple(r) for r in rows] == [("photo", CY.id, CY.id)], "only Cy's selfie is left"
-        files = {p.name for p in (tmp_path / "images").rglob("*") if p.is_file()}
-        assert len(files) == 1, "the dropped picture's file is gone too"
+        rows = await sql(w.store, "SELECT kind, user_id, owner_id FROM nodes")
+        assert rows == [("photo", CY.id, CY.id)], "only Cy's selfie is left"
+        assert len(await stored_images(w.store, tmp_path)) == 1, "the dropped picture's file is gone too"
     finally:
         await w.studio.aclose()
         await w.store.close()

@@ -33,7 +33,7 @@ def _env(tg: FakeTelegram, gem: FakeGemini, data_dir: Path) -> dict[str, str]:
         "PIXME_TELEGRAM__TOKEN": tg.token, "PIXME_TELEGRAM__API_URL": tg.api_url,
         "PIXME_TELEGRAM__FILE_URL": tg.file_url, "PIXME_GEMINI__API_KEY": gem.api_key,
         "PIXME_GEMINI__BASE_URL": gem.base_url, "PIXME_STORAGE__DIR": str(data_dir),
-        "PIXME_GEMINI__RETRY_BUDGET_S": "5",
+        "PIXME_GEMINI__RETRY_BUDGET_S": "5", "PIXME_OPS__PORT": "0",
     })
     return env
 

@@ -51,7 +51,8 @@ class ConnectionRecorder:
 
 def _env(tmp_path: Path, **settings: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in SECRETS and not k.startswith("PIXME_")}
-    env.update(PIXME_STORAGE__DIR=str(tmp_path / "data"), PIXME_PLAYGROUND__PORT="0", **settings)
+    env.update(PIXME_STORAGE__DIR=str(tmp_path / "data"), PIXME_PLAYGROUND__PORT="0", PIXME_OPS__PORT="0",
+               **settings)
     return env
 
 

@@ -1,8 +1,10 @@
-"""SQLite storage: migrations upgrade an old database in place, and history survives a reopen."""
+"""Storage: migrations upgrade an old SQLite database in place, and history survives a reopen (on SQLite and
+PostgreSQL alike, through the `backend` fixture)."""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import sqlite3
 from importlib import resources
@@ -12,7 +14,18 @@ import pytest
 
 from core.ports import NewNode, Preferences
 from storage.images import FileImageStore
+from storage.migrations import migrations
+from storage.postgres import PostgresStore, SchemaBehind, redacted
 from storage.sqlite import PREFERENCES_CACHED, SqliteStore, StoreInUse
+from tests.backends import Backend, image_store, open_store
+
+
+async def delete_nodes_behind_its_back(store: SqliteStore | PostgresStore, ids: list[int]) -> None:
+    """Rows gone as retention or another process leaves them, without the store's own bookkeeping."""
+    if isinstance(store, PostgresStore):
+        await store._pool.execute("DELETE FROM nodes WHERE id = ANY($1::bigint[])", ids)
+    else:
+        await store._write(f"DELETE FROM nodes WHERE id IN ({', '.join('?' * len(ids))})", ids)
 
 
 async def test_a_database_from_the_first_release_is_upgraded_in_place(tmp_path: Path) -> None:
@@ -38,11 +51,9 @@ async def test_an_older_database_learns_whose_photos_and_group_pictures_it_holds
     """Before senders were recorded: a photo is credited to who asked for it, and a group picture to the
     people whose photos its job names, so /forget still finds them."""
     path = tmp_path / "old.sqlite3"
-    folder = resources.files("storage") / "migrations"
-    scripts = sorted(e.name for e in folder.iterdir() if e.name.endswith(".sql") and int(e.name[:4]) <= 4)
     with sqlite3.connect(path) as db:
-        for name in scripts:
-            db.executescript((folder / name).read_text(encoding="utf-8"))
+        for step in migrations("sqlite")[:4]:
+            db.executescript(step.script)
         db.execute("PRAGMA user_version = 4")
         for node_id, user, kind, sha in ((1, "7", "photo", "a1"), (2, "8", "photo", "b1"), (3, "8", "fuse", "f1"),
                                          (4, "9", "edit", "e1")):
@@ -68,8 +79,9 @@ async def test_an_older_database_learns_whose_photos_and_group_pictures_it_holds
     assert "Ada" not in payload and '["Ben", 2]' in payload
 
 
-async def test_forget_finds_pictures_of_a_person_after_retention_removed_their_photo(tmp_path: Path) -> None:
-    store = await SqliteStore.open(tmp_path / "db.sqlite3")
+async def test_forget_finds_pictures_of_a_person_after_retention_removed_their_photo(
+        tmp_path: Path, backend: Backend) -> None:
+    store = await open_store(tmp_path / "db.sqlite3")
     try:
         # Ada's photo, restyled by Ben, edited by Cy; later Ben's own photo in a group picture with hers.
         ada = await store.add_node(NewNode("telegram", "-5", "8", "photo", "a", "image/jpeg", owner_id="7"))
@@ -79,7 +91,7 @@ async def test_forget_finds_pictures_of_a_person_after_retention_removed_their_p
         group = await store.add_node(NewNode("telegram", "-5", "8", "fuse", "g", "image/png", inputs=(ada, ben)))
         again = await store.add_node(NewNode("telegram", "-5", "9", "edit", "g2", "image/png", parent=group))
         # Retention took the oldest two: Cy's edit no longer leads back to Ada's photo through the tree.
-        await store._write("DELETE FROM nodes WHERE id IN (?, ?)", (ada.id, styled.id))
+        await delete_nodes_behind_its_back(store, [ada.id, styled.id])
         assert sorted(await store.forget_person("telegram", "7")) == ["e", "g", "g2"]
         assert [await store.get_node(n.id) for n in (edited, group, again)] == [None] * 3
         assert await store.get_node(ben.id) is not None, "Ben's own photo stays"
@@ -87,15 +99,15 @@ async def test_forget_finds_pictures_of_a_person_after_retention_removed_their_p
         await store.close()
 
 
-async def test_history_and_message_links_survive_a_reopen(tmp_path: Path) -> None:
+async def test_history_and_message_links_survive_a_reopen(tmp_path: Path, backend: Backend) -> None:
     path = tmp_path / "db.sqlite3"
-    store = await SqliteStore.open(path)
+    store = await open_store(path)
     photo = await store.add_node(NewNode("telegram", "5", "7", "photo", "aa", "image/jpeg"))
     result = await store.add_node(NewNode("telegram", "5", "7", "style", "bb", "image/png", parent=photo,
                                           style="zombie", commentary="Braaains"))
     await store.link_message(result, "99")
     await store.close()
-    store = await SqliteStore.open(path)
+    store = await open_store(path)
     try:
         found = await store.node_for_message("telegram", "5", "99")
         assert found is not None and found.id == result.id and found.root_id == photo.id
@@ -164,10 +176,10 @@ async def test_close_stops_the_checkpoints_and_memory_databases_work(tmp_path: P
     assert "sqlite-checkpoints" not in {t.get_name() for t in asyncio.all_tasks()}
 
 
-async def test_settings_read_from_memory_never_go_stale(tmp_path: Path) -> None:
-    """Settings are kept in memory after the first read: a change, a /forget, or a change landing while a
-    read is under way is seen by the very next read, and the copies stay bounded."""
-    store = await SqliteStore.open(tmp_path / "db.sqlite3")
+async def test_settings_read_from_memory_never_go_stale(tmp_path: Path, backend: Backend) -> None:
+    """Settings are kept in memory after the first read (on SQLite): a change, a /forget, or a change landing
+    while a read is under way is seen by the very next read, and the copies stay bounded."""
+    store = await open_store(tmp_path / "db.sqlite3")
     try:
         assert await store.get_preferences("person", "telegram", "7") == Preferences()
         await store.set_preferences("person", "telegram", "7", Preferences(aspect_ratio="16:9"))
@@ -182,18 +194,19 @@ async def test_settings_read_from_memory_never_go_stale(tmp_path: Path) -> None:
         await store.forget_person("telegram", "7")
         assert await store.get_preferences("person", "telegram", "7") == Preferences()
 
-        for owner in range(PREFERENCES_CACHED + 10):
-            await store.get_preferences("chat", "discord", str(owner))
-        assert len(store._preferences) == PREFERENCES_CACHED
+        if isinstance(store, SqliteStore):
+            for owner in range(PREFERENCES_CACHED + 10):
+                await store.get_preferences("chat", "discord", str(owner))
+            assert len(store._preferences) == PREFERENCES_CACHED
     finally:
         await store.close()
-    again = await SqliteStore.open(tmp_path / "db.sqlite3")  # and what was written is on disk, not only in memory
+    again = await open_store(tmp_path / "db.sqlite3")  # and what was written is on disk, not only in memory
     try:
         assert (await again.get_preferences("person", "telegram", "7")) == Preferences()
         await again.set_preferences("chat", "discord", "1", Preferences(model="offline"))
     finally:
         await again.close()
-    third = await SqliteStore.open(tmp_path / "db.sqlite3")
+    third = await open_store(tmp_path / "db.sqlite3")
     try:
         assert (await third.get_preferences("chat", "discord", "1")).model == "offline"
     finally:
@@ -236,3 +249,63 @@ async def test_one_process_at_a_time_owns_a_database(tmp_path: Path) -> None:
         await first.close()
     again = await SqliteStore.open(path)  # closed (or killed): free again
     await again.close()
+
+
+async def test_images_are_stored_once_by_their_hash_and_forgotten_everywhere(tmp_path: Path,
+                                                                            backend: Backend) -> None:
+    """The same bytes sent twice are kept once under their SHA-256; a deleted image is gone from memory and the
+    store alike; a restarted process reads what an earlier one stored."""
+    store = await open_store(tmp_path / "db.sqlite3")
+    try:
+        images = image_store(store, tmp_path)
+        first = await images.put(b"a" * 900)
+        assert first == hashlib.sha256(b"a" * 900).hexdigest()
+        assert await images.put(b"a" * 900) == first
+        assert await images.get(first) == b"a" * 900
+        await images.delete(first)
+        with pytest.raises(FileNotFoundError):
+            await images.get(first)
+        kept = await images.put(b"b" * 5000)
+        assert await image_store(store, tmp_path).get(kept) == b"b" * 5000  # a fresh process: from storage
+    finally:
+        await store.close()
+
+
+async def test_postgres_keeps_images_in_the_database_and_sweeps_the_orphans(postgres: Backend) -> None:
+    store = await PostgresStore.open(postgres.url)
+    try:
+        images = image_store(store, Path("/nonexistent"))
+        used = await images.put(b"used" * 100)
+        orphan = await images.put(b"orphan" * 100)
+        await store.add_node(NewNode("telegram", "1", "2", "photo", used, "image/jpeg"))
+        assert await store._pool.fetchval("SELECT size FROM images WHERE sha = $1", orphan) == 600
+        assert await images.sweep_orphans(min_age_s=3600) == 0, "too recent: a node may be about to refer to it"
+        assert await images.sweep_orphans(min_age_s=0) == 1
+        with pytest.raises(FileNotFoundError):
+            await images.get(orphan)
+        assert await images.get(used) == b"used" * 100
+        assert await store.unreferenced([used]) == []
+    finally:
+        await store.close()
+
+
+async def test_postgres_processes_starting_together_migrate_once(postgres: Backend) -> None:
+    """Two processes opening an empty database at the same moment: one migrates under the advisory lock, the
+    other waits and finds nothing left to do; a process that must not migrate says what to run."""
+    async with postgres.empty_database() as url:
+        with pytest.raises(SchemaBehind, match="run `pixme migrate`"):
+            await PostgresStore.open(url, migrate=False)
+        first, second = await asyncio.gather(PostgresStore.open(url), PostgresStore.open(url))
+        try:
+            versions = await first._pool.fetch("SELECT version FROM schema_migrations ORDER BY version")
+            assert [r[0] for r in versions] == [m.number for m in migrations("postgres")]
+            assert await second.migrate() == [], "nothing left to do"
+            await second.check_version()
+        finally:
+            await first.close()
+            await second.close()
+
+
+def test_a_database_url_is_shown_without_its_password() -> None:
+    assert redacted("postgresql://pixme:s3cret@db.example:5433/pixme") == "postgresql://pixme:***@db.example:5433/pixme"
+    assert redacted("postgresql:///pixme") == "postgresql:///pixme"

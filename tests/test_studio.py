@@ -16,12 +16,14 @@ from PIL import Image
 from core.config import LimitsSettings
 from core.engines.base import Blocked, EngineResult, NoImage
 from core.exports import has_provenance
-from core.ports import Member, Preferences
+from core.ports import Member, Preferences, Store
 from core.requests import Chat, Context, ImageReply, Person, PhotoRef, ReplyTarget
 from core.studio import Studio
 from storage.images import FileImageStore
-from storage.sqlite import SqliteStore
+from tests.backends import open_stores, sql, stored_images
 from tests.fakes import FakeEngine, FakeMessenger, invert
+
+pytestmark = pytest.mark.usefixtures("backend")  # every test here runs on SQLite and on PostgreSQL
 
 CHAT = Chat("test", "42", is_private=True)
 ADA = Person("7", "Ada")
@@ -46,10 +48,10 @@ class Harness:
         await self.studio.jobs.wait_idle(timeout=10)
 
 
-async def make_harness(data_dir: Path, engine: FakeEngine | None = None) -> tuple[Harness, SqliteStore]:
-    store = await SqliteStore.open(data_dir / "db.sqlite3")
+async def make_harness(data_dir: Path, engine: FakeEngine | None = None) -> tuple[Harness, Store]:
+    store, images = await open_stores(data_dir / "db.sqlite3")
     engine = engine or FakeEngine()
-    studio = Studio(store=store, images=FileImageStore(data_dir, store), engine=engine,
+    studio = Studio(store=store, images=images, engine=engine,
                     limits=LimitsSettings(concurrency=4))
     messenger = FakeMessenger()
     studio.attach("test", messenger)
@@ -178,9 +180,9 @@ async def test_same_image_is_stored_once(tmp_path: Path, selfie: bytes) -> None:
     await h.studio.style(ctx("1"), "zombie", photo(selfie, "1"))
     await h.studio.style(ctx("2"), "zombie", photo(selfie, "2"))
     await h.settle()
-    files = [p for p in (tmp_path / "images").rglob("*") if p.is_file()]
-    assert len(files) == 2  # one selfie + one result, although each was produced twice
-    assert all(Image.open(io.BytesIO(p.read_bytes())).size for p in files)
+    shas = await stored_images(store, tmp_path)
+    assert len(shas) == 2  # one selfie + one result, although each was produced twice
+    assert all([Image.open(io.BytesIO(await h.studio.images.get(sha))).size for sha in shas])
     await h.studio.aclose()
     await store.close()
 
@@ -188,10 +190,10 @@ async def test_same_image_is_stored_once(tmp_path: Path, selfie: bytes) -> None:
 # -- part 2: fairness, limits, access, privacy, outages ------------------------------------------
 
 
-async def studio_with(tmp_path: Path, **kwargs: object) -> tuple[Harness, SqliteStore]:
-    store = await SqliteStore.open(tmp_path / "db.sqlite3")
+async def studio_with(tmp_path: Path, **kwargs: object) -> tuple[Harness, Store]:
+    store, images = await open_stores(tmp_path / "db.sqlite3")
     engine = kwargs.pop("engine", None) or FakeEngine()
-    studio = Studio(store=store, images=FileImageStore(tmp_path, store), engine=engine,  # type: ignore[arg-type]
+    studio = Studio(store=store, images=images, engine=engine,  # type: ignore[arg-type]
                     **kwargs)  # type: ignore[arg-type]
     messenger = FakeMessenger()
     studio.attach("test", messenger)
@@ -320,14 +322,14 @@ async def test_forget_deletes_everything_after_confirmation(tmp_path: Path, self
     await h.studio.style(ctx("1"), "zombie", photo(selfie, "1"))
     await h.settle()
     result = h.messenger.sent[-1]
-    assert any((tmp_path / "images").rglob("*"))
+    assert await stored_images(store, tmp_path)
     await h.studio.forget(ctx("2"))
     yes = next(b for b in h.messenger.buttons if b.action.startswith("forget:yes"))
     refused = await h.studio.press(Context(CHAT, person(8), "3"), yes.action)
     assert (refused.text, refused.kind) == ("That button belongs to someone else.", "refused")  # the question stays
     done = await h.studio.press(ctx("3"), yes.action)
     assert done.text.startswith("Done — I deleted your history and 2 stored pictures") and done.kind == "settled"
-    assert not [p for p in (tmp_path / "images").rglob("*") if p.is_file()]
+    assert not await stored_images(store, tmp_path)
     await h.studio.edit(ctx("4"), "add a crown", result.message_id)
     assert h.messenger.sent[-1].text.startswith("Reply to one of my pictures")
     await h.studio.aclose()
@@ -339,10 +341,9 @@ async def test_retention_purges_old_images(tmp_path: Path, selfie: bytes) -> Non
     await h.studio.style(ctx("1"), "zombie", photo(selfie, "1"))
     await h.settle()
     assert await h.studio.retention.purge_expired(30) == 0  # fresh images stay
-    await store._db.execute("UPDATE nodes SET created_at = created_at - 31 * 86400")
-    await store._db.commit()
+    await sql(store, "UPDATE nodes SET created_at = created_at - 31 * 86400")
     assert await h.studio.retention.purge_expired(30) == 2
-    assert not [p for p in (tmp_path / "images").rglob("*") if p.is_file()]
+    assert not await stored_images(store, tmp_path)
     await h.studio.aclose()
     await store.close()
 
@@ -360,9 +361,8 @@ async def test_retention_also_removes_old_parties_and_the_settings_of_people_gon
         await store.set_preferences("person", "test", who.id, Preferences(persona=f"{who.name} runs marathons"))
     await store.set_preferences("chat", "test", "g1", Preferences(aspect_ratio="16:9"))  # the admins' choice
     # All of that is 31 days old now; since then the busy one has had a picture made, the quiet one nothing.
-    await store._db.execute("UPDATE parties SET created_at = created_at - 31 * 86400, deadline = deadline - 31 * 86400")
-    await store._db.execute("UPDATE preferences SET updated_at = updated_at - 31 * 86400")
-    await store._db.commit()
+    await sql(store, "UPDATE parties SET created_at = created_at - 31 * 86400, deadline = deadline - 31 * 86400")
+    await sql(store, "UPDATE preferences SET updated_at = updated_at - 31 * 86400")
     await h.studio.style(Context(CHAT, busy, "5"), "zombie", photo(selfie, "5"))
     await h.settle()
     recent = await store.add_party("test", "g2", Member(busy.id, busy.name), "comic", "", time.time() + 600, None)
@@ -371,8 +371,7 @@ async def test_retention_also_removes_old_parties_and_the_settings_of_people_gon
 
     await h.studio.retention.purge_expired(30)
     assert await store.get_party(old.id) is None
-    members = await store._db.execute_fetchall("SELECT COUNT(*) FROM party_members WHERE party_id = ?", (old.id,))
-    assert next(iter(members))[0] == 0
+    assert await sql(store, "SELECT COUNT(*) FROM party_members WHERE party_id = ?", old.id) == [(0,)]
     assert await store.get_party(recent.id) is not None
     assert (await store.get_preferences("person", "test", quiet.id)).persona == ""  # gone, from memory too
     assert (await store.get_preferences("person", "test", busy.id)).persona == "P9 runs marathons"
@@ -390,6 +389,7 @@ def _files(root: Path) -> set[Path]:
     return {p for p in (root / "images").rglob("*") if p.is_file()}
 
 
+@pytest.mark.sqlite_only("image files on disk (PostgreSQL's sweep: tests/test_storage.py)")
 async def test_an_image_file_nothing_refers_to_is_swept_after_an_hour(tmp_path: Path, selfie: bytes) -> None:
     h, store = await studio_with(tmp_path)
     await h.studio.style(ctx("1"), "zombie", photo(selfie, "1"))
@@ -425,6 +425,7 @@ async def test_an_image_file_nothing_refers_to_is_swept_after_an_hour(tmp_path: 
     await store.close()
 
 
+@pytest.mark.sqlite_only("image files on disk")
 async def test_housekeeping_sweeps_orphans_even_when_history_is_kept_forever(tmp_path: Path) -> None:
     h, store = await studio_with(tmp_path)
     images = h.studio.images
@@ -438,8 +439,7 @@ async def test_housekeeping_sweeps_orphans_even_when_history_is_kept_forever(tmp
                 await asyncio.sleep(0.01)
     finally:
         housekeeping.cancel()
-    rows = await store._db.execute_fetchall("SELECT COUNT(*) FROM images")
-    assert next(iter(rows))[0] == 0  # its bookkeeping row went with it
+    assert await sql(store, "SELECT COUNT(*) FROM images") == [(0,)]  # its bookkeeping row went with it
     await h.studio.aclose()
     await store.close()
 

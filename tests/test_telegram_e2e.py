@@ -14,6 +14,7 @@ from PIL import Image
 from core import texts
 from core.engines.base import EngineResult
 from core.styles import STYLES, get_style
+from tests.backends import stored_images
 from tests.fakes import FakeEngine, invert
 from tests.standins.telegram_api import FakeTelegram
 from tests.test_telegram_harness import (
@@ -29,6 +30,8 @@ from tests.test_telegram_harness import (
     running_bot,
     small_selfie,
 )
+
+pytestmark = pytest.mark.usefixtures("backend")  # every test here runs on SQLite and on PostgreSQL
 
 ALICE_CHAT = private(ALICE)
 
@@ -294,8 +297,7 @@ async def test_forget_with_confirmation_deletes_the_persons_images(tg: FakeTeleg
     async with running_bot(tg, tmp_path) as run:
         tg.send_photo(ALICE_CHAT, ALICE, selfie, caption="/watercolor")
         result = await run.photo_reply(ALICE_CHAT)
-        images = tmp_path / "images"
-        assert len([p for p in images.rglob("*") if p.is_file()]) == 2  # the selfie and the avatar
+        assert len(await stored_images(run.studio.store, tmp_path)) == 2  # the selfie and the avatar
 
         tg.send_text(ALICE_CHAT, ALICE, "/forget")
         confirm = await run.text_reply(ALICE_CHAT)
@@ -311,7 +313,7 @@ async def test_forget_with_confirmation_deletes_the_persons_images(tg: FakeTeleg
         query = tg.press_button(ALICE_CHAT, ALICE, confirm.message_id, yes)
         done = await run.text_reply(ALICE_CHAT)
         assert done.text == texts.forgotten(2)
-        assert [p for p in images.rglob("*") if p.is_file()] == []
+        assert not await stored_images(run.studio.store, tmp_path)
         assert (await tg.wait_for_callback_answer(query)).get("text") == texts.forgotten(2)
         await tg.wait_for_edit(confirm.message_id, chat_id=ALICE.id)
         assert confirm.reply_markup is None, "the question's buttons are taken away once answered"

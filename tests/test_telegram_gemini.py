@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from core.config import Settings, load_settings
+from tests.backends import storage_settings
 from tests.standins.telegram_api import FakeTelegram
 from tests.test_telegram_harness import ALICE, difference, private, running_bot, small_selfie
 
@@ -22,7 +23,7 @@ def gemini_settings(tg: FakeTelegram, gem: Any, data_dir: Path, **gemini: float)
     return load_settings(
         None,
         telegram={"token": tg.token, "api_url": tg.api_url, "file_url": tg.file_url},
-        storage={"dir": data_dir, "retention_days": 0},
+        storage=storage_settings(data_dir, retention_days=0),
         engine={"default": "gemini", "input_max_px": 256},
         gemini={"api_key": gem.api_key, "base_url": gem.base_url, **gemini},
         # Captions as the commentary alone: the likeness line has its own tests (test_likeness_delivery.py).

@@ -25,12 +25,12 @@ from core.config import Settings, load_settings
 from core.engines.base import ImageEngine
 from core.engines.factory import build_engine
 from core.intake_pool import Intake
+from core.metrics import NO_OBSERVER, JobObserver
 from core.requests import Messenger
 from core.studio import Studio
 from core.worker import FULL_DISK_RETRY_S
-from storage.files import keep_private
-from storage.images import FileImageStore
-from storage.sqlite import SqliteStore
+from storage.backend import open_storage
+from tests.backends import storage_settings
 from tests.standins.telegram_api import Chat, FakeTelegram, SentMessage, User
 
 FIXTURE = Path(__file__).parent / "fixtures" / "astronaut.png"
@@ -88,7 +88,11 @@ class Running:
     bot: TelegramBot
 
     async def photo_reply(self, chat: Chat, timeout: float = 20.0) -> SentMessage:
-        return await self.tg.wait_for_message(is_photo, chat_id=chat.id, timeout=timeout)
+        """The next picture in `chat`, once what was being sent is recorded too: the bot links a message to its
+        picture just after the platform accepts it, and a reply sent in between would find nothing to edit."""
+        message = await self.tg.wait_for_message(is_photo, chat_id=chat.id, timeout=timeout)
+        await self.studio.worker.drain(timeout)
+        return message
 
     async def text_reply(self, chat: Chat, timeout: float = 20.0) -> SentMessage:
         return await self.tg.wait_for_message(is_text, chat_id=chat.id, timeout=timeout)
@@ -113,36 +117,39 @@ class Running:
 
 
 def make_settings(tg: FakeTelegram, data_dir: Path, *, concurrency: int = 8,
-                  admins: list[str] | None = None, **limits: Any) -> Settings:
+                  admins: list[str] | None = None, credits: dict[str, Any] | None = None, **limits: Any) -> Settings:
     return load_settings(
         None,
         telegram={"token": tg.token, "api_url": tg.api_url, "file_url": tg.file_url, "connections": 32},
-        storage={"dir": data_dir, "retention_days": 0},
+        storage=storage_settings(data_dir, retention_days=0),
         engine={"default": "offline", "input_max_px": 256},
         limits={"concurrency": concurrency, **limits},
         access={"admins": admins or []},
         gemini={"api_key": ""},
         # Captions as the commentary alone: the likeness line has its own tests (test_likeness_delivery.py).
         likeness={"show": False},
+        credits=credits or {},
     )
 
 
 @contextlib.asynccontextmanager
 async def open_studio(settings: Settings, engine: ImageEngine | None, *, clock: Clock,
-                      breaker: CircuitBreaker | None, full_disk_retry_s: float) -> AsyncIterator[Studio]:
-    """`bots.cli.open_studio`'s wiring (SQLite and the image store under `[storage] dir`), with the studio's
-    timings a test sets: a failed send is tried again as often, sooner; its own clock and breaker."""
-    data_dir = settings.storage.dir
-    keep_private(data_dir, data_dir / "pixme.sqlite3")
-    store = await SqliteStore.open(data_dir / "pixme.sqlite3")
+                      breaker: CircuitBreaker | None, full_disk_retry_s: float,
+                      observer: JobObserver = NO_OBSERVER) -> AsyncIterator[Studio]:
+    """`bots.cli.open_studio`'s wiring (the storage `[storage]` names: SQLite and image files under `dir`, or the
+    test's PostgreSQL database), with the studio's timings a test sets: a failed send is tried again as often,
+    sooner; its own clock and breaker."""
+    storage = await open_storage(settings.storage)
+    store = storage.store
     engine = engine or build_engine(settings)
-    studio = Studio(store=store, images=FileImageStore(data_dir, store), engine=engine,
+    studio = Studio(store=store, images=storage.images, engine=engine,
                     limits=settings.limits, access=settings.access, input_max_px=settings.engine.input_max_px,
                     party=settings.party, intake=Intake(settings.intake),
                     model_choices=settings.gemini.choices if engine.name == "gemini" else None,
                     sizes=list(settings.gemini.sizes), variants=settings.gemini.variants,
                     delivery_retry_delays=(0.05, 0.1, 0.2), full_disk_retry_s=full_disk_retry_s,
-                    breaker=breaker, clock=clock, likeness=settings.likeness)
+                    breaker=breaker, clock=clock, likeness=settings.likeness,
+                    credits=settings.credits, observer=observer)
     try:
         yield studio
     finally:
@@ -156,13 +163,15 @@ async def running_bot(tg: FakeTelegram, data_dir: Path, *, engine: ImageEngine |
                       concurrency: int = 8, admins: list[str] | None = None,
                       settings: Settings | None = None, clock: Clock = SYSTEM_CLOCK,
                       breaker: CircuitBreaker | None = None, full_disk_retry_s: float = FULL_DISK_RETRY_S,
+                      credits: dict[str, Any] | None = None, observer: JobObserver = NO_OBSERVER,
                       **limits: Any) -> AsyncIterator[Running]:
     """What `pixme run` does for Telegram: studio on SQLite, the bot started, unfinished jobs resumed.
     `clock` keeps the core's waits (party deadlines among them); `breaker` and `full_disk_retry_s` as the test
-    needs them."""
-    settings = settings or make_settings(tg, data_dir, concurrency=concurrency, admins=admins, **limits)
+    needs them; `observer` (a `core.metrics.Metrics`) counts what happens."""
+    settings = settings or make_settings(tg, data_dir, concurrency=concurrency, admins=admins, credits=credits,
+                                         **limits)
     async with open_studio(settings, engine, clock=clock, breaker=breaker,
-                           full_disk_retry_s=full_disk_retry_s) as studio:
+                           full_disk_retry_s=full_disk_retry_s, observer=observer) as studio:
         bot = TelegramBot(settings.telegram, studio, engine_name=studio.engine.name)
         limiter = bot.application.bot.rate_limiter
         if isinstance(limiter, AIORateLimiter):

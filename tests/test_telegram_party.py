@@ -12,6 +12,7 @@ import pytest
 
 from core import texts
 from core.config import Settings, load_settings
+from tests.backends import storage_settings
 from tests.clock import ManualClock, until
 from tests.fakes import FakeEngine
 from tests.standins.gemini_api import FakeGemini
@@ -28,6 +29,8 @@ from tests.test_telegram_harness import (
     running_bot,
     small_selfie,
 )
+
+pytestmark = pytest.mark.usefixtures("backend")  # every test here runs on SQLite and on PostgreSQL
 
 DAVE = User(id=1004, first_name="Dave")
 GUESTS = [ALICE, BOB, CAROL, DAVE] + [User(id=1005 + i, first_name=n)
@@ -51,7 +54,7 @@ def settings_for(tg: FakeTelegram, data_dir: Path, *, deadline_minutes: float = 
     return load_settings(
         None,
         telegram={"token": tg.token, "api_url": tg.api_url, "file_url": tg.file_url, "album_wait_s": album_wait_s},
-        storage={"dir": data_dir, "retention_days": 0},
+        storage=storage_settings(data_dir, retention_days=0),
         engine=engine,
         limits={"concurrency": 4},
         access={"admins": []},
@@ -158,9 +161,8 @@ async def test_eight_people_on_flash_image_go_to_the_model_as_contact_sheets(tg:
                                                                              selfie: bytes) -> None:
     async with FakeGemini() as gem, running_bot(tg, tmp_path, settings=settings_for(tg, tmp_path, gemini=gem)) as run:
         lobby = await open_party(run, ALICE, "anime Graduation day")
-        for guest in GUESTS:
+        for guest in GUESTS:  # one after the other, so the roster (and the caption) has them in this order
             tg.send_photo(GROUP, guest, selfie, reply_to=lobby.message_id)
-        for guest in GUESTS:
             await until_in_lobby(run, lobby, guest.first_name)
         assert "Who's in (8/8)" in (lobby.text or "")
 

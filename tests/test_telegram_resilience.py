@@ -23,6 +23,8 @@ from tests.test_telegram_harness import (
     small_selfie,
 )
 
+pytestmark = pytest.mark.usefixtures("backend")  # every test here runs on SQLite and on PostgreSQL
+
 ALICE_CHAT, BOB_CHAT, CAROL_CHAT = private(ALICE), private(BOB), private(CAROL)
 
 

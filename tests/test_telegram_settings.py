@@ -18,8 +18,11 @@ from core.config import Settings, load_settings
 from core.exports import has_provenance
 from core.i18n import _
 from core.ports import Preferences
+from tests.backends import storage_settings
 from tests.standins.telegram_api import Chat, FakeTelegram, SentMessage, User
 from tests.test_telegram_harness import ALICE, BOB, GROUP, Running, private, running_bot, small_selfie
+
+pytestmark = pytest.mark.usefixtures("backend")  # every test here runs on SQLite and on PostgreSQL
 
 gemini_api = pytest.importorskip("tests.standins.gemini_api")
 
@@ -31,7 +34,7 @@ def gemini_settings(tg: FakeTelegram, gem: Any, data_dir: Path) -> Settings:
     return load_settings(
         None,
         telegram={"token": tg.token, "api_url": tg.api_url, "file_url": tg.file_url},
-        storage={"dir": data_dir, "retention_days": 0},
+        storage=storage_settings(data_dir, retention_days=0),
         engine={"default": "gemini", "input_max_px": 256},
         gemini={"api_key": gem.api_key, "base_url": gem.base_url, "retry_budget_s": 2, "request_timeout_s": 10,
                 "models": MODELS},
@@ -44,7 +47,7 @@ def offline_settings(tg: FakeTelegram, data_dir: Path) -> Settings:
     return load_settings(
         None,
         telegram={"token": tg.token, "api_url": tg.api_url, "file_url": tg.file_url},
-        storage={"dir": data_dir, "retention_days": 0},
+        storage=storage_settings(data_dir, retention_days=0),
         engine={"default": "offline", "input_max_px": 256},
         gemini={"api_key": ""},
         # Captions as the commentary alone: the likeness line has its own tests (test_likeness_delivery.py).

@@ -196,6 +196,11 @@ class DiscordBot:
         except Exception:
             log.exception("discord: the gateway connection ended")
 
+    @property
+    def connected(self) -> bool:
+        """The gateway session is up (readiness, bots/ops.py)."""
+        return self.client.is_ready() and not self.client.is_closed()
+
     async def stop(self) -> None:
         await self.client.close()
         if self._task is not None:
@@ -221,7 +226,7 @@ class DiscordBot:
 
     def _add_commands(self, tree: app_commands.CommandTree[_Client]) -> None:
         """The slash commands of core's table, and the "Pix Me" message menu (not a command: a message's)."""
-        for command in slash_commands(self.run_command):
+        for command in slash_commands(self.run_command, self.commands.offered):
             tree.add_command(command)
 
         async def pix_me(interaction: discord.Interaction, message: discord.Message) -> None:

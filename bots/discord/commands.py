@@ -70,13 +70,13 @@ def _callback(info: CommandInfo, run: Run) -> Callable[..., Coroutine[Any, Any, 
     return callback
 
 
-def slash_commands(run: Run) -> list[AppCommand]:
-    """Every slash command in core's table, grouped as the table says, in the table's order."""
+def slash_commands(run: Run, offered: Callable[[CommandInfo], bool] = lambda _info: True) -> list[AppCommand]:
+    """Every slash command in core's table that is `offered` here, grouped as the table says, in its order."""
     made: list[AppCommand] = []
     groups: dict[str, app_commands.Group] = {}
     for info in COMMANDS.values():
         slash = info.slash
-        if slash is None:
+        if slash is None or not offered(info):
             continue
         parent: app_commands.Group | None = None
         if slash.group:

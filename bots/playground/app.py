@@ -128,6 +128,11 @@ class Playground:
         self.url = f"{address}?key={self.key}"
         log.info("playground: serving %s", address)  # the key stays out of the log
 
+    @property
+    def connected(self) -> bool:
+        """Serving the page (readiness, bots/ops.py)."""
+        return self._runner is not None
+
     async def stop(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()

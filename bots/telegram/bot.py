@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,21 +30,26 @@ from telegram.ext import (
     AIORateLimiter,
     Application,
     ApplicationBuilder,
+    ApplicationHandlerStop,
     CallbackQueryHandler,
     ChatMemberHandler,
     ContextTypes,
     InlineQueryHandler,
     MessageHandler,
+    PreCheckoutQueryHandler,
+    TypeHandler,
     filters,
 )
 
 from bots.telegram.http import AiohttpRequest
 from bots.telegram.messenger import TelegramMessenger, may_change_info
+from bots.telegram.webhook import WebhookServer
 from core import i18n, texts
 from core.actions import StyleChoice, parse
 from core.commands import COMMANDS, Commands, Typed
 from core.config import TelegramSettings
 from core.i18n import _
+from core.ports import UpdateLog
 from core.requests import Chat, Context, Person, PhotoRef, ReplyTarget
 from core.sharing import NoProfilePhoto
 from core.studio import Studio
@@ -57,7 +63,9 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".heic", ".heif", 
 _ADMIN_STATUSES = (ChatMemberStatus.OWNER, ChatMemberStatus.ADMINISTRATOR)
 INLINE_CACHE_S = 30  # Telegram may show an inline answer again for this long (it is personal: not to others)
 INLINE_START = "share"  # what /start carries when the empty inline list's button opens the bot
-ALLOWED_UPDATES = ["message", "callback_query", "inline_query", "my_chat_member"]
+ALLOWED_UPDATES = ["message", "callback_query", "inline_query", "my_chat_member", "pre_checkout_query"]
+UPDATES_KEPT_S = 24 * 3600  # update ids remembered this long (Telegram gives up redelivering far sooner)
+PRUNE_EVERY_S = 3600.0
 
 
 AnyApplication = Application[Any, Any, Any, Any, Any, Any]
@@ -184,29 +192,71 @@ class TelegramBot:
         self._albums: dict[tuple[int, str], _Album] = {}
         self.application = build_application(settings, concurrency=concurrency)
         self.application.add_handler(CallbackQueryHandler(self._on_button))
+        self.application.add_handler(PreCheckoutQueryHandler(self._on_pre_checkout))
         self.application.add_handler(MessageHandler(filters.UpdateType.MESSAGE, self._on_message))
         self.application.add_handler(InlineQueryHandler(self._on_inline_query))
         self.application.add_handler(ChatMemberHandler(self._on_my_member, ChatMemberHandler.MY_CHAT_MEMBER))
         self.application.add_error_handler(self._on_error)
+        # Before every other handler: an update already taken (by another gateway, or before a restart) stops here.
+        self.application.add_handler(TypeHandler(Update, self._first_time), group=-1)
+        self.settings = settings
+        self.updates: UpdateLog = studio.store
+        self._pruned_at = float("-inf")
+        self.webhook: WebhookServer | None = None
+        if settings.webhook_url:
+            self.webhook = WebhookServer(listen=settings.webhook_listen, port=settings.webhook_port,
+                                         path=settings.webhook_path,
+                                         secret=settings.webhook_secret.get_secret_value(), take=self.take_update)
         self.messenger = TelegramMessenger(lambda: self.application.bot, on_photo=self._photo_delivered)
         studio.attach(PLATFORM, self.messenger)
 
     async def start(self) -> None:
-        """Connect, announce commands and start polling (the caller resumes unfinished jobs)."""
+        """Connect, announce commands, then take updates: from the webhook server when `webhook_url` is set,
+        otherwise by long polling (the caller resumes unfinished jobs)."""
         await self.application.initialize()
         await self.set_commands()
+        if self.studio.credits.enabled:
+            await self.recover_payments()
+        await self._prune_updates()
         await self.application.start()
+        if self.webhook is not None:
+            await self.webhook.start()
+            # Every gateway sets the same webhook at start: Telegram keeps one, and pending updates stay.
+            await self.application.bot.set_webhook(
+                self.settings.webhook_url, secret_token=self.settings.webhook_secret.get_secret_value(),
+                allowed_updates=ALLOWED_UPDATES, drop_pending_updates=False)
+            log.info("telegram: webhook for @%s at %s, served on %s:%d", self.application.bot.username,
+                     self.settings.webhook_url, self.webhook.listen, self.webhook.port)
+            return
         assert self.application.updater is not None
+        # PTB deletes any webhook first (Telegram refuses getUpdates while one is set): going back to polling
+        # is just leaving webhook_url empty.
         await self.application.updater.start_polling(
             allowed_updates=ALLOWED_UPDATES, drop_pending_updates=False,
             error_callback=self._on_polling_error,
         )
         log.info("telegram: polling as @%s", self.application.bot.username)
 
-    async def stop(self) -> None:
-        """Stop polling, let running handlers finish, close the HTTP pools."""
+    @property
+    def connected(self) -> bool:
+        """Taking updates: polling, or serving the webhook (readiness, bots/ops.py)."""
+        if not self.application.running:
+            return False
+        if self.webhook is not None:
+            return self.webhook.running
+        return self.application.updater is not None and self.application.updater.running
+
+    async def stop_taking_updates(self) -> None:
+        """Stop polling (what was not fetched stays with Telegram for the next start) or serving the webhook (the
+        proxy turns to the other gateways; the webhook stays set for them); sending still works."""
+        if self.webhook is not None:
+            await self.webhook.stop()
         if self.application.updater is not None and self.application.updater.running:
             await self.application.updater.stop()
+
+    async def stop(self) -> None:
+        """Stop taking updates, let running handlers finish, close the HTTP pools."""
+        await self.stop_taking_updates()
         if self.application.running:
             await self.application.stop()
         await self.application.shutdown()
@@ -219,7 +269,8 @@ class TelegramBot:
         """The command menu: the basics, then every style; one menu per language (English is the default)."""
         for code in i18n.LANGUAGES:
             with i18n.speaking(code):
-                commands = [BotCommand(c.name, _(c.description)) for c in COMMANDS.values() if c.menu]
+                commands = [BotCommand(c.name, _(c.description)) for c in COMMANDS.values()
+                            if c.menu and self.commands.offered(c)]
                 commands += [BotCommand(s.id, f"{s.emoji} {s.blurb}"[:256]) for s in STYLES]
             try:
                 await self.application.bot.set_my_commands(commands,
@@ -227,7 +278,58 @@ class TelegramBot:
             except TelegramError as exc:
                 log.warning("telegram: could not set the %s command menu: %s", code, exc.message)
 
+    async def recover_payments(self) -> None:
+        """Payments whose update was lost (the offset confirmed, then a crash before they were recorded): found in
+        the bot's Star transactions and credited now; the rest were recorded before and count once."""
+        try:
+            recovered = await self.studio.credits.recover(PLATFORM, await self.messenger.star_payments())
+        except TelegramError as exc:
+            log.warning("telegram: could not read the Star transactions: %s", exc.message)
+            return
+        if recovered:
+            log.info("telegram: %d payment(s) recorded from the Star transactions", recovered)
+
     # -- updates ---------------------------------------------------------------------------------
+
+    async def take_update(self, data: dict[str, Any]) -> None:
+        """A webhook update: recorded, then queued for the handlers, unless it was taken before (by this gateway
+        or another). Raises ValueError when `data` is not an update, and whatever the database raises."""
+        try:
+            update = Update.de_json(data, self.application.bot)
+        except (TypeError, KeyError, ValueError) as exc:
+            raise ValueError(f"not an update: {type(exc).__name__}") from None
+        if not await self._record(update.update_id):
+            return
+        await self.application.update_queue.put(update)
+
+    async def _first_time(self, update: Update, _context: ContextTypes.DEFAULT_TYPE) -> None:
+        """Polling: record each update before handling it, and stop there if it was taken before (a restart
+        before the offset was confirmed fetches it again). Webhook updates were recorded at the door."""
+        if self.webhook is not None:
+            return
+        try:
+            first = await self._record(update.update_id)
+        except Exception as exc:  # the database is down: handle it rather than lose it
+            log.warning("telegram: could not record update %s (%s); handling it anyway", update.update_id,
+                        type(exc).__name__)
+            return
+        if not first:
+            raise ApplicationHandlerStop
+
+    async def _record(self, update_id: int) -> bool:
+        first = await self.updates.record_update(update_id)
+        if not first:
+            log.info("telegram: update %s was taken before; skipped", update_id)
+        if time.monotonic() - self._pruned_at >= PRUNE_EVERY_S:
+            await self._prune_updates()
+        return first
+
+    async def _prune_updates(self) -> None:
+        self._pruned_at = time.monotonic()
+        try:
+            await self.updates.prune_updates(time.time() - UPDATES_KEPT_S)
+        except Exception as exc:  # only housekeeping: the next one tries again
+            log.warning("telegram: could not prune the updates taken: %s", type(exc).__name__)
 
     async def _on_message(self, update: Update, _context: ContextTypes.DEFAULT_TYPE) -> None:
         message = update.message
@@ -235,6 +337,11 @@ class TelegramBot:
             return
         if message.via_bot is not None and message.via_bot.id == self.application.bot.id:
             return  # a picture someone shared through inline mode: theirs to show, not a request
+        if message.successful_payment is not None:
+            await self._on_paid(message)
+            return
+        if message.refunded_payment is not None:  # Telegram tells the person itself
+            return
         if message.media_group_id is not None:
             self._collect_album(message)
             return
@@ -449,6 +556,33 @@ class TelegramBot:
         except TelegramError as exc:  # an expired query only loses its toast, not the picture
             log.info("telegram: could not answer a button press: %s", exc.message)
         await self.studio.style(self._context(photo_message, presser), style.id, photo)
+
+    # -- payments --------------------------------------------------------------------------------
+
+    async def _on_pre_checkout(self, update: Update, _context: ContextTypes.DEFAULT_TYPE) -> None:
+        """Answered at once (Telegram waits 10 s): go ahead, or one line when the pack is no longer sold."""
+        query = update.pre_checkout_query
+        if query is None:
+            return
+        try:
+            ctx = Context(Chat(PLATFORM, str(query.from_user.id), True), _person(query.from_user), "")
+            await self.studio.speak_to(ctx)
+            refusal = self.studio.credits.checkout_refusal(query.invoice_payload, query.currency,
+                                                           query.total_amount)
+            await query.answer(ok=refusal is None, error_message=refusal)
+        except Exception:
+            log.exception("telegram: a pre-checkout query failed")
+
+    async def _on_paid(self, message: Message) -> None:
+        payment = message.successful_payment
+        assert payment is not None
+        ctx = self._context(message)
+        try:
+            await self.studio.speak_to(ctx)
+            await self.studio.credits.paid(ctx, payment.telegram_payment_charge_id, payment.invoice_payload,
+                                           payment.total_amount)
+        except Exception:  # the Star transactions still list it: the next start records it
+            log.exception("telegram: a payment could not be recorded now")
 
     @staticmethod
     def _on_polling_error(exc: TelegramError) -> None:

@@ -18,14 +18,17 @@ from telegram import (
     InlineKeyboardMarkup,
     InputFile,
     InputMediaPhoto,
+    LabeledPrice,
     Message,
     ReplyParameters,
+    TransactionPartnerUser,
 )
 from telegram.constants import ChatAction, ChatMemberStatus
 from telegram.error import BadRequest, Forbidden, TelegramError
 
 from core import texts
 from core.actions import ExportPress, StyleChoice, VariantPick, encode
+from core.credits import CURRENCY, Invoice, RefundFailed, StarPayment
 from core.requests import Button, DeliveryRefused, ImageReply, ReplyTarget
 from core.styles import Style
 
@@ -36,6 +39,9 @@ CAPTION_LIMIT = 1024
 ALBUM_LIMIT = 10  # photos in one sendMediaGroup
 TEXT_LIMIT = 4096
 CALLBACK_DATA_LIMIT = 64  # bytes, Telegram's limit for callback_data
+INVOICE_TITLE_LIMIT, INVOICE_DESCRIPTION_LIMIT = 32, 255
+STAR_TRANSACTIONS_PAGE = 100  # getStarTransactions' largest page
+STAR_TRANSACTIONS_PAGES = 1000  # read at most this many pages at start (100,000 transactions)
 ACTION_BUTTON_PREFIX = "do:"
 LONG_ACTION_PREFIX = "k:"  # an action too long for callback_data, kept in memory under a hash
 # sendPhoto refuses some images (too big, odd dimensions); those still go out as a file.
@@ -268,6 +274,41 @@ class TelegramMessenger:
             await _refusing(self._bot.delete_message(chat_id=int(target.chat_id), message_id=int(message_id)))
         except BadRequest as exc:  # already gone, or too old to delete (48 h): nothing to do
             log.debug("telegram: could not delete message %s: %s", message_id, exc.message)
+
+    # -- payments (core.credits.PaymentMessenger) ----------------------------------------------
+
+    async def send_invoice(self, target: ReplyTarget, invoice: Invoice) -> str:
+        """An invoice in Telegram Stars: no payment provider (an empty token), one price."""
+        sent = await _refusing(self._bot.send_invoice(
+            chat_id=int(target.chat_id), title=invoice.title[:INVOICE_TITLE_LIMIT],
+            description=invoice.description[:INVOICE_DESCRIPTION_LIMIT], payload=invoice.payload,
+            provider_token="", currency=CURRENCY, prices=[LabeledPrice(invoice.label, invoice.stars)],
+            reply_parameters=self._reply(target)))
+        return str(sent.message_id)
+
+    async def refund_payment(self, user_id: str, charge_id: str) -> None:
+        try:
+            await self._bot.refund_star_payment(user_id=int(user_id), telegram_payment_charge_id=charge_id)
+        except BadRequest as exc:
+            if "charge_already_refunded" in exc.message.lower():  # done before (a crash before our record)
+                return
+            raise RefundFailed(exc.message) from exc
+
+    async def star_payments(self) -> list[StarPayment]:
+        """Every incoming payment from a person for an invoice, as getStarTransactions lists them."""
+        found: list[StarPayment] = []
+        for page in range(STAR_TRANSACTIONS_PAGES):
+            batch = (await self._bot.get_star_transactions(offset=page * STAR_TRANSACTIONS_PAGE,
+                                                           limit=STAR_TRANSACTIONS_PAGE)).transactions
+            for transaction in batch:
+                source = transaction.source
+                if isinstance(source, TransactionPartnerUser) and source.transaction_type == "invoice_payment" \
+                        and source.invoice_payload:
+                    found.append(StarPayment(transaction.id, str(source.user.id), source.invoice_payload,
+                                             transaction.amount))
+            if len(batch) < STAR_TRANSACTIONS_PAGE:
+                break
+        return found
 
     async def show_working(self, target: ReplyTarget) -> None:
         await _refusing(self._bot.send_chat_action(chat_id=int(target.chat_id),

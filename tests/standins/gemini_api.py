@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
+import dataclasses
 import io
 import json
 import logging
@@ -80,6 +82,7 @@ class Reply:
     raw: bytes = b""
     content_type: str = "application/json"
     hang_s: float = 3600.0
+    delay_s: float = 0.0  # think this long before answering (a slow model); see `FakeGemini.slow`
 
 
 @dataclass
@@ -281,6 +284,11 @@ class FakeGemini:
         return Reply("hang", hang_s=seconds)
 
     @staticmethod
+    def slow(reply: Reply, seconds: float) -> Reply:
+        """`reply`, after thinking for `seconds` (a big model at work); a client that gives up cuts it short."""
+        return dataclasses.replace(reply, delay_s=seconds)
+
+    @staticmethod
     def reset() -> Reply:
         """Drop the TCP connection (RST) without answering."""
         return Reply("reset")
@@ -371,6 +379,9 @@ class FakeGemini:
         return await self._play(request, reply)
 
     async def _play(self, request: web.Request, reply: Reply) -> web.StreamResponse:
+        if reply.delay_s > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._closing.wait(), reply.delay_s)
         if reply.kind == "hang":
             try:
                 await asyncio.wait_for(self._closing.wait(), reply.hang_s)

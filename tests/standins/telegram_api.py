@@ -16,8 +16,18 @@ Inline mode: a person types `@bot query` (`send_inline_query`), the bot's answer
 (`set_profile_photos`, getUserProfilePhotos); the bot's own rights in a group (`set_bot_rights`, a
 my_chat_member update, getChatMember) and setChatPhoto, refused without can_change_info.
 
-Limitations: no channels, chosen_inline_result feedback, topics, payments or external (cross-chat) replies; Markdown
-parse modes are not validated (HTML is, roughly); text limits count code points; general group
+Payments are Telegram Stars only (currency XTR, no provider): ``sendInvoice``, ``pay`` (the person's
+pre_checkout_query, the bot's answer within 10 s, then the successful_payment message), ``replay_payment``,
+``refundStarPayment`` and ``getStarTransactions``.
+
+Webhooks: setWebhook (https URL, secret_token), deleteWebhook, getWebhookInfo; getUpdates is refused with 409
+while a webhook is set, as on Telegram. The stand-in cannot speak TLS to the proxy a real deployment has, so
+updates are POSTed (with the secret header, up to `max_connections` at once, retried until answered 200) to
+`webhook_target`, which a test sets (say nginx on loopback http); while it is None they wait in the queue
+(`take_pending` hands the oldest one to the test). `post_update` POSTs one update to any URL.
+
+Limitations: no channels, chosen_inline_result feedback, topics, card payments or external (cross-chat) replies;
+Markdown parse modes are not validated (HTML is, roughly); text limits count code points; general group
 commands always reach the bot in privacy mode (Telegram's "last bot to speak" rule is not modelled);
 no real flood control (use ``fail_next``); callback queries never expire. Harness methods must be
 called from the event loop's thread.
@@ -41,6 +51,7 @@ from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 from PIL import Image, UnidentifiedImageError
 
@@ -65,6 +76,9 @@ NOT_MODIFIED = ("Bad Request: message is not modified: specified new message con
                 "exactly the same as a current content and reply markup of the message")
 QUERY_TOO_OLD = "Bad Request: query is too old and response timeout expired or query ID is invalid"
 _TOKEN_SHAPE = re.compile(r"^\d+:[A-Za-z0-9_-]+$")
+_WEBHOOK_SECRET = re.compile(r"[A-Za-z0-9_-]{1,256}")
+SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+WEBHOOK_RETRY_S = 0.2  # Telegram waits longer before it tries an unanswered update again
 _COMMAND = re.compile(r"(?<![^\s])/[A-Za-z0-9_]{1,64}(?:@[A-Za-z0-9_]{3,32})?")
 _MENTION = re.compile(r"(?<![\w@/])@[A-Za-z0-9_]{4,32}\b")
 _NGINX = ("<html>\r\n<head><title>{code} {phrase}</title></head>\r\n<body>\r\n<center><h1>{code} {phrase}"
@@ -76,11 +90,13 @@ _STRING_FIELDS = frozenset({
     "description", "short_description", "name", "url", "query", "inline_message_id", "language_code",
     "photo", "document", "sticker", "secret_token", "message_effect_id", "business_connection_id",
     "inline_query_id", "next_offset", "photo_file_id", "start_parameter",
+    "payload", "provider_token", "currency", "pre_checkout_query_id", "error_message",
+    "telegram_payment_charge_id",
 })
 # Fields that hold JSON even inside a JSON body when given as a string.
 _JSON_FIELDS = frozenset({
     "reply_markup", "reply_parameters", "entities", "caption_entities", "media", "commands", "scope",
-    "allowed_updates", "link_preview_options", "message_ids", "results", "button",
+    "allowed_updates", "link_preview_options", "message_ids", "results", "button", "prices",
 })
 
 _METHODS = [
@@ -91,6 +107,7 @@ _METHODS = [
     "setMyCommands", "getMyCommands", "deleteMyCommands", "setMyDescription", "setMyShortDescription",
     "setMyName", "setChatMenuButton", "getChatMenuButton",
     "answerInlineQuery", "getUserProfilePhotos", "setChatPhoto",
+    "sendInvoice", "answerPreCheckoutQuery", "refundStarPayment", "getStarTransactions",
 ]
 _CANONICAL = {name.lower(): name for name in _METHODS}
 
@@ -193,6 +210,24 @@ class _Fault:
     status: int
     retry_after: int | None
     description: str | None
+
+
+class PaymentRefused(Exception):
+    """The bot answered a pre-checkout query with ok=false; the message is its error_message."""
+
+
+@dataclass
+class StarCharge:
+    """A payment in Stars the stand-in took from a person."""
+
+    charge_id: str
+    user: User
+    chat_id: int
+    payload: str
+    amount: int
+    date: int
+    message: dict[str, Any]  # the successful_payment message, as delivered
+    refunded: bool = False
 
 
 class ApiError(Exception):
@@ -313,6 +348,14 @@ class FakeTelegram:
         self.handled: set[int] = set()  # update ids the bot reported handled (see `mark_handled`)
         self.file_downloads: list[str] = []  # file_id of every download served, in order
         self.webhook_url = ""
+        self.webhook_secret = ""
+        self.webhook_max_connections = 40
+        # Where webhook updates really go (a test's proxy on loopback http); None: they wait in the queue.
+        self.webhook_target: str | None = None
+        self.webhook_posts: list[tuple[int, int]] = []  # (update_id, HTTP status or 0 for no answer) per POST
+        self._webhook_wake = asyncio.Event()
+        self._deliverer: asyncio.Task[None] | None = None
+        self._client: aiohttp.ClientSession | None = None
         self._runner: web.AppRunner | None = None
         self._port: int | None = None
         self._queue: list[dict[str, Any]] = []
@@ -336,6 +379,12 @@ class FakeTelegram:
         self._media_groups = itertools.count(13_000_000_000_000_001)
         self._members: dict[tuple[int, int], str] = {}  # (chat, user) -> status, once seen or set
         self._users: dict[int, User] = {}
+        self._checkouts: dict[str, tuple[float, dict[str, Any] | None]] = {}  # query id -> (asked at, answer)
+        self.charges: dict[str, StarCharge] = {}  # telegram_payment_charge_id -> the payment
+        self.star_transactions: list[dict[str, Any]] = []  # what getStarTransactions lists, oldest first
+        # Called with the updates a getUpdates call is about to return, before it returns them (a test can stop
+        # the bot's process there: the updates are on their way but not yet handled, nor confirmed).
+        self.on_deliver: Callable[[list[dict[str, Any]]], None] | None = None
         self._closing = False
         self.inline_answers: list[dict[str, Any]] = []  # every answerInlineQuery accepted, in order
         self._inline_queries: dict[str, tuple[int, bool]] = {}  # query id -> (asker, answered)
@@ -361,9 +410,13 @@ class FakeTelegram:
         self._closing = False
 
     async def stop(self) -> None:
-        """Answer pending long polls with no updates and shut the server down."""
+        """Answer pending long polls with no updates, stop delivering to the webhook and shut the server down."""
         self._closing = True
         self._wake_poll("stop")
+        await self._stop_delivering()
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -492,6 +545,47 @@ class FakeTelegram:
             "chat_instance": str(-(abs(chat.id) * 7919 % 10**18) - 1), "data": data,
         })
         return query_id
+
+    async def pay(self, user: User, invoice: SentMessage, *, timeout: float = 10.0,
+                  deliver: bool = True) -> str:
+        """`user` pays the bot's invoice: a pre_checkout_query, the bot's answer (within 10 s, as on Telegram),
+        then a successful_payment message in the invoice's chat. Returns the telegram_payment_charge_id;
+        PaymentRefused with the bot's error_message if it said no. `deliver=False`: the Stars are taken and the
+        payment is listed by getStarTransactions, but its update never reaches the bot (lost in a crash)."""
+        if invoice.method != "sendInvoice":
+            raise ValueError(f"message {invoice.message_id} is not an invoice")
+        currency, payload = invoice.params["currency"], invoice.params["payload"]
+        amount = sum(int(price["amount"]) for price in invoice.params["prices"])
+        query_id = str(secrets.randbits(62))
+        self._checkouts[query_id] = (asyncio.get_running_loop().time(), None)
+        self._users[user.id] = user
+        self._push_update("pre_checkout_query", {"id": query_id, "from": user.to_json(), "currency": currency,
+                                                 "total_amount": amount, "invoice_payload": payload})
+        answer: dict[str, Any] = await self._wait(lambda: self._checkouts[query_id][1], timeout,
+                                                  f"the answer to pre-checkout query {query_id}")
+        if not answer["ok"]:
+            raise PaymentRefused(str(answer.get("error_message") or ""))
+        charge_id = "stxp" + secrets.token_urlsafe(24)
+        successful = {"currency": currency, "total_amount": amount, "invoice_payload": payload,
+                      "telegram_payment_charge_id": charge_id, "provider_payment_charge_id": charge_id}
+        date = int(time.time())
+        chat = self._chats[invoice.chat_id]
+        message_id = self._new_message_id(invoice.chat_id)
+        data = {"message_id": message_id, "from": user.to_json(), "date": date, "chat": dict(chat),
+                "successful_payment": successful}
+        self._messages[(invoice.chat_id, message_id)] = _Stored(data, None, from_bot=False)
+        self.charges[charge_id] = StarCharge(charge_id, user, invoice.chat_id, payload, amount, date, data)
+        self.star_transactions.append({"id": charge_id, "amount": amount, "date": date, "source": {
+            "type": "user", "transaction_type": "invoice_payment", "user": user.to_json(), "invoice_payload": payload}})
+        if deliver:
+            self._push_update("message", self._full(invoice.chat_id, message_id))
+        return charge_id
+
+    def replay_payment(self, charge_id: str) -> int:
+        """The same successful_payment message delivered once more (a duplicated update); returns its update id."""
+        charge = self.charges[charge_id]
+        self._push_update("message", json.loads(json.dumps(charge.message)))
+        return int(self.updates[-1]["update_id"])
 
     def message(self, chat_id: int, message_id: int) -> dict[str, Any]:
         """The stored Message JSON (with reply_to_message), as the bot would see it now."""
@@ -737,7 +831,7 @@ class FakeTelegram:
 
     def _delivered(self, chat: Chat, data: dict[str, Any], reply_to: int | None) -> bool:
         """Privacy mode: in groups only commands for this bot and replies to it arrive."""
-        if chat.type == "private" or not self.privacy_mode:
+        if chat.type == "private" or not self.privacy_mode or "successful_payment" in data:
             return True
         if reply_to is not None and self._messages[(chat.id, reply_to)].from_bot:
             return True
@@ -755,6 +849,7 @@ class FakeTelegram:
         self.updates.append(update)
         self._queue.append(update)
         self._wake_poll("update")
+        self._webhook_wake.set()
 
     def _wake_poll(self, why: str) -> None:
         if self._poll_waiter is not None and not self._poll_waiter.done():
@@ -1462,21 +1557,118 @@ class FakeTelegram:
         return True
 
     async def _api_setWebhook(self, params: dict[str, Any], files: dict[str, Upload]) -> bool:
-        self.webhook_url = str(params.get("url") or "")
+        url = str(params.get("url") or "")
+        if not url:  # an empty url removes the webhook, as deleteWebhook does
+            return await self._api_deleteWebhook(params, files)
+        if not url.startswith("https://"):
+            raise _bad("bad webhook: An HTTPS URL must be provided for webhook")
+        secret = str(params.get("secret_token") or "")
+        if secret and not _WEBHOOK_SECRET.fullmatch(secret):
+            raise _bad("secret token contains unallowed characters")
+        if "allowed_updates" in params:
+            allowed = params["allowed_updates"]
+            if not isinstance(allowed, list):
+                raise _bad("can't parse allowed updates")
+            self._allowed_updates = set(allowed) or None
+        self.webhook_max_connections = self._int(params, "max_connections", required=False) or 40
+        self.webhook_url, self.webhook_secret = url, secret
         if self._bool(params, "drop_pending_updates"):
             self._queue.clear()
         self._wake_poll("conflict")
+        if self._deliverer is None or self._deliverer.done():
+            self._deliverer = asyncio.create_task(self._deliver_all(), name="fake-telegram-webhook")
+        self._webhook_wake.set()
         return True
 
     async def _api_deleteWebhook(self, params: dict[str, Any], files: dict[str, Upload]) -> bool:
-        self.webhook_url = ""
+        self.webhook_url, self.webhook_secret = "", ""
+        await self._stop_delivering()
         if self._bool(params, "drop_pending_updates"):
             self._queue.clear()
         return True
 
     async def _api_getWebhookInfo(self, params: dict[str, Any], files: dict[str, Upload]) -> dict[str, Any]:
-        return {"url": self.webhook_url, "has_custom_certificate": False,
-                "pending_update_count": len(self._queue)}
+        info: dict[str, Any] = {"url": self.webhook_url, "has_custom_certificate": False,
+                                "pending_update_count": len(self._queue)}
+        if self.webhook_url:
+            info["max_connections"] = self.webhook_max_connections
+            if self._allowed_updates is not None:
+                info["allowed_updates"] = sorted(self._allowed_updates)
+        return info
+
+    # -- webhook delivery ----------------------------------------------------------------------------
+
+    def take_pending(self) -> dict[str, Any]:
+        """The oldest update waiting for delivery, taken off the queue (as if Telegram had handed it over)."""
+        if not self._queue:
+            raise LookupError("no update is waiting")
+        return self._queue.pop(0)
+
+    def redeliver(self, update: dict[str, Any]) -> None:
+        """Queue `update` again: a polling bot restarted before confirming it fetches it again, and Telegram
+        retries a webhook update it got no 200 for."""
+        self._queue.append(update)
+        self._wake_poll("update")
+        self._webhook_wake.set()
+
+    async def post_update(self, url: str, update: dict[str, Any], *, secret: str | None = None,
+                          body: bytes | None = None) -> int:
+        """POST `update` (or raw `body`) to `url` as Telegram does, with the webhook's secret (or `secret`) in
+        the header; the HTTP status."""
+        if self._client is None:
+            self._client = aiohttp.ClientSession()
+        token = self.webhook_secret if secret is None else secret
+        headers = {"Content-Type": "application/json", **({SECRET_HEADER: token} if token else {})}
+        data = body if body is not None else json.dumps(update).encode()
+        async with self._client.post(url, data=data, headers=headers,
+                                     timeout=aiohttp.ClientTimeout(total=30)) as response:
+            await response.read()
+            return response.status
+
+    async def _stop_delivering(self) -> None:
+        task, self._deliverer = self._deliverer, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _deliver_all(self) -> None:
+        """While a webhook is set: every queued update POSTed to `webhook_target`, several at once, each until
+        it is answered 200 (then it leaves the queue)."""
+        in_flight: dict[int, asyncio.Task[None]] = {}
+        try:
+            while self.webhook_url and not self._closing:
+                self._webhook_wake.clear()
+                target = self.webhook_target
+                if target is not None:
+                    for update in self._take_updates(100):
+                        if len(in_flight) >= self.webhook_max_connections:
+                            break
+                        update_id = update["update_id"]
+                        if update_id not in in_flight:
+                            in_flight[update_id] = asyncio.create_task(self._deliver(target, update))
+                waits: list[asyncio.Future[Any]] = [asyncio.ensure_future(self._webhook_wake.wait())]
+                await asyncio.wait([*in_flight.values(), *waits], return_when=asyncio.FIRST_COMPLETED)
+                for update_id, task in list(in_flight.items()):
+                    if task.done():
+                        del in_flight[update_id]
+                for wait in waits:
+                    wait.cancel()
+        finally:
+            for task in in_flight.values():
+                task.cancel()
+
+    async def _deliver(self, target: str, update: dict[str, Any]) -> None:
+        try:
+            status = await self.post_update(target, update)
+        except (aiohttp.ClientError, TimeoutError):
+            status = 0
+        self.webhook_posts.append((update["update_id"], status))
+        if status == 200:
+            self._queue = [u for u in self._queue if u["update_id"] != update["update_id"]]
+        else:
+            await asyncio.sleep(WEBHOOK_RETRY_S)  # then the loop tries it again
+        self._notify()
 
     def _take_updates(self, limit: int) -> list[dict[str, Any]]:
         allowed = self._allowed_updates
@@ -1504,6 +1696,8 @@ class FakeTelegram:
             else:
                 self._queue = [u for u in self._queue if u["update_id"] >= offset]
         updates = self._take_updates(limit)
+        if updates and self.on_deliver is not None:
+            self.on_deliver(updates)
         if not updates and timeout and not self._closing:
             waiter: asyncio.Future[str] = asyncio.get_running_loop().create_future()
             self._poll_waiter = waiter
@@ -1518,6 +1712,8 @@ class FakeTelegram:
                 raise ApiError(409, "Conflict: terminated by other getUpdates request; make sure that only "
                                     "one bot instance is running")
             updates = self._take_updates(limit)
+            if updates and self.on_deliver is not None:
+                self.on_deliver(updates)
         return updates
 
     @staticmethod
@@ -1565,6 +1761,72 @@ class FakeTelegram:
 
     async def _api_setChatMenuButton(self, params: dict[str, Any], files: dict[str, Upload]) -> bool:
         return True
+
+    # -- payments (Telegram Stars) -----------------------------------------------------------------
+
+    async def _api_sendInvoice(self, params: dict[str, Any], files: dict[str, Upload]) -> dict[str, Any]:
+        chat_id = self._writable_chat(params)
+        title, description = str(params.get("title") or ""), str(params.get("description") or "")
+        payload = str(params.get("payload") or "")
+        if not 1 <= len(title) <= 32:
+            raise _bad("INVOICE_TITLE_INVALID" if title else "title is empty")
+        if not 1 <= len(description) <= 255:
+            raise _bad("INVOICE_DESCRIPTION_INVALID" if description else "description is empty")
+        if not 1 <= len(payload.encode()) <= 128:
+            raise _bad("INVOICE_PAYLOAD_INVALID" if payload else "payload is empty")
+        if params.get("currency") != "XTR":
+            raise _bad("CURRENCY_INVALID (the stand-in sells in Telegram Stars, XTR, only)")
+        if params.get("provider_token") not in (None, ""):
+            raise _bad("PAYMENT_PROVIDER_INVALID")  # Stars take no payment provider
+        prices = params.get("prices")
+        if not isinstance(prices, list) or len(prices) != 1:
+            raise _bad("STARS_INVOICE_INVALID: an invoice in Stars has exactly one price")
+        price = prices[0]
+        if not isinstance(price, dict) or not price.get("label") or not isinstance(price.get("amount"), int) \
+                or not 1 <= price["amount"] <= 10000:
+            raise _bad("STARS_INVOICE_INVALID: the price needs a label and 1-10000 Stars")
+        reply_to, markup = self._reply_to(params, chat_id), self._markup(params)
+        content = {"invoice": {"title": title, "description": description,
+                               "start_parameter": str(params.get("start_parameter") or ""),
+                               "currency": "XTR", "total_amount": price["amount"]}}
+        return self._bot_message(chat_id, "sendInvoice", {**params}, content, reply_to=reply_to, markup=markup)
+
+    async def _api_answerPreCheckoutQuery(self, params: dict[str, Any], files: dict[str, Upload]) -> bool:
+        query_id = str(params.get("pre_checkout_query_id") or "")
+        asked = self._checkouts.get(query_id)
+        if asked is None or asked[1] is not None or asyncio.get_running_loop().time() - asked[0] > 10:
+            raise _bad("QUERY_ID_INVALID")
+        ok = self._bool(params, "ok")
+        if not ok and not str(params.get("error_message") or "").strip():
+            raise _bad("ERROR_MESSAGE_EMPTY")
+        self._checkouts[query_id] = (asked[0], {"ok": ok, "error_message": params.get("error_message")})
+        return True
+
+    async def _api_refundStarPayment(self, params: dict[str, Any], files: dict[str, Upload]) -> bool:
+        user_id = self._int(params, "user_id")
+        charge = self.charges.get(str(params.get("telegram_payment_charge_id") or ""))
+        if charge is None or charge.user.id != user_id:
+            raise _bad("CHARGE_NOT_FOUND")
+        if charge.refunded:
+            raise _bad("CHARGE_ALREADY_REFUNDED")
+        charge.refunded = True
+        self.star_transactions.append({"id": charge.charge_id, "amount": charge.amount, "date": int(time.time()),
+                                       "receiver": {"type": "user", "transaction_type": "invoice_payment",
+                                                    "user": charge.user.to_json()}})
+        if charge.user.id in self._chats:  # Telegram tells the person in their chat with the bot
+            message_id = self._new_message_id(charge.user.id)
+            data = {"message_id": message_id, "from": charge.user.to_json(), "date": int(time.time()),
+                    "chat": dict(self._chats[charge.user.id]), "refunded_payment": {
+                        "currency": "XTR", "total_amount": charge.amount, "invoice_payload": charge.payload,
+                        "telegram_payment_charge_id": charge.charge_id}}
+            self._messages[(charge.user.id, message_id)] = _Stored(data, None, from_bot=False)
+            self._push_update("message", self._full(charge.user.id, message_id))
+        return True
+
+    async def _api_getStarTransactions(self, params: dict[str, Any], files: dict[str, Upload]) -> dict[str, Any]:
+        offset = self._int(params, "offset", required=False) or 0
+        limit = min(max(self._int(params, "limit", required=False) or 100, 1), 100)
+        return {"transactions": self.star_transactions[offset:offset + limit]}
 
     async def _api_getChatMenuButton(self, params: dict[str, Any],
                                      files: dict[str, Upload]) -> dict[str, Any]:

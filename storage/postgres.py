@@ -1,0 +1,726 @@
+"""PostgreSQL persistence (asyncpg, a connection pool): everything `storage/sqlite.py` keeps, images included.
+
+Chosen with `[storage] url = "postgresql://…"`. The schema is the same numbered history as SQLite's
+(`storage/migrations/`, PostgreSQL's own words where they differ), applied under an advisory lock so that
+processes starting together migrate once; the version reached is a row in `schema_migrations`.
+
+Unlike SQLite, this database may have other writers (more pixme processes), so nothing read is kept in memory
+except image bytes, which never change under their name. Every statement that must see a consistent edit tree
+runs in one transaction: node inserts take a shared advisory lock, /forget and the retention purge an exclusive
+one, so a picture is never added under a parent that a /forget is deleting (SQLite gets the same from having
+one writer). Job statements touch one row by id, so a `FOR UPDATE SKIP LOCKED` claim can be added beside them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import inspect
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+
+from core.errors import StorageBusy, StorageError, StorageFull
+from core.ports import (
+    Balance,
+    Job,
+    JobStatus,
+    LikenessStatus,
+    Member,
+    NewNode,
+    Node,
+    Party,
+    PartyStatus,
+    Payment,
+    Preferences,
+    PreferenceScope,
+    SourceGone,
+)
+from core.requests import ReplyTarget
+from storage.migrations import Migration, migrations
+from storage.rows import JOB_COLUMNS, NODE_COLUMNS, PARTY_COLUMNS, job_from_row, node_from_row, without_pictures
+
+log = logging.getLogger(__name__)
+
+# Advisory lock keys (any 64-bit numbers, the same in every pixme process).
+MIGRATION_LOCK = 0x706978_6D65_0001  # "pixme" 1: one process migrates at a time
+NODES_LOCK = 0x706978_6D65_0002  # shared by node inserts, exclusive for /forget and the retention purge
+
+VERSION_TABLE = "schema_migrations"
+
+
+class SchemaBehind(StorageError):
+    """The database has not been migrated to what this version of pixme needs."""
+
+
+def redacted(url: str) -> str:
+    """`url` without its password, for messages and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+class PostgresStore:
+    """Implements `core.ports.Store` on a PostgreSQL database."""
+
+    def __init__(self, pool: asyncpg.Pool, url: str) -> None:
+        self._pool = pool
+        self.where = redacted(url)
+
+    @classmethod
+    async def open(cls, url: str, *, migrate: bool = True, busy_timeout_ms: int = 5000,
+                   pool_size: int = 10) -> PostgresStore:
+        """Connect a pool to `url` and migrate (or, with `migrate=False`, check that someone has).
+
+        A statement waits up to `busy_timeout_ms` for a lock before it fails with `StorageBusy`, as SQLite's
+        busy timeout does."""
+        store = await cls.connect(url, busy_timeout_ms=busy_timeout_ms, pool_size=pool_size)
+        try:
+            if migrate:
+                await store.migrate()
+            else:
+                await store.check_version()
+        except BaseException:
+            await store.close()
+            raise
+        return store
+
+    @classmethod
+    async def connect(cls, url: str, *, busy_timeout_ms: int = 5000, pool_size: int = 10) -> PostgresStore:
+        """The pool alone, neither migrating nor checking the schema (`pixme migrate` then calls `migrate`)."""
+        try:
+            pool = await asyncpg.create_pool(
+                url, min_size=1, max_size=pool_size, command_timeout=60,
+                server_settings={"lock_timeout": str(int(busy_timeout_ms)), "application_name": "pixme"})
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise StorageBusy(f"postgres: cannot connect to {redacted(url)}: {exc}") from exc
+        return cls(pool, url)
+
+    async def close(self) -> None:
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._pool.close(), timeout=10)
+        self._pool.terminate()
+
+    async def ping(self, wait_s: float = 0.9) -> None:
+        """Answer if the database could record a job now: a connection from the pool and a round trip to the
+        server, within `wait_s`. Raises StorageBusy when the server is out of reach or too slow."""
+        try:
+            async with asyncio.timeout(wait_s):
+                await self._pool.fetchval("SELECT 1")
+        except TimeoutError as exc:
+            raise StorageBusy(f"postgres: no answer within {wait_s:.1f} s") from exc
+
+    @contextlib.asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[asyncpg.Connection]:
+        async with self._pool.acquire() as conn, conn.transaction():
+            yield conn
+
+    # -- schema ----------------------------------------------------------------------------------
+
+    async def migrate(self) -> list[Migration]:
+        """Apply the steps this database has not had, each in its own transaction, while holding the
+        migration lock (a second process starting meanwhile waits, then finds nothing left to do)."""
+        applied = []
+        async with self._pool.acquire() as conn:
+            # Migration steps may take longer than a request would wait for a lock.
+            await conn.execute("SET lock_timeout = 0")
+            await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK)
+            try:
+                await conn.execute(f"CREATE TABLE IF NOT EXISTS {VERSION_TABLE} (version INTEGER PRIMARY KEY, "
+                                   "name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())")
+                version = await conn.fetchval(f"SELECT COALESCE(MAX(version), 0) FROM {VERSION_TABLE}")
+                for step in migrations("postgres"):
+                    if step.number > version:
+                        async with conn.transaction():
+                            await conn.execute(step.script)
+                            await conn.execute(f"INSERT INTO {VERSION_TABLE} (version, name) VALUES ($1, $2)",
+                                               step.number, step.name)
+                        log.info("postgres: migrated %s to %04d_%s", self.where, step.number, step.name)
+                        applied.append(step)
+            finally:
+                await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK)
+                await conn.execute("RESET lock_timeout")
+        return applied
+
+    async def schema_version(self) -> int:
+        async with self._pool.acquire() as conn:
+            exists = await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", VERSION_TABLE)
+            if not exists:
+                return 0
+            return int(await conn.fetchval(f"SELECT COALESCE(MAX(version), 0) FROM {VERSION_TABLE}"))
+
+    async def check_version(self) -> None:
+        have, need = await self.schema_version(), max(m.number for m in migrations("postgres"))
+        if have < need:
+            raise SchemaBehind(f"postgres: {self.where} is at schema version {have}, this pixme needs {need}: "
+                               "run `pixme migrate`")
+
+    # -- images (the bytes themselves; PostgresImageStore is the ImageStore) -----------------------
+
+    async def put_image(self, sha: str, data: bytes) -> None:
+        """Store the bytes under `sha` once; storing them again only makes them recent (the orphan sweep then
+        leaves them alone, as a file's refreshed time does)."""
+        await self._pool.execute(
+            "INSERT INTO images (sha, size, created_at, data) VALUES ($1, $2, $3, $4) "
+            "ON CONFLICT (sha) DO UPDATE SET created_at = excluded.created_at", sha, len(data), time.time(), data)
+
+    async def image_bytes(self, sha: str) -> bytes | None:
+        data: bytes | None = await self._pool.fetchval("SELECT data FROM images WHERE sha = $1", sha)
+        return data
+
+    async def delete_image(self, sha: str) -> None:
+        await self._pool.execute("DELETE FROM images WHERE sha = $1", sha)
+
+    async def sweep_images(self, cutoff: float) -> list[str]:
+        """Delete images stored (or stored again) before `cutoff` that no node refers to; their hashes."""
+        rows = await self._pool.fetch(
+            "DELETE FROM images i WHERE created_at < $1 AND NOT EXISTS "
+            "(SELECT 1 FROM nodes n WHERE n.image_sha = i.sha) RETURNING sha", cutoff)
+        return [row["sha"] for row in rows]
+
+    # -- edit tree -----------------------------------------------------------------------------
+
+    async def add_node(self, node: NewNode) -> Node:
+        """Insert a node; raises SourceGone if its parent or one of its input photos no longer exists (checked
+        in the insert's transaction, which a /forget cannot run beside)."""
+        parent = node.parent
+        root_id = None if parent is None else (parent.root_id or parent.id)
+        depth = 0 if parent is None else parent.depth + 1
+        now = time.time()
+        needed = sorted({n.id for n in (*([parent] if parent else []), *node.inputs)})
+        from_photos = [*node.inputs, *([parent] if parent is not None and parent.kind == "photo" else [])]
+        pictured = sorted({n.owner for n in from_photos})
+        async with self._transaction() as conn:
+            await conn.execute("SELECT pg_advisory_xact_lock_shared($1)", NODES_LOCK)
+            if needed:
+                found = await conn.fetchval("SELECT COUNT(*) FROM nodes WHERE id = ANY($1::bigint[])", needed)
+                if found != len(needed):
+                    raise SourceGone(f"node {needed} is gone")
+            node_id: int = await conn.fetchval(
+                "INSERT INTO nodes (platform, chat_id, user_id, parent_id, root_id, kind, image_sha, mime, style, "
+                "instruction, engine, model, commentary, depth, created_at, owner_id, image_size) "
+                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) RETURNING id",
+                node.platform, node.chat_id, node.user_id, parent.id if parent else None, root_id, node.kind,
+                node.image_sha, node.mime, node.style, node.instruction, node.engine, node.model, node.commentary,
+                depth, now, node.owner_id, node.image_size)
+            if pictured:
+                await conn.execute("INSERT INTO pictured (node_id, platform, user_id) "
+                                   "SELECT $1, $2, who FROM unnest($3::text[]) who ON CONFLICT DO NOTHING",
+                                   node_id, node.platform, pictured)
+            if parent is not None:
+                await conn.execute("INSERT INTO pictured (node_id, platform, user_id) "
+                                   "SELECT $1, platform, user_id FROM pictured WHERE node_id = $2 "
+                                   "ON CONFLICT DO NOTHING", node_id, parent.id)
+        return Node(id=node_id, platform=node.platform, chat_id=node.chat_id, user_id=node.user_id,
+                    parent_id=parent.id if parent else None, root_id=root_id, kind=node.kind,
+                    image_sha=node.image_sha, mime=node.mime, style=node.style, instruction=node.instruction,
+                    engine=node.engine, model=node.model, commentary=node.commentary, depth=depth,
+                    created_at=now, image_size=node.image_size, owner_id=node.owner_id)
+
+    async def get_node(self, node_id: int) -> Node | None:
+        row = await self._pool.fetchrow(f"SELECT {NODE_COLUMNS} FROM nodes WHERE id = $1", node_id)
+        return node_from_row(row) if row is not None else None
+
+    async def node_for_message(self, platform: str, chat_id: str, message_id: str) -> Node | None:
+        row = await self._pool.fetchrow(
+            f"SELECT {', '.join('n.' + c.strip() for c in NODE_COLUMNS.split(','))} FROM node_messages m "
+            "JOIN nodes n ON n.id = m.node_id WHERE m.platform = $1 AND m.chat_id = $2 AND m.message_id = $3",
+            platform, chat_id, message_id)
+        return node_from_row(row) if row is not None else None
+
+    async def link_message(self, node: Node, message_id: str) -> None:
+        await self._pool.execute(
+            "INSERT INTO node_messages (platform, chat_id, message_id, node_id) VALUES ($1, $2, $3, $4) "
+            "ON CONFLICT (platform, chat_id, message_id) DO UPDATE SET node_id = excluded.node_id",
+            node.platform, node.chat_id, message_id, node.id)
+
+    async def latest_photo(self, platform: str, chat_id: str, user_id: str) -> Node | None:
+        row = await self._pool.fetchrow(
+            f"SELECT {NODE_COLUMNS} FROM nodes WHERE platform = $1 AND chat_id = $2 AND owner_id = $3 "
+            "AND kind = 'photo' ORDER BY id DESC LIMIT 1", platform, chat_id, user_id)
+        return node_from_row(row) if row is not None else None
+
+    # -- jobs ----------------------------------------------------------------------------------
+
+    async def add_job(self, platform: str, chat_id: str, user_id: str, kind: str,
+                      payload: dict[str, Any], target: ReplyTarget, *, pictures: int = 1) -> Job:
+        now = time.time()
+        job_id: int = await self._pool.fetchval(
+            "INSERT INTO jobs (platform, chat_id, user_id, kind, payload, target, status, created_at, updated_at,"
+            " pictures) VALUES ($1, $2, $3, $4, $5, $6, 'queued', $7, $7, $8) RETURNING id",
+            platform, chat_id, user_id, kind, json.dumps(payload), json.dumps(target.to_json()), now, pictures)
+        return Job(id=job_id, platform=platform, chat_id=chat_id, user_id=user_id, kind=kind,
+                   payload=payload, target=target, status="queued", created_at=now, pictures=pictures)
+
+    async def get_job(self, job_id: int) -> Job | None:
+        row = await self._pool.fetchrow(f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1", job_id)
+        return job_from_row(row) if row is not None else None
+
+    async def update_job(self, job_id: int, *, status: JobStatus | None = None,
+                         result_node: int | None = None, delivered_message: str | None = None,
+                         error: str | None = None, attempt: bool = False,
+                         result_nodes: tuple[int, ...] | None = None, pictures: int | None = None,
+                         extra_calls: int | None = None) -> None:
+        args: list[object] = [job_id, time.time()]
+        sets = ["updated_at = $2"]
+        results = ",".join(str(n) for n in result_nodes) if result_nodes is not None else None
+        for column, value in (("status", status), ("result_node", result_node),
+                              ("delivered_message", delivered_message), ("error", error),
+                              ("result_nodes", results), ("pictures", pictures), ("extra_calls", extra_calls)):
+            if value is not None:
+                args.append(value)
+                sets.append(f"{column} = ${len(args)}")
+        if attempt:
+            sets.append("attempts = attempts + 1")
+        await self._pool.execute(f"UPDATE jobs SET {', '.join(sets)} WHERE id = $1", *args)
+
+    async def unfinished_jobs(self) -> list[Job]:
+        rows = await self._pool.fetch(
+            f"SELECT {JOB_COLUMNS} FROM jobs WHERE status IN ('queued', 'running', 'done') ORDER BY id")
+        return [job_from_row(r) for r in rows]
+
+    # -- credits ---------------------------------------------------------------------------------
+
+    async def balance(self, platform: str, user_id: str, since: float) -> Balance:
+        async with self._pool.acquire() as conn:
+            return Balance(await _free_used(conn, platform, user_id, since),
+                           await _credits_left(conn, platform, user_id))
+
+    async def add_job_holding(self, platform: str, chat_id: str, user_id: str, kind: str, payload: dict[str, Any],
+                              target: ReplyTarget, *, free_daily: int, since: float, pictures: int = 1) -> Job | None:
+        now = time.time()
+        async with self._transaction() as conn:
+            # One person's holds are taken one request at a time, across every process sharing the database.
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"credits:{platform}:{user_id}")
+            free = max(0, free_daily - await _free_used(conn, platform, user_id, since))
+            units: list[str | None] = [None] * min(free, pictures)
+            taken: list[tuple[str, int]] = []
+            if len(units) < pictures:  # the rest from the oldest payments with credits left
+                for row in await conn.fetch(
+                        "SELECT charge_id, remaining FROM payments WHERE platform = $1 AND user_id = $2 "
+                        "AND remaining > 0 AND refunded_at IS NULL ORDER BY paid_at, charge_id FOR UPDATE",
+                        platform, user_id):
+                    take = min(int(row["remaining"]), pictures - len(units))
+                    taken.append((row["charge_id"], take))
+                    units += [row["charge_id"]] * take
+                    if len(units) == pictures:
+                        break
+            if len(units) < pictures:
+                return None  # nothing written
+            for charge_id, take in taken:
+                await conn.execute("UPDATE payments SET remaining = remaining - $2 WHERE charge_id = $1",
+                                   charge_id, take)
+            job_id: int = await conn.fetchval(
+                "INSERT INTO jobs (platform, chat_id, user_id, kind, payload, target, status, created_at, updated_at,"
+                " pictures) VALUES ($1, $2, $3, $4, $5, $6, 'queued', $7, $7, $8) RETURNING id",
+                platform, chat_id, user_id, kind, json.dumps(payload), json.dumps(target.to_json()), now, pictures)
+            await conn.executemany(
+                "INSERT INTO credit_holds (job_id, unit, platform, user_id, charge_id, status, held_at) "
+                "VALUES ($1, $2, $3, $4, $5, 'held', $6)",
+                [(job_id, unit, platform, user_id, charge_id, now) for unit, charge_id in enumerate(units)])
+        return Job(id=job_id, platform=platform, chat_id=chat_id, user_id=user_id, kind=kind,
+                   payload=payload, target=target, status="queued", created_at=now, pictures=pictures)
+
+    async def settle_hold(self, job_id: int, pictures: int) -> bool:
+        async with self._transaction() as conn:
+            spent = await conn.fetch(
+                "UPDATE credit_holds SET status = 'spent', settled_at = $3 WHERE job_id = $1 AND status = 'held' "
+                "AND unit < $2 RETURNING unit", job_id, pictures, time.time())
+            returned = await _return_hold(conn, job_id, time.time())  # candidates that failed cost nothing
+        return bool(spent) or returned
+
+    async def return_hold(self, job_id: int) -> bool:
+        async with self._transaction() as conn:
+            return await _return_hold(conn, job_id, time.time())
+
+    async def settle_ended_holds(self) -> tuple[int, int]:
+        now = time.time()
+        async with self._transaction() as conn:
+            spent = await conn.fetch(
+                "UPDATE credit_holds h SET status = 'spent', settled_at = $1 FROM jobs j WHERE j.id = h.job_id "
+                "AND h.status = 'held' AND j.status = 'delivered' AND h.unit < j.pictures RETURNING h.job_id", now)
+            ended = await conn.fetch(
+                "SELECT DISTINCT h.job_id FROM credit_holds h LEFT JOIN jobs j ON j.id = h.job_id WHERE h.status = "
+                "'held' AND (j.id IS NULL OR j.status IN ('failed', 'cancelled', 'delivered'))")
+            returned = 0
+            for row in ended:
+                returned += await _return_hold(conn, row["job_id"], now)
+        return len(spent), returned
+
+    async def record_payment(self, charge_id: str, platform: str, user_id: str, stars: int, images: int,
+                             payload: str) -> bool:
+        added = await self._pool.fetchval(
+            "INSERT INTO payments (charge_id, platform, user_id, stars, images, remaining, payload, paid_at) "
+            "VALUES ($1, $2, $3, $4, $5, $5, $6, $7) ON CONFLICT (charge_id) DO NOTHING RETURNING 1",
+            charge_id, platform, user_id, stars, images, payload, time.time())
+        return added is not None
+
+    async def get_payment(self, charge_id: str) -> Payment | None:
+        row = await self._pool.fetchrow(
+            "SELECT charge_id, platform, user_id, stars, images, remaining, refunded_at, removed FROM payments "
+            "WHERE charge_id = $1", charge_id)
+        if row is None:
+            return None
+        return Payment(row[0], row[1], row[2], int(row[3]), int(row[4]), int(row[5]), row[6] is not None,
+                       int(row[7]))
+
+    async def refund_payment(self, charge_id: str) -> Payment | None:
+        await self._pool.execute(
+            "UPDATE payments SET refunded_at = $2, removed = remaining, remaining = 0 "
+            "WHERE charge_id = $1 AND refunded_at IS NULL", charge_id, time.time())
+        return await self.get_payment(charge_id)
+
+    # -- parties ---------------------------------------------------------------------------------
+
+    async def add_party(self, platform: str, chat_id: str, host: Member, style: str, theme: str,
+                        deadline: float, reply_to: str | None) -> Party | None:
+        now = time.time()
+        try:
+            async with self._transaction() as conn:
+                party_id: int = await conn.fetchval(
+                    "INSERT INTO parties (platform, chat_id, host_id, host_name, style, theme, status, reply_to, "
+                    "deadline, created_at) VALUES ($1, $2, $3, $4, $5, $6, 'open', $7, $8, $9) RETURNING id",
+                    platform, chat_id, host.user_id, host.name, style, theme, reply_to, deadline, now)
+                await conn.execute("INSERT INTO party_members (party_id, user_id, name, node_id, joined_at) "
+                                   "VALUES ($1, $2, $3, $4, $5)", party_id, host.user_id, host.name, host.node_id, now)
+        except asyncpg.UniqueViolationError:  # the chat already has an open party
+            return None
+        return await self.get_party(party_id)
+
+    async def get_party(self, party_id: int) -> Party | None:
+        row = await self._pool.fetchrow(f"SELECT {PARTY_COLUMNS} FROM parties WHERE id = $1", party_id)
+        return await self._party(row) if row is not None else None
+
+    async def open_party(self, platform: str, chat_id: str) -> Party | None:
+        row = await self._pool.fetchrow(
+            f"SELECT {PARTY_COLUMNS} FROM parties WHERE platform = $1 AND chat_id = $2 AND status = 'open'",
+            platform, chat_id)
+        return await self._party(row) if row is not None else None
+
+    async def party_for_lobby(self, platform: str, chat_id: str, message_id: str) -> Party | None:
+        row = await self._pool.fetchrow(
+            f"SELECT {PARTY_COLUMNS} FROM parties WHERE platform = $1 AND chat_id = $2 AND lobby_message = $3",
+            platform, chat_id, message_id)
+        return await self._party(row) if row is not None else None
+
+    async def open_parties(self) -> list[Party]:
+        rows = await self._pool.fetch(f"SELECT {PARTY_COLUMNS} FROM parties WHERE status = 'open' ORDER BY id")
+        return [await self._party(r) for r in rows]
+
+    async def set_party(self, party_id: int, *, status: PartyStatus | None = None,
+                        lobby_message: str | None = None) -> None:
+        await self._pool.execute(
+            "UPDATE parties SET status = COALESCE($2, status), lobby_message = COALESCE($3, lobby_message) "
+            "WHERE id = $1", party_id, status, lobby_message)
+
+    async def put_member(self, party_id: int, member: Member) -> None:
+        """Add a member, or give an existing one a (new) selfie; their place in the roster is kept."""
+        await self._pool.execute(
+            "INSERT INTO party_members (party_id, user_id, name, node_id, joined_at) VALUES ($1, $2, $3, $4, $5) "
+            "ON CONFLICT (party_id, user_id) DO UPDATE SET "
+            "name = excluded.name, node_id = COALESCE(excluded.node_id, party_members.node_id)",
+            party_id, member.user_id, member.name, member.node_id, time.time())
+
+    async def remove_member(self, party_id: int, user_id: str) -> bool:
+        status = await self._pool.execute("DELETE FROM party_members WHERE party_id = $1 AND user_id = $2",
+                                          party_id, user_id)
+        return str(status) != "DELETE 0"
+
+    async def _party(self, row: Any) -> Party:
+        members = await self._pool.fetch(
+            "SELECT user_id, name, node_id FROM party_members WHERE party_id = $1 ORDER BY joined_at, user_id",
+            row["id"])
+        return Party(id=row["id"], platform=row["platform"], chat_id=row["chat_id"], host_id=row["host_id"],
+                     style=row["style"], theme=row["theme"], status=row["status"],
+                     lobby_message=row["lobby_message"], reply_to=row["reply_to"], deadline=row["deadline"],
+                     members=tuple(Member(m["user_id"], m["name"], m["node_id"]) for m in members))
+
+    # -- usage and quotas ----------------------------------------------------------------------
+
+    async def count_delivered(self, since: float, *, platform: str | None = None,
+                              user_id: str | None = None, chat_id: str | None = None) -> int:
+        sql = "SELECT COALESCE(SUM(pictures), 0) FROM jobs WHERE status = 'delivered' AND updated_at >= $1"
+        args: list[object] = [since]
+        for column, value in (("platform", platform), ("user_id", user_id), ("chat_id", chat_id)):
+            if value is not None:
+                args.append(value)
+                sql += f" AND {column} = ${len(args)}"
+        return int(await self._pool.fetchval(sql, *args))
+
+    async def job_counts(self, since: float) -> dict[str, int]:
+        """Jobs touched since `since`, by status (failed jobs by their error kind too)."""
+        rows = await self._pool.fetch(
+            "SELECT status, COALESCE(error, ''), COUNT(*) FROM jobs WHERE updated_at >= $1 GROUP BY 1, 2", since)
+        counts: dict[str, int] = {}
+        for status, error, n in rows:
+            counts[status] = counts.get(status, 0) + n
+            if status == "failed" and error:
+                counts[f"failed:{error}"] = counts.get(f"failed:{error}", 0) + n
+        return counts
+
+    async def delivered_by_model(self, since: float) -> dict[tuple[str, str], int]:
+        rows = await self._pool.fetch(
+            # A job's pictures share its model and size: its first one speaks for all.
+            "SELECT COALESCE(n.model, ''), COALESCE(n.image_size, ''), SUM(j.pictures) FROM jobs j "
+            "JOIN nodes n ON n.id = j.result_node WHERE j.status = 'delivered' AND j.updated_at >= $1 GROUP BY 1, 2",
+            since)
+        return {(model, size): int(n) for model, size, n in rows}
+
+    async def extra_calls_by_model(self, since: float) -> dict[tuple[str, str], int]:
+        rows = await self._pool.fetch(
+            "SELECT COALESCE(n.model, ''), COALESCE(n.image_size, ''), SUM(j.extra_calls) FROM jobs j "
+            "JOIN nodes n ON n.id = j.result_node WHERE j.status = 'delivered' AND j.extra_calls > 0 "
+            "AND j.updated_at >= $1 GROUP BY 1, 2",
+            since)
+        return {(model, size): int(n) for model, size, n in rows}
+
+    # -- likeness --------------------------------------------------------------------------------
+
+    async def set_likeness(self, node_id: int, status: LikenessStatus, percent: float | None = None) -> None:
+        await self._pool.execute("UPDATE nodes SET likeness = $1, likeness_status = $2 WHERE id = $3",
+                                 percent if status == "scored" else None, status, node_id)
+
+    async def set_member_likeness(self, node_id: int, scores: Mapping[str, float | None]) -> None:
+        async with self._transaction() as conn:
+            await conn.executemany("UPDATE pictured SET likeness = $1 WHERE node_id = $2 AND user_id = $3",
+                                   [(percent, node_id, who) for who, percent in scores.items()])
+
+    async def member_likeness(self, node_id: int) -> dict[str, float | None]:
+        rows = await self._pool.fetch(
+            "SELECT user_id, likeness FROM pictured WHERE node_id = $1 ORDER BY user_id", node_id)
+        return {row["user_id"]: row["likeness"] for row in rows}
+
+    async def likeness_by_style(self, since: float) -> dict[tuple[str, str], tuple[float, int]]:
+        rows = await self._pool.fetch(
+            "SELECT COALESCE(model, ''), COALESCE(style, ''), AVG(likeness), COUNT(*) FROM nodes "
+            "WHERE likeness_status = 'scored' AND created_at >= $1 GROUP BY 1, 2", since)
+        return {(model, style): (float(mean), int(n)) for model, style, mean, n in rows}
+
+    # -- forgetting ------------------------------------------------------------------------------
+
+    async def forget_person(self, platform: str, user_id: str) -> list[str]:
+        """Delete what the person asked for, their photos and everything made from them (whoever asked), every
+        group picture they are in and everything made from it, their jobs, settings and party rows, and their
+        name in other people's jobs; returns image hashes no node refers to any more."""
+        async with self._transaction() as conn:
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", NODES_LOCK)
+            doomed: list[int] = [row[0] for row in await conn.fetch(
+                "WITH RECURSIVE doomed(id) AS ("
+                " SELECT id FROM nodes WHERE platform = $1 AND owner_id = $2"
+                " UNION SELECT node_id FROM pictured WHERE platform = $1 AND user_id = $2"
+                " UNION SELECT n.id FROM nodes n JOIN doomed d ON n.root_id = d.id OR n.parent_id = d.id"
+                ") SELECT id FROM doomed UNION SELECT id FROM nodes WHERE platform = $1 AND user_id = $2",
+                platform, user_id)]
+            shas = [row[0] for row in await conn.fetch(
+                "SELECT DISTINCT image_sha FROM nodes WHERE id = ANY($1::bigint[])", doomed)]
+            # Other people's jobs made from these pictures keep their row (their quota counts it) but lose the
+            # person: a group picture's job forgets their name and photo; an edit's words about them go.
+            for job_id, payload_text, result in await conn.fetch(
+                    "SELECT id, payload, result_node FROM jobs WHERE platform = $1 AND user_id != $2 AND "
+                    "(kind = 'fuse' OR result_node = ANY($3::bigint[]) OR payload::jsonb ->> 'node' = ANY($4::text[]))",
+                    platform, user_id, doomed, [str(n) for n in doomed]):
+                payload = json.loads(payload_text)
+                scrubbed = without_pictures(payload, result, set(doomed))
+                if scrubbed != payload:
+                    await conn.execute("UPDATE jobs SET payload = $1 WHERE id = $2", json.dumps(scrubbed), job_id)
+            await conn.execute("DELETE FROM party_members WHERE user_id = $1 AND party_id IN "
+                               "(SELECT id FROM parties WHERE platform = $2)", user_id, platform)
+            # A party they hosted goes on without them: no host (chat admins can still start it), no name.
+            await conn.execute("UPDATE parties SET host_id = '', host_name = '' WHERE platform = $1 AND host_id = $2",
+                               platform, user_id)
+            await conn.execute("DELETE FROM nodes WHERE id = ANY($1::bigint[])", doomed)
+            await conn.execute("DELETE FROM jobs WHERE platform = $1 AND user_id = $2", platform, user_id)
+            await conn.execute("DELETE FROM preferences WHERE scope = 'person' AND platform = $1 AND owner_id = $2",
+                               platform, user_id)
+        return await self._unreferenced(shas)
+
+    async def purge_older_than(self, cutoff: float) -> list[str]:
+        """Delete nodes created before `cutoff`, finished jobs, parties and the personal settings of people
+        silent since; returns image hashes no node refers to any more."""
+        async with self._transaction() as conn:
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", NODES_LOCK)
+            shas = [r[0] for r in await conn.fetch(
+                "SELECT DISTINCT image_sha FROM nodes WHERE created_at < $1", cutoff)]
+            await conn.execute("DELETE FROM nodes WHERE created_at < $1", cutoff)
+            await conn.execute(
+                "DELETE FROM jobs WHERE updated_at < $1 AND status IN ('delivered', 'failed', 'cancelled')", cutoff)
+            await conn.execute("DELETE FROM parties WHERE created_at < $1 AND (status != 'open' OR deadline < $1)",
+                               cutoff)
+            await conn.execute(
+                "DELETE FROM preferences WHERE scope = 'person' AND updated_at < $1 "
+                "AND NOT EXISTS (SELECT 1 FROM nodes n WHERE n.platform = preferences.platform "
+                "                AND n.user_id = preferences.owner_id) "
+                "AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.platform = preferences.platform "
+                "                AND j.user_id = preferences.owner_id)", cutoff)
+        return await self._unreferenced(shas)
+
+    async def unreferenced(self, shas: list[str]) -> list[str]:
+        return await self._unreferenced(shas)
+
+    async def _unreferenced(self, shas: list[str]) -> list[str]:
+        """Those of `shas` no node refers to; their image rows (bytes and all) are deleted."""
+        if not shas:
+            return []
+        async with self._transaction() as conn:
+            referenced = {row[0] for row in await conn.fetch(
+                "SELECT DISTINCT image_sha FROM nodes WHERE image_sha = ANY($1::text[])", shas)}
+            orphans = [sha for sha in shas if sha not in referenced]
+            await conn.execute("DELETE FROM images WHERE sha = ANY($1::text[])", orphans)
+        return orphans
+
+    # -- personal settings and persona (people) ---------------------------------------------------
+
+    async def get_preferences(self, scope: PreferenceScope, platform: str, owner_id: str) -> Preferences:
+        # Not kept in memory: another process may change them.
+        row = await self._pool.fetchrow(
+            "SELECT model, aspect_ratio, image_size, delivery, persona, language, variants FROM preferences "
+            "WHERE scope = $1 AND platform = $2 AND owner_id = $3", scope, platform, owner_id)
+        if row is None:
+            return Preferences()
+        delivery = row["delivery"] if row["delivery"] in ("photo", "file", "both") else None
+        return Preferences(model=row["model"], aspect_ratio=row["aspect_ratio"], image_size=row["image_size"],
+                           delivery=delivery, persona=row["persona"] or "", language=row["language"],
+                           variants=row["variants"])
+
+    async def set_preferences(self, scope: PreferenceScope, platform: str, owner_id: str,
+                              preferences: Preferences) -> None:
+        p = preferences
+        await self._pool.execute(
+            "INSERT INTO preferences (scope, platform, owner_id, model, aspect_ratio, image_size, delivery, "
+            "persona, language, updated_at, variants) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) "
+            "ON CONFLICT (scope, platform, owner_id) DO UPDATE SET model = excluded.model, "
+            "aspect_ratio = excluded.aspect_ratio, image_size = excluded.image_size, delivery = excluded.delivery, "
+            "persona = excluded.persona, language = excluded.language, updated_at = excluded.updated_at, "
+            "variants = excluded.variants",
+            scope, platform, owner_id, p.model, p.aspect_ratio, p.image_size, p.delivery, p.persona, p.language,
+            time.time(), p.variants)
+
+    async def recent_results(self, platform: str, chat_id: str, user_id: str, limit: int) -> list[Node]:
+        rows = await self._pool.fetch(
+            f"SELECT {NODE_COLUMNS} FROM nodes WHERE platform = $1 AND chat_id = $2 AND user_id = $3 "
+            "AND kind != 'photo' ORDER BY id DESC LIMIT $4", platform, chat_id, user_id, limit)
+        return [node_from_row(row) for row in rows]
+
+    # -- delivered pictures' file references (inline sharing) ---------------------------------------
+
+    async def record_file(self, node: Node, platform: str, file_ref: str) -> None:
+        # A node deleted meanwhile (a /forget during the send) leaves nothing: the row needs its node.
+        await self._pool.execute(
+            "INSERT INTO node_files (node_id, platform, file_ref, created_at) "
+            "SELECT id, $1, $2, $3 FROM nodes WHERE id = $4 "
+            "ON CONFLICT (node_id, platform) DO UPDATE SET file_ref = excluded.file_ref",
+            platform, file_ref, time.time(), node.id)
+
+    async def shareable_results(self, platform: str, user_id: str, limit: int) -> list[tuple[Node, str]]:
+        rows = await self._pool.fetch(
+            f"SELECT {', '.join('n.' + c.strip() for c in NODE_COLUMNS.split(','))}, f.file_ref "
+            "FROM nodes n JOIN node_files f ON f.node_id = n.id AND f.platform = n.platform "
+            "WHERE n.platform = $1 AND n.user_id = $2 AND n.kind != 'photo' ORDER BY n.id DESC LIMIT $3",
+            platform, user_id, limit)
+        return [(node_from_row(row), row["file_ref"]) for row in rows]
+
+    # -- chats that refuse us --------------------------------------------------------------------
+
+    async def set_chat_blocked(self, platform: str, chat_id: str, blocked: bool) -> None:
+        if blocked:
+            await self._pool.execute(
+                "INSERT INTO blocked_chats (platform, chat_id, since) VALUES ($1, $2, $3) "
+                "ON CONFLICT (platform, chat_id) DO UPDATE SET since = excluded.since", platform, chat_id, time.time())
+        else:
+            await self._pool.execute("DELETE FROM blocked_chats WHERE platform = $1 AND chat_id = $2",
+                                     platform, chat_id)
+
+    async def is_chat_blocked(self, platform: str, chat_id: str) -> bool:
+        return bool(await self._pool.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM blocked_chats WHERE platform = $1 AND chat_id = $2)", platform, chat_id))
+
+    # -- updates taken ---------------------------------------------------------------------------
+
+    async def record_update(self, update_id: int) -> bool:
+        added = await self._pool.fetchval(
+            "INSERT INTO telegram_updates (update_id, seen_at) VALUES ($1, $2) ON CONFLICT (update_id) DO NOTHING "
+            "RETURNING true", update_id, time.time())
+        return bool(added)
+
+    async def prune_updates(self, before: float) -> int:
+        status = await self._pool.execute("DELETE FROM telegram_updates WHERE seen_at < $1", before)
+        return int(status.split()[-1])
+
+
+# SQLSTATE classes and codes that mean "try again in a moment": lock and serialization trouble, a server
+# shutting down or refusing connections, a lost connection.
+_BUSY_CLASSES = ("08", "40", "57P")
+_BUSY_CODES = {"55P03", "55006", "57014", "53300", "53400"}  # lock_not_available, object_in_use, query_canceled
+#                                                               (lock_timeout), too_many_connections, config limit
+
+
+async def _free_used(conn: asyncpg.Connection, platform: str, user_id: str, since: float) -> int:
+    used = await conn.fetchval(
+        "SELECT COUNT(*) FROM credit_holds WHERE platform = $1 AND user_id = $2 AND charge_id IS NULL "
+        "AND status != 'returned' AND held_at >= $3", platform, user_id, since)
+    return int(used)
+
+
+async def _credits_left(conn: asyncpg.Connection, platform: str, user_id: str) -> int:
+    left = await conn.fetchval(
+        "SELECT COALESCE(SUM(remaining), 0) FROM payments WHERE platform = $1 AND user_id = $2 "
+        "AND refunded_at IS NULL", platform, user_id)
+    return int(left)
+
+
+async def _return_hold(conn: asyncpg.Connection, job_id: int, now: float) -> bool:
+    """Inside a transaction: the job's units still held come back (credits to their payments, unless refunded)."""
+    rows = await conn.fetch(
+        "UPDATE credit_holds SET status = 'returned', settled_at = $2 WHERE job_id = $1 AND status = 'held' "
+        "RETURNING charge_id", job_id, now)
+    for row in rows:
+        if row["charge_id"] is not None:
+            await conn.execute(
+                "UPDATE payments SET remaining = remaining + 1 WHERE charge_id = $1 AND refunded_at IS NULL",
+                row["charge_id"])
+    return bool(rows)
+
+
+def storage_error(exc: BaseException) -> BaseException:
+    """PostgreSQL's words for a full disk, a lock or a lost connection, as the core's error types; anything else
+    as it was."""
+    if isinstance(exc, asyncpg.PostgresError):
+        code = exc.sqlstate or ""
+        if code == "53100":  # disk_full
+            return StorageFull(f"postgres: {exc}")
+        if code.startswith(_BUSY_CLASSES) or code in _BUSY_CODES:
+            return StorageBusy(f"postgres: {exc}")
+    elif isinstance(exc, asyncpg.InternalClientError | ConnectionError | TimeoutError):
+        # InternalClientError: the server's notice that it cut the connection arrived as a query began.
+        return StorageBusy(f"postgres: {type(exc).__name__}: {exc}")
+    return exc
+
+
+def _speaking_core_errors(method: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    @functools.wraps(method)
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return await method(*args, **kwargs)
+        except (asyncpg.PostgresError, asyncpg.InternalClientError, OSError) as exc:
+            translated = storage_error(exc)
+            if translated is exc:
+                raise
+            raise translated from exc
+
+    return wrapper
+
+
+# Every public coroutine of the store speaks the core's error types, so use cases never read PostgreSQL's words.
+for _name, _method in list(vars(PostgresStore).items()):
+    if not _name.startswith("_") and inspect.iscoroutinefunction(_method):
+        setattr(PostgresStore, _name, _speaking_core_errors(_method))
+
