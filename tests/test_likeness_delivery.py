@@ -16,6 +16,7 @@ from PIL import Image
 from core.config import Settings, load_settings
 from core.engines.gemini import STRONGER_IDENTITY
 from core.likeness import Score, default_likeness
+from tests.backends import Backend, storage_settings
 from tests.standins.gemini_api import FakeGemini
 from tests.standins.telegram_api import FakeTelegram, SentMessage
 from tests.test_telegram_harness import ALICE, BOB, CAROL, GROUP, Running, private, running_bot, small_selfie
@@ -49,7 +50,7 @@ def settings(tg: FakeTelegram, data_dir: Path, *, gem: FakeGemini | None = None,
     return load_settings(
         None,
         telegram={"token": tg.token, "api_url": tg.api_url, "file_url": tg.file_url, "album_wait_s": 0.3},
-        storage={"dir": data_dir, "retention_days": 0},
+        storage=storage_settings(data_dir, retention_days=0),
         engine={"default": "gemini" if gem else "offline", "input_max_px": 256},
         access={"admins": admins or []},
         gemini=gemini,
@@ -75,7 +76,7 @@ async def node_of(run: Running, message: SentMessage) -> Any:
 # -- the offline engine ------------------------------------------------------------------------------
 
 
-async def test_the_caption_history_and_stats_carry_the_likeness(tmp_path: Path) -> None:
+async def test_the_caption_history_and_stats_carry_the_likeness(tmp_path: Path, backend: Backend) -> None:
     async with FakeTelegram() as tg, running_bot(tg, tmp_path, settings=settings(
             tg, tmp_path, admins=[str(ALICE.id)])) as run:
         tg.send_photo(ALICE_CHAT, ALICE, small_selfie(320), caption="/sketch")
@@ -162,7 +163,7 @@ async def test_a_faceless_result_says_so_and_retry_below_zero_never_retries(tmp_
         assert len(gem.generate_requests) == 1, "retry_below = 0: never a second call"
 
 
-async def test_retry_below_retries_once_and_delivers_the_better_picture(tmp_path: Path) -> None:
+async def test_retry_below_retries_once_and_delivers_the_better_picture(tmp_path: Path, backend: Backend) -> None:
     selfie = small_selfie(320)
     own_face = picture("astronaut.png", 320)  # what a model keeping the face would give back
     someone_else = picture("portrait_dark_skin.jpg", 320)
@@ -221,7 +222,7 @@ async def test_a_pack_scores_every_picture_in_its_own_caption(tmp_path: Path) ->
 # -- groups ------------------------------------------------------------------------------------------
 
 
-async def test_a_party_picture_names_who_is_recognisable(tmp_path: Path) -> None:
+async def test_a_party_picture_names_who_is_recognisable(tmp_path: Path, backend: Backend) -> None:
     """Three friends whose selfies are faces from one group photo; the model answers with that photo, where
     Alice and Bob are and Carol (the astronaut) is not."""
     group = picture("group.jpg", 960)
