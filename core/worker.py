@@ -496,8 +496,8 @@ def _caption(job: Job, node: Node, index: int, count: int, warnings: list[str], 
     it kept; several are numbered, to pick one by its number, and a style pack's name their style."""
     commentary = node.commentary or texts.DEFAULT_CAPTION
     kept = [likeness] if likeness else []
-    if count == 1:
-        return "\n\n".join([commentary, *warnings, *kept])
+    if count == 1:  # the likeness right under the rest: one short line, not a paragraph of its own
+        return "\n".join(["\n\n".join([commentary, *warnings]), *kept])
     style = get_style(node.style or "") if job.kind == "pack" else None
     line = texts.album_caption(index + 1, style.label if style else "", commentary)
     if index == 0 and warnings:

@@ -83,7 +83,7 @@ async def test_the_caption_history_and_stats_carry_the_likeness(tmp_path: Path, 
         result = await run.photo_reply(ALICE_CHAT)
         percent = kept(result.caption)
         assert percent >= 40, "a sketch keeps the astronaut recognisable"
-        assert result.caption is not None and result.caption.count("\n\n") == 1, "commentary, then the score"
+        assert result.caption is not None and result.caption.count("\n") == 1, "commentary, then the score"
         node = await node_of(run, result)
         assert node.likeness_status == "scored" and round(node.likeness) == percent
 
@@ -158,7 +158,7 @@ async def test_a_faceless_result_says_so_and_retry_below_zero_never_retries(tmp_
         gem.script(gem.image(faceless(), text="All hat, no face."))
         tg.send_photo(ALICE_CHAT, ALICE, small_selfie(320), caption="/zombie")
         result = await run.photo_reply(ALICE_CHAT)
-        assert result.caption == "All hat, no face.\n\nno face found"
+        assert result.caption == "All hat, no face.\nno face found"
         assert (await node_of(run, result)).likeness_status == "no_face"
         assert len(gem.generate_requests) == 1, "retry_below = 0: never a second call"
 
