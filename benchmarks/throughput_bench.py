@@ -18,7 +18,7 @@ from typing import Any
 from benchmarks.common import Target, peak_rss_mb, reset_peak_rss, rss_mb, summary_ms
 from benchmarks.engines import FixedEngine, TimingMessenger
 from benchmarks.photos import small_result, telegram_photos
-from core.config import LimitsSettings
+from core.config import LikenessSettings, LimitsSettings
 from core.requests import Chat, Context, Person, PhotoRef
 from core.studio import Studio
 from storage.images import FileImageStore
@@ -69,8 +69,9 @@ async def _run(quick: bool) -> dict[str, Any]:
             photos.append(path)
         store = await SqliteStore.open(data_dir / "pixme.sqlite3")
         engine = FixedEngine(small_result(), delay)
+        # As `pixme run` wires it: every result scored for likeness in the image-work pool.
         studio = Studio(store=store, images=FileImageStore(data_dir, store), engine=engine,
-                        limits=LimitsSettings(concurrency=concurrency, queue_per_user=3))
+                        limits=LimitsSettings(concurrency=concurrency, queue_per_user=3), likeness=LikenessSettings())
         messenger = TimingMessenger()
         studio.attach(PLATFORM, messenger)
         accepted: dict[str, float] = {}

@@ -83,7 +83,7 @@ async def open_studio(settings: Settings, engine: ImageEngine | None = None,
                     party=settings.party, intake=Intake(settings.intake),
                     model_choices=settings.gemini.choices if engine.name == "gemini" else None,
                     sizes=list(settings.gemini.sizes), variants=settings.gemini.variants, credits=settings.credits,
-                    observer=observer, shared=shared)
+                    likeness=settings.likeness, observer=observer, shared=shared)
     try:
         yield studio
     finally:

@@ -42,9 +42,12 @@ class Budget:
         self.limits = limits
 
     async def spent_today(self) -> float:
-        """Today's estimated spend (UTC day): each delivered picture at its model's price for its size."""
-        return sum(n * model_info(model).price(size or None)
-                   for (model, size), n in (await self.usage.delivered_by_model(start_of_day())).items())
+        """Today's estimated spend (UTC day): each delivered picture, and each likeness retry, at its model's price
+        for its size."""
+        since = start_of_day()
+        calls = [*(await self.usage.delivered_by_model(since)).items(),
+                 *(await self.usage.extra_calls_by_model(since)).items()]
+        return sum(n * model_info(model).price(size or None) for (model, size), n in calls)
 
     async def refusal(self, prefs: Preferences) -> str | None:
         """Why a paid picture can't be made now (the day's spend limit, the model's day quota), or None."""

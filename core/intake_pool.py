@@ -55,8 +55,8 @@ MAX_TURNS_PER_PERSON = 4  # one decoding and three waiting; a fifth photo at onc
 RECYCLE_AFTER_RSS = 384 * 1024 * 1024  # a worker whose peak memory passed this is replaced (memory back)
 WALL_FACTOR, WALL_SLACK_S = 4.0, 5.0  # the wall-clock ceiling: budget × factor + slack
 _MP = multiprocessing.get_context("forkserver")
-# The fork server imports these once; every worker forked from it starts with them loaded.
-_MP.set_forkserver_preload(["__main__", "core.intake_pool"])
+# The fork server imports these once; every worker forked from it starts with them loaded (the face model too).
+_MP.set_forkserver_preload(["__main__", "core.intake_pool", "core.likeness_preload"])
 
 
 def too_costly_message() -> str:

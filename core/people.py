@@ -23,6 +23,7 @@ from core.exports import EXPORT_KINDS, ExportKind, export_async
 from core.gate import Gate
 from core.i18n import _
 from core.languages import Languages
+from core.likeness_review import note as likeness_note
 from core.ports import MAX_PERSONA_CHARS, Delivery, ImageStore, Node, Preferences, PreferenceScope, Store
 from core.replies import Replies
 from core.requests import Button, Context, ImageReply, ReplyTarget
@@ -59,8 +60,10 @@ class People:
 
     def __init__(self, *, store: Store, images: ImageStore, router: EngineRouter, languages: Languages,
                  access: Access, replies: Replies, gate: Gate,
-                 node_here: Callable[[Context, int], Awaitable[Node | None]], variants: int = 1) -> None:
+                 node_here: Callable[[Context, int], Awaitable[Node | None]], variants: int = 1,
+                 show_likeness: bool = True) -> None:
         self.variants = variants  # `[gemini] variants`: candidates a request makes unless a person chose
+        self.show_likeness = show_likeness  # `[likeness] show`: /history lists how much of the face each kept
         self.store = store
         self.images = images
         self.router = router  # the engine, model and options a person's choices come to
@@ -273,9 +276,11 @@ class People:
                 await self.store.link_message(node, message_id)
 
     async def _history_reply(self, node: Node) -> ImageReply:
-        """A past picture, captioned with its step."""
+        """A past picture, captioned with its step (and how much of the face it kept)."""
+        what = _step_label(node)
+        kept = likeness_note(node) if self.show_likeness else None
         return ImageReply(node.id, await self.images.get(node.image_sha), node.mime,
-                          texts.history_caption(node.depth, _step_label(node)))
+                          texts.history_caption(node.depth, f"{what} · {kept}" if kept else what))
 
     async def show_step(self, ctx: Context, node_id: int) -> None:
         """One picture of a history gallery, brought out as a result of its own (with its buttons) so a

@@ -183,9 +183,11 @@ class JobStore(Protocol):
     async def update_job(self, job_id: int, *, status: JobStatus | None = None,
                          result_node: int | None = None, delivered_message: str | None = None,
                          error: str | None = None, attempt: bool = False,
-                         result_nodes: tuple[int, ...] | None = None, pictures: int | None = None) -> None:
+                         result_nodes: tuple[int, ...] | None = None, pictures: int | None = None,
+                         extra_calls: int | None = None) -> None:
         """`result_nodes`: every picture a job made, in order; `pictures`: how many it made after all (fewer
-        than asked when some could not be made), which is what it counts as."""
+        than asked when some could not be made), which is what it counts as; `extra_calls`: engine calls it made
+        beyond its pictures (a likeness retry), priced in the spend but never counted as pictures."""
         ...
 
     async def unfinished_jobs(self) -> list[Job]: ...
@@ -254,6 +256,11 @@ class Usage(Protocol):
     async def delivered_by_model(self, since: float) -> dict[tuple[str, str], int]:
         """Pictures delivered since `since`, by (model, output size); "" where either is unknown. A job that made
         several counts each."""
+        ...
+
+    async def extra_calls_by_model(self, since: float) -> dict[tuple[str, str], int]:
+        """Engine calls beyond the pictures (likeness retries) of jobs delivered since `since`, by (model, output
+        size): they cost money, so spend counts them, but they are no one's pictures."""
         ...
 
 

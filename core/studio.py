@@ -28,13 +28,14 @@ from core.actions import (
 from core.admission import Admission, Budget
 from core.breaker import CircuitBreaker
 from core.clock import SYSTEM_CLOCK, Clock
-from core.config import AccessSettings, CreditsSettings, LimitsSettings, PartySettings
+from core.config import AccessSettings, CreditsSettings, LikenessSettings, LimitsSettings, PartySettings
 from core.credits import Credits
 from core.engines.base import ImageEngine
 from core.gate import Gate
 from core.intake_pool import Intake
 from core.jobs import JobRunner, Queue
 from core.languages import Languages
+from core.likeness_review import LikenessReview
 from core.metrics import NO_OBSERVER, JobObserver
 from core.parties import Parties
 from core.people import People
@@ -80,6 +81,7 @@ class Studio:
                  full_disk_retry_s: float = FULL_DISK_RETRY_S,
                  model_choices: list[str] | None = None, sizes: list[str] | None = None,
                  intake: Intake | None = None, clock: Clock = SYSTEM_CLOCK, variants: int = 1,
+                 likeness: LikenessSettings | None = None,
                  credits: CreditsSettings | None = None, observer: JobObserver = NO_OBSERVER,
                  shared: Shared | None = None) -> None:
         self.store = store
@@ -90,6 +92,8 @@ class Studio:
         self.access = Access(access or AccessSettings())
         self.input_max_px = input_max_px
         self.intake = intake or Intake()  # decoding people's files: bounded and killable
+        # `[likeness]`: each result scored in the image-work pool (None: not scored; `pixme run` always passes it).
+        self.likeness = likeness
         self.breaker = breaker = breaker or CircuitBreaker(clock=clock.now)
         self.replies = replies = Replies()
         # Processes sharing the database keep no per-person state another could change: read it each time.
@@ -117,6 +121,8 @@ class Studio:
                                       breaker=breaker, notes=notes, blocking=gate, clock=clock,
                                       delivery_retry_delays=delivery_retry_delays,
                                       full_disk_retry_s=full_disk_retry_s, offers=sharing.group_photo_offer,
+                                      likeness=LikenessReview(scorer=self.intake, store=store, images=images,
+                                                              settings=likeness) if likeness else None,
                                       ends=credits_, observer=observer)
         if shared is None:
             jobs = JobRunner(store, worker.run, concurrency=limits.concurrency, on_positions=notes.show,
@@ -142,11 +148,11 @@ class Studio:
                                          timers=shared is None)
         self.people = People(store=store, images=images, router=router, languages=self.languages,
                              access=self.access, replies=replies, gate=gate, node_here=rendering.node_here,
-                             variants=variants)
+                             variants=variants, show_likeness=likeness is not None and likeness.show)
         self.forgetting = Forgetting(store=store, images=images, jobs=jobs, languages=self.languages,
                                      lobbies=parties, replies=replies, gate=gate)
         self.daily_stats = DailyStats(usage=store, jobs=jobs, engine=engine, daily_usd=limits.daily_usd,
-                                      access=self.access, replies=replies, gate=gate)
+                                      access=self.access, replies=replies, gate=gate, likeness=store)
         self.retention = Retention(store=store, images=images, clock=clock)  # history's age, orphan files
         # Platforms' credentials for answering a request in place (Discord's interaction tokens), kept in the
         # database so the process that delivers a job can use the one the process that took it received.

@@ -140,12 +140,16 @@ def forgotten(images: int) -> str:
 
 
 def stats(counts: dict[str, int], waiting: int, running: int, spend: dict[tuple[str, str], tuple[int, float]],
-          engine: str, model: str, notices: list[EngineNotice] | None = None, daily_usd: float = 0.0) -> str:
-    """Today's numbers for admins: jobs, queue, spend by model and size, and what the engine had to do."""
+          engine: str, model: str, notices: list[EngineNotice] | None = None, daily_usd: float = 0.0, *,
+          retries: dict[tuple[str, str], tuple[int, float]] | None = None,
+          likeness: dict[tuple[str, str], tuple[float, int]] | None = None) -> str:
+    """Today's numbers for admins: jobs, queue, spend by model and size (likeness retries apart), what the engine
+    had to do, and the average likeness by model and style."""
     total = sum(n for status, n in counts.items() if ":" not in status)
     blocked = counts.get("failed:Blocked", 0)
     failed = counts.get("failed", 0) - blocked
-    spent = sum(usd for _n, usd in spend.values())
+    retries = retries or {}
+    spent = sum(usd for _n, usd in spend.values()) + sum(usd for _n, usd in retries.values())
     lines = [_(
         "📊 Today (UTC): {total} jobs — {delivered} delivered, {failed} failed, {blocked} blocked, "
         "{cancelled} cancelled.\nQueue: {waiting} waiting, {running} running.\n"
@@ -157,8 +161,16 @@ def stats(counts: dict[str, int], waiting: int, running: int, spend: dict[tuple[
         lines.append(_("Daily spending limit: ${limit}.").format(limit=f"{daily_usd:.2f}"))
     for (name, size), (n, usd) in sorted(spend.items(), key=lambda item: -item[1][1]):
         lines.append(f"  • {name or '?'} {size or '1K'}: {n} × ≈ ${usd / max(1, n):.3f} = ${usd:.2f}")
+    for (name, size), (n, usd) in sorted(retries.items(), key=lambda item: -item[1][1]):
+        lines.append("  ↻ " + ngettext("{model} {size}: {count} likeness retry (not charged to anyone) = ${usd}",
+                                        "{model} {size}: {count} likeness retries (not charged to anyone) = ${usd}",
+                                        n).format(model=name or "?", size=size or "1K", count=n, usd=f"{usd:.2f}"))
     for notice in notices or []:
         lines.append(engine_notice(notice))
+    if likeness:
+        lines.append(_("Face kept, on average (model · style: pictures):"))
+        for (name, style), (mean, n) in sorted(likeness.items()):
+            lines.append(f"  • {name or '?'} · {style or '—'}: {mean:.0f}% ({n})")
     return "\n".join(lines)
 
 
@@ -618,3 +630,27 @@ def help_for(platform: str, engine_name: str) -> str:
 def styles_for(platform: str) -> str:
     """/styles: where a style is not a command of its own (Discord's /avatar style:), no slash before it."""
     return styles_list(prefix="" if platform == "discord" else "/")
+
+
+# -- likeness -------------------------------------------------------------------------------------------
+
+
+def face_kept(percent: int) -> str:
+    """How much of the person's face a picture kept (core/likeness.py), as its caption ends."""
+    return _("face kept {percent}%").format(percent=percent)
+
+
+def no_face_found() -> str:
+    """A picture in which the face model found no face, said instead of a score."""
+    return _("no face found")
+
+
+def group_likeness(names: list[str], recognisable: int, total: int) -> str:
+    """Who a group picture keeps recognisable: named at a party, counted for a /fuse album."""
+    if names and recognisable == total:
+        return _("Everyone recognisable: {names}").format(names=_names(names))
+    if names:
+        return _("Recognisable: {names} ({count} of {total})").format(names=_names(names), count=recognisable,
+                                                                      total=total)
+    return ngettext("{count} of {total} face recognisable", "{count} of {total} faces recognisable",
+                    total).format(count=recognisable, total=total)

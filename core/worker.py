@@ -24,6 +24,7 @@ from core.engines.base import Busy, EngineError, EngineResult, ImageEngine, Port
 from core.errors import StorageFull
 from core.exports import stamp_async
 from core.jobs import Requeue
+from core.likeness_review import LikenessReview, Member, Verdict
 from core.metrics import NO_OBSERVER, JobObserver
 from core.ports import (
     Delivery,
@@ -92,6 +93,14 @@ class Made:
     node: Node | None = None  # once saved
     told: bool = False  # the person has heard that it waits for space
     style: str | None = None  # the style it was drawn in (each picture of a style pack has its own)
+    # The same picture asked for again with a stronger identity instruction (a model's picture that lost the face).
+    retry: Callable[[], Awaitable[EngineResult]] | None = None
+    verdict: Verdict = None  # its likeness, once scored (core.likeness_review)
+    extra_calls: int = 0  # engine calls beyond the one picture (a likeness retry): priced, not counted
+
+    @property
+    def members(self) -> list[Member]:
+        return [Member(name, node) for name, node in self.portraits]
 
 
 class Worker:
@@ -101,6 +110,7 @@ class Worker:
                  budget: Budget, breaker: CircuitBreaker, notes: QueueNotes, blocking: ChatBlocking, clock: Clock,
                  delivery_retry_delays: tuple[float, ...] = DELIVERY_RETRY_DELAYS_S,
                  full_disk_retry_s: float = FULL_DISK_RETRY_S, offers: Offers | None = None,
+                 likeness: LikenessReview | None = None,
                  ends: JobEnds | None = None, observer: JobObserver = NO_OBSERVER) -> None:
         self.store = store
         self.images = images
@@ -114,6 +124,7 @@ class Worker:
         self.delivery_retry_delays = delivery_retry_delays
         self.full_disk_retry_s = full_disk_retry_s
         self.offers: Offers = offers or _no_offers  # buttons a result offers beyond the messenger's own
+        self.likeness = likeness  # scores each result against the selfie (None: results go unscored)
         self.ends = ends
         self.observer = observer  # told of engine errors and of the pictures engines made
         self._deliveries: set[asyncio.Future[None]] = set()
@@ -136,6 +147,7 @@ class Worker:
         if messenger is None:  # its adapter isn't running now; the job waits for the next start
             return
         results = await self._saved_results(job)
+        made: list[Made] | None = None
         prefs = await self.router.effective(job.platform, job.chat_id, job.user_id)
         i18n.set_language(prefs.language or job.payload.get("lang"))  # a /language choice wins
         if not results:
@@ -150,6 +162,7 @@ class Worker:
                 try:
                     async with self._working(messenger, job.target):
                         made = await self._call_engine(job, prefs)
+                        await self._review(job, made)
                 except Busy as outage:
                     self.observer.engine_failed(type(outage).__name__)
                     await self._after_outage(messenger, job, outage)
@@ -168,9 +181,12 @@ class Worker:
             if kept is None:
                 return
             results = kept
+        else:
+            results = await self._score_late(results)
+        lines = self._likeness_lines(job, results, made or [])
         warnings = self.router.warnings(prefs)
         replies = [ImageReply(node.id, await self.images.get(node.image_sha), node.mime,
-                              _caption(job, node, i, len(results), warnings),
+                              _caption(job, node, i, len(results), warnings, lines.get(node.id)),
                               buttons=await self.offers(messenger, job.target, node) if len(results) == 1 else ())
                    for i, node in enumerate(results)]
         sent: list[str] = []
@@ -215,11 +231,16 @@ class Worker:
             for each in made:
                 if each.node is None:
                     each.node = await self._save_result(job, each)
+                    if self.likeness is not None:
+                        each.node = await self.likeness.record(each.node, each.verdict, each.members)
             nodes = [each.node for each in made if each.node is not None]
-            # Fewer pictures than asked (some could not be made) count as what was made.
+            # Fewer pictures than asked (some could not be made) count as what was made; a likeness retry is
+            # priced (extra_calls) but is not a picture.
             await self.store.update_job(job.id, status="done", result_node=nodes[0].id,
                                         result_nodes=tuple(n.id for n in nodes) if len(nodes) > 1 else None,
                                         pictures=len(nodes) if len(nodes) != job.pictures else None)
+            if extra := sum(each.extra_calls for each in made):
+                await self.store.update_job(job.id, extra_calls=extra)
             return nodes
         except SourceGone:
             # A /forget while it was being made: a picture of that person must not be stored or sent.
@@ -274,16 +295,22 @@ class Worker:
             missing = next((name for name, style in zip(names, styles, strict=True) if style is None), None)
             if missing is not None:
                 raise EngineError(texts.unknown_style(missing))
+            drawn = [s for s in styles if s is not None]
             calls = [functools.partial(engine.stylize, image, style,
                                        options=dataclasses.replace(options, seed=_seed(job, i)))
-                     for i, style in enumerate(s for s in styles if s is not None)]
-            return [Made(result, node, [], style=names[i]) for i, result in await _all(calls)]
+                     for i, style in enumerate(drawn)]
+            return [Made(result, node, [], style=names[i],
+                         retry=functools.partial(engine.stylize, image, drawn[i], options=dataclasses.replace(
+                             options, seed=_seed(job, i), stronger_identity=True)))
+                    for i, result in await _all(calls)]
         # The identity reference: the original selfie, or for a group picture the picture itself.
         root = await self.store.get_node(node.root_id) if node.root_id else (node if node.kind == "fuse" else None)
         identity = await self.images.get(root.image_sha) if root else None
         options = dataclasses.replace(options, seed=_seed(job, 0))
-        return [Made(await engine.edit(image, job.payload["instruction"], identity=identity, options=options),
-                     node, [])]
+        instruction = job.payload["instruction"]
+        return [Made(await engine.edit(image, instruction, identity=identity, options=options), node, [],
+                     retry=functools.partial(engine.edit, image, instruction, identity=identity,
+                                             options=dataclasses.replace(options, stronger_identity=True)))]
 
     async def _call_fuse(self, job: Job, engine: ImageEngine, options: RenderOptions) -> Made:
         style = get_style(str(job.payload["style"]))
@@ -301,6 +328,69 @@ class Worker:
         options = dataclasses.replace(options, persona="")
         result = await engine.fuse(portraits, style, str(job.payload.get("theme") or ""), options=options)
         return Made(result, None, found)
+
+    async def _review(self, job: Job, made: list[Made]) -> None:
+        """Score each picture against the selfie (a group picture: each member against their face in it); a
+        model's picture under `[likeness] retry_below` is drawn once more with a stronger identity instruction
+        and the better of the two kept. A retry that fails leaves the first picture."""
+        review = self.likeness
+        if review is None:
+            return
+        if job.kind == "fuse":
+            for each in made:
+                each.verdict = await review.match(each.result.image, each.members)
+            return
+
+        calls = asyncio.Semaphore(PARALLEL_CALLS)  # retries keep to the engine calls a job makes at once
+
+        async def one(each: Made) -> None:
+            anchor = await review.anchor(each.parent) if each.parent is not None else None
+            each.verdict = await review.score(each.result.image, anchor)
+            if each.retry is None or each.result.model == OFFLINE or not review.wants_retry(each.verdict):
+                return
+            log.info("job %s: likeness %s under %d%%; one more try with a stronger identity instruction", job.id,
+                     getattr(each.verdict, "percent", "no face"), review.settings.retry_below)
+            try:
+                async with calls:
+                    again = await each.retry()
+            except EngineError as failure:
+                log.info("job %s: the likeness retry failed (%s); keeping the first picture", job.id,
+                         type(failure).__name__)
+                return
+            each.extra_calls += 1
+            verdict = await review.score(again.image, anchor)
+            if review.better(verdict, each.verdict):
+                each.result, each.verdict = again, verdict
+
+        await asyncio.gather(*(one(each) for each in made))
+
+    async def _score_late(self, nodes: list[Node]) -> list[Node]:
+        """Results saved before a restart but never scored (it came between saving and scoring): scored now."""
+        review = self.likeness
+        if review is None:
+            return nodes
+        scored = []
+        for node in nodes:
+            if node.likeness_status is None and node.kind != "fuse":
+                verdict = await review.score(await self.images.get(node.image_sha), await review.anchor(node))
+                node = await review.record(node, verdict)
+            scored.append(node)
+        return scored
+
+    def _likeness_lines(self, job: Job, nodes: list[Node], made: list[Made]) -> dict[int, str]:
+        """Each result's likeness line for its caption (none when `[likeness] show` is off or it has none)."""
+        review = self.likeness
+        if review is None:
+            return {}
+        by_node = {each.node.id: each for each in made if each.node is not None}
+        lines = {}
+        for node in nodes:
+            each = by_node.get(node.id)
+            line = review.line(node, each.verdict if each else None, each.members if each else (),
+                               name_people=bool(job.payload.get("name_people", True)))
+            if line:
+                lines[node.id] = line
+        return lines
 
     async def _save_result(self, job: Job, made: Made) -> Node:
         """Store the picture and its node; SourceGone if what it was made from was deleted meanwhile."""
@@ -401,15 +491,18 @@ async def _all(calls: Sequence[Callable[[], Awaitable[EngineResult]]]) -> list[t
     return made
 
 
-def _caption(job: Job, node: Node, index: int, count: int, warnings: list[str]) -> str:
-    """A result's caption: its commentary (and what the model could not honour); several are numbered, to pick
-    one by its number, and a style pack's name their style."""
+def _caption(job: Job, node: Node, index: int, count: int, warnings: list[str], likeness: str | None = None) -> str:
+    """A result's caption: its commentary (and what the model could not honour), ending with how much of the face
+    it kept; several are numbered, to pick one by its number, and a style pack's name their style."""
     commentary = node.commentary or texts.DEFAULT_CAPTION
-    if count == 1:
-        return "\n\n".join([commentary, *warnings])
+    kept = [likeness] if likeness else []
+    if count == 1:  # the likeness right under the rest: one short line, not a paragraph of its own
+        return "\n".join(["\n\n".join([commentary, *warnings]), *kept])
     style = get_style(node.style or "") if job.kind == "pack" else None
     line = texts.album_caption(index + 1, style.label if style else "", commentary)
-    return "\n\n".join([line, *warnings]) if index == 0 else line
+    if index == 0 and warnings:
+        return "\n\n".join([line, *warnings, *kept])
+    return " · ".join([line, *kept])
 
 
 async def send_result(messenger: Messenger, target: ReplyTarget, reply: ImageReply,

@@ -281,13 +281,14 @@ class PostgresStore:
     async def update_job(self, job_id: int, *, status: JobStatus | None = None,
                          result_node: int | None = None, delivered_message: str | None = None,
                          error: str | None = None, attempt: bool = False,
-                         result_nodes: tuple[int, ...] | None = None, pictures: int | None = None) -> None:
+                         result_nodes: tuple[int, ...] | None = None, pictures: int | None = None,
+                         extra_calls: int | None = None) -> None:
         args: list[object] = [job_id, time.time()]
         sets = ["updated_at = $2"]
         results = ",".join(str(n) for n in result_nodes) if result_nodes is not None else None
         for column, value in (("status", status), ("result_node", result_node),
                               ("delivered_message", delivered_message), ("error", error),
-                              ("result_nodes", results), ("pictures", pictures)):
+                              ("result_nodes", results), ("pictures", pictures), ("extra_calls", extra_calls)):
             if value is not None:
                 args.append(value)
                 sets.append(f"{column} = ${len(args)}")
@@ -578,6 +579,14 @@ class PostgresStore:
             # A job's pictures share its model and size: its first one speaks for all.
             "SELECT COALESCE(n.model, ''), COALESCE(n.image_size, ''), SUM(j.pictures) FROM jobs j "
             "JOIN nodes n ON n.id = j.result_node WHERE j.status = 'delivered' AND j.updated_at >= $1 GROUP BY 1, 2",
+            since)
+        return {(model, size): int(n) for model, size, n in rows}
+
+    async def extra_calls_by_model(self, since: float) -> dict[tuple[str, str], int]:
+        rows = await self._pool.fetch(
+            "SELECT COALESCE(n.model, ''), COALESCE(n.image_size, ''), SUM(j.extra_calls) FROM jobs j "
+            "JOIN nodes n ON n.id = j.result_node WHERE j.status = 'delivered' AND j.extra_calls > 0 "
+            "AND j.updated_at >= $1 GROUP BY 1, 2",
             since)
         return {(model, size): int(n) for model, size, n in rows}
 

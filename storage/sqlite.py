@@ -323,13 +323,14 @@ class SqliteStore:
     async def update_job(self, job_id: int, *, status: JobStatus | None = None,
                          result_node: int | None = None, delivered_message: str | None = None,
                          error: str | None = None, attempt: bool = False,
-                         result_nodes: tuple[int, ...] | None = None, pictures: int | None = None) -> None:
+                         result_nodes: tuple[int, ...] | None = None, pictures: int | None = None,
+                         extra_calls: int | None = None) -> None:
         sets: list[str] = ["updated_at = ?"]
         args: list[object] = [time.time()]
         results = ",".join(str(n) for n in result_nodes) if result_nodes is not None else None
         for column, value in (("status", status), ("result_node", result_node),
                               ("delivered_message", delivered_message), ("error", error),
-                              ("result_nodes", results), ("pictures", pictures)):
+                              ("result_nodes", results), ("pictures", pictures), ("extra_calls", extra_calls)):
             if value is not None:
                 sets.append(f"{column} = ?")
                 args.append(value)
@@ -465,6 +466,16 @@ class SqliteStore:
             # A job's pictures share its model and size: its first one speaks for all.
             "SELECT COALESCE(n.model, ''), COALESCE(n.image_size, ''), SUM(j.pictures) FROM jobs j "
             "JOIN nodes n ON n.id = j.result_node WHERE j.status = 'delivered' AND j.updated_at >= ? GROUP BY 1, 2",
+            (since,),
+        ) as cur:
+            rows = await cur.fetchall()
+        return {(model, size): n for model, size, n in rows}
+
+    async def extra_calls_by_model(self, since: float) -> dict[tuple[str, str], int]:
+        async with self._db.execute(
+            "SELECT COALESCE(n.model, ''), COALESCE(n.image_size, ''), SUM(j.extra_calls) FROM jobs j "
+            "JOIN nodes n ON n.id = j.result_node WHERE j.status = 'delivered' AND j.extra_calls > 0 "
+            "AND j.updated_at >= ? GROUP BY 1, 2",
             (since,),
         ) as cur:
             rows = await cur.fetchall()

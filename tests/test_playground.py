@@ -22,7 +22,7 @@ from bots.cli import open_studio
 from bots.playground import Playground
 from bots.playground.app import PLAYGROUND_KEY
 from core import texts
-from core.config import LimitsSettings, PlaygroundSettings, Settings, StorageSettings
+from core.config import LikenessSettings, LimitsSettings, PlaygroundSettings, Settings, StorageSettings
 from core.engines.base import ImageEngine
 from core.engines.offline import OfflineEngine
 from core.exports import AI_SOURCE_TYPE, has_provenance
@@ -103,6 +103,8 @@ class Page:
 @contextlib.asynccontextmanager
 async def serve(tmp_path: Path, engine: ImageEngine, **settings: Any) -> AsyncIterator[TestClient[Any, Any]]:
     """The playground app over a real studio (SQLite under tmp_path), served on 127.0.0.1."""
+    # Captions as the commentary alone: the likeness line has its own tests (test_likeness_delivery.py).
+    settings.setdefault("likeness", LikenessSettings(show=False))
     config = Settings(storage=StorageSettings(dir=tmp_path / "data"), **settings)
     async with open_studio(config, engine=engine) as studio:
         playground = Playground(PlaygroundSettings(), studio, engine_name=engine.name, engine_model=engine.model)

@@ -126,6 +126,8 @@ def make_settings(tg: FakeTelegram, data_dir: Path, *, concurrency: int = 8,
         limits={"concurrency": concurrency, **limits},
         access={"admins": admins or []},
         gemini={"api_key": ""},
+        # Captions as the commentary alone: the likeness line has its own tests (test_likeness_delivery.py).
+        likeness={"show": False},
         credits=credits or {},
     )
 
@@ -146,7 +148,7 @@ async def open_studio(settings: Settings, engine: ImageEngine | None, *, clock: 
                     model_choices=settings.gemini.choices if engine.name == "gemini" else None,
                     sizes=list(settings.gemini.sizes), variants=settings.gemini.variants,
                     delivery_retry_delays=(0.05, 0.1, 0.2), full_disk_retry_s=full_disk_retry_s,
-                    breaker=breaker, clock=clock,
+                    breaker=breaker, clock=clock, likeness=settings.likeness,
                     credits=settings.credits, observer=observer)
     try:
         yield studio

@@ -42,6 +42,9 @@ class RenderOptions:
     # Varies the picture: each candidate of a request, and each Again, gets its own (the offline engine draws a
     # visibly different one per seed; a model varies by itself). None: the engine's own choice.
     seed: int | None = None
+    # A second try at a picture whose face came out unrecognisable (`[likeness] retry_below`): the engine insists
+    # harder on keeping the person's face.
+    stronger_identity: bool = False
 
 
 @dataclass(frozen=True)

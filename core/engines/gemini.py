@@ -620,12 +620,25 @@ _QUOTED = re.compile(r'"[^"]+"|“[^”]+”|«[^»]+»|„[^“”]+[“”]')
 _LANGUAGE_NAMES = {"es": "Spanish", "ru": "Russian"}  # English needs no instruction
 
 
+# Appended to a retry of a picture whose face the likeness check could not recognise (`[likeness] retry_below`).
+STRONGER_IDENTITY = (
+    "IMPORTANT — LIKENESS: a first attempt at this picture lost the person's face. This time the face must be "
+    "instantly recognisable as the same person as in the photo: keep their exact face shape and proportions, the "
+    "shape and spacing of the eyes, nose, mouth and eyebrows, their skin tone, hairline and any glasses, facial "
+    "hair or marks. Show the face clearly, turned towards the viewer and not hidden; apply the style fully to "
+    "everything else and only lightly to the face itself."
+)
+
+
 def _with_persona(prompt: str, options: RenderOptions | None) -> str:
-    """Add who the person says they are, so the picture suits them; their face is not theirs to restyle."""
+    """Add who the person says they are, so the picture suits them; their face is not theirs to restyle. A
+    likeness retry also insists harder on the face."""
     persona = " ".join((options.persona if options else "").split())[:2000]
     if persona:
         prompt = (f"{prompt}\nAbout the person: {persona}; let the picture fit who they are, "
                   "without changing their face.")
+    if options is not None and options.stronger_identity:
+        prompt = f"{prompt}\n{STRONGER_IDENTITY}"
     return _in_language(prompt, options)
 
 
