@@ -149,6 +149,7 @@ def test_the_image_runs_the_pixme_entry_point_as_a_user_without_privileges() -> 
     assert f"get('PIXME_OPS__PORT', '{OpsSettings().port}')" in check  # the default port unless the env says
 
 
+@pytest.mark.slow  # builds a wheel from the Dockerfile's files
 def test_the_images_copy_lines_carry_a_complete_package(tmp_path: Path) -> None:
     """`pip install .` on exactly what the Dockerfile copies builds a wheel with the entry point, the migrations
     of both databases, the catalogs and the model table (offline: the build backend is already installed)."""

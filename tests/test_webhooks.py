@@ -262,6 +262,7 @@ async def test_back_to_polling_deletes_the_webhook_first(tg: FakeTelegram, tmp_p
     assert not [e for e in tg.errors if "webhook is active" in e[2]]
 
 
+@pytest.mark.slow  # the skipped update is only seen when PTB's current long poll (10 s) ends
 async def test_polling_skips_an_update_it_took_before(backend: Backend, tg: FakeTelegram, tmp_path: Path,
                                                        caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="bots.telegram.bot")

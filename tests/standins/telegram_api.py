@@ -359,6 +359,7 @@ class FakeTelegram:
         self._runner: web.AppRunner | None = None
         self._port: int | None = None
         self._queue: list[dict[str, Any]] = []
+        self._again: set[int] = set()  # update ids given again (`redeliver`): not dropped by an older offset
         self._update_ids = itertools.count(100_000_001)
         self._allowed_updates: set[str] | None = None
         self._poll_waiter: asyncio.Future[str] | None = None
@@ -1608,6 +1609,7 @@ class FakeTelegram:
         """Queue `update` again: a polling bot restarted before confirming it fetches it again, and Telegram
         retries a webhook update it got no 200 for."""
         self._queue.append(update)
+        self._again.add(int(update["update_id"]))  # handed out once more, below the bot's offset
         self._wake_poll("update")
         self._webhook_wake.set()
 
@@ -1694,8 +1696,9 @@ class FakeTelegram:
             if offset < 0:
                 self._queue = self._queue[offset:]
             else:
-                self._queue = [u for u in self._queue if u["update_id"] >= offset]
+                self._queue = [u for u in self._queue if u["update_id"] >= offset or u["update_id"] in self._again]
         updates = self._take_updates(limit)
+        self._again -= {int(u["update_id"]) for u in updates}  # the next offset confirms them
         if updates and self.on_deliver is not None:
             self.on_deliver(updates)
         if not updates and timeout and not self._closing:
@@ -1712,6 +1715,7 @@ class FakeTelegram:
                 raise ApiError(409, "Conflict: terminated by other getUpdates request; make sure that only "
                                     "one bot instance is running")
             updates = self._take_updates(limit)
+            self._again -= {int(u["update_id"]) for u in updates}
             if updates and self.on_deliver is not None:
                 self.on_deliver(updates)
         return updates
