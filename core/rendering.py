@@ -6,6 +6,7 @@ passes admission, and leaves a persisted job for the worker; nothing is drawn he
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 
 from core import texts
@@ -40,6 +41,7 @@ class Rendering:
         # Waits (at most the given seconds) for results being sent now to be linked to their messages: a reply
         # to a picture that has just arrived may beat that record by a moment.
         self.deliveries = deliveries
+        self._linking: set[asyncio.Future[None]] = set()  # steps re-sent (/undo) whose message is being linked
         self.router = router  # the person's choices (how many variants); None: always the operator's
         self.variants = variants  # `[gemini] variants`: candidates a request makes unless the person chose
         self.history = history
@@ -93,8 +95,11 @@ class Rendering:
     async def _replied_node(self, ctx: Context, message_id: str) -> Node | None:
         """The picture a message shows; if none yet, once more after the sends under way are recorded."""
         node = await self.history.node_for_message(ctx.chat.platform, ctx.chat.id, message_id)
-        if node is None and self.deliveries is not None:
-            await self.deliveries(REPLY_RECORD_WAIT_S)
+        if node is None and (self.deliveries is not None or self._linking):
+            if self.deliveries is not None:
+                await self.deliveries(REPLY_RECORD_WAIT_S)
+            if self._linking:
+                await asyncio.wait(set(self._linking), timeout=REPLY_RECORD_WAIT_S)
             node = await self.history.node_for_message(ctx.chat.platform, ctx.chat.id, message_id)
         return node
 
@@ -105,7 +110,7 @@ class Rendering:
                 return
             node = None
             if replied_message_id is not None:
-                node = await self.history.node_for_message(ctx.chat.platform, ctx.chat.id, replied_message_id)
+                node = await self._replied_node(ctx, replied_message_id)
             if node is None or node.kind == "photo":
                 await self.replies.say(ctx, texts.UNDO_HOW)
                 return
@@ -229,7 +234,7 @@ class Rendering:
                 if source is None:  # refused or lost: ingest has said why
                     return
             elif replied_message_id is not None:
-                node = await self.history.node_for_message(ctx.chat.platform, ctx.chat.id, replied_message_id)
+                node = await self._replied_node(ctx, replied_message_id)
                 source = await self._original_of(node) if node is not None else None
             if source is None:
                 await self.replies.say(ctx, texts.pack_how(ctx.chat.platform, PACK_DEFAULT, PACK_MAX))
@@ -286,15 +291,23 @@ class Rendering:
             return
         reply = ImageReply(parent.id, await self.images.get(parent.image_sha), parent.mime,
                            texts.undo_caption(parent.depth, parent.commentary))
-        message_id = await self.replies.to(ctx).send_image(self.replies.target(ctx), reply)
-        await self.history.link_message(parent, message_id)
+        messenger, target = self.replies.to(ctx), self.replies.target(ctx)
+
+        async def send_and_link() -> None:
+            await self.history.link_message(parent, await messenger.send_image(target, reply))
+
+        # A reply to the re-sent step may arrive before its link is written: `_replied_node` waits for it.
+        linking = asyncio.ensure_future(send_and_link())
+        self._linking.add(linking)
+        linking.add_done_callback(self._linking.discard)
+        await linking
 
     async def _source_for(self, ctx: Context, style: Style, photo: PhotoRef | None,
                           replied_message_id: str | None) -> Node | None:
         if photo is not None:
             return await self.submission.ingest(ctx, photo)
         if replied_message_id is not None:
-            node = await self.history.node_for_message(ctx.chat.platform, ctx.chat.id, replied_message_id)
+            node = await self._replied_node(ctx, replied_message_id)
             if node is not None:
                 return await self._original_of(node)
         await self.replies.say(ctx, texts.style_hint(style, ctx.chat.platform))
