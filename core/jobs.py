@@ -334,16 +334,24 @@ class JobRunner:
         self._dispatch()
 
     async def _report_end(self, job: Job, ran_from: float | None) -> None:
-        """Tell the observer how the job ended, as recorded (not ended: it waits for the next start)."""
-        try:
-            recorded = await self._store.get_job(job.id)
-        except Exception:  # the numbers miss one job; the job itself is as it was recorded
-            log.warning("job %s: could not read how it ended", job.id, exc_info=True)
-            return
-        if recorded is not None and recorded.status in FINAL_STATUSES:
-            self._observe_end(recorded, ran_from)
+        await report_end(self._store, self._observer, self._clock, job, ran_from)
 
     def _observe_end(self, job: Job, ran_from: float | None) -> None:
-        now = self._clock.now()
-        self._observer.job_ended(job, ran_s=None if ran_from is None else now - ran_from,
-                                 since_accepted_s=now - job.created_at)
+        observe_end(self._observer, self._clock, job, ran_from)
+
+
+async def report_end(store: JobStore, observer: JobObserver, clock: Clock, job: Job, ran_from: float | None) -> None:
+    """Tell the observer how the job ended, as recorded (not ended: it waits for the next start)."""
+    try:
+        recorded = await store.get_job(job.id)
+    except Exception:  # the numbers miss one job; the job itself is as it was recorded
+        log.warning("job %s: could not read how it ended", job.id, exc_info=True)
+        return
+    if recorded is not None and recorded.status in FINAL_STATUSES:
+        observe_end(observer, clock, recorded, ran_from)
+
+
+def observe_end(observer: JobObserver, clock: Clock, job: Job, ran_from: float | None) -> None:
+    """The observer's numbers for a job that ended: how long it ran, and since it was accepted."""
+    now = clock.now()
+    observer.job_ended(job, ran_s=None if ran_from is None else now - ran_from, since_accepted_s=now - job.created_at)

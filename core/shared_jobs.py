@@ -18,8 +18,8 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from core.clock import SYSTEM_CLOCK, Clock
-from core.jobs import Cancelled, Requeue, Work
-from core.metrics import FINAL_STATUSES, NO_OBSERVER, JobObserver
+from core.jobs import Cancelled, Requeue, Work, observe_end, report_end
+from core.metrics import NO_OBSERVER, JobObserver
 from core.ports import UNFINISHED, Job, LeaseStore, QueueCounts
 from core.requests import ReplyTarget
 
@@ -278,15 +278,7 @@ class SharedJobRunner:
             await self._report_end(job, ran_from)
 
     async def _report_end(self, job: Job, ran_from: float | None) -> None:
-        try:
-            recorded = await self._store.get_job(job.id)
-        except Exception:
-            log.warning("job %s: could not read how it ended", job.id, exc_info=True)
-            return
-        if recorded is not None and recorded.status in FINAL_STATUSES:
-            self._observe_end(recorded, ran_from)
+        await report_end(self._store, self._observer, self._clock, job, ran_from)
 
     def _observe_end(self, job: Job, ran_from: float | None) -> None:
-        now = self._clock.now()
-        self._observer.job_ended(job, ran_s=None if ran_from is None else now - ran_from,
-                                 since_accepted_s=now - job.created_at)
+        observe_end(self._observer, self._clock, job, ran_from)
