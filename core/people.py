@@ -26,7 +26,7 @@ from core.languages import Languages
 from core.likeness_review import note as likeness_note
 from core.ports import MAX_PERSONA_CHARS, Delivery, ImageStore, Node, Preferences, PreferenceScope, Store
 from core.replies import Replies
-from core.requests import Button, Context, ImageReply, ReplyTarget
+from core.requests import Button, Context, ImageReply, Messenger, ReplyTarget
 from core.routing import OFFLINE, EngineRouter
 from core.styles import get_style
 
@@ -268,12 +268,20 @@ class People:
             await messenger.send_text(target, texts.history_intro(len(nodes)))
             shown = list(reversed(nodes))
             replies = [await self._history_reply(node) for node in shown]
-            sent = await messenger.send_gallery(ReplyTarget(target.platform, target.chat_id), replies)
-            # One message may show several (Discord: one post, its attachments): it means the newest, linked once,
-            # so a reply arriving meanwhile never finds an older picture behind it.
-            newest_in = {message_id: node for node, message_id in zip(shown, sent, strict=True)}
-            for message_id, node in newest_in.items():
-                await self.store.link_message(node, message_id)
+            await self.replies.linking(self._send_gallery_linked(messenger, target, shown, replies))
+
+    async def _send_gallery_linked(self, messenger: Messenger, target: ReplyTarget, shown: list[Node],
+                                   replies: list[ImageReply]) -> None:
+        """The gallery, each message linked to its picture. One message may show several (Discord: one post,
+        its attachments): it means the newest, linked once, so a reply never finds an older picture behind it."""
+        sent = await messenger.send_gallery(ReplyTarget(target.platform, target.chat_id), replies)
+        newest_in = {message_id: node for node, message_id in zip(shown, sent, strict=True)}
+        for message_id, node in newest_in.items():
+            await self.store.link_message(node, message_id)
+
+    async def _send_linked(self, ctx: Context, node: Node, reply: ImageReply) -> None:
+        """Send `node` in answer to the request and record that its message shows it."""
+        await self.store.link_message(node, await self.replies.to(ctx).send_image(self.replies.target(ctx), reply))
 
     async def _history_reply(self, node: Node) -> ImageReply:
         """A past picture, captioned with its step (and how much of the face it kept)."""
@@ -292,8 +300,7 @@ class People:
             if node is None:
                 return
             reply = await self._history_reply(node)
-            message_id = await self.replies.to(ctx).send_image(self.replies.target(ctx), reply)
-            await self.store.link_message(node, message_id)
+            await self.replies.linking(self._send_linked(ctx, node, reply))
 
     # -- exports -------------------------------------------------------------------------------------
 

@@ -6,9 +6,6 @@ passes admission, and leaves a persisted job for the worker; nothing is drawn he
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
-
 from core import texts
 from core.actions import Outcome
 from core.admission import Admission
@@ -37,11 +34,7 @@ class Rendering:
 
     def __init__(self, *, history: History, images: ImageStore, replies: Replies, gate: Gate, admission: Admission,
                  submission: Submission, jobs: Queue, router: EngineRouter | None = None,
-                 variants: int = 1, deliveries: Callable[[float], Awaitable[None]] | None = None) -> None:
-        # Waits (at most the given seconds) for results being sent now to be linked to their messages: a reply
-        # to a picture that has just arrived may beat that record by a moment.
-        self.deliveries = deliveries
-        self._linking: set[asyncio.Future[None]] = set()  # steps re-sent (/undo) whose message is being linked
+                 variants: int = 1) -> None:
         self.router = router  # the person's choices (how many variants); None: always the operator's
         self.variants = variants  # `[gemini] variants`: candidates a request makes unless the person chose
         self.history = history
@@ -95,11 +88,8 @@ class Rendering:
     async def _replied_node(self, ctx: Context, message_id: str) -> Node | None:
         """The picture a message shows; if none yet, once more after the sends under way are recorded."""
         node = await self.history.node_for_message(ctx.chat.platform, ctx.chat.id, message_id)
-        if node is None and (self.deliveries is not None or self._linking):
-            if self.deliveries is not None:
-                await self.deliveries(REPLY_RECORD_WAIT_S)
-            if self._linking:
-                await asyncio.wait(set(self._linking), timeout=REPLY_RECORD_WAIT_S)
+        if node is None:  # a picture that has just arrived may beat the record of its message by a moment
+            await self.replies.links_settled(REPLY_RECORD_WAIT_S)
             node = await self.history.node_for_message(ctx.chat.platform, ctx.chat.id, message_id)
         return node
 
@@ -250,9 +240,12 @@ class Rendering:
             return Outcome.refused(texts.UNKNOWN_BUTTON)
         reply = ImageReply(node.id, await self.images.get(node.image_sha), node.mime,
                            node.commentary or texts.DEFAULT_CAPTION)
-        message_id = await self.replies.to(ctx).send_image(self.replies.target(ctx), reply)
-        await self.history.link_message(node, message_id)
+        await self.replies.linking(self._send_linked(ctx, node, reply))
         return Outcome.ok(texts.VARIANT_PICKED)
+
+    async def _send_linked(self, ctx: Context, node: Node, reply: ImageReply) -> None:
+        """Send `node` in answer to the request and record that its message shows it."""
+        await self.history.link_message(node, await self.replies.to(ctx).send_image(self.replies.target(ctx), reply))
 
     async def variants_for(self, ctx: Context) -> int:
         """How many candidates one request of this person's makes here: their choice (or their group's), else
@@ -291,16 +284,7 @@ class Rendering:
             return
         reply = ImageReply(parent.id, await self.images.get(parent.image_sha), parent.mime,
                            texts.undo_caption(parent.depth, parent.commentary))
-        messenger, target = self.replies.to(ctx), self.replies.target(ctx)
-
-        async def send_and_link() -> None:
-            await self.history.link_message(parent, await messenger.send_image(target, reply))
-
-        # A reply to the re-sent step may arrive before its link is written: `_replied_node` waits for it.
-        linking = asyncio.ensure_future(send_and_link())
-        self._linking.add(linking)
-        linking.add_done_callback(self._linking.discard)
-        await linking
+        await self.replies.linking(self._send_linked(ctx, parent, reply))
 
     async def _source_for(self, ctx: Context, style: Style, photo: PhotoRef | None,
                           replied_message_id: str | None) -> Node | None:

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable
+from typing import Any, TypeVar
+
 from core.requests import Context, Messenger, ReplyTarget
+
+T = TypeVar("T")
 
 
 class Replies:
@@ -10,6 +16,7 @@ class Replies:
 
     def __init__(self) -> None:
         self._messengers: dict[str, Messenger] = {}
+        self._linking: set[asyncio.Future[Any]] = set()  # sends whose message is not linked to its picture yet
 
     def attach(self, platform: str, messenger: Messenger) -> None:
         self._messengers[platform] = messenger
@@ -31,6 +38,19 @@ class Replies:
     def target(ctx: Context, reply_to: str | None = None) -> ReplyTarget:
         """Where an answer to `ctx` goes: its chat, as a reply to `reply_to` or to the request itself."""
         return ReplyTarget(ctx.chat.platform, ctx.chat.id, reply_to or ctx.message_id)
+
+    def linking(self, send_and_link: Awaitable[T]) -> asyncio.Future[T]:
+        """Run a picture's send and the record of which picture its message shows as one piece: a reply that
+        arrives in between waits for it (`links_settled`) instead of finding nothing behind the message."""
+        future = asyncio.ensure_future(send_and_link)
+        self._linking.add(future)
+        future.add_done_callback(self._linking.discard)
+        return future
+
+    async def links_settled(self, timeout: float) -> None:
+        """Wait (at most `timeout` seconds) for the sends under way to be linked to their pictures."""
+        if self._linking:
+            await asyncio.wait(set(self._linking), timeout=timeout)
 
     async def say(self, ctx: Context, text: str) -> None:
         """One line of text in answer to the request."""

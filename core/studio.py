@@ -142,7 +142,7 @@ class Studio:
                                                   credits=credits_)
         self.rendering = rendering = Rendering(history=store, images=images, replies=replies, gate=gate,
                                                admission=admission, submission=submission, jobs=jobs,
-                                               router=router, variants=variants, deliveries=worker.drain)
+                                               router=router, variants=variants)
         self.parties = parties = Parties(party or PartySettings(), store=store, replies=replies, gate=gate,
                                          access=self.access, limits=admission, submission=submission, clock=clock,
                                          timers=shared is None)

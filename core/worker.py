@@ -212,7 +212,7 @@ class Worker:
 
         # Shielded: a shutdown that cancels the job must not cut a send off between the platform
         # accepting the picture and our record of it, or the restart would send it a second time.
-        delivery = asyncio.ensure_future(deliver_and_record())
+        delivery = self.replies.linking(deliver_and_record())
         self._deliveries.add(delivery)
         delivery.add_done_callback(self._deliveries.discard)
         await asyncio.shield(delivery)
