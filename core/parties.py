@@ -22,7 +22,7 @@ from core.clock import SYSTEM_CLOCK, Clock
 from core.config import PartySettings
 from core.gate import Gate
 from core.ports import Member, Node, Party, Store
-from core.replies import Replies
+from core.replies import LINK_WAIT_S, Replies
 from core.requests import Button, Chat, Context, Person, PhotoRef, ReplyTarget
 from core.styles import STYLES, Style, get_style
 
@@ -87,7 +87,11 @@ class Parties:
 
     async def party_for_lobby(self, platform: str, chat_id: str, lobby_message_id: str) -> Party | None:
         """The party whose lobby is this message, if any."""
-        return await self._store.party_for_lobby(platform, chat_id, lobby_message_id)
+        party = await self._store.party_for_lobby(platform, chat_id, lobby_message_id)
+        if party is None:  # a lobby that has just been sent may beat the record of its message by a moment
+            await self.replies.links_settled(LINK_WAIT_S)
+            party = await self._store.party_for_lobby(platform, chat_id, lobby_message_id)
+        return party
 
     async def get(self, party_id: int) -> Party | None:
         return await self._store.get_party(party_id)
@@ -123,10 +127,13 @@ class Parties:
                     await self._point_to(ctx, raced)
                 return
             target = ReplyTarget(ctx.chat.platform, ctx.chat.id, ctx.message_id)
-            lobby = await self.replies.to(ctx).send_buttons(target, self._lobby_text(party),
-                                                                  self._lobby_buttons(party))
-            await self._store.set_party(party.id, lobby_message=lobby)
+            await self.replies.linking(self._send_lobby(ctx, target, party))
             self._arm(party.id, deadline)
+
+    async def _send_lobby(self, ctx: Context, target: ReplyTarget, party: Party) -> None:
+        """The lobby, and the record of which message it is (a press or a reply may come right after)."""
+        lobby = await self.replies.to(ctx).send_buttons(target, self._lobby_text(party), self._lobby_buttons(party))
+        await self._store.set_party(party.id, lobby_message=lobby)
 
     async def join_with_photo(self, ctx: Context, lobby_message_id: str, photo: PhotoRef) -> bool:
         """A selfie sent as a reply to a lobby: its sender joins with it. False if not a lobby."""
@@ -203,6 +210,9 @@ class Parties:
     # -- steps -------------------------------------------------------------------------------------
 
     async def _join(self, ctx: Context, party: Party) -> Outcome:
+        if party.lobby_message is None:  # pressed the moment the lobby arrived: its message is being recorded
+            await self.replies.links_settled(LINK_WAIT_S)
+            party = await self._store.get_party(party.id) or party
         member = party.member(ctx.person.id)
         if member is not None and member.node_id is not None:
             return Outcome.ok(texts.PARTY_ALREADY_IN)

@@ -14,14 +14,13 @@ from core.gate import Gate
 from core.jobs import Queue
 from core.parties import parse_party_args
 from core.ports import History, ImageStore, Node
-from core.replies import Replies
+from core.replies import LINK_WAIT_S, Replies
 from core.requests import Context, ImageReply, PhotoRef
 from core.routing import EngineRouter
 from core.styles import STYLES, Style, get_style
 from core.submission import Submission
 
 MAX_INSTRUCTION_CHARS = 1000
-REPLY_RECORD_WAIT_S = 2.0  # a reply to a picture whose message is not linked yet waits this long for the link
 MIN_FUSE, MAX_FUSE = 2, 8  # photos in one fusion (an album holds up to 10)
 PACK_DEFAULT, PACK_MAX = 6, 10  # styles in one /pack (a Telegram album holds 10)
 # A pack of n shows the first n: the looks most unlike each other first (colour, line, pixels, paint, mood).
@@ -89,7 +88,7 @@ class Rendering:
         """The picture a message shows; if none yet, once more after the sends under way are recorded."""
         node = await self.history.node_for_message(ctx.chat.platform, ctx.chat.id, message_id)
         if node is None:  # a picture that has just arrived may beat the record of its message by a moment
-            await self.replies.links_settled(REPLY_RECORD_WAIT_S)
+            await self.replies.links_settled(LINK_WAIT_S)
             node = await self.history.node_for_message(ctx.chat.platform, ctx.chat.id, message_id)
         return node
 

@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 from core.requests import Context, Messenger, ReplyTarget
 
 T = TypeVar("T")
+LINK_WAIT_S = 2.0  # how long a reply or a press waits for a message that was just sent to be recorded
 
 
 class Replies:
