@@ -23,6 +23,7 @@ import sys
 import threading
 import time
 import venv
+from collections.abc import MutableMapping
 from pathlib import Path
 from typing import TextIO
 
@@ -251,6 +252,7 @@ def main(argv: list[str]) -> int:
     command, rest = argv[0], argv[1:]
     if command == "test":
         ensure_venv("test")
+        keep_bytecode(os.environ)
         return _exec([str(BIN / "python"), "-m", "pytest", *pytest_args(rest)])
     if command == "lint":
         ensure_venv("test")
@@ -276,6 +278,14 @@ def pytest_args(rest: list[str]) -> list[str]:
             args[i + 1] = f"({args[i + 1]}) and not slow"
             return args
     return ["-m", "not slow", *args]
+
+
+def keep_bytecode(env: MutableMapping[str, str]) -> None:
+    """The test run keeps compiled bytecode, under .venv/pycache (out of the source tree), even where
+    PYTHONDONTWRITEBYTECODE is set: without it every pytest worker and every `pixme` process a test starts
+    compiles the project and rewrites the tests' asserts anew, about 5 s of CPU each."""
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env.setdefault("PYTHONPYCACHEPREFIX", str(VENV / "pycache"))
 
 
 def _exec(args: list[str]) -> int:

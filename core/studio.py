@@ -92,8 +92,8 @@ class Studio:
         self.access = Access(access or AccessSettings())
         self.input_max_px = input_max_px
         self.intake = intake or Intake()  # decoding people's files: bounded and killable
-        # `[likeness]`: each result scored in the image-work pool (None: not scored; `pixme run` always passes it).
-        self.likeness = likeness
+        # `[likeness]`: each result scored in the image-work pool (None, or `enabled = false`: not scored).
+        self.likeness = likeness = likeness if likeness is not None and likeness.enabled else None
         self.breaker = breaker = breaker or CircuitBreaker(clock=clock.now)
         self.replies = replies = Replies()
         # Processes sharing the database keep no per-person state another could change: read it each time.

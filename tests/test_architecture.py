@@ -4,12 +4,14 @@ no import cycle, and no module reaches for another module's private (underscore)
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PLATFORM_LIBRARIES = {"telegram", "discord", "aiohttp", "aiosqlite", "sqlite3", "bots", "storage"}
 
 
+@functools.cache  # parsed once for every rule (read only)
 def _modules(package: str) -> dict[str, ast.Module]:
     found = {}
     for path in sorted((ROOT / package).rglob("*.py")):

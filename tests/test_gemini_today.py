@@ -33,8 +33,8 @@ def today_settings(tg: FakeTelegram, gem: FakeGemini, data_dir: Path, *, limits:
                 **gemini},
         limits={"concurrency": 4, **(limits or {})},
         access={"admins": [str(ALICE.id)]},
-        # Captions as the commentary alone: the likeness line has its own tests (test_likeness_delivery.py).
-        likeness={"show": False},
+        # Not scored: captions are the commentary alone; likeness has its own tests (test_likeness_delivery.py).
+        likeness={"enabled": False},
     )
 
 

@@ -122,6 +122,19 @@ async def test_show_false_keeps_the_score_out_of_captions_but_still_records_it(t
         assert "face kept" not in (shown.caption or "")
 
 
+async def test_enabled_false_scores_nothing(tmp_path: Path) -> None:
+    """An operator who turns scoring off gets pictures as before: no line in the caption, no score kept, nothing
+    in /stats."""
+    async with FakeTelegram() as tg, running_bot(tg, tmp_path, settings=settings(
+            tg, tmp_path, admins=[str(ALICE.id)], enabled=False)) as run:
+        tg.send_photo(ALICE_CHAT, ALICE, small_selfie(320), caption="/sketch")
+        result = await run.photo_reply(ALICE_CHAT)
+        assert result.caption is not None and "face" not in result.caption
+        assert (await node_of(run, result)).likeness_status is None
+        tg.send_text(ALICE_CHAT, ALICE, "/stats")
+        assert "Face kept" not in ((await run.text_reply(ALICE_CHAT)).text or "")
+
+
 async def test_a_score_that_takes_too_long_never_holds_the_picture_back(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     async with FakeTelegram() as tg, running_bot(tg, tmp_path, settings=settings(tg, tmp_path)) as run:

@@ -8,7 +8,9 @@ reads them): this project's `pip install -e .[test]` (trimmed), and a project wh
 from __future__ import annotations
 
 import io
+import os
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -136,3 +138,17 @@ def test_fast_leaves_out_the_slow_tests_and_passes_everything_else_on() -> None:
     assert manage.pytest_args(["--fast", "-q"]) == ["-m", "not slow", "-n", "auto", "-q"]
     assert manage.pytest_args(["-q", "--fast", "-m", "asyncio", "-n", "1"]) == [
         "-q", "-m", "(asyncio) and not slow", "-n", "1"]
+
+
+def test_the_test_run_keeps_compiled_bytecode_outside_the_source_tree(tmp_path: Path) -> None:
+    """Where PYTHONDONTWRITEBYTECODE is set (as on some CI machines) every test process would compile the project
+    anew; the test run caches it under the prefix instead, and nothing lands beside the sources."""
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "PYTHONPYCACHEPREFIX": str(tmp_path / "pyc")}
+    manage.keep_bytecode(env)
+    assert "PYTHONDONTWRITEBYTECODE" not in env and env["PYTHONPYCACHEPREFIX"] == str(tmp_path / "pyc")
+    subprocess.run([sys.executable, "-c", "import core.styles"], env=env, cwd=manage.ROOT, check=True)
+    assert list((tmp_path / "pyc").rglob("core/styles.*.pyc"))
+
+    default: dict[str, str] = {"PYTHONDONTWRITEBYTECODE": "1"}
+    manage.keep_bytecode(default)
+    assert default == {"PYTHONPYCACHEPREFIX": str(manage.VENV / "pycache")}

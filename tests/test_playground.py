@@ -103,8 +103,8 @@ class Page:
 @contextlib.asynccontextmanager
 async def serve(tmp_path: Path, engine: ImageEngine, **settings: Any) -> AsyncIterator[TestClient[Any, Any]]:
     """The playground app over a real studio (SQLite under tmp_path), served on 127.0.0.1."""
-    # Captions as the commentary alone: the likeness line has its own tests (test_likeness_delivery.py).
-    settings.setdefault("likeness", LikenessSettings(show=False))
+    # Not scored: captions are the commentary alone; likeness has its own tests (test_likeness_delivery.py).
+    settings.setdefault("likeness", LikenessSettings(enabled=False))
     config = Settings(storage=StorageSettings(dir=tmp_path / "data"), **settings)
     async with open_studio(config, engine=engine) as studio:
         playground = Playground(PlaygroundSettings(), studio, engine_name=engine.name, engine_model=engine.model)

@@ -26,8 +26,8 @@ def gemini_settings(tg: FakeTelegram, gem: Any, data_dir: Path, **gemini: float)
         storage=storage_settings(data_dir, retention_days=0),
         engine={"default": "gemini", "input_max_px": 256},
         gemini={"api_key": gem.api_key, "base_url": gem.base_url, **gemini},
-        # Captions as the commentary alone: the likeness line has its own tests (test_likeness_delivery.py).
-        likeness={"show": False},
+        # Not scored: captions are the commentary alone; likeness has its own tests (test_likeness_delivery.py).
+        likeness={"enabled": False},
     )
 
 

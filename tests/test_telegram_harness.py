@@ -126,8 +126,8 @@ def make_settings(tg: FakeTelegram, data_dir: Path, *, concurrency: int = 8,
         limits={"concurrency": concurrency, **limits},
         access={"admins": admins or []},
         gemini={"api_key": ""},
-        # Captions as the commentary alone: the likeness line has its own tests (test_likeness_delivery.py).
-        likeness={"show": False},
+        # Not scored: captions are the commentary alone; likeness has its own tests (test_likeness_delivery.py).
+        likeness={"enabled": False},
         credits=credits or {},
     )
 

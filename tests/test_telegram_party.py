@@ -60,8 +60,8 @@ def settings_for(tg: FakeTelegram, data_dir: Path, *, deadline_minutes: float = 
         access={"admins": []},
         gemini=gemini_settings,
         party={"deadline_minutes": deadline_minutes},
-        # Captions as the commentary alone: the likeness line has its own tests (test_likeness_delivery.py).
-        likeness={"show": False},
+        # Not scored: captions are the commentary alone; likeness has its own tests (test_likeness_delivery.py).
+        likeness={"enabled": False},
     )
 
 

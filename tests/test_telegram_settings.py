@@ -38,8 +38,8 @@ def gemini_settings(tg: FakeTelegram, gem: Any, data_dir: Path) -> Settings:
         engine={"default": "gemini", "input_max_px": 256},
         gemini={"api_key": gem.api_key, "base_url": gem.base_url, "retry_budget_s": 2, "request_timeout_s": 10,
                 "models": MODELS},
-        # Captions as the commentary alone: the likeness line has its own tests (test_likeness_delivery.py).
-        likeness={"show": False},
+        # Not scored: captions are the commentary alone; likeness has its own tests (test_likeness_delivery.py).
+        likeness={"enabled": False},
     )
 
 
@@ -50,8 +50,8 @@ def offline_settings(tg: FakeTelegram, data_dir: Path) -> Settings:
         storage=storage_settings(data_dir, retention_days=0),
         engine={"default": "offline", "input_max_px": 256},
         gemini={"api_key": ""},
-        # Captions as the commentary alone: the likeness line has its own tests (test_likeness_delivery.py).
-        likeness={"show": False},
+        # Not scored: captions are the commentary alone; likeness has its own tests (test_likeness_delivery.py).
+        likeness={"enabled": False},
     )
 
 
