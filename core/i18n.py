@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import gettext as _gettext
 import io
 import sys
@@ -35,6 +36,7 @@ LANGUAGES: dict[str, str] = {"en": "English", "es": "Español", "ru": "Русс�
 _current: contextvars.ContextVar[str] = contextvars.ContextVar("pixme_language", default=DEFAULT)
 
 
+@functools.lru_cache(maxsize=1024)  # asked on every update and for every Discord locale of every command
 def negotiate(tag: str | None) -> str | None:
     """The supported language for a platform's tag (`es-419`, `pt_BR`, `ru`, `EN-us`), or None."""
     if not tag:

@@ -14,14 +14,13 @@ the wire. Calls are logged at DEBUG only, their URLs (which carry the token) mas
 from __future__ import annotations
 
 import logging
-import ssl
 
 import aiohttp
-import certifi
 from telegram.error import NetworkError, TimedOut
 from telegram.request import BaseRequest, RequestData
 
 from bots.telegram.shim import Timeout, timeout_or
+from core.tls import client_context
 
 log = logging.getLogger(__name__)
 
@@ -47,9 +46,7 @@ class AiohttpRequest(BaseRequest):
     async def initialize(self) -> None:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
-                # Mozilla's CA bundle, as httpx used: a slim container's system store may be missing.
-                connector=aiohttp.TCPConnector(limit=self._pool_size,
-                                               ssl=ssl.create_default_context(cafile=certifi.where())),
+                connector=aiohttp.TCPConnector(limit=self._pool_size, ssl=client_context()),
                 headers={"User-Agent": self.USER_AGENT},
             )
 

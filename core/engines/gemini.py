@@ -60,6 +60,7 @@ from core.engines.models import MODELS, known, model_info, successors
 from core.engines.offline import default_face, detect_faces, label_font  # DejaVu when installed: accents render
 from core.i18n import N_
 from core.styles import COMMENTARY_CLAUSE, Style
+from core.tls import client_context
 
 log = logging.getLogger(__name__)
 
@@ -192,6 +193,10 @@ class GeminiEngine:
                 timeout=max(1, round(request_timeout_s * 1000)),
                 # One attempt per call: retries are ours, so they share one budget and see RetryInfo.
                 retry_options=types.HttpRetryOptions(attempts=1),
+                # The process's one TLS context (httpx reads `verify`, aiohttp and websockets `ssl`), instead
+                # of the SDK loading the CA bundle three times for every client.
+                client_args={"verify": client_context()},
+                async_client_args={"verify": client_context(), "ssl": client_context()},
             ),
         )
 
