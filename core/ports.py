@@ -11,6 +11,7 @@ from typing import Any, Literal, Protocol
 
 from core.errors import PixmeError
 from core.requests import ReplyTarget
+from core.send_slots import SendRule
 
 NodeKind = Literal["photo", "style", "edit", "fuse"]
 JobStatus = Literal["queued", "running", "done", "delivered", "failed", "cancelled"]
@@ -296,6 +297,18 @@ class UpdateLog(Protocol):
         ...
 
 
+class SendSlots(Protocol):
+    """A platform's send limits, kept by every process together (core/send_slots.py)."""
+
+    async def reserve_send(self, rules: Sequence[SendRule]) -> float:
+        """Reserve one send under every rule at once; the seconds to wait before sending (0: now)."""
+        ...
+
+    async def push_sends(self, scopes: Sequence[str], seconds: float) -> None:
+        """Nothing more is sent in these scopes for `seconds` (the platform answered 429 with retry_after)."""
+        ...
+
+
 class PartyStore(Protocol):
     async def add_party(self, platform: str, chat_id: str, host: Member, style: str, theme: str,
                         deadline: float, reply_to: str | None) -> Party | None:
@@ -452,7 +465,7 @@ class CreditStore(Protocol):
 
 
 class Store(History, JobStore, Usage, Privacy, Reachability, PartyStore, PreferenceStore, LikenessStore,
-            SharedFiles, CreditStore, UpdateLog, ReplyTokens, Protocol):
+            SharedFiles, CreditStore, UpdateLog, ReplyTokens, SendSlots, Protocol):
     """Everything core keeps in the database."""
 
     async def ping(self) -> None:

@@ -45,6 +45,7 @@ from core.ports import (
     SourceGone,
 )
 from core.requests import ReplyTarget
+from core.send_slots import SendRule, Slot, plan
 from storage.migrations import Migration, migrations
 from storage.rows import JOB_COLUMNS, NODE_COLUMNS, PARTY_COLUMNS, job_from_row, node_from_row, without_pictures
 
@@ -87,6 +88,7 @@ class PostgresStore:
         self._pool = pool
         self._url = url  # LISTEN needs a connection of its own
         self._reaped_at = 0.0  # when this process last freed the jobs of lapsed leases
+        self._slots_pruned_at = 0.0  # when this process last deleted send slots nobody needs (database clock)
         self.where = redacted(url)
 
     @classmethod
@@ -798,6 +800,45 @@ class PostgresStore:
         await self._pool.execute("DELETE FROM reply_tokens WHERE platform = $1 AND request_id = $2",
                                  platform, request_id)
 
+    # -- send slots: a platform's send limits, kept by every process together --------------------
+
+    async def reserve_send(self, rules: Sequence[SendRule]) -> float:
+        """Lock the rules' rows (in one order, so two sends never wait on each other), plan the send on the
+        database's clock and record it before anyone sends."""
+        if not rules:
+            return 0.0
+        scopes = sorted({rule.scope for rule in rules})
+        async with self._pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(_LOCK_SLOTS, scopes)
+            if len(rows) < len(scopes):
+                await conn.execute("INSERT INTO send_slots (scope) SELECT unnest($1::text[]) ORDER BY 1 "
+                                   "ON CONFLICT (scope) DO NOTHING", scopes)
+                rows = await conn.fetch(_LOCK_SLOTS, scopes)
+            now = float(await conn.fetchval("SELECT extract(epoch FROM clock_timestamp())::float8"))
+            slots = {row["scope"]: Slot.from_row(row["sent"], row["blocked_until"]) for row in rows}
+            at = plan(rules, slots, now)
+            await conn.executemany(
+                "UPDATE send_slots SET sent = $2, idle_after = $3 WHERE scope = $1",
+                [(rule.scope, slots[rule.scope].to_json(), slots[rule.scope].idle_after(rule)) for rule in rules])
+            if now - self._slots_pruned_at >= SLOTS_PRUNE_EVERY_S:
+                self._slots_pruned_at = now
+                await conn.execute("DELETE FROM send_slots WHERE idle_after < $1", now - SLOTS_KEPT_S)
+        return max(0.0, at - now)
+
+    async def push_sends(self, scopes: Sequence[str], seconds: float) -> None:
+        await self._pool.execute(
+            "INSERT INTO send_slots (scope, blocked_until, idle_after) "
+            "SELECT s, extract(epoch FROM clock_timestamp()) + $2, extract(epoch FROM clock_timestamp()) + $2 "
+            "FROM unnest($1::text[]) AS s ORDER BY 1 "
+            "ON CONFLICT (scope) DO UPDATE SET "
+            "blocked_until = GREATEST(send_slots.blocked_until, excluded.blocked_until), "
+            "idle_after = GREATEST(send_slots.idle_after, excluded.idle_after)", sorted(set(scopes)), seconds)
+
+
+_LOCK_SLOTS = ("SELECT scope, sent, blocked_until FROM send_slots WHERE scope = ANY($1::text[]) ORDER BY scope "
+               "FOR UPDATE")
+SLOTS_PRUNE_EVERY_S = 60.0  # how often a process deletes the send slots of chats gone quiet
+SLOTS_KEPT_S = 60.0  # a slot idle this long is deleted (it is made again by the next send)
 
 # SQLSTATE classes and codes that mean "try again in a moment": lock and serialization trouble, a server
 # shutting down or refusing connections, a lost connection.

@@ -47,6 +47,7 @@ from core.ports import (
     SourceGone,
 )
 from core.requests import ReplyTarget
+from core.send_slots import LocalSlots, SendRule
 from storage.aiosqlite_shim import in_db_thread
 from storage.migrations import migrations
 from storage.rows import JOB_COLUMNS as _JOB_COLUMNS
@@ -76,6 +77,7 @@ class SqliteStore:
 
     def __init__(self, db: aiosqlite.Connection) -> None:
         self._db = db
+        self._slots = LocalSlots()  # one process: send limits need no table
         self._checkpointer: aiosqlite.Connection | None = None
         self._checkpoints: asyncio.Task[None] | None = None
         self.checkpoints_done = 0  # background checkpoints that ran (tests and diagnostics)
@@ -868,6 +870,14 @@ class SqliteStore:
 
     async def drop_reply_token(self, platform: str, request_id: str) -> None:
         await self._write("DELETE FROM reply_tokens WHERE platform = ? AND request_id = ?", (platform, request_id))
+
+    # -- send slots: one process keeps them in memory (the send_slots table stays empty) ----------
+
+    async def reserve_send(self, rules: Sequence[SendRule]) -> float:
+        return await self._slots.reserve_send(rules)
+
+    async def push_sends(self, scopes: Sequence[str], seconds: float) -> None:
+        await self._slots.push_sends(scopes, seconds)
 
 
 def _hold_lock(lock_path: Path, path: Path | str) -> IO[str]:
