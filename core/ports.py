@@ -94,6 +94,8 @@ class Job:
     extra: dict[str, Any] = field(default_factory=dict)
     pictures: int = 1  # how many pictures it makes (variants, a style pack): it counts and is priced as that many
     result_nodes: tuple[int, ...] = ()  # every picture it made, in order (result_node is the first)
+    # When its result was last handed to the platform; set with no delivery recorded, the job is in doubt.
+    delivering_at: float | None = None
 
 
 PartyStatus = Literal["open", "started", "cancelled", "closed"]
@@ -185,10 +187,16 @@ class JobStore(Protocol):
                          result_node: int | None = None, delivered_message: str | None = None,
                          error: str | None = None, attempt: bool = False,
                          result_nodes: tuple[int, ...] | None = None, pictures: int | None = None,
-                         extra_calls: int | None = None) -> None:
+                         extra_calls: int | None = None, delivering: bool = False) -> None:
         """`result_nodes`: every picture a job made, in order; `pictures`: how many it made after all (fewer
         than asked when some could not be made), which is what it counts as; `extra_calls`: engine calls it made
-        beyond its pictures (a likeness retry), priced in the spend but never counted as pictures."""
+        beyond its pictures (a likeness retry), priced in the spend but never counted as pictures; `delivering`:
+        its result is about to be handed to the platform (the intent a resumed job finds, `Job.delivering_at`)."""
+        ...
+
+    async def finish_delivery(self, job_id: int, links: Sequence[tuple[Node, str]], message_id: str) -> None:
+        """The job's result is out: link each message to the picture it shows and end the job as delivered, in one
+        transaction (a crash leaves both or neither)."""
         ...
 
     async def unfinished_jobs(self) -> list[Job]: ...

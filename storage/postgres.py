@@ -284,9 +284,11 @@ class PostgresStore:
                          result_node: int | None = None, delivered_message: str | None = None,
                          error: str | None = None, attempt: bool = False,
                          result_nodes: tuple[int, ...] | None = None, pictures: int | None = None,
-                         extra_calls: int | None = None) -> None:
+                         extra_calls: int | None = None, delivering: bool = False) -> None:
         args: list[object] = [job_id, time.time()]
         sets = ["updated_at = $2"]
+        if delivering:
+            sets.append("delivering_at = $2")
         results = ",".join(str(n) for n in result_nodes) if result_nodes is not None else None
         for column, value in (("status", status), ("result_node", result_node),
                               ("delivered_message", delivered_message), ("error", error),
@@ -299,6 +301,17 @@ class PostgresStore:
         if status in ("delivered", "failed", "cancelled"):  # the job ends and gives up its claim in one statement
             sets.append("claimed_by = NULL, lease_until = NULL")
         await self._pool.execute(f"UPDATE jobs SET {', '.join(sets)} WHERE id = $1", *args)
+
+    async def finish_delivery(self, job_id: int, links: Sequence[tuple[Node, str]], message_id: str) -> None:
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.executemany(
+                "INSERT INTO node_messages (platform, chat_id, message_id, node_id) VALUES ($1, $2, $3, $4) "
+                "ON CONFLICT (platform, chat_id, message_id) DO UPDATE SET node_id = excluded.node_id",
+                [(node.platform, node.chat_id, each, node.id) for node, each in links])
+            # The job ends and gives up its claim in the same statement.
+            await conn.execute(
+                "UPDATE jobs SET status = 'delivered', delivered_message = $2, updated_at = $3, claimed_by = NULL, "
+                "lease_until = NULL WHERE id = $1", job_id, message_id, time.time())
 
     async def unfinished_jobs(self) -> list[Job]:
         rows = await self._pool.fetch(

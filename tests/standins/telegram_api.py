@@ -407,6 +407,9 @@ class FakeTelegram:
         # Called with the updates a getUpdates call is about to return, before it returns them (a test can stop
         # the bot's process there: the updates are on their way but not yet handled, nor confirmed).
         self.on_deliver: Callable[[list[dict[str, Any]]], None] | None = None
+        # Called with each message the bot sends, once stored and before Telegram answers (a test can stop the
+        # bot's process there: the message is out, but the bot never hears so).
+        self.on_sent: Callable[[SentMessage], None] | None = None
         self._closing = False
         self.inline_answers: list[dict[str, Any]] = []  # every answerInlineQuery accepted, in order
         self._inline_queries: dict[str, tuple[int, bool]] = {}  # query id -> (asker, answered)
@@ -1227,6 +1230,8 @@ class FakeTelegram:
                              media_group_id=content.get("media_group_id"), **sent)
         self._messages[(chat_id, message_id)] = _Stored(data, reply_to, from_bot=True, sent=record)
         self.bot_messages.append(record)
+        if self.on_sent is not None:
+            self.on_sent(record)
         return self._full(chat_id, message_id)
 
     def _text_content(self, params: dict[str, Any], key: str, value: str | None) -> dict[str, Any]:
