@@ -817,23 +817,27 @@ class PostgresStore:
 
     async def reserve_send(self, rules: Sequence[SendRule]) -> float:
         """Lock the rules' rows (in one order, so two sends never wait on each other), plan the send on the
-        database's clock and record it before anyone sends."""
+        database's clock and record it before anyone sends. Missing rows are made first, outside the lock: an
+        insert waits for another's uncommitted insert of the same row, which must never hold a lock we hold."""
         if not rules:
             return 0.0
         scopes = sorted({rule.scope for rule in rules})
-        async with self._pool.acquire() as conn, conn.transaction():
-            rows = await conn.fetch(_LOCK_SLOTS, scopes)
-            if len(rows) < len(scopes):
+        async with self._pool.acquire() as conn:
+            while True:
+                async with conn.transaction():
+                    rows = await conn.fetch(_LOCK_SLOTS, scopes)
+                    if len(rows) == len(scopes):
+                        now = float(await conn.fetchval("SELECT extract(epoch FROM clock_timestamp())::float8"))
+                        slots = {row["scope"]: Slot.from_row(row["sent"], row["blocked_until"]) for row in rows}
+                        at = plan(rules, slots, now)
+                        await conn.executemany(
+                            "UPDATE send_slots SET sent = $2, idle_after = $3 WHERE scope = $1",
+                            [(rule.scope, slots[rule.scope].to_json(), slots[rule.scope].idle_after(rule))
+                             for rule in rules])
+                        break
                 await conn.execute("INSERT INTO send_slots (scope) SELECT unnest($1::text[]) ORDER BY 1 "
                                    "ON CONFLICT (scope) DO NOTHING", scopes)
-                rows = await conn.fetch(_LOCK_SLOTS, scopes)
-            now = float(await conn.fetchval("SELECT extract(epoch FROM clock_timestamp())::float8"))
-            slots = {row["scope"]: Slot.from_row(row["sent"], row["blocked_until"]) for row in rows}
-            at = plan(rules, slots, now)
-            await conn.executemany(
-                "UPDATE send_slots SET sent = $2, idle_after = $3 WHERE scope = $1",
-                [(rule.scope, slots[rule.scope].to_json(), slots[rule.scope].idle_after(rule)) for rule in rules])
-            if now - self._slots_pruned_at >= SLOTS_PRUNE_EVERY_S:
+            if now - self._slots_pruned_at >= SLOTS_PRUNE_EVERY_S:  # holding no lock: it waits on nobody's
                 self._slots_pruned_at = now
                 await conn.execute("DELETE FROM send_slots WHERE idle_after < $1", now - SLOTS_KEPT_S)
         return max(0.0, at - now)

@@ -51,6 +51,21 @@ async def test_slots_on_postgres_are_shared_by_two_processes_and_a_429_holds_bot
         await second.close()
 
 
+async def test_many_processes_reserving_at_once_in_new_chats_never_deadlock(postgres: Backend) -> None:
+    """Four pools, 200 sends at once into 50 chats nobody sent to before (their rows made as they go): every one is
+    planned (a deadlock between one making a row and another holding the bot's would fail some)."""
+    stores = [await PostgresStore.open(postgres.url) for _ in range(4)]
+    try:
+        waits = await asyncio.gather(*(
+            stores[i % 4].reserve_send([SendRule("bot", 1000, 1.0), SendRule(f"chat:{i % 50}", 1000, 1.0)])
+            for i in range(200)))
+        assert len(waits) == 200 and max(waits) < 0.5
+        assert await stores[0]._pool.fetchval("SELECT count(*) FROM send_slots") == 51
+    finally:
+        for store in stores:
+            await store.close()
+
+
 async def test_local_slots_keep_a_window_and_a_pushed_wait() -> None:
     now = [100.0]
     slots = LocalSlots(clock=lambda: now[0])
