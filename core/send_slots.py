@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 MARGIN = 0.05  # each window is kept 5 % wider than the platform's …
-PAD_S = 0.05  # … and 50 ms more
+PAD_S = 0.1  # … and 100 ms more
 
 
 @dataclass(frozen=True)
