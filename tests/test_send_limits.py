@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from bots.telegram.limits import SharedRateLimiter
+from core.config import TelegramSettings
 from core.send_slots import LocalSlots, SendRule
 from storage.postgres import PostgresStore
 from tests.backends import Backend
@@ -130,3 +132,23 @@ async def test_worker_processes_send_a_burst_into_one_group_within_its_limit(
     assert set(codes.values()) == {0}, [logs[n].read_text()[-2000:] for n, c in codes.items() if c]
     waited = {name: logs[name].read_text().count("telegram: 429 on") for name in names}
     assert sum(waited.values()) == 0, waited
+
+
+async def test_messages_still_go_out_while_the_database_is_away(postgres: Backend,
+                                                               caplog: pytest.LogCaptureFixture) -> None:
+    """The send slots cannot be reached: the process keeps the limits on its own and sends, saying so once a call."""
+    store = await PostgresStore.open(postgres.url)
+    limiter = SharedRateLimiter(TelegramSettings(), store)
+    sent: list[str] = []
+
+    async def send_message(text: str) -> bool:
+        sent.append(text)
+        return True
+
+    try:
+        store._pool.terminate()  # every connection gone, as when the server restarts
+        assert await limiter.process_request(send_message, ("hello",), {}, "sendMessage", {"chat_id": -5}, None)
+    finally:
+        await store.close()
+    assert sent == ["hello"]
+    assert "send slots unavailable" in caplog.text
