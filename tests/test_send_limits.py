@@ -25,7 +25,9 @@ from tests.standins.telegram_api import Chat, FakeTelegram, FloodLimits, User
 from tests.test_many_workers import _env, _start, _stop, _until
 from tests.test_telegram_harness import is_photo, running_bot, small_selfie
 
-GROUP_LIMIT = (3, 3.0)  # three messages in any 3 s: small, so a burst meets it within seconds
+# Three messages in any 6 s: small, so a burst meets it within seconds; long enough that the bot's margin (5 %, and
+# 100 ms) covers an upload that, on a loaded machine, reaches the stand-in a few hundred ms after its slot.
+GROUP_LIMIT = (3, 6.0)
 TEAM = Chat(id=-100555, type="supergroup", title="Team")
 
 
@@ -80,7 +82,7 @@ async def test_local_slots_keep_a_window_and_a_pushed_wait() -> None:
 
 
 async def test_one_process_sends_a_burst_into_a_group_within_its_limit(tmp_path: Path) -> None:
-    """Six people ask for a picture in one group at once: six results, at most three in any 1.5 s, no 429."""
+    """Six people ask for a picture in one group at once: six results, at most three in any 6 s, no 429."""
     people = [User(2000 + i, f"P{i}") for i in range(6)]
     async with FakeTelegram(limits=FloodLimits(group=GROUP_LIMIT)) as tg:
         tg.add_chat(TEAM)
@@ -100,10 +102,10 @@ async def test_one_process_sends_a_burst_into_a_group_within_its_limit(tmp_path:
 @pytest.mark.slow
 async def test_worker_processes_send_a_burst_into_one_group_within_its_limit(
         postgres: Backend, tmp_path: Path, face_image: Image.Image) -> None:
-    """A gateway and three worker processes: eight people in one group ask at once; the three workers finish
-    together but send one after another within the group's limit, through the database, and nobody meets a 429
-    (each alone keeping the limit would send three times as fast)."""
-    people = [User(3000 + i, f"Q{i}") for i in range(8)]
+    """A gateway and three worker processes: six people in one group ask at once; the three workers finish
+    together but send within the group's limit together, through the database, and nobody meets a 429 (each alone
+    keeping the limit would send three times as fast)."""
+    people = [User(3000 + i, f"Q{i}") for i in range(6)]
     names = ("gateway", "w1", "w2", "w3")
     logs = {name: tmp_path / f"{name}.log" for name in names}
     async with FakeTelegram(limits=FloodLimits(group=GROUP_LIMIT)) as tg, FakeGemini() as gem:
