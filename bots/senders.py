@@ -21,7 +21,7 @@ class TelegramSender:
 
         self.studio = studio
         self.platform = PLATFORM
-        self.application = build_application(settings, concurrency=1)
+        self.application = build_application(settings, concurrency=1, slots=studio.store)
         self.messenger = TelegramMessenger(lambda: self.application.bot, on_photo=self._photo_delivered)
         studio.attach(PLATFORM, self.messenger)
         self._ready = False

@@ -62,6 +62,17 @@ class TelegramSettings(BaseModel):
     webhook_secret: SecretStr = SecretStr("")
     webhook_listen: str = "127.0.0.1"  # where this gateway's webhook server listens (behind the proxy)
     webhook_port: int = Field(default=8443, ge=0, le=65535)  # 0 = any free port
+    # Telegram's send limits (its Bots FAQ): about 30 messages a second in all, 20 a minute in one group (or
+    # channel), about one a second in one private chat. Kept by every process together (with PostgreSQL through
+    # the database), a little under these figures; 0 messages = that limit is not kept.
+    bot_messages: int = Field(default=30, ge=0)
+    bot_window_s: float = Field(default=1.0, gt=0)
+    group_messages: int = Field(default=20, ge=0)
+    group_window_s: float = Field(default=60.0, gt=0)
+    chat_messages: int = Field(default=1, ge=0)
+    chat_window_s: float = Field(default=1.0, gt=0)
+    # A 429 is waited out (its retry_after, by every process) and the call made again, this many times.
+    flood_retries: int = Field(default=3, ge=0, le=10)
 
     @field_validator("webhook_url")
     @classmethod

@@ -11,6 +11,7 @@ from typing import Any, Literal, Protocol
 
 from core.errors import PixmeError
 from core.requests import ReplyTarget
+from core.send_slots import SendRule
 
 NodeKind = Literal["photo", "style", "edit", "fuse"]
 JobStatus = Literal["queued", "running", "done", "delivered", "failed", "cancelled"]
@@ -93,6 +94,8 @@ class Job:
     extra: dict[str, Any] = field(default_factory=dict)
     pictures: int = 1  # how many pictures it makes (variants, a style pack): it counts and is priced as that many
     result_nodes: tuple[int, ...] = ()  # every picture it made, in order (result_node is the first)
+    # When its result was last handed to the platform; set with no delivery recorded, the job is in doubt.
+    delivering_at: float | None = None
 
 
 PartyStatus = Literal["open", "started", "cancelled", "closed"]
@@ -184,10 +187,16 @@ class JobStore(Protocol):
                          result_node: int | None = None, delivered_message: str | None = None,
                          error: str | None = None, attempt: bool = False,
                          result_nodes: tuple[int, ...] | None = None, pictures: int | None = None,
-                         extra_calls: int | None = None) -> None:
+                         extra_calls: int | None = None, delivering: bool = False) -> None:
         """`result_nodes`: every picture a job made, in order; `pictures`: how many it made after all (fewer
         than asked when some could not be made), which is what it counts as; `extra_calls`: engine calls it made
-        beyond its pictures (a likeness retry), priced in the spend but never counted as pictures."""
+        beyond its pictures (a likeness retry), priced in the spend but never counted as pictures; `delivering`:
+        its result is about to be handed to the platform (the intent a resumed job finds, `Job.delivering_at`)."""
+        ...
+
+    async def finish_delivery(self, job_id: int, links: Sequence[tuple[Node, str]], message_id: str) -> None:
+        """The job's result is out: link each message to the picture it shows and end the job as delivered, in one
+        transaction (a crash leaves both or neither)."""
         ...
 
     async def unfinished_jobs(self) -> list[Job]: ...
@@ -293,6 +302,18 @@ class UpdateLog(Protocol):
 
     async def prune_updates(self, before: float) -> int:
         """Forget updates recorded before `before` (a Unix time); how many were forgotten."""
+        ...
+
+
+class SendSlots(Protocol):
+    """A platform's send limits, kept by every process together (core/send_slots.py)."""
+
+    async def reserve_send(self, rules: Sequence[SendRule]) -> float:
+        """Reserve one send under every rule at once; the seconds to wait before sending (0: now)."""
+        ...
+
+    async def push_sends(self, scopes: Sequence[str], seconds: float) -> None:
+        """Nothing more is sent in these scopes for `seconds` (the platform answered 429 with retry_after)."""
         ...
 
 
@@ -452,7 +473,7 @@ class CreditStore(Protocol):
 
 
 class Store(History, JobStore, Usage, Privacy, Reachability, PartyStore, PreferenceStore, LikenessStore,
-            SharedFiles, CreditStore, UpdateLog, ReplyTokens, Protocol):
+            SharedFiles, CreditStore, UpdateLog, ReplyTokens, SendSlots, Protocol):
     """Everything core keeps in the database."""
 
     async def ping(self) -> None:

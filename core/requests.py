@@ -81,6 +81,9 @@ class ImageReply:
     caption: str
     file_name: str | None = None  # what a file is called when saved (exports name their kind)
     buttons: tuple[Button, ...] = ()  # more the picture offers, after the messenger's own ("Set as group photo")
+    # The same for every sending of one job's picture (its id and place): a platform that deduplicates sends by a
+    # key of the sender's (Discord's nonce) shows a re-sent picture once.
+    delivery_key: str | None = None
 
 
 @dataclass(frozen=True)

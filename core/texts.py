@@ -18,6 +18,9 @@ from core.styles import STYLES, Style
 
 PICK_STYLE = N_("Nice photo! Pick a style and I'll turn you into an avatar:")
 DEFAULT_CAPTION = N_("Here you are ✨")
+# A result sent again because its first sending was cut off (the bot stopped) before it was recorded: it may have
+# arrived already, and the platform offers no way to ask.
+SENT_AGAIN = N_("↻ Sent again after an interruption: if this picture came twice, the two are the same.")
 REPLY_TO_RESULT = N_("Reply to one of my pictures with what to change — for example “add a crown”.")
 EMPTY_INSTRUCTION = N_("Tell me what to change — for example “add a crown” or “make the lighting warmer”.")
 UNDO_HOW = N_("Reply to one of my pictures with /undo to go back a step.")

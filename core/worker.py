@@ -185,9 +185,16 @@ class Worker:
             results = await self._score_late(results)
         lines = self._likeness_lines(job, results, made or [])
         warnings = self.router.warnings(prefs)
+        # Handed to the platform before, but never recorded as delivered (the worker was killed, or the bot stopped,
+        # in between): the person may have it already. Said in the caption, which a platform that deduplicates by
+        # `delivery_key` (Discord) never shows, since it answers with the message it made the first time.
+        in_doubt = job.delivering_at is not None
+        if in_doubt:
+            log.info("job %s: its delivery was cut off before it was recorded; sending again", job.id)
         replies = [ImageReply(node.id, await self.images.get(node.image_sha), node.mime,
-                              _caption(job, node, i, len(results), warnings, lines.get(node.id)),
-                              buttons=await self.offers(messenger, job.target, node) if len(results) == 1 else ())
+                              _caption(job, node, i, len(results), warnings, lines.get(node.id), again=in_doubt),
+                              buttons=await self.offers(messenger, job.target, node) if len(results) == 1 else (),
+                              delivery_key=f"pixme{job.id}.{i}")
                    for i, node in enumerate(results)]
         sent: list[str] = []
 
@@ -199,13 +206,14 @@ class Worker:
             return sent[0]
 
         async def deliver_and_record() -> None:
+            # The intent first: if this process dies between the platform taking the picture and the record below,
+            # whoever resumes the job knows it is in doubt.
+            await self.store.update_job(job.id, delivering=True)
             message_id = await self._deliver(job, send)
             if message_id is not None:
                 # One picture: every message showing it (photo, file). Several: each message its own picture.
-                pairs = zip(results, sent, strict=True) if len(results) > 1 else ((results[0], m) for m in sent)
-                for node, each in pairs:
-                    await self.store.link_message(node, each)
-                await self.store.update_job(job.id, status="delivered", delivered_message=message_id)
+                pairs = list(zip(results, sent, strict=True)) if len(results) > 1 else [(results[0], m) for m in sent]
+                await self.store.finish_delivery(job.id, pairs, message_id)  # links and the job's end, together
                 if self.ends is not None:
                     await self.ends.settle(job, len(results))
                 await self.notes.clear(job)
@@ -491,9 +499,17 @@ async def _all(calls: Sequence[Callable[[], Awaitable[EngineResult]]]) -> list[t
     return made
 
 
-def _caption(job: Job, node: Node, index: int, count: int, warnings: list[str], likeness: str | None = None) -> str:
+def _caption(job: Job, node: Node, index: int, count: int, warnings: list[str], likeness: str | None = None, *,
+             again: bool = False) -> str:
     """A result's caption: its commentary (and what the model could not honour), ending with how much of the face
-    it kept; several are numbered, to pick one by its number, and a style pack's name their style."""
+    it kept; several are numbered, to pick one by its number, and a style pack's name their style. `again`: it is
+    sent a second time (the first sending may have arrived), which the first picture's caption says."""
+    caption = _plain_caption(job, node, index, count, warnings, likeness)
+    return f"{caption}\n{texts.SENT_AGAIN}" if again and index == 0 else caption
+
+
+def _plain_caption(job: Job, node: Node, index: int, count: int, warnings: list[str],
+                   likeness: str | None = None) -> str:
     commentary = node.commentary or texts.DEFAULT_CAPTION
     kept = [likeness] if likeness else []
     if count == 1:  # the likeness right under the rest: one short line, not a paragraph of its own

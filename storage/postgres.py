@@ -45,6 +45,7 @@ from core.ports import (
     SourceGone,
 )
 from core.requests import ReplyTarget
+from core.send_slots import SendRule, Slot, plan
 from storage.migrations import Migration, migrations
 from storage.rows import JOB_COLUMNS, NODE_COLUMNS, PARTY_COLUMNS, job_from_row, node_from_row, without_pictures
 
@@ -87,6 +88,7 @@ class PostgresStore:
         self._pool = pool
         self._url = url  # LISTEN needs a connection of its own
         self._reaped_at = 0.0  # when this process last freed the jobs of lapsed leases
+        self._slots_pruned_at = 0.0  # when this process last deleted send slots nobody needs (database clock)
         self.where = redacted(url)
 
     @classmethod
@@ -282,9 +284,11 @@ class PostgresStore:
                          result_node: int | None = None, delivered_message: str | None = None,
                          error: str | None = None, attempt: bool = False,
                          result_nodes: tuple[int, ...] | None = None, pictures: int | None = None,
-                         extra_calls: int | None = None) -> None:
+                         extra_calls: int | None = None, delivering: bool = False) -> None:
         args: list[object] = [job_id, time.time()]
         sets = ["updated_at = $2"]
+        if delivering:
+            sets.append("delivering_at = $2")
         results = ",".join(str(n) for n in result_nodes) if result_nodes is not None else None
         for column, value in (("status", status), ("result_node", result_node),
                               ("delivered_message", delivered_message), ("error", error),
@@ -297,6 +301,17 @@ class PostgresStore:
         if status in ("delivered", "failed", "cancelled"):  # the job ends and gives up its claim in one statement
             sets.append("claimed_by = NULL, lease_until = NULL")
         await self._pool.execute(f"UPDATE jobs SET {', '.join(sets)} WHERE id = $1", *args)
+
+    async def finish_delivery(self, job_id: int, links: Sequence[tuple[Node, str]], message_id: str) -> None:
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.executemany(
+                "INSERT INTO node_messages (platform, chat_id, message_id, node_id) VALUES ($1, $2, $3, $4) "
+                "ON CONFLICT (platform, chat_id, message_id) DO UPDATE SET node_id = excluded.node_id",
+                [(node.platform, node.chat_id, each, node.id) for node, each in links])
+            # The job ends and gives up its claim in the same statement.
+            await conn.execute(
+                "UPDATE jobs SET status = 'delivered', delivered_message = $2, updated_at = $3, claimed_by = NULL, "
+                "lease_until = NULL WHERE id = $1", job_id, message_id, time.time())
 
     async def unfinished_jobs(self) -> list[Job]:
         rows = await self._pool.fetch(
@@ -798,6 +813,49 @@ class PostgresStore:
         await self._pool.execute("DELETE FROM reply_tokens WHERE platform = $1 AND request_id = $2",
                                  platform, request_id)
 
+    # -- send slots: a platform's send limits, kept by every process together --------------------
+
+    async def reserve_send(self, rules: Sequence[SendRule]) -> float:
+        """Lock the rules' rows (in one order, so two sends never wait on each other), plan the send on the
+        database's clock and record it before anyone sends. Missing rows are made first, outside the lock: an
+        insert waits for another's uncommitted insert of the same row, which must never hold a lock we hold."""
+        if not rules:
+            return 0.0
+        scopes = sorted({rule.scope for rule in rules})
+        async with self._pool.acquire() as conn:
+            while True:
+                async with conn.transaction():
+                    rows = await conn.fetch(_LOCK_SLOTS, scopes)
+                    if len(rows) == len(scopes):
+                        now = float(await conn.fetchval("SELECT extract(epoch FROM clock_timestamp())::float8"))
+                        slots = {row["scope"]: Slot.from_row(row["sent"], row["blocked_until"]) for row in rows}
+                        at = plan(rules, slots, now)
+                        await conn.executemany(
+                            "UPDATE send_slots SET sent = $2, idle_after = $3 WHERE scope = $1",
+                            [(rule.scope, slots[rule.scope].to_json(), slots[rule.scope].idle_after(rule))
+                             for rule in rules])
+                        break
+                await conn.execute("INSERT INTO send_slots (scope) SELECT unnest($1::text[]) ORDER BY 1 "
+                                   "ON CONFLICT (scope) DO NOTHING", scopes)
+            if now - self._slots_pruned_at >= SLOTS_PRUNE_EVERY_S:  # holding no lock: it waits on nobody's
+                self._slots_pruned_at = now
+                await conn.execute("DELETE FROM send_slots WHERE idle_after < $1", now - SLOTS_KEPT_S)
+        return max(0.0, at - now)
+
+    async def push_sends(self, scopes: Sequence[str], seconds: float) -> None:
+        await self._pool.execute(
+            "INSERT INTO send_slots (scope, blocked_until, idle_after) "
+            "SELECT s, extract(epoch FROM clock_timestamp()) + $2, extract(epoch FROM clock_timestamp()) + $2 "
+            "FROM unnest($1::text[]) AS s ORDER BY 1 "
+            "ON CONFLICT (scope) DO UPDATE SET "
+            "blocked_until = GREATEST(send_slots.blocked_until, excluded.blocked_until), "
+            "idle_after = GREATEST(send_slots.idle_after, excluded.idle_after)", sorted(set(scopes)), seconds)
+
+
+_LOCK_SLOTS = ("SELECT scope, sent, blocked_until FROM send_slots WHERE scope = ANY($1::text[]) ORDER BY scope "
+               "FOR UPDATE")
+SLOTS_PRUNE_EVERY_S = 60.0  # how often a process deletes the send slots of chats gone quiet
+SLOTS_KEPT_S = 60.0  # a slot idle this long is deleted (it is made again by the next send)
 
 # SQLSTATE classes and codes that mean "try again in a moment": lock and serialization trouble, a server
 # shutting down or refusing connections, a lost connection.

@@ -13,7 +13,7 @@ NODE_COLUMNS = ("id, platform, chat_id, user_id, parent_id, root_id, kind, image
                 "likeness_status")
 PARTY_COLUMNS = "id, platform, chat_id, host_id, style, theme, status, lobby_message, reply_to, deadline"
 JOB_COLUMNS = ("id, platform, chat_id, user_id, kind, payload, target, status, attempts, result_node, "
-               "delivered_message, error, created_at, pictures, result_nodes")
+               "delivered_message, error, created_at, pictures, result_nodes, delivering_at")
 
 
 def node_from_row(row: Any) -> Node:
@@ -45,5 +45,5 @@ def job_from_row(row: Any) -> Job:
                target=ReplyTarget.from_json(json.loads(row["target"])), status=row["status"],
                attempts=row["attempts"], result_node=row["result_node"],
                delivered_message=row["delivered_message"], error=row["error"], created_at=row["created_at"],
-               pictures=row["pictures"],
+               pictures=row["pictures"], delivering_at=row["delivering_at"],
                result_nodes=tuple(int(n) for n in (row["result_nodes"] or "").split(",") if n.isdigit()))

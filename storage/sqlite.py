@@ -47,6 +47,7 @@ from core.ports import (
     SourceGone,
 )
 from core.requests import ReplyTarget
+from core.send_slots import LocalSlots, SendRule
 from storage.aiosqlite_shim import in_db_thread
 from storage.migrations import migrations
 from storage.rows import JOB_COLUMNS as _JOB_COLUMNS
@@ -76,6 +77,7 @@ class SqliteStore:
 
     def __init__(self, db: aiosqlite.Connection) -> None:
         self._db = db
+        self._slots = LocalSlots()  # one process: send limits need no table
         self._checkpointer: aiosqlite.Connection | None = None
         self._checkpoints: asyncio.Task[None] | None = None
         self.checkpoints_done = 0  # background checkpoints that ran (tests and diagnostics)
@@ -324,9 +326,12 @@ class SqliteStore:
                          result_node: int | None = None, delivered_message: str | None = None,
                          error: str | None = None, attempt: bool = False,
                          result_nodes: tuple[int, ...] | None = None, pictures: int | None = None,
-                         extra_calls: int | None = None) -> None:
+                         extra_calls: int | None = None, delivering: bool = False) -> None:
         sets: list[str] = ["updated_at = ?"]
         args: list[object] = [time.time()]
+        if delivering:
+            sets.append("delivering_at = ?")
+            args.append(args[0])
         results = ",".join(str(n) for n in result_nodes) if result_nodes is not None else None
         for column, value in (("status", status), ("result_node", result_node),
                               ("delivered_message", delivered_message), ("error", error),
@@ -337,6 +342,21 @@ class SqliteStore:
         if attempt:
             sets.append("attempts = attempts + 1")
         await self._write(f"UPDATE jobs SET {', '.join(sets)} WHERE id = ?", (*args, job_id))
+
+    async def finish_delivery(self, job_id: int, links: Sequence[tuple[Node, str]], message_id: str) -> None:
+        def run(conn: sqlite3.Connection) -> None:
+            try:
+                conn.executemany(
+                    "INSERT OR REPLACE INTO node_messages (platform, chat_id, message_id, node_id) VALUES (?, ?, ?, ?)",
+                    [(node.platform, node.chat_id, each, node.id) for node, each in links])
+                conn.execute("UPDATE jobs SET status = 'delivered', delivered_message = ?, updated_at = ? WHERE id = ?",
+                             (message_id, time.time(), job_id))
+                conn.commit()
+            except BaseException:
+                conn.rollback()
+                raise
+
+        await in_db_thread(self._db, run)
 
     async def unfinished_jobs(self) -> list[Job]:
         async with self._db.execute(
@@ -868,6 +888,14 @@ class SqliteStore:
 
     async def drop_reply_token(self, platform: str, request_id: str) -> None:
         await self._write("DELETE FROM reply_tokens WHERE platform = ? AND request_id = ?", (platform, request_id))
+
+    # -- send slots: one process keeps them in memory (the send_slots table stays empty) ----------
+
+    async def reserve_send(self, rules: Sequence[SendRule]) -> float:
+        return await self._slots.reserve_send(rules)
+
+    async def push_sends(self, scopes: Sequence[str], seconds: float) -> None:
+        await self._slots.push_sends(scopes, seconds)
 
 
 def _hold_lock(lock_path: Path, path: Path | str) -> IO[str]:

@@ -32,7 +32,7 @@ from telegram.ext import (
     filters,
 )
 
-from tests.standins.telegram_api import Chat, FakeTelegram, User
+from tests.standins.telegram_api import Chat, FakeTelegram, FloodLimits, User
 
 FIXTURE = Path(__file__).parent / "fixtures" / "astronaut.png"
 ALICE = User(id=1001, first_name="Alice", username="alice")
@@ -465,3 +465,25 @@ async def test_documents_stickers_actions_and_media_edits(fake: FakeTelegram, bo
     edit = await fake.wait_for_edit(placeholder.message_id)
     assert edit["method"] == "editMessageMedia"
     assert fake.bot_messages[-1].photo == final and fake.bot_messages[-1].caption == "done"
+
+
+async def test_flood_limits_refuse_a_message_over_a_groups_window_with_retry_after() -> None:
+    """Asked to keep Telegram's limits, the stand-in refuses the third message in two seconds to one group with
+    429 and `parameters.retry_after` (whole seconds until the window has room), counts it, and leaves other chats
+    and calls that send nothing alone."""
+    async with FakeTelegram(limits=FloodLimits(group=(2, 2.0))) as limited:
+        group = Chat(-100999, "supergroup", "Busy")
+        limited.add_chat(group)
+        limited.add_chat(PRIVATE, ALICE)
+        async with Bot(limited.token, base_url=limited.api_url, base_file_url=limited.file_url) as tg_bot:
+            await tg_bot.send_message(group.id, "one")
+            await tg_bot.send_message(group.id, "two")
+            await tg_bot.send_chat_action(group.id, "typing")  # not a message: not counted
+            with pytest.raises(RetryAfter) as caught:
+                await tg_bot.send_message(group.id, "three")
+            await tg_bot.send_message(ALICE.id, "a private chat has its own limit")
+    seconds = caught.value.retry_after
+    assert (seconds if isinstance(seconds, int) else seconds.total_seconds()) in (1, 2)
+    assert limited.flood_refusals == [("sendMessage", str(group.id))]
+    assert [m.text for m in limited.bot_messages if m.chat_id == group.id] == ["one", "two"]
+    assert limited.most_in_window(group.id, 2.0) == 2

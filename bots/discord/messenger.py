@@ -42,6 +42,7 @@ GALLERY_REQUEST_LIMIT = 25 * 1024 * 1024  # what one message's request may carry
 # Discord errors meaning a chat will never take our messages: missing access, unknown channel, DMs closed.
 _REFUSED_CODES = {50001, 50013, 10003, 50007}
 _EXPIRED_TOKEN_CODES = {50027, 10015, 10062}
+NONCE_LIMIT = 25  # characters Discord accepts in a message's nonce
 
 
 def fit_upload(image: bytes, mime: str, limit: int) -> tuple[bytes, str]:
@@ -197,9 +198,11 @@ class DiscordMessenger:
 
     async def _post(self, target: ReplyTarget, content: str | None, *,
                     file: Callable[[], discord.File | list[discord.File]] | None = None,
-                    view: discord.ui.View | None = None) -> str:
+                    view: discord.ui.View | None = None, nonce: str | None = None) -> str:
         """Follow up on the live interaction if there is one, otherwise post in the channel as a reply.
-        `file` makes the attachment(s) afresh for each attempt (a sent discord.File is spent)."""
+        `file` makes the attachment(s) afresh for each attempt (a sent discord.File is spent). `nonce`: the same
+        for every sending of one picture, so Discord answers a second one (a delivery resumed after a crash) with
+        the message it made the first time instead of posting it twice; follow-ups have no nonce."""
         token = await self._live_token(target)
         extra: dict[str, Any] = {}
         if view is not None:
@@ -230,6 +233,8 @@ class DiscordMessenger:
         reference = self._reference(target)
         if reference is not None:
             extra["reference"] = reference
+        if nonce is not None:
+            extra["nonce"] = nonce[:NONCE_LIMIT]  # discord.py sends it with enforce_nonce
         try:
             message = await self._channel(target).send(content, **attach(), **extra)
         except discord.HTTPException as exc:
@@ -238,13 +243,14 @@ class DiscordMessenger:
             raise
         return str(message.id)
 
-    async def send_image(self, target: ReplyTarget, reply: ImageReply) -> str:
+    async def send_image(self, target: ReplyTarget, reply: ImageReply, *, part: str = "") -> str:
         token = await self._delivering(target)
         data, extension = await asyncio.to_thread(fit_upload, reply.image, reply.mime,
                                                   self._upload_limit(target, token))
         sent = await self._post(target, caption(reply.caption) or None,
                                 file=lambda: discord.File(io.BytesIO(data), filename=_file_name(reply, extension)),
-                                view=result_view(reply.node_id))
+                                view=result_view(reply.node_id),
+                                nonce=reply.delivery_key + part if reply.delivery_key else None)
         if token is not None:
             token.delivered = True
         return sent
@@ -252,7 +258,7 @@ class DiscordMessenger:
     async def send_file(self, target: ReplyTarget, reply: ImageReply) -> str:
         """Discord never recompresses uploads, so a file is the picture itself, metadata and all, under its
         own name (only a file over the upload limit is re-encoded to fit)."""
-        return await self.send_image(target, reply)
+        return await self.send_image(target, reply, part="f")  # a message of its own beside the photo
 
     async def send_sticker(self, target: ReplyTarget, image: bytes) -> str:
         """Bots cannot send custom stickers outside their servers' own: the 512 px WebP comes as a file."""
@@ -310,7 +316,8 @@ class DiscordMessenger:
             return [discord.File(io.BytesIO(data), filename=f"pixme-{r.node_id}.{extension}")
                     for r, (data, extension) in zip(chunk, fitted, strict=True)]
 
-        message_id = await self._post(target, caption(content), file=files, view=view)
+        message_id = await self._post(target, caption(content), file=files, view=view,
+                                      nonce=chunk[0].delivery_key)
         return [message_id] * len(chunk)
 
     async def send_style_menu(self, target: ReplyTarget, text: str, styles: list[Style]) -> str:

@@ -27,7 +27,6 @@ from telegram import User as TgUser
 from telegram.constants import ChatMemberStatus
 from telegram.error import TelegramError
 from telegram.ext import (
-    AIORateLimiter,
     Application,
     ApplicationBuilder,
     ApplicationHandlerStop,
@@ -42,6 +41,7 @@ from telegram.ext import (
 )
 
 from bots.telegram.http import AiohttpRequest
+from bots.telegram.limits import SharedRateLimiter
 from bots.telegram.messenger import TelegramMessenger, may_change_info
 from bots.telegram.webhook import WebhookServer
 from core import i18n, texts
@@ -49,7 +49,7 @@ from core.actions import StyleChoice, parse
 from core.commands import COMMANDS, Commands, Typed
 from core.config import TelegramSettings
 from core.i18n import _
-from core.ports import UpdateLog
+from core.ports import SendSlots, UpdateLog
 from core.requests import Chat, Context, Person, PhotoRef, ReplyTarget
 from core.sharing import NoProfilePhoto
 from core.studio import Studio
@@ -160,8 +160,10 @@ class _Album:
 
 
 
-def build_application(settings: TelegramSettings, *, concurrency: int) -> AnyApplication:
-    """The PTB application: pooled HTTP sized for bursts, flood control, concurrent updates."""
+def build_application(settings: TelegramSettings, *, concurrency: int,
+                      slots: SendSlots | None = None) -> AnyApplication:
+    """The PTB application: pooled HTTP sized for bursts, Telegram's send limits kept with every other process
+    through `slots` (the store; None: this process alone), concurrent updates."""
     request = AiohttpRequest(connection_pool_size=settings.connections, pool_timeout=30.0, read_timeout=30.0,
                              write_timeout=30.0, media_write_timeout=60.0)
     builder: ApplicationBuilder[Any, Any, Any, Any, Any, Any] = (
@@ -171,8 +173,8 @@ def build_application(settings: TelegramSettings, *, concurrency: int) -> AnyApp
         .base_file_url(settings.file_url)
         .request(request)
         .get_updates_request(AiohttpRequest(connection_pool_size=2, read_timeout=40.0))
-        # 429 RetryAfter: every request waits the flood pause out and is retried.
-        .rate_limiter(AIORateLimiter(max_retries=3))
+        # Every message waits for its slot under Telegram's limits; a 429 is waited out by every process, retried.
+        .rate_limiter(SharedRateLimiter(settings, slots))
         # Handlers only accept and queue work, but downloads and refusals still take a moment:
         # many people are answered at once rather than one after another.
         .concurrent_updates(concurrency)
@@ -190,7 +192,7 @@ class TelegramBot:
         self.commands = Commands(studio, engine_name=engine_name)
         self.album_wait_s = settings.album_wait_s
         self._albums: dict[tuple[int, str], _Album] = {}
-        self.application = build_application(settings, concurrency=concurrency)
+        self.application = build_application(settings, concurrency=concurrency, slots=studio.store)
         self.application.add_handler(CallbackQueryHandler(self._on_button))
         self.application.add_handler(PreCheckoutQueryHandler(self._on_pre_checkout))
         self.application.add_handler(MessageHandler(filters.UpdateType.MESSAGE, self._on_message))

@@ -21,8 +21,10 @@ string selects and modals as INTERACTION_CREATE; callback types 4, 5, 6, 7, 9 wi
 "already acknowledged" rule; the first follow-up after a deferral replaces the "thinking" message;
 webhook follow-ups, edits and deletes; ephemeral flags; message references; command bulk overwrite
 (global and guild) with Discord's size rules; per-file upload limit (40005); interaction token expiry
-(10062 / 50027); the Message Content intent (content hidden unless the bot is pinged or in a DM; asking
-for it while ``message_content_enabled=False`` closes the gateway with 4014).
+(10062 / 50027); a message's `nonce` with `enforce_nonce` (a second message by the bot with a nonce seen in the
+last `nonce_ttl_s` is not created: the first is returned, as Discord does); the Message Content intent
+(content hidden unless the bot is pinged or in a DM; asking for it while ``message_content_enabled=False``
+closes the gateway with 4014).
 
 Limitations: no rate limits, permissions, threads, embeds validation, event replay on RESUME, zlib/zstd
 transport compression (frames are plain text, which discord.py accepts), or the large-bot "sharding
@@ -53,6 +55,7 @@ log = logging.getLogger(__name__)
 DISCORD_EPOCH_MS = 1420070400000
 DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024
 TOKEN_TTL_S = 15 * 60
+NONCE_TTL_S = 120.0  # Discord: a nonce "checked for uniqueness in the past few minutes"
 EPHEMERAL = 1 << 6
 LOADING = 1 << 7
 ALL_PERMISSIONS = str((1 << 50) - 1)
@@ -130,8 +133,15 @@ class FakeDiscord:
     """Discord on 127.0.0.1. `upload_limit` is what the guild and interactions allow per file."""
 
     def __init__(self, *, upload_limit: int = DEFAULT_UPLOAD_LIMIT, token_ttl_s: float = TOKEN_TTL_S,
-                 message_content_enabled: bool = True, shards: int = 1, max_concurrency: int = 1) -> None:
+                 message_content_enabled: bool = True, shards: int = 1, max_concurrency: int = 1,
+                 nonce_ttl_s: float = NONCE_TTL_S) -> None:
         self._ids = itertools.count(1)
+        self.nonce_ttl_s = nonce_ttl_s
+        self._nonces: dict[str, tuple[int, float]] = {}  # nonce -> (the message it made, when)
+        self.nonce_repeats = 0  # messages not created because their nonce was seen (the first returned instead)
+        # Called with each message the bot creates in a channel, once stored and before Discord answers (a test can
+        # stop the bot's process there: the message is out, but the bot never hears so).
+        self.on_create: Callable[[Payload], None] | None = None
         self.recommended_shards = shards  # what GET /gateway/bot answers, with the IDENTIFYs allowed per 5 s
         self.max_concurrency = max_concurrency
         self.token = f"{snowflake(self._ids)}.fake.{secrets.token_urlsafe(24)}"
@@ -833,6 +843,14 @@ class FakeDiscord:
             raise _DiscordError(400, 50006, "Cannot send an empty message")
         if len(body.get("content") or "") > 2000:
             raise _DiscordError(400, 50035, "Invalid Form Body")
+        nonce = body.get("nonce")
+        if nonce is not None and len(str(nonce)) > 25:
+            raise _DiscordError(400, 50035, "Invalid Form Body: nonce must be 25 characters or fewer")
+        if nonce is not None and body.get("enforce_nonce"):
+            seen = self._nonces.get(str(nonce))
+            if seen is not None and time.time() - seen[1] < self.nonce_ttl_s:
+                self.nonce_repeats += 1
+                return _json(self.messages[seen[0]])
         reference = body.get("message_reference")
         reply_to: int | None = None
         if reference:
@@ -844,8 +862,13 @@ class FakeDiscord:
         msg = self._message(channel, self.bot, body.get("content") or "",
                             attachments=self._attachments(channel, files), reference=reply_to,
                             components=self._components_of(body))
+        if nonce is not None:
+            msg["nonce"] = str(nonce)
+            self._nonces[str(nonce)] = (int(msg["id"]), time.time())
         await self._store(msg)
         await self.dispatch("MESSAGE_CREATE", self._as_seen_by_bot(msg))
+        if self.on_create is not None:
+            self.on_create(msg)
         return _json(msg)
 
     async def _get_message(self, request: web.Request) -> web.Response:

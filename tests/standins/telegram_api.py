@@ -29,8 +29,9 @@ updates are POSTed (with the secret header, up to `max_connections` at once, ret
 Limitations: no channels, chosen_inline_result feedback, topics, card payments or external (cross-chat) replies;
 Markdown parse modes are not validated (HTML is, roughly); text limits count code points; general group
 commands always reach the bot in privacy mode (Telegram's "last bot to speak" rule is not modelled);
-no real flood control (use ``fail_next``); callback queries never expire. Harness methods must be
-called from the event loop's thread.
+flood control only when asked (``FakeTelegram(limits=FloodLimits(...))``: messages sent or edited, at most so
+many in any window, for the bot and per chat; otherwise use ``fail_next``); callback queries never expire.
+Harness methods must be called from the event loop's thread.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ import io
 import itertools
 import json
 import logging
+import math
 import mimetypes
 import re
 import secrets
@@ -110,6 +112,22 @@ _METHODS = [
     "sendInvoice", "answerPreCheckoutQuery", "refundStarPayment", "getStarTransactions",
 ]
 _CANONICAL = {name.lower(): name for name in _METHODS}
+
+
+# What Telegram's flood control counts: messages sent or edited in a chat (not chat actions, answers, getFile).
+_COUNTED = re.compile(r"^(send(?!ChatAction)|edit|copyMessage|forwardMessage)", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class FloodLimits:
+    """Telegram's send limits as its Bots FAQ states them: at most `n` messages in any `window_s` seconds, for the
+    whole bot, in one group (negative chat id), in one private chat. None: not enforced (a private chat's "about
+    one a second" allows short bursts, so it is off unless a test asks). A message over a limit is refused with
+    429 and `parameters.retry_after` (whole seconds until the window has room), as Telegram does."""
+
+    bot: tuple[int, float] | None = (30, 1.0)
+    group: tuple[int, float] | None = (20, 60.0)
+    chat: tuple[int, float] | None = None
 
 
 @dataclass
@@ -330,8 +348,11 @@ class FakeTelegram:
     # The token is shaped like a real one (`pixme run` refuses one that is not, before connecting).
     def __init__(self, token: str = "123456:AAE-TEST-TOKEN-abcdefghij_klmnopqrs",
                  bot_username: str = "pixme_test_bot", bot_id: int = 123456, *, bot_name: str = "Pix Me Test",
-                 privacy_mode: bool = True, inline_mode: bool = False) -> None:
+                 privacy_mode: bool = True, inline_mode: bool = False, limits: FloodLimits | None = None) -> None:
         self.token = token
+        self.limits = limits  # None: no flood control (`fail_next` still injects 429s)
+        self.flood_refusals: list[tuple[str, str]] = []  # (method, chat id) of every message refused with 429
+        self.message_times: list[tuple[float, str, str]] = []  # (monotonic time, chat id, method) of counted calls
         self.inline_mode = inline_mode  # BotFather's /setinline: without it no inline queries arrive
         self.bot_username = bot_username
         self.bot_id = bot_id
@@ -386,6 +407,9 @@ class FakeTelegram:
         # Called with the updates a getUpdates call is about to return, before it returns them (a test can stop
         # the bot's process there: the updates are on their way but not yet handled, nor confirmed).
         self.on_deliver: Callable[[list[dict[str, Any]]], None] | None = None
+        # Called with each message the bot sends, once stored and before Telegram answers (a test can stop the
+        # bot's process there: the message is out, but the bot never hears so).
+        self.on_sent: Callable[[SentMessage], None] | None = None
         self._closing = False
         self.inline_answers: list[dict[str, Any]] = []  # every answerInlineQuery accepted, in order
         self._inline_queries: dict[str, tuple[int, bool]] = {}  # query id -> (asker, answered)
@@ -938,6 +962,7 @@ class FakeTelegram:
             self.calls.append((canonical, {**params, **files}))
             if (fault := self._take_fault(canonical)) is not None:
                 return self._fault_response(canonical, fault)
+            self._flood_control(canonical, params)
             try:
                 result = await getattr(self, f"_api_{canonical}")(params, files)
             except ApiError as exc:
@@ -962,6 +987,32 @@ class FakeTelegram:
             raise ApiError(404, "Not Found")
         if token != self.token:
             raise ApiError(401, "Unauthorized")
+
+    def _flood_control(self, method: str, params: dict[str, Any]) -> None:
+        """Refuse a message over a limit with 429 (counted in `flood_refusals`); record one within them."""
+        chat = params.get("chat_id")
+        if chat is None or not _COUNTED.match(method):
+            return
+        chat_id, now = str(chat), time.monotonic()
+        if self.limits is not None:
+            group = chat_id.startswith(("-", "@"))
+            rules = [(self.limits.bot, None), (self.limits.group if group else self.limits.chat, chat_id)]
+            for rule, scope in rules:
+                if rule is None:
+                    continue
+                n, window = rule
+                recent = [t for t, c, _m in self.message_times if t > now - window and (scope is None or c == scope)]
+                if len(recent) >= n:
+                    wait = max(1, math.ceil(recent[-n] + window - now))
+                    self.flood_refusals.append((method, chat_id))
+                    self.errors.append((method, 429, f"Too Many Requests: retry after {wait}"))
+                    raise ApiError(429, f"Too Many Requests: retry after {wait}", retry_after=wait)
+        self.message_times.append((now, chat_id, method))
+
+    def most_in_window(self, chat_id: int | str, window_s: float) -> int:
+        """The most messages the bot sent (or edited) in `chat_id` within any `window_s` seconds."""
+        times = [t for t, c, _m in self.message_times if c == str(chat_id)]
+        return max((sum(1 for u in times if t <= u < t + window_s) for t in times), default=0)
 
     def _take_fault(self, method: str) -> _Fault | None:
         for key in (method.lower(), "*"):
@@ -1179,6 +1230,8 @@ class FakeTelegram:
                              media_group_id=content.get("media_group_id"), **sent)
         self._messages[(chat_id, message_id)] = _Stored(data, reply_to, from_bot=True, sent=record)
         self.bot_messages.append(record)
+        if self.on_sent is not None:
+            self.on_sent(record)
         return self._full(chat_id, message_id)
 
     def _text_content(self, params: dict[str, Any], key: str, value: str | None) -> dict[str, Any]:
