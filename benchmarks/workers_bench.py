@@ -39,12 +39,12 @@ class _TimedClaims:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._store, name)
 
-    async def claim_job(self, owner: str, lease_s: float, platforms: Sequence[str]) -> Job | None:
+    async def claim_jobs(self, owner: str, lease_s: float, platforms: Sequence[str], limit: int) -> list[Job]:
         began = time.perf_counter()
-        job = await self._store.claim_job(owner, lease_s, platforms)
-        if job is not None:
-            self._latencies.append(time.perf_counter() - began)
-        return job
+        jobs = await self._store.claim_jobs(owner, lease_s, platforms, limit)
+        took = time.perf_counter() - began
+        self._latencies.extend(took for _ in jobs)
+        return jobs
 
 
 def _work(store: PostgresStore, engine_s: float, done: Callable[[], None]) -> Callable[[Job], Any]:

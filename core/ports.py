@@ -205,12 +205,13 @@ class QueueCounts:
 
 
 class LeaseStore(JobStore, Protocol):
-    """Jobs shared by many processes (PostgreSQL): claimed one at a time under a lease a heartbeat renews; a lease
-    that runs out (its worker died) makes the job claimable again."""
+    """Jobs shared by many processes (PostgreSQL): claimed under a lease a heartbeat renews; a lease that runs out
+    (its worker died) makes the job claimable again."""
 
-    async def claim_job(self, owner: str, lease_s: float, platforms: Sequence[str]) -> Job | None:
-        """Claim the next job for `owner`, fairly: the earliest turn (round) of people with nothing claimed
-        anywhere, then the oldest; None when there is nothing to claim."""
+    async def claim_jobs(self, owner: str, lease_s: float, platforms: Sequence[str], limit: int) -> list[Job]:
+        """Claim up to `limit` next jobs for `owner` at once, fairly: the earliest turns (rounds) of people with
+        nothing claimed anywhere, then the oldest, at most one per person; in that order. Fewer (or none) when
+        the line has no more that may start now."""
         ...
 
     async def renew_leases(self, owner: str, job_ids: Sequence[int], lease_s: float) -> set[int]:

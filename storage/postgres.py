@@ -65,6 +65,21 @@ _JOB_COLUMNS_OF_JOBS = ", ".join("jobs." + c.strip() for c in JOB_COLUMNS.split(
 
 VERSION_TABLE = "schema_migrations"
 
+# Up to $5 jobs for one worker in one statement: the earliest turns (rounds), then the oldest, of people with
+# nothing claimed anywhere; rows other workers are claiming are skipped, not waited for. Of one person's jobs in
+# the window only the first is taken (the others stay for their turn), so the unique index on claims sees at most
+# one per person from here; a race with another worker for the same person ends in a unique violation, retried.
+_CLAIM = (
+    "WITH candidates AS (SELECT j.id, j.platform, j.user_id, j.turn FROM jobs j "
+    f"WHERE j.claimed_by IS NULL AND j.{UNFINISHED_SQL} AND j.platform = ANY($4::text[]) "
+    "AND NOT EXISTS (SELECT 1 FROM jobs r WHERE r.platform = j.platform "
+    "AND r.user_id = j.user_id AND r.claimed_by IS NOT NULL) "
+    "ORDER BY j.turn, j.id LIMIT $5 FOR UPDATE OF j SKIP LOCKED), "
+    "firsts AS (SELECT DISTINCT ON (platform, user_id) id FROM candidates ORDER BY platform, user_id, turn, id), "
+    "claimed AS (UPDATE jobs SET claimed_by = $2, lease_until = $1::float8 + $3::float8, claimed_at = $1 "
+    f"FROM firsts WHERE jobs.id = firsts.id RETURNING {_JOB_COLUMNS_OF_JOBS}, jobs.turn) "
+    f"SELECT {JOB_COLUMNS} FROM claimed ORDER BY turn, id")
+
 
 class SchemaBehind(StorageError):
     """The database has not been migrated to what this version of pixme needs."""
@@ -305,28 +320,20 @@ class PostgresStore:
 
     # -- jobs shared by many processes: claims under leases ---------------------------------------
 
-    async def claim_job(self, owner: str, lease_s: float, platforms: Sequence[str]) -> Job | None:
+    async def claim_jobs(self, owner: str, lease_s: float, platforms: Sequence[str], limit: int) -> list[Job]:
         now = time.time()
         if now - self._reaped_at >= REAP_EVERY_S:
             # Leases that ran out (their worker died or stalled): those jobs are claimable again.
             self._reaped_at = now
             await self._pool.execute("UPDATE jobs SET claimed_by = NULL, lease_until = NULL "
                                      "WHERE claimed_by IS NOT NULL AND lease_until < $1", now)
-        for _ in range(5):  # lost a race for the same person (the unique index refused the claim): go again
+        for _ in range(5):  # lost a race for the same person (the unique index refused a claim): go again
             try:
-                row = await self._pool.fetchrow(
-                    "WITH next AS (SELECT j.id FROM jobs j "
-                    f"WHERE j.claimed_by IS NULL AND j.{UNFINISHED_SQL} AND j.platform = ANY($4::text[]) "
-                    "AND NOT EXISTS (SELECT 1 FROM jobs r WHERE r.platform = j.platform "
-                    "AND r.user_id = j.user_id AND r.claimed_by IS NOT NULL) "
-                    "ORDER BY j.turn, j.id LIMIT 1 FOR UPDATE OF j SKIP LOCKED) "
-                    "UPDATE jobs SET claimed_by = $2, lease_until = $1::float8 + $3::float8, claimed_at = $1 "
-                    f"FROM next WHERE jobs.id = next.id RETURNING {_JOB_COLUMNS_OF_JOBS}",
-                    now, owner, lease_s, list(platforms))
+                rows = await self._pool.fetch(_CLAIM, now, owner, lease_s, list(platforms), limit)
             except asyncpg.UniqueViolationError:
                 continue
-            return job_from_row(row) if row is not None else None
-        return None
+            return [job_from_row(row) for row in rows]
+        return []
 
     async def renew_leases(self, owner: str, job_ids: Sequence[int], lease_s: float) -> set[int]:
         rows = await self._pool.fetch(
