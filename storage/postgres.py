@@ -95,11 +95,34 @@ def redacted(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
+class _Resets:
+    """What a connection given back to the pool needs before its next use.
+
+    asyncpg's default resets every one with a round trip of its own (advisory locks released, cursors closed,
+    UNLISTEN, RESET ALL): as many round trips again as there are one-statement calls, which most of ours are (a
+    claim, a job's end). Those leave nothing on the session, and asyncpg itself rolls back a transaction left
+    open; the places that hold a session-level advisory lock or change a setting (`migrate`, `run_alone`) mark
+    their connection, and only a marked one gets the full reset."""
+
+    def __init__(self) -> None:
+        self._marked: set[int] = set()  # server process ids
+
+    def mark(self, conn: asyncpg.Connection | asyncpg.pool.PoolConnectionProxy) -> None:
+        self._marked.add(conn.get_server_pid())
+
+    async def __call__(self, conn: asyncpg.Connection) -> None:
+        pid = conn.get_server_pid()
+        if pid in self._marked:
+            self._marked.discard(pid)
+            await conn.execute(conn.get_reset_query())
+
+
 class PostgresStore:
     """Implements `core.ports.Store` on a PostgreSQL database."""
 
-    def __init__(self, pool: asyncpg.Pool, url: str) -> None:
+    def __init__(self, pool: asyncpg.Pool, url: str, resets: _Resets | None = None) -> None:
         self._pool = pool
+        self._resets = resets or _Resets()
         self._url = url  # LISTEN needs a connection of its own
         self._reaped_at = 0.0  # when this process last freed the jobs of lapsed leases
         self.where = redacted(url)
@@ -125,13 +148,14 @@ class PostgresStore:
     @classmethod
     async def connect(cls, url: str, *, busy_timeout_ms: int = 5000, pool_size: int = 10) -> PostgresStore:
         """The pool alone, neither migrating nor checking the schema (`pixme migrate` then calls `migrate`)."""
+        resets = _Resets()
         try:
             pool = await asyncpg.create_pool(
-                url, min_size=1, max_size=pool_size, command_timeout=60,
+                url, min_size=1, max_size=pool_size, command_timeout=60, reset=resets,
                 server_settings={"lock_timeout": str(int(busy_timeout_ms)), "application_name": "pixme"})
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise StorageBusy(f"postgres: cannot connect to {redacted(url)}: {exc}") from exc
-        return cls(pool, url)
+        return cls(pool, url, resets)
 
     async def close(self) -> None:
         with contextlib.suppress(asyncio.TimeoutError):
@@ -159,6 +183,7 @@ class PostgresStore:
         migration lock (a second process starting meanwhile waits, then finds nothing left to do)."""
         applied = []
         async with self._pool.acquire() as conn:
+            self._resets.mark(conn)
             # Migration steps may take longer than a request would wait for a lock.
             await conn.execute("SET lock_timeout = 0")
             await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK)
@@ -388,6 +413,7 @@ class PostgresStore:
 
     async def run_alone(self, chore: str, every_s: float, run: Callable[[], Awaitable[object]]) -> bool:
         async with self._pool.acquire() as conn:
+            self._resets.mark(conn)
             if not await conn.fetchval("SELECT pg_try_advisory_lock(hashtext($1))", f"chore:{chore}"):
                 return False  # another process is at it
             try:
