@@ -219,8 +219,9 @@ class LeaseStore(JobStore, Protocol):
         elsewhere, or their lease ran out and another worker has them)."""
         ...
 
-    async def release_job(self, job_id: int, owner: str) -> None:
-        """Give up `owner`'s claim (an unfinished job becomes claimable again)."""
+    async def release_job(self, job_id: int, owner: str) -> Job | None:
+        """Give up `owner`'s claim (an unfinished job becomes claimable again); the job as recorded (how it ended,
+        if it did), None if it is gone."""
         ...
 
     async def cancel_jobs(self, platform: str, user_id: str, chat_id: str | None) -> list[Job]:

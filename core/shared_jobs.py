@@ -20,7 +20,7 @@ from typing import Any
 
 from core.clock import SYSTEM_CLOCK, Clock
 from core.jobs import Cancelled, Requeue, Work, observe_end, report_end
-from core.metrics import NO_OBSERVER, JobObserver
+from core.metrics import FINAL_STATUSES, NO_OBSERVER, JobObserver
 from core.ports import UNFINISHED, Job, LeaseStore, QueueCounts
 from core.requests import ReplyTarget
 
@@ -273,12 +273,17 @@ class SharedJobRunner:
             ran_from = self._started.pop(job.id, None)
             cancelled = job.id in self._cancelled
             self._cancelled.discard(job.id)
+            recorded: Job | None = None
             if not self._closing or cancelled or ended:
                 self._held.discard(job.id)
                 with contextlib.suppress(Exception):
-                    await self._store.release_job(job.id, self.owner)  # already given up if it ended
+                    # Already given up if it ended; what it reads back says how it ended, for the numbers below.
+                    recorded = await self._store.release_job(job.id, self.owner)
         if ended:
-            await self._report_end(job, ran_from)
+            if recorded is None:
+                await self._report_end(job, ran_from)
+            elif recorded.status in FINAL_STATUSES:
+                self._observe_end(recorded, ran_from)
 
     async def _report_end(self, job: Job, ran_from: float | None) -> None:
         await report_end(self._store, self._observer, self._clock, job, ran_from)

@@ -366,9 +366,13 @@ class PostgresStore:
             "RETURNING id", list(job_ids), owner, time.time() + lease_s)
         return {int(r["id"]) for r in rows}
 
-    async def release_job(self, job_id: int, owner: str) -> None:
-        await self._pool.execute("UPDATE jobs SET claimed_by = NULL, lease_until = NULL "
-                                 "WHERE id = $1 AND claimed_by = $2", job_id, owner)
+    async def release_job(self, job_id: int, owner: str) -> Job | None:
+        # One round trip for both: the SELECT sees the row as it was before the release, which changes no column
+        # a Job has.
+        row = await self._pool.fetchrow(
+            "WITH released AS (UPDATE jobs SET claimed_by = NULL, lease_until = NULL "
+            f"WHERE id = $1 AND claimed_by = $2) SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1", job_id, owner)
+        return job_from_row(row) if row is not None else None
 
     async def cancel_jobs(self, platform: str, user_id: str, chat_id: str | None) -> list[Job]:
         # A claim stays with its worker until that worker has stopped (its heartbeat finds the job over).

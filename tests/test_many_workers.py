@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from core.metrics import NoObserver
 from core.ports import Job
 from core.requests import ReplyTarget
 from core.shared_jobs import Leases, SharedJobRunner
@@ -162,7 +163,16 @@ async def test_free_slots_fill_together_with_the_next_people_never_with_a_second
         async with changed:
             await asyncio.wait_for(changed.wait_for(lambda: running == ids), 10)
 
-    runner = SharedJobRunner(store, work, concurrency=4, owner="w", leases=FAST)
+    ended: list[tuple[int, str]] = []
+    all_ended = asyncio.Event()
+
+    class Observer(NoObserver):  # /metrics: each job counted once, as it ended
+        def job_ended(self, job: Job, *, ran_s: float | None, since_accepted_s: float) -> None:
+            ended.append((job.id, job.status))
+            if len(ended) == 4:
+                all_ended.set()
+
+    runner = SharedJobRunner(store, work, concurrency=4, owner="w", leases=FAST, observer=Observer())
     try:
         ids = {}
         for name in ("ada", "ada2", "bob", "cy"):
@@ -180,6 +190,8 @@ async def test_free_slots_fill_together_with_the_next_people_never_with_a_second
         await until_running(set())
         await runner.wait_idle(10)
         assert alongside[ids["ada2"]] == {ids["cy"]}  # not beside her first
+        await asyncio.wait_for(all_ended.wait(), 10)
+        assert sorted(ended) == sorted((job_id, "delivered") for job_id in ids.values())
         rows = await store._pool.fetch("SELECT status, claimed_by FROM jobs")
         assert [(r["status"], r["claimed_by"]) for r in rows] == [("delivered", None)] * 4
     finally:
