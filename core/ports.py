@@ -95,7 +95,9 @@ class Job:
     result_nodes: tuple[int, ...] = ()  # every picture it made, in order (result_node is the first)
 
 
-PartyStatus = Literal["open", "started", "cancelled", "closed"]
+# "starting": taken by the one press or deadline that starts it, while the host's limits are checked (then
+# "started", or back to "open" when a press is refused, or "closed" when a deadline is).
+PartyStatus = Literal["open", "starting", "started", "cancelled", "closed"]
 
 
 @dataclass(frozen=True)
@@ -314,6 +316,12 @@ class PartyStore(Protocol):
 
     async def set_party(self, party_id: int, *, status: PartyStatus | None = None,
                         lobby_message: str | None = None) -> None: ...
+
+    async def move_party(self, party_id: int, status: PartyStatus, *, was: PartyStatus = "open") -> Party | None:
+        """Give the party `status` if it has status `was`, in one statement (a compare-and-set); the party as it is
+        then (its members at that moment), or None when it did not have status `was`: someone else (a press in
+        another process, the deadline sweep) moved it first. Of two callers racing from "open", one wins."""
+        ...
 
     async def put_member(self, party_id: int, member: Member) -> None: ...
 

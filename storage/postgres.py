@@ -566,6 +566,12 @@ class PostgresStore:
             "UPDATE parties SET status = COALESCE($2, status), lobby_message = COALESCE($3, lobby_message) "
             "WHERE id = $1", party_id, status, lobby_message)
 
+    async def move_party(self, party_id: int, status: PartyStatus, *, was: PartyStatus = "open") -> Party | None:
+        row = await self._pool.fetchrow(
+            f"UPDATE parties SET status = $2 WHERE id = $1 AND status = $3 RETURNING {PARTY_COLUMNS}",
+            party_id, status, was)
+        return await self._party(row) if row is not None else None
+
     async def put_member(self, party_id: int, member: Member) -> None:
         """Add a member, or give an existing one a (new) selfie; their place in the roster is kept."""
         await self._pool.execute(

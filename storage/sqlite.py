@@ -408,6 +408,14 @@ class SqliteStore:
             await self._db.execute("UPDATE parties SET lobby_message = ? WHERE id = ?", (lobby_message, party_id))
         await self._db.commit()
 
+    async def move_party(self, party_id: int, status: PartyStatus, *, was: PartyStatus = "open") -> Party | None:
+        async with self._db.execute(
+                f"UPDATE parties SET status = ? WHERE id = ? AND status = ? RETURNING {_PARTY_COLUMNS}",
+                (status, party_id, was)) as cur:
+            row = await cur.fetchone()
+        await self._db.commit()
+        return await self._party(row) if row else None
+
     async def put_member(self, party_id: int, member: Member) -> None:
         """Add a member, or give an existing one a (new) selfie; their place in the roster is kept."""
         await self._db.execute(
