@@ -3,7 +3,9 @@
 A host opens a party (`/party comic Beach day`); people press Join and reply to the lobby with a
 selfie (or reuse one they sent the bot in this chat); the host or a chat admin presses Start, or the
 deadline starts it. Everything lives in SQLite, so an open lobby keeps working after a restart:
-its buttons carry the party id and deadlines are re-armed by `resume`.
+its buttons carry the party id and deadlines are re-armed by `resume`. Starting or closing a lobby is one
+compare-and-set in the database (`move_party`: only from "open"), not the in-process lock alone, so a Start
+pressed in one process and the deadline sweep in another never both act: one fused picture, one last word.
 
 A member's selfie is used only for the party they joined, and only they can put it there.
 """
@@ -21,7 +23,7 @@ from core.actions import Outcome, PartyPress, encode
 from core.clock import SYSTEM_CLOCK, Clock
 from core.config import PartySettings
 from core.gate import Gate
-from core.ports import Member, Node, Party, Store
+from core.ports import Member, Node, Party, PartyStatus, Store
 from core.replies import LINK_WAIT_S, Replies
 from core.requests import Button, Chat, Context, Person, PhotoRef, ReplyTarget
 from core.styles import STYLES, Style, get_style
@@ -179,7 +181,8 @@ class Parties:
                     and not self.access.is_admin(ctx):
                 return Outcome.refused(texts.PARTY_HOST_ONLY)
             if press.verb == "cancel":
-                await self._close(party, "cancelled", texts.party_cancelled(ctx.person.name))
+                if not await self._close(party, "cancelled", texts.party_cancelled(ctx.person.name)):
+                    return Outcome.settled(texts.PARTY_NOT_OPEN, alert=True)
                 return Outcome.ok(texts.PARTY_CANCELLED_TOAST)
             return await self._start(party, by=ctx)
 
@@ -242,20 +245,33 @@ class Parties:
         return Outcome.settled(texts.PARTY_REUSED)
 
     async def _start(self, party: Party, by: Context | None = None) -> Outcome:
-        ready = party.ready
-        if len(ready) < self.settings.min_members:
-            return Outcome.refused(texts.party_need_more(self.settings.min_members, len(ready)))
-        refusal = await self._over_limit(party)
+        """Start the lobby (pressed Start `by` someone, or its deadline). It is taken first, in one statement (open
+        -> starting), so that of a press here and the deadline sweep or a press in another process only one
+        starts or closes it; the checks then read the members as they were taken."""
+        if len(party.ready) < self.settings.min_members:
+            return Outcome.refused(texts.party_need_more(self.settings.min_members, len(party.ready)))
+        taken = await self._store.move_party(party.id, "starting")
+        if taken is None:  # started or closed a moment ago, elsewhere
+            return Outcome.settled(texts.PARTY_NOT_OPEN, alert=True)
+        try:
+            ready = taken.ready
+            refusal = texts.party_need_more(self.settings.min_members, len(ready)) \
+                if len(ready) < self.settings.min_members else await self._over_limit(taken)
+        except BaseException:
+            await self._store.move_party(party.id, "open", was="starting")
+            raise
         if refusal is not None:  # the lobby stays open for a press after the reset; a deadline closes it
             if by is None:
-                await self._close(party, "closed", refusal)
+                await self._close(taken, "closed", refusal, was="starting")
+            else:
+                await self._store.move_party(party.id, "open", was="starting")
             return Outcome.refused(refusal)
-        names = [m.name for m in ready]
-        await self._close(party, "started", texts.party_started(names))
-        payload = {"style": party.style, "theme": party.theme, "party": party.id,
+        if not await self._close(taken, "started", texts.party_started([m.name for m in ready]), was="starting"):
+            return Outcome.settled(texts.PARTY_NOT_OPEN, alert=True)
+        payload = {"style": taken.style, "theme": taken.theme, "party": taken.id,
                    "portraits": [[m.name, m.node_id] for m in ready]}
-        target = ReplyTarget(party.platform, party.chat_id, party.lobby_message or party.reply_to)
-        await self.submission.submit_job(party.platform, party.chat_id, party.host_id, "fuse", payload, target)
+        target = ReplyTarget(taken.platform, taken.chat_id, taken.lobby_message or taken.reply_to)
+        await self.submission.submit_job(taken.platform, taken.chat_id, taken.host_id, "fuse", payload, target)
         return Outcome.ok(texts.PARTY_STARTING)
 
     async def _over_limit(self, party: Party) -> str | None:
@@ -265,8 +281,11 @@ class Parties:
         return await self.limits.over_limit(party.platform, party.chat_id, party.host_id, private=False,
                                             exempt=self.access.is_admin(host))
 
-    async def _close(self, party: Party, status: str, text: str) -> None:
-        await self._store.set_party(party.id, status=status)  # type: ignore[arg-type]
+    async def _close(self, party: Party, status: PartyStatus, text: str, *, was: PartyStatus = "open") -> bool:
+        """Move the lobby from `was` to `status` and say `text` in it; False (nothing said) when it no longer had
+        status `was`: another press or process moved it first, and its words are the lobby's."""
+        if await self._store.move_party(party.id, status, was=was) is None:
+            return False
         timer = self._timers.pop(party.id, None)
         if timer is not None and timer is not asyncio.current_task():
             timer.cancel()
@@ -274,6 +293,7 @@ class Parties:
         if messenger is not None and party.lobby_message is not None:
             with contextlib.suppress(Exception):
                 await messenger.edit_text(self._target(party), party.lobby_message, text)
+        return True
 
     async def _on_deadline(self, party_id: int, deadline: float) -> None:
         await self.clock.sleep(max(0.0, deadline - self.clock.now()))
@@ -314,8 +334,8 @@ class Parties:
     async def refresh_lobby(self, party_id: int) -> None:
         party = await self._store.get_party(party_id)
         messenger = self.replies.get(party.platform) if party else None
-        if party is None or messenger is None or party.lobby_message is None:
-            return
+        if party is None or messenger is None or party.lobby_message is None or party.status != "open":
+            return  # a lobby started or closed (here or in another process) keeps the words it ended with
         with contextlib.suppress(Exception):  # an edit that fails changes nothing that matters
             await messenger.edit_text(self._target(party), party.lobby_message, self._lobby_text(party),
                                       self._lobby_buttons(party))

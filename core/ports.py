@@ -98,7 +98,9 @@ class Job:
     delivering_at: float | None = None
 
 
-PartyStatus = Literal["open", "started", "cancelled", "closed"]
+# "starting": taken by the one press or deadline that starts it, while the host's limits are checked (then
+# "started", or back to "open" when a press is refused, or "closed" when a deadline is).
+PartyStatus = Literal["open", "starting", "started", "cancelled", "closed"]
 
 
 @dataclass(frozen=True)
@@ -214,12 +216,13 @@ class QueueCounts:
 
 
 class LeaseStore(JobStore, Protocol):
-    """Jobs shared by many processes (PostgreSQL): claimed one at a time under a lease a heartbeat renews; a lease
-    that runs out (its worker died) makes the job claimable again."""
+    """Jobs shared by many processes (PostgreSQL): claimed under a lease a heartbeat renews; a lease that runs out
+    (its worker died) makes the job claimable again."""
 
-    async def claim_job(self, owner: str, lease_s: float, platforms: Sequence[str]) -> Job | None:
-        """Claim the next job for `owner`, fairly: the earliest turn (round) of people with nothing claimed
-        anywhere, then the oldest; None when there is nothing to claim."""
+    async def claim_jobs(self, owner: str, lease_s: float, platforms: Sequence[str], limit: int) -> list[Job]:
+        """Claim up to `limit` next jobs for `owner` at once, fairly: the earliest turns (rounds) of people with
+        nothing claimed anywhere, then the oldest, at most one per person; in that order. Fewer (or none) when
+        the line has no more that may start now."""
         ...
 
     async def renew_leases(self, owner: str, job_ids: Sequence[int], lease_s: float) -> set[int]:
@@ -227,8 +230,9 @@ class LeaseStore(JobStore, Protocol):
         elsewhere, or their lease ran out and another worker has them)."""
         ...
 
-    async def release_job(self, job_id: int, owner: str) -> None:
-        """Give up `owner`'s claim (an unfinished job becomes claimable again)."""
+    async def release_job(self, job_id: int, owner: str) -> Job | None:
+        """Give up `owner`'s claim (an unfinished job becomes claimable again); the job as recorded (how it ended,
+        if it did), None if it is gone."""
         ...
 
     async def cancel_jobs(self, platform: str, user_id: str, chat_id: str | None) -> list[Job]:
@@ -333,6 +337,12 @@ class PartyStore(Protocol):
 
     async def set_party(self, party_id: int, *, status: PartyStatus | None = None,
                         lobby_message: str | None = None) -> None: ...
+
+    async def move_party(self, party_id: int, status: PartyStatus, *, was: PartyStatus = "open") -> Party | None:
+        """Give the party `status` if it has status `was`, in one statement (a compare-and-set); the party as it is
+        then (its members at that moment), or None when it did not have status `was`: someone else (a press in
+        another process, the deadline sweep) moved it first. Of two callers racing from "open", one wins."""
+        ...
 
     async def put_member(self, party_id: int, member: Member) -> None: ...
 

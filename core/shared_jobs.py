@@ -1,11 +1,12 @@
 """The fair queue when many processes share one database (PostgreSQL): jobs are claimed, not handed round.
 
-A gateway persists jobs and announces them; a worker claims the next one with one statement (`FOR UPDATE SKIP
-LOCKED`: the earliest round of people with nothing claimed anywhere, then the oldest), runs it under a lease its
-heartbeat renews, and ends it with the statement that records how it ended. A worker killed outright stops
-renewing: once its lease runs out any other worker claims the job and resumes it (a result already saved is
-delivered, not made again). At most `concurrency` jobs run in each process, one per person across all of them
-(the database refuses a second claim for a person).
+A gateway persists jobs and announces them; a worker claims as many as it has free slots with one statement
+(`FOR UPDATE SKIP LOCKED`: the earliest rounds of people with nothing claimed anywhere, then the oldest), runs
+each under a lease its heartbeat renews, and ends it with the statement that records how it ended; a slot is
+claimed again the moment its job leaves it. A worker killed outright stops renewing: once its lease runs out any
+other worker claims the job and resumes it (a result already saved is delivered, not made again). At most
+`concurrency` jobs run in each process, one per person across all of them (the database refuses a second claim
+for a person).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 
 from core.clock import SYSTEM_CLOCK, Clock
 from core.jobs import Cancelled, Requeue, Work, observe_end, report_end
-from core.metrics import NO_OBSERVER, JobObserver
+from core.metrics import FINAL_STATUSES, NO_OBSERVER, JobObserver
 from core.ports import UNFINISHED, Job, LeaseStore, QueueCounts
 from core.requests import ReplyTarget
 
@@ -201,22 +202,24 @@ class SharedJobRunner:
                 await stop_listening()
 
     async def _claim_what_fits(self) -> bool:
-        """Claim jobs while this process has room; True when the line had nothing more for it."""
-        while len(self._running) < self._concurrency:
+        """Claim jobs while this process has room, as many as there are free slots in each statement; True when
+        the line had nothing more for it."""
+        while (free := self._concurrency - len(self._running)) > 0:
             if self._clock.now() < self._paused_until:
                 return False
             try:
-                job = await self._store.claim_job(self.owner, self.leases.lease_s, self._platforms)
+                jobs = await self._store.claim_jobs(self.owner, self.leases.lease_s, self._platforms, free)
             except Exception:
                 log.warning("could not claim a job", exc_info=True)
                 return False
-            if job is None:
+            if not jobs:
                 return True
-            self._held.add(job.id)
             self._idle.clear()
-            self._started[job.id] = self._clock.now()
-            self._running[job.id] = (job, asyncio.get_running_loop().create_task(self._run(job),
-                                                                                 name=f"job-{job.id}"))
+            for job in jobs:
+                self._held.add(job.id)
+                self._started[job.id] = self._clock.now()
+                self._running[job.id] = (job, asyncio.get_running_loop().create_task(self._run(job),
+                                                                                     name=f"job-{job.id}"))
         return False
 
     async def _heartbeat_loop(self) -> None:
@@ -266,16 +269,21 @@ class SharedJobRunner:
             ended = True
         finally:
             self._running.pop(job.id, None)
+            self._wakeup.set()  # a slot is free: claimed again now, not after the round trips below
             ran_from = self._started.pop(job.id, None)
             cancelled = job.id in self._cancelled
             self._cancelled.discard(job.id)
+            recorded: Job | None = None
             if not self._closing or cancelled or ended:
                 self._held.discard(job.id)
                 with contextlib.suppress(Exception):
-                    await self._store.release_job(job.id, self.owner)  # already given up if it ended
-            self._wakeup.set()  # a slot is free
+                    # Already given up if it ended; what it reads back says how it ended, for the numbers below.
+                    recorded = await self._store.release_job(job.id, self.owner)
         if ended:
-            await self._report_end(job, ran_from)
+            if recorded is None:
+                await self._report_end(job, ran_from)
+            elif recorded.status in FINAL_STATUSES:
+                self._observe_end(recorded, ran_from)
 
     async def _report_end(self, job: Job, ran_from: float | None) -> None:
         await report_end(self._store, self._observer, self._clock, job, ran_from)

@@ -66,6 +66,21 @@ _JOB_COLUMNS_OF_JOBS = ", ".join("jobs." + c.strip() for c in JOB_COLUMNS.split(
 
 VERSION_TABLE = "schema_migrations"
 
+# Up to $5 jobs for one worker in one statement: the earliest turns (rounds), then the oldest, of people with
+# nothing claimed anywhere; rows other workers are claiming are skipped, not waited for. Of one person's jobs in
+# the window only the first is taken (the others stay for their turn), so the unique index on claims sees at most
+# one per person from here; a race with another worker for the same person ends in a unique violation, retried.
+_CLAIM = (
+    "WITH candidates AS (SELECT j.id, j.platform, j.user_id, j.turn FROM jobs j "
+    f"WHERE j.claimed_by IS NULL AND j.{UNFINISHED_SQL} AND j.platform = ANY($4::text[]) "
+    "AND NOT EXISTS (SELECT 1 FROM jobs r WHERE r.platform = j.platform "
+    "AND r.user_id = j.user_id AND r.claimed_by IS NOT NULL) "
+    "ORDER BY j.turn, j.id LIMIT $5 FOR UPDATE OF j SKIP LOCKED), "
+    "firsts AS (SELECT DISTINCT ON (platform, user_id) id FROM candidates ORDER BY platform, user_id, turn, id), "
+    "claimed AS (UPDATE jobs SET claimed_by = $2, lease_until = $1::float8 + $3::float8, claimed_at = $1 "
+    f"FROM firsts WHERE jobs.id = firsts.id RETURNING {_JOB_COLUMNS_OF_JOBS}, jobs.turn) "
+    f"SELECT {JOB_COLUMNS} FROM claimed ORDER BY turn, id")
+
 
 class SchemaBehind(StorageError):
     """The database has not been migrated to what this version of pixme needs."""
@@ -81,11 +96,34 @@ def redacted(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
+class _Resets:
+    """What a connection given back to the pool needs before its next use.
+
+    asyncpg's default resets every one with a round trip of its own (advisory locks released, cursors closed,
+    UNLISTEN, RESET ALL): as many round trips again as there are one-statement calls, which most of ours are (a
+    claim, a job's end). Those leave nothing on the session, and asyncpg itself rolls back a transaction left
+    open; the places that hold a session-level advisory lock or change a setting (`migrate`, `run_alone`) mark
+    their connection, and only a marked one gets the full reset."""
+
+    def __init__(self) -> None:
+        self._marked: set[int] = set()  # server process ids
+
+    def mark(self, conn: asyncpg.Connection | asyncpg.pool.PoolConnectionProxy) -> None:
+        self._marked.add(conn.get_server_pid())
+
+    async def __call__(self, conn: asyncpg.Connection) -> None:
+        pid = conn.get_server_pid()
+        if pid in self._marked:
+            self._marked.discard(pid)
+            await conn.execute(conn.get_reset_query())
+
+
 class PostgresStore:
     """Implements `core.ports.Store` on a PostgreSQL database."""
 
-    def __init__(self, pool: asyncpg.Pool, url: str) -> None:
+    def __init__(self, pool: asyncpg.Pool, url: str, resets: _Resets | None = None) -> None:
         self._pool = pool
+        self._resets = resets or _Resets()
         self._url = url  # LISTEN needs a connection of its own
         self._reaped_at = 0.0  # when this process last freed the jobs of lapsed leases
         self._slots_pruned_at = 0.0  # when this process last deleted send slots nobody needs (database clock)
@@ -112,13 +150,14 @@ class PostgresStore:
     @classmethod
     async def connect(cls, url: str, *, busy_timeout_ms: int = 5000, pool_size: int = 10) -> PostgresStore:
         """The pool alone, neither migrating nor checking the schema (`pixme migrate` then calls `migrate`)."""
+        resets = _Resets()
         try:
             pool = await asyncpg.create_pool(
-                url, min_size=1, max_size=pool_size, command_timeout=60,
+                url, min_size=1, max_size=pool_size, command_timeout=60, reset=resets,
                 server_settings={"lock_timeout": str(int(busy_timeout_ms)), "application_name": "pixme"})
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise StorageBusy(f"postgres: cannot connect to {redacted(url)}: {exc}") from exc
-        return cls(pool, url)
+        return cls(pool, url, resets)
 
     async def close(self) -> None:
         with contextlib.suppress(asyncio.TimeoutError):
@@ -146,6 +185,7 @@ class PostgresStore:
         migration lock (a second process starting meanwhile waits, then finds nothing left to do)."""
         applied = []
         async with self._pool.acquire() as conn:
+            self._resets.mark(conn)
             # Migration steps may take longer than a request would wait for a lock.
             await conn.execute("SET lock_timeout = 0")
             await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK)
@@ -320,28 +360,20 @@ class PostgresStore:
 
     # -- jobs shared by many processes: claims under leases ---------------------------------------
 
-    async def claim_job(self, owner: str, lease_s: float, platforms: Sequence[str]) -> Job | None:
+    async def claim_jobs(self, owner: str, lease_s: float, platforms: Sequence[str], limit: int) -> list[Job]:
         now = time.time()
         if now - self._reaped_at >= REAP_EVERY_S:
             # Leases that ran out (their worker died or stalled): those jobs are claimable again.
             self._reaped_at = now
             await self._pool.execute("UPDATE jobs SET claimed_by = NULL, lease_until = NULL "
                                      "WHERE claimed_by IS NOT NULL AND lease_until < $1", now)
-        for _ in range(5):  # lost a race for the same person (the unique index refused the claim): go again
+        for _ in range(5):  # lost a race for the same person (the unique index refused a claim): go again
             try:
-                row = await self._pool.fetchrow(
-                    "WITH next AS (SELECT j.id FROM jobs j "
-                    f"WHERE j.claimed_by IS NULL AND j.{UNFINISHED_SQL} AND j.platform = ANY($4::text[]) "
-                    "AND NOT EXISTS (SELECT 1 FROM jobs r WHERE r.platform = j.platform "
-                    "AND r.user_id = j.user_id AND r.claimed_by IS NOT NULL) "
-                    "ORDER BY j.turn, j.id LIMIT 1 FOR UPDATE OF j SKIP LOCKED) "
-                    "UPDATE jobs SET claimed_by = $2, lease_until = $1::float8 + $3::float8, claimed_at = $1 "
-                    f"FROM next WHERE jobs.id = next.id RETURNING {_JOB_COLUMNS_OF_JOBS}",
-                    now, owner, lease_s, list(platforms))
+                rows = await self._pool.fetch(_CLAIM, now, owner, lease_s, list(platforms), limit)
             except asyncpg.UniqueViolationError:
                 continue
-            return job_from_row(row) if row is not None else None
-        return None
+            return [job_from_row(row) for row in rows]
+        return []
 
     async def renew_leases(self, owner: str, job_ids: Sequence[int], lease_s: float) -> set[int]:
         rows = await self._pool.fetch(
@@ -349,9 +381,13 @@ class PostgresStore:
             "RETURNING id", list(job_ids), owner, time.time() + lease_s)
         return {int(r["id"]) for r in rows}
 
-    async def release_job(self, job_id: int, owner: str) -> None:
-        await self._pool.execute("UPDATE jobs SET claimed_by = NULL, lease_until = NULL "
-                                 "WHERE id = $1 AND claimed_by = $2", job_id, owner)
+    async def release_job(self, job_id: int, owner: str) -> Job | None:
+        # One round trip for both: the SELECT sees the row as it was before the release, which changes no column
+        # a Job has.
+        row = await self._pool.fetchrow(
+            "WITH released AS (UPDATE jobs SET claimed_by = NULL, lease_until = NULL "
+            f"WHERE id = $1 AND claimed_by = $2) SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1", job_id, owner)
+        return job_from_row(row) if row is not None else None
 
     async def cancel_jobs(self, platform: str, user_id: str, chat_id: str | None) -> list[Job]:
         # A claim stays with its worker until that worker has stopped (its heartbeat finds the job over).
@@ -396,6 +432,7 @@ class PostgresStore:
 
     async def run_alone(self, chore: str, every_s: float, run: Callable[[], Awaitable[object]]) -> bool:
         async with self._pool.acquire() as conn:
+            self._resets.mark(conn)
             if not await conn.fetchval("SELECT pg_try_advisory_lock(hashtext($1))", f"chore:{chore}"):
                 return False  # another process is at it
             try:
@@ -543,6 +580,12 @@ class PostgresStore:
         await self._pool.execute(
             "UPDATE parties SET status = COALESCE($2, status), lobby_message = COALESCE($3, lobby_message) "
             "WHERE id = $1", party_id, status, lobby_message)
+
+    async def move_party(self, party_id: int, status: PartyStatus, *, was: PartyStatus = "open") -> Party | None:
+        row = await self._pool.fetchrow(
+            f"UPDATE parties SET status = $2 WHERE id = $1 AND status = $3 RETURNING {PARTY_COLUMNS}",
+            party_id, status, was)
+        return await self._party(row) if row is not None else None
 
     async def put_member(self, party_id: int, member: Member) -> None:
         """Add a member, or give an existing one a (new) selfie; their place in the roster is kept."""

@@ -428,6 +428,18 @@ class SqliteStore:
             await self._db.execute("UPDATE parties SET lobby_message = ? WHERE id = ?", (lobby_message, party_id))
         await self._db.commit()
 
+    async def move_party(self, party_id: int, status: PartyStatus, *, was: PartyStatus = "open") -> Party | None:
+        def run(conn: sqlite3.Connection) -> Any:
+            # In one trip to aiosqlite's thread: a RETURNING statement is in progress until its rows are read,
+            # and a commit from another coroutine in between would fail.
+            row = conn.execute(f"UPDATE parties SET status = ? WHERE id = ? AND status = ? RETURNING {_PARTY_COLUMNS}",
+                               (status, party_id, was)).fetchall()
+            conn.commit()
+            return row[0] if row else None
+
+        row = await in_db_thread(self._db, run)
+        return await self._party(row) if row is not None else None
+
     async def put_member(self, party_id: int, member: Member) -> None:
         """Add a member, or give an existing one a (new) selfie; their place in the roster is kept."""
         await self._db.execute(

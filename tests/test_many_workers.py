@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from core.metrics import NoObserver
 from core.ports import Job
 from core.requests import ReplyTarget
 from core.shared_jobs import Leases, SharedJobRunner
@@ -135,6 +136,68 @@ async def test_a_burst_from_one_person_waits_its_turns_behind_everyone_elses_fir
         await runner.resume({"telegram"})
         await asyncio.wait_for(ledger.all_delivered.wait(), 30)
     assert ledger.order == [ids[0], ids[3], ids[1], ids[2]]
+
+
+async def test_free_slots_fill_together_with_the_next_people_never_with_a_second_job_of_one_person(
+        postgres: Backend) -> None:
+    """Four free slots and Ada, Bob and Cy waiting (Ada twice): the three start together; Ada's second waits for
+    her first to end although a slot is free, then starts without anything else happening."""
+    store = await PostgresStore.open(postgres.url)
+    gates: dict[int, asyncio.Event] = defaultdict(asyncio.Event)
+    running: set[int] = set()
+    alongside: dict[int, set[int]] = {}  # what was running when each job started
+    changed = asyncio.Condition()
+
+    async def work(job: Job) -> None:
+        async with changed:
+            alongside[job.id] = set(running)
+            running.add(job.id)
+            changed.notify_all()
+        await gates[job.id].wait()
+        await store.update_job(job.id, status="delivered", delivered_message=f"m{job.id}")
+        async with changed:
+            running.discard(job.id)
+            changed.notify_all()
+
+    async def until_running(ids: set[int]) -> None:
+        async with changed:
+            await asyncio.wait_for(changed.wait_for(lambda: running == ids), 10)
+
+    ended: list[tuple[int, str]] = []
+    all_ended = asyncio.Event()
+
+    class Observer(NoObserver):  # /metrics: each job counted once, as it ended
+        def job_ended(self, job: Job, *, ran_s: float | None, since_accepted_s: float) -> None:
+            ended.append((job.id, job.status))
+            if len(ended) == 4:
+                all_ended.set()
+
+    runner = SharedJobRunner(store, work, concurrency=4, owner="w", leases=FAST, observer=Observer())
+    try:
+        ids = {}
+        for name in ("ada", "ada2", "bob", "cy"):
+            person = name.rstrip("2")
+            ids[name] = (await store.add_job("telegram", person, person, "style", {},
+                                             ReplyTarget("telegram", person, None))).id
+        await runner.resume({"telegram"})
+        await until_running({ids["ada"], ids["bob"], ids["cy"]})
+        gates[ids["bob"]].set()  # a slot more, and still not Ada's second
+        await until_running({ids["ada"], ids["cy"]})
+        gates[ids["ada"]].set()
+        await until_running({ids["cy"], ids["ada2"]})
+        gates[ids["cy"]].set()
+        gates[ids["ada2"]].set()
+        await until_running(set())
+        await runner.wait_idle(10)
+        assert alongside[ids["ada2"]] == {ids["cy"]}  # not beside her first
+        await asyncio.wait_for(all_ended.wait(), 10)
+        assert sorted(ended) == sorted((job_id, "delivered") for job_id in ids.values())
+        rows = await store._pool.fetch("SELECT status, claimed_by FROM jobs")
+        assert [(r["status"], r["claimed_by"]) for r in rows] == [("delivered", None)] * 4
+    finally:
+        await runner.aclose()
+        await runner.release_held()
+        await store.close()
 
 
 async def test_a_worker_that_stops_renewing_loses_the_job_to_another_which_delivers_it_once(

@@ -186,6 +186,18 @@ async def test_one_open_party_per_chat_and_groups_only(w: World) -> None:
     assert w.messenger.sent[-1].text.startswith("Parties are for group chats")
 
 
+async def test_of_a_start_and_a_cancel_at_the_same_moment_only_one_happens(w: World) -> None:
+    """The database decides (tests/test_parties_across_processes.py races them from two processes)."""
+    await w.studio.parties.open(w.ctx(ADA), "")
+    party = await w.store.open_party("test", GROUP.id)
+    assert party is not None
+    moved = await asyncio.gather(w.store.move_party(party.id, "starting"), w.store.move_party(party.id, "cancelled"))
+    [winner] = [m for m in moved if m is not None]
+    assert winner.status in ("starting", "cancelled") and winner.members == party.members
+    assert (await w.store.get_party(party.id)) == winner
+    assert await w.store.move_party(party.id, "closed") is None  # it is no longer open
+
+
 async def test_starting_with_too_few_selfies_is_refused(w: World, selfie: bytes) -> None:
     await w.studio.parties.open(w.ctx(ADA), "")
     await join_with_selfie(w, BEN, selfie)

@@ -288,9 +288,9 @@ async def test_the_deadline_starts_a_ready_party_and_closes_an_empty_one(tg: Fak
         lonely_group = Chat(id=-100888, type="supergroup", title="Quiet")
         lonely = await open_party(run, DAVE, "", chat=lonely_group)
         tg.send_photo(GROUP, BOB, selfie, reply_to=lobby.message_id)
+        await until_in_lobby(run, lobby, "Bob")  # Bob in first: the roster (and the names below) go by who joined first
         tg.send_photo(GROUP, CAROL, selfie, reply_to=lobby.message_id)
         await until_in_lobby(run, lobby, "Carol")
-        await until_in_lobby(run, lobby, "Bob")
         await until(lambda: len(run.studio.parties.deadlines()) == 2)  # both deadlines armed
         await clock.advance(9 * 60)
         assert lobby.buttons and engine.fused == [], "a minute before the deadline the lobby still waits"
