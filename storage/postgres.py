@@ -754,11 +754,25 @@ class PostgresStore:
 
     # -- updates taken ---------------------------------------------------------------------------
 
-    async def record_update(self, update_id: int) -> bool:
+    async def record_update(self, update_id: int, *, pending: bool = False, stale_before: float = 0.0,
+                            seen_at: float | None = None) -> bool:
         added = await self._pool.fetchval(
-            "INSERT INTO telegram_updates (update_id, seen_at) VALUES ($1, $2) ON CONFLICT (update_id) DO NOTHING "
-            "RETURNING true", update_id, time.time())
+            "INSERT INTO telegram_updates (update_id, seen_at, pending) VALUES ($1, $2, $3) ON CONFLICT (update_id) "
+            "DO UPDATE SET seen_at = excluded.seen_at, pending = excluded.pending "
+            "WHERE telegram_updates.pending != 0 AND telegram_updates.seen_at < $4 RETURNING true",
+            update_id, time.time() if seen_at is None else seen_at, int(pending), stale_before)
         return bool(added)
+
+    async def settle_update(self, update_id: int, *, handled: bool, seen_at: float | None = None) -> None:
+        if handled:
+            await self._pool.execute("UPDATE telegram_updates SET pending = 0 WHERE update_id = $1", update_id)
+        else:
+            await self._pool.execute("DELETE FROM telegram_updates WHERE update_id = $1 AND pending != 0 "
+                                     "AND ($2::float8 IS NULL OR seen_at = $2)", update_id, seen_at)
+
+    async def update_pending(self, update_id: int) -> bool | None:
+        pending = await self._pool.fetchval("SELECT pending FROM telegram_updates WHERE update_id = $1", update_id)
+        return None if pending is None else bool(pending)
 
     async def prune_updates(self, before: float) -> int:
         status = await self._pool.execute("DELETE FROM telegram_updates WHERE seen_at < $1", before)
