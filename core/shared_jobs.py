@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from core.clock import SYSTEM_CLOCK, Clock
+from core.errors import StorageBusy
 from core.jobs import Cancelled, Requeue, Work, observe_end, report_end
 from core.metrics import NO_OBSERVER, JobObserver
 from core.ports import UNFINISHED, Job, LeaseStore, QueueCounts
@@ -34,6 +35,7 @@ class Leases:
     lease_s: float = 20.0
     heartbeat_s: float = 5.0
     poll_s: float = 2.0
+    busy_retry_s: float = 0.5  # a job that found the database out of reach tries again this often
 
 
 class SharedJobRunner:
@@ -250,19 +252,28 @@ class SharedJobRunner:
                 except Requeue as signal:  # an outage, a full disk: this process pauses, the job keeps its lease
                     self._paused_until = max(self._paused_until, self._clock.now() + signal.pause_s)
                     await self._clock.sleep(signal.pause_s)
-                    fresh = await self._store.get_job(job.id)
-                    if fresh is None or fresh.status not in UNFINISHED:
-                        ended = True
-                        break
-                    job = fresh
+                except StorageBusy as exc:
+                    # The database went away mid-job (a restart, a failover): not the job's fault. It keeps its
+                    # claim and goes on where it was once the database answers (what was saved is not made again);
+                    # if the lease lapsed meanwhile, the heartbeat finds the job another worker's and stops it.
+                    log.warning("job %s: the database is out of reach (%s); going on once it answers", job.id, exc)
+                    await self._clock.sleep(self.leases.busy_retry_s)
+                fresh = await self._reread(job)
+                if fresh is None or fresh.status not in UNFINISHED:
+                    ended = True
+                    break
+                job = fresh
         except asyncio.CancelledError:
             if job.id not in self._cancelled:
                 raise  # shutting down: the claim is released once sends under way are recorded
         except Exception:
             log.exception("job %s crashed", job.id)
-            await self._store.update_job(job.id, status="failed", error="crash")
-            if self._on_crashed is not None:
-                await self._on_crashed(job)
+            try:
+                await self._store.update_job(job.id, status="failed", error="crash")
+                if self._on_crashed is not None:
+                    await self._on_crashed(job)
+            except Exception:  # the claim lapses and another worker tries it again
+                log.warning("job %s: could not record the crash", job.id, exc_info=True)
             ended = True
         finally:
             self._running.pop(job.id, None)
@@ -275,7 +286,18 @@ class SharedJobRunner:
                     await self._store.release_job(job.id, self.owner)  # already given up if it ended
             self._wakeup.set()  # a slot is free
         if ended:
-            await self._report_end(job, ran_from)
+            try:
+                await self._report_end(job, ran_from)
+            except Exception:
+                log.warning("job %s: could not report how it ended", job.id, exc_info=True)
+
+    async def _reread(self, job: Job) -> Job | None:
+        """The job as the database has it now, waiting for the database to answer."""
+        while True:
+            try:
+                return await self._store.get_job(job.id)
+            except StorageBusy:
+                await self._clock.sleep(self.leases.busy_retry_s)
 
     async def _report_end(self, job: Job, ran_from: float | None) -> None:
         await report_end(self._store, self._observer, self._clock, job, ran_from)
