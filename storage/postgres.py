@@ -54,6 +54,7 @@ log = logging.getLogger(__name__)
 MIGRATION_LOCK = 0x706978_6D65_0001  # "pixme" 1: one process migrates at a time
 NODES_LOCK = 0x706978_6D65_0002  # shared by node inserts, exclusive for /forget and the retention purge
 REAP_EVERY_S = 0.5  # how often a claiming process frees the jobs whose leases ran out
+LISTEN_RETRY_S = 0.5  # how often a cut LISTEN connection is made again
 JOBS_CHANNEL = "pixme_jobs"  # NOTIFY'd when jobs are added: idle workers claim at once, not at their next poll
 UNFINISHED_SQL = "status IN ('queued', 'running', 'done')"
 # A new job's turn (round) in the fair queue, in its INSERT ($1 platform, $3 user id): after the person's own
@@ -365,14 +366,49 @@ class PostgresStore:
         await self._pool.execute("SELECT pg_notify($1, '')", JOBS_CHANNEL)
 
     async def listen_jobs(self, wake: Callable[[], None]) -> Callable[[], Awaitable[None]]:
-        conn = await asyncpg.connect(self._url, server_settings={"application_name": "pixme-listen"})
+        """LISTEN on a connection of its own. When the server cuts it (a restart), `wake` is called (what was
+        announced meanwhile was missed: look now) and it is connected again, every `LISTEN_RETRY_S`, until the
+        returned `stop`."""
+        lost = asyncio.Event()
 
         def heard(*_: object) -> None:
             wake()
 
-        await conn.add_listener(JOBS_CHANNEL, heard)
+        def cut(*_: object) -> None:
+            lost.set()
+            wake()
+
+        async def listening() -> asyncpg.Connection:
+            conn = await asyncpg.connect(self._url, server_settings={"application_name": "pixme-listen"})
+            conn.add_termination_listener(cut)
+            await conn.add_listener(JOBS_CHANNEL, heard)
+            return conn
+
+        current = [await listening()]
+
+        async def keep_listening() -> None:
+            while True:
+                await lost.wait()
+                lost.clear()
+                current[0].terminate()
+                while True:
+                    await asyncio.sleep(LISTEN_RETRY_S)
+                    try:
+                        current[0] = await listening()
+                    except Exception as exc:  # the server is not back yet
+                        log.debug("postgres: cannot listen again yet: %s", type(exc).__name__)
+                        continue
+                    log.info("postgres: listening for new jobs again")
+                    wake()  # announced while the connection was away: look now
+                    break
+
+        keeper = asyncio.get_running_loop().create_task(keep_listening(), name="listen-jobs")
 
         async def stop() -> None:
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeper
+            conn = current[0]
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(conn.close(), timeout=5)
             conn.terminate()
