@@ -95,7 +95,7 @@ class Studio:
         # `[likeness]`: each result scored in the image-work pool (None: not scored; `pixme run` always passes it).
         self.likeness = likeness
         self.breaker = breaker = breaker or CircuitBreaker(clock=clock.now)
-        self.replies = replies = Replies()
+        self.replies = replies = Replies(sent_elsewhere=shared is not None)  # workers elsewhere send pictures too
         # Processes sharing the database keep no per-person state another could change: read it each time.
         self.languages = Languages(store=store, remembers=shared is None)
         self.gate = gate = Gate(access=self.access, store=store, replies=replies,
