@@ -158,7 +158,13 @@ def nginx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nginx]:
     reason = _nginx_missing()
     if reason:
         pytest.skip(reason)
-    folder = tmp_path_factory.mktemp("nginx")
+    with nginx_running(tmp_path_factory.mktemp("nginx")) as found:
+        yield found
+
+
+@contextlib.contextmanager
+def nginx_running(folder: Path) -> Iterator[Nginx]:
+    """nginx (installed: see `_nginx_missing`) with its files in `folder`, until the block ends."""
     found = Nginx(free_port(), (free_port(), free_port()))
     conf = folder / "nginx.conf"
     conf.write_text(NGINX_CONF.format(dir=folder, port=found.port, first=found.upstreams[0],
