@@ -192,7 +192,8 @@ class SharedJobRunner:
                 found_all = await self._claim_what_fits()
                 if found_all and not self._running:
                     self._idle.set()
-                wait_s = self.leases.poll_s
+                # After a failed claim (the database restarting), look again soon rather than at the next poll.
+                wait_s = self.leases.busy_retry_s if found_all is None else self.leases.poll_s
                 if self._paused_until > self._clock.now():
                     wait_s = max(0.01, min(wait_s, self._paused_until - self._clock.now()))
                 with contextlib.suppress(TimeoutError):
@@ -202,16 +203,17 @@ class SharedJobRunner:
             if stop_listening is not None:
                 await stop_listening()
 
-    async def _claim_what_fits(self) -> bool:
-        """Claim jobs while this process has room; True when the line had nothing more for it."""
+    async def _claim_what_fits(self) -> bool | None:
+        """Claim jobs while this process has room; True when the line had nothing more for it, None when the
+        database could not be asked."""
         while len(self._running) < self._concurrency:
             if self._clock.now() < self._paused_until:
                 return False
             try:
                 job = await self._store.claim_job(self.owner, self.leases.lease_s, self._platforms)
-            except Exception:
-                log.warning("could not claim a job", exc_info=True)
-                return False
+            except Exception as exc:
+                log.warning("could not claim a job: %s", exc)
+                return None
             if job is None:
                 return True
             self._held.add(job.id)
