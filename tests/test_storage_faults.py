@@ -116,6 +116,29 @@ async def test_a_table_locked_on_postgres_gets_a_polite_reply_and_the_next_reque
         await store.close()
 
 
+async def test_a_request_whose_language_cannot_be_read_gets_the_polite_reply_and_nothing_escapes(
+        postgres: Backend, selfie: bytes) -> None:
+    """The gate's first step (the person's language, from the database) failing is answered like any later one;
+    it used to break the use case's `async with` (RuntimeError: generator didn't yield)."""
+    store, studio, messenger = await postgres_studio(postgres.url, busy_timeout_ms=200)
+    other = await asyncpg.connect(postgres.url)
+    try:
+        locked = other.transaction()
+        await locked.start()
+        await other.execute("LOCK TABLE preferences IN ACCESS EXCLUSIVE MODE")
+        await studio.style(Context(CHAT, ADA, "1"), "zombie", photo(selfie, "1"))
+        await studio.edit(Context(CHAT, ADA, "2"), "add a crown", "1")
+        assert messenger.texts() == ["Sorry, I'm overloaded for a moment — please try again in a few seconds."] * 2
+        await locked.rollback()
+        await studio.style(Context(CHAT, ADA, "3"), "zombie", photo(selfie, "3"))
+        await studio.jobs.wait_idle(timeout=10)
+        assert messenger.sent[-1].kind == "image" and messenger.sent[-1].target.reply_to == "3"
+    finally:
+        await other.close()
+        await studio.aclose()
+        await store.close()
+
+
 async def test_a_full_disk_on_postgres_gets_a_polite_reply_and_the_bot_recovers(
         postgres: Backend, selfie: bytes) -> None:
     store, studio, messenger = await postgres_studio(postgres.url)
