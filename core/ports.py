@@ -213,6 +213,11 @@ class LeaseStore(JobStore, Protocol):
         anywhere, then the oldest; None when there is nothing to claim."""
         ...
 
+    async def queue_positions(self, job_ids: Sequence[int]) -> dict[int, int]:
+        """Where each of `job_ids` still unfinished is: its place among the jobs waiting anywhere (1 = next, in the
+        order claims take them: round, then arrival), or 0 once claimed. Jobs that are over are left out."""
+        ...
+
     async def renew_leases(self, owner: str, job_ids: Sequence[int], lease_s: float) -> set[int]:
         """Extend `owner`'s claims on these jobs; the ids it still holds unfinished (the rest were cancelled
         elsewhere, or their lease ran out and another worker has them)."""

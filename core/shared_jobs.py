@@ -15,7 +15,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Protocol
 
 from core.clock import SYSTEM_CLOCK, Clock
 from core.errors import StorageBusy
@@ -38,6 +38,16 @@ class Leases:
     busy_retry_s: float = 0.5  # a job that found the database out of reach tries again this often
 
 
+class LineNotes(Protocol):
+    """The "#N in line" notes (core.queue_notes.QueueNotes) of the jobs this process submitted."""
+
+    async def show(self, changes: list[tuple[Job, int]]) -> None: ...
+
+    async def started(self, job: Job) -> None: ...
+
+    async def clear(self, job: Job) -> None: ...
+
+
 class SharedJobRunner:
     """`core.jobs.JobRunner`'s interface over a `LeaseStore`. With `works=False` (a gateway) it only persists
     and announces jobs; the workers elsewhere claim them."""
@@ -45,7 +55,7 @@ class SharedJobRunner:
     def __init__(self, store: LeaseStore, work: Work, *, concurrency: int, owner: str, works: bool = True,
                  leases: Leases = Leases(), on_cancelled: Cancelled | None = None,
                  on_crashed: Cancelled | None = None, clock: Clock = SYSTEM_CLOCK,
-                 observer: JobObserver = NO_OBSERVER) -> None:
+                 observer: JobObserver = NO_OBSERVER, notes: LineNotes | None = None) -> None:
         self._store = store
         self._work = work
         self._concurrency = concurrency
@@ -68,6 +78,12 @@ class SharedJobRunner:
         self._closing = False
         self._sizes = (0, 0)  # (waiting, claimed) across every process, as last read
         self._held: set[int] = set()  # claims this process holds (running, or cut off at shutdown)
+        # Places in line of the jobs submitted here, read from the database while they wait (their notes).
+        self._notes = notes
+        self._watched: dict[int, Job] = {}
+        self._places: dict[int, int] = {}  # job id -> place (0: claimed, by a worker here or elsewhere)
+        self._watching: asyncio.Task[None] | None = None
+        self._line_changed = asyncio.Event()
 
     # -- submitting ----------------------------------------------------------------------------
 
@@ -85,6 +101,11 @@ class SharedJobRunner:
         task = asyncio.get_running_loop().create_task(self._announce())
         self._loops.append(task)
         task.add_done_callback(self._loops.remove)
+        if self._notes is not None and not self._closing:
+            self._watched[job.id] = job
+            self._line_changed.set()
+            if self._watching is None:
+                self._watching = asyncio.get_running_loop().create_task(self._watch_line(), name="line")
 
     async def _announce(self) -> None:
         try:
@@ -111,8 +132,55 @@ class SharedJobRunner:
         return await self._store.queue_counts(platform, chat_id, user_id)
 
     def position(self, job_id: int) -> int | None:
-        """Places in line are not tracked across processes (no "you are number n" notes)."""
-        return None
+        """The place in line (1 = next) of a job submitted here that waits, across every process, as last read;
+        None once it was claimed or ended, or for a job submitted elsewhere."""
+        return self._places.get(job_id) or None
+
+    async def _watch_line(self) -> None:
+        """While jobs submitted here wait: read their places every `poll_s` and tell their notes of moves, of a
+        start (wherever it was claimed) and of the end."""
+        while True:
+            self._line_changed.clear()
+            try:
+                places = await self._store.queue_positions(list(self._watched))
+            except Exception as exc:  # the database is away: the notes wait
+                log.debug("could not read places in line: %s", type(exc).__name__)
+                places = None
+            if places is not None:
+                await self._tell_notes(places)
+            # A job submitted here is placed at once; the others' moves are read every `poll_s`.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.leases.poll_s if self._watched else None):
+                    await self._line_changed.wait()
+
+    async def _tell_notes(self, places: dict[int, int]) -> None:
+        assert self._notes is not None
+        moved: list[tuple[Job, int]] = []
+        for job_id, job in list(self._watched.items()):
+            place, before = places.get(job_id), self._places.get(job_id)
+            if place is None:  # over
+                self._watched.pop(job_id, None)
+                self._places.pop(job_id, None)
+                self._side_task(self._notes.clear(job))
+                continue
+            self._places[job_id] = place
+            if place and place != before:
+                moved.append((job, place))
+            elif not place and before != 0 and job_id not in self._running:  # claimed elsewhere
+                self._side_task(self._notes.started(job))
+        if moved:
+            self._side_task(self._notes.show(moved))
+
+    def _side_task(self, coro: Awaitable[None]) -> None:
+        async def guarded() -> None:
+            try:
+                await coro
+            except Exception:  # a note is a courtesy: its failure is logged, never raised
+                log.warning("could not update a place-in-line note", exc_info=True)
+
+        task = asyncio.get_running_loop().create_task(guarded())
+        self._loops.append(task)
+        task.add_done_callback(self._loops.remove)
 
     def is_running(self, job_id: int) -> bool:
         return job_id in self._running
@@ -157,6 +225,11 @@ class SharedJobRunner:
         self._closing = True
         for task in [t for t in self._loops if t.get_name() == "claims"]:
             task.cancel()
+        if self._watching is not None:
+            self._watching.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watching
+            self._watching = None
         running = [task for _, task in self._running.values()]
         if running and grace_s > 0:
             log.info("waiting up to %.0f s for %d running job(s)", grace_s, len(running))

@@ -131,7 +131,7 @@ class Studio:
         else:
             jobs = SharedJobRunner(shared.store, worker.run, concurrency=limits.concurrency, owner=shared.owner,
                                    works=shared.works, leases=shared.leases, on_cancelled=worker.discard,
-                                   on_crashed=credits_.give_back, clock=clock, observer=observer)
+                                   on_crashed=credits_.give_back, clock=clock, observer=observer, notes=notes)
         self.jobs = jobs
         observer.watch_queue(jobs)  # the line's length, read whenever it is asked for
 

@@ -329,6 +329,14 @@ class PostgresStore:
             return job_from_row(row) if row is not None else None
         return None
 
+    async def queue_positions(self, job_ids: Sequence[int]) -> dict[int, int]:
+        rows = await self._pool.fetch(
+            f"WITH waiting AS (SELECT id, row_number() OVER (ORDER BY turn, id) AS place FROM jobs "
+            f"WHERE claimed_by IS NULL AND {UNFINISHED_SQL}) "
+            f"SELECT j.id, COALESCE(w.place, 0) AS place FROM jobs j LEFT JOIN waiting w ON w.id = j.id "
+            f"WHERE j.id = ANY($1::bigint[]) AND j.{UNFINISHED_SQL}", list(job_ids))
+        return {int(r["id"]): int(r["place"]) for r in rows}
+
     async def renew_leases(self, owner: str, job_ids: Sequence[int], lease_s: float) -> set[int]:
         rows = await self._pool.fetch(
             f"UPDATE jobs SET lease_until = $3 WHERE id = ANY($1::bigint[]) AND claimed_by = $2 AND {UNFINISHED_SQL} "
