@@ -4,7 +4,8 @@
 result) through the Telegram stand-in, which POSTs every update to nginx and, as Telegram does, retries it
 until a gateway answers 200. Mid-run one worker is killed with -9 while it holds a job, and PostgreSQL is
 stopped and started again while updates keep coming. Every request is answered with exactly one picture,
-nothing is lost, no job is left unfinished, and every process but the killed one is still running.
+nothing is lost, no job is left unfinished, every place-in-line note is gone, and every process but the killed
+one is still running.
 """
 
 from __future__ import annotations
@@ -146,6 +147,11 @@ async def test_two_gateways_and_three_workers_answer_300_requests_once_through_a
                             f"jobs not over: {[j for j in await _jobs(store) if j[1] not in OVER][:5]}")
             # Nothing could send any more: every job is over.
             await _until_async(lambda: _all_over(store), 30)
+            # The "#N in line" notes (places read from the jobs table by the gateway that took each request): shown
+            # while people waited, and gone once their pictures arrived, whichever worker drew them.
+            notes = [m for m in tg.bot_messages if m.method == "sendMessage" and "in line" in m.params.get("text", "")]
+            assert notes, "people waiting were told their place in line"
+            await _until(lambda: all(m.deleted for m in notes), 15)
             assert len(requests) == 3 * PEOPLE
             assert [key for key in requests if answers()[key] != 1] == [], "each request answered exactly once"
             jobs = await _jobs(store)
