@@ -78,6 +78,7 @@ class SharedJobRunner:
         self._closing = False
         self._sizes = (0, 0)  # (waiting, claimed) across every process, as last read
         self._held: set[int] = set()  # claims this process holds (running, or cut off at shutdown)
+        self._finishing: set[int] = set()  # jobs whose work returned: ended, their claim being given up
         # Places in line of the jobs submitted here, read from the database while they wait (their notes).
         self._notes = notes
         self._watched: dict[int, Job] = {}
@@ -141,11 +142,12 @@ class SharedJobRunner:
         start (wherever it was claimed) and of the end."""
         while True:
             self._line_changed.clear()
+            places = None
             try:
-                places = await self._store.queue_positions(list(self._watched))
+                if self._watched:
+                    places = await self._store.queue_positions(list(self._watched))
             except Exception as exc:  # the database is away: the notes wait
                 log.debug("could not read places in line: %s", type(exc).__name__)
-                places = None
             if places is not None:
                 await self._tell_notes(places)
             # A job submitted here is placed at once; the others' moves are read every `poll_s`.
@@ -310,6 +312,8 @@ class SharedJobRunner:
                 continue
             for job_id in ids:
                 if job_id not in kept and job_id in self._running:
+                    if job_id in self._finishing:
+                        continue  # its work is done (it ended a moment ago): only its clean-up is left to run
                     # Cancelled elsewhere, or our lease ran out and another worker has it: stop, don't deliver.
                     log.info("job %s: no longer ours (cancelled, or its lease lapsed); stopping it", job_id)
                     self._cancelled.add(job_id)
@@ -322,6 +326,7 @@ class SharedJobRunner:
             while True:
                 try:
                     await self._work(job)
+                    self._finishing.add(job.id)
                     ended = True
                     break
                 except Requeue as signal:  # an outage, a full disk: this process pauses, the job keeps its lease
@@ -352,6 +357,7 @@ class SharedJobRunner:
             ended = True
         finally:
             self._running.pop(job.id, None)
+            self._finishing.discard(job.id)
             ran_from = self._started.pop(job.id, None)
             cancelled = job.id in self._cancelled
             self._cancelled.discard(job.id)
