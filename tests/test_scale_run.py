@@ -50,6 +50,7 @@ async def _jobs(store: PostgresStore) -> list[tuple[int, str, str | None]]:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(420)  # six processes and a database: ~60-80 s on a free 2-core machine, more on a shared one
 async def test_two_gateways_and_three_workers_answer_300_requests_once_through_a_kill_and_a_database_restart(
         postgres: Backend, tmp_path: Path, proxy: Nginx) -> None:
     cluster = postgres.cluster
