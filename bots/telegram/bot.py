@@ -7,6 +7,7 @@ to are Telegram questions answered here; everything else is the studio's.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import time
@@ -317,6 +318,13 @@ class TelegramBot:
         with redeliverable() as redelivery:
             try:
                 await self.application.process_update(update)
+            except asyncio.CancelledError:  # a shutdown cut it short: its next delivery goes to another gateway
+                if redelivery.settled:
+                    with contextlib.suppress(Exception):
+                        await self.updates.settle_update(update_id, handled=True)
+                else:  # nothing came of it yet: handled in full next time, not waited for as pending
+                    await self._forget_update(update_id, seen_at)
+                raise
             finally:
                 redelivery.settled = True  # what it started and still runs answers for itself from here on
         if redelivery.given_back is not None:
