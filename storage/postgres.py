@@ -900,10 +900,23 @@ def storage_error(exc: BaseException) -> BaseException:
             return StorageFull(f"postgres: {exc}")
         if code.startswith(_BUSY_CLASSES) or code in _BUSY_CODES:
             return StorageBusy(f"postgres: {exc}")
-    elif isinstance(exc, asyncpg.InternalClientError | ConnectionError | TimeoutError):
+    elif isinstance(exc, asyncpg.InternalClientError | ConnectionError | TimeoutError) or _closed_under_us(exc):
         # InternalClientError: the server's notice that it cut the connection arrived as a query began.
         return StorageBusy(f"postgres: {type(exc).__name__}: {exc}")
     return exc
+
+
+def _closed_under_us(exc: BaseException) -> bool:
+    """asyncpg's own words for a connection the server closed in the middle of a transaction or statement (not
+    for a mistake in the call, which stays as it is)."""
+    return isinstance(exc, asyncpg.InterfaceError) and ("closed" in str(exc) or "in progress" in str(exc))
+
+
+def _connection_lost(exc: BaseException) -> bool:
+    """The server went away (a restart, a failover): every idle connection of the pool is dead as well."""
+    if isinstance(exc, asyncpg.PostgresError):
+        return (exc.sqlstate or "").startswith(("08", "57P"))
+    return isinstance(exc, asyncpg.InternalClientError | ConnectionError) or _closed_under_us(exc)
 
 
 def _speaking_core_errors(method: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
@@ -911,7 +924,14 @@ def _speaking_core_errors(method: Callable[..., Awaitable[Any]]) -> Callable[...
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return await method(*args, **kwargs)
-        except (asyncpg.PostgresError, asyncpg.InternalClientError, OSError) as exc:
+        except (asyncpg.PostgresError, asyncpg.InternalClientError, asyncpg.InterfaceError, OSError) as exc:
+            if _connection_lost(exc):
+                # Found dead one at a time, each idle connection would fail one more call after the server is back
+                # (a delivery's record retried ten times): all are replaced at their next use instead.
+                pool = getattr(args[0], "_pool", None) if args else None
+                if isinstance(pool, asyncpg.Pool):
+                    with contextlib.suppress(Exception):
+                        await pool.expire_connections()
             translated = storage_error(exc)
             if translated is exc:
                 raise

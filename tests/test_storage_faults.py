@@ -16,7 +16,7 @@ from core.errors import StorageBusy, StorageFull
 from core.requests import Chat, Context, Person, PhotoRef
 from core.studio import Studio
 from storage.images import FileImageStore, PostgresImageStore
-from storage.postgres import PostgresStore
+from storage.postgres import PostgresStore, storage_error
 from storage.sqlite import SqliteStore
 from tests.backends import Backend
 from tests.fakes import FakeEngine, FakeMessenger
@@ -186,6 +186,15 @@ async def test_a_connection_cut_by_the_server_mid_statement_is_busy_and_the_pool
     finally:
         await admin.close()
         await store.close()
+
+
+def test_a_connection_closed_under_a_transaction_is_busy_but_a_mistake_in_a_call_is_not() -> None:
+    """What asyncpg raised in the scale run when the server restarted while a node was being added (the job was
+    taken for crashed); a call with the wrong arguments, asyncpg's other InterfaceError, stays a bug."""
+    closed = asyncpg.InterfaceError("cannot call Transaction.__aexit__(): the underlying connection is closed")
+    assert isinstance(storage_error(closed), StorageBusy)
+    mistake = asyncpg.InterfaceError("the server expects 3 arguments for this query, 2 were passed")
+    assert storage_error(mistake) is mistake
 
 
 async def test_a_server_out_of_reach_is_busy_and_says_where_without_the_password(postgres: Backend) -> None:
