@@ -12,6 +12,8 @@ from core.requests import Context, Messenger, ReplyTarget
 T = TypeVar("T")
 LINK_WAIT_S = 2.0  # how long a reply or a press waits for a message that was just sent to be recorded
 LINK_POLL_S = 0.1  # how often the database is asked again for a message another process is recording
+# How long for a message another process sent: its record may wait out a database restart.
+LINK_WAIT_ELSEWHERE_S = 5.0
 
 
 class Replies:
@@ -59,14 +61,14 @@ class Replies:
 
     async def found(self, find: Callable[[], Awaitable[T | None]], timeout: float = LINK_WAIT_S) -> T | None:
         """`find()` (what a message shows); if it finds nothing, again once the sends under way here are linked,
-        and where other processes send too, again every `LINK_POLL_S` until `timeout`: a picture a worker elsewhere
-        has just sent may be replied to before that worker has recorded its message."""
+        and where other processes send too, again every `LINK_POLL_S` for `LINK_WAIT_ELSEWHERE_S`: a picture a
+        worker elsewhere has just sent may be replied to before that worker has recorded its message."""
         result = await find()
         if result is not None:
             return result
         await self.links_settled(timeout)
         result = await find()
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + max(timeout, LINK_WAIT_ELSEWHERE_S)
         while result is None and self.sent_elsewhere and time.monotonic() < deadline:
             await asyncio.sleep(LINK_POLL_S)
             result = await find()

@@ -144,7 +144,12 @@ async def test_two_gateways_and_three_workers_answer_300_requests_once_through_a
                 ids = {(u["message"]["chat"]["id"], u["message"]["message_id"]): u["update_id"]
                        for u in tg.updates if "message" in u}
                 posts = {ids.get(key): [st for u, st in tg.webhook_posts if u == ids.get(key)] for key in missing[:5]}
+                chat = missing[0][0]
+                seen = [(m.message_id, m.method, m.reply_to_message_id) for m in tg.bot_messages if m.chat_id == chat]
+                links = [tuple(r) for r in await store._pool.fetch(
+                    "SELECT message_id, node_id FROM node_messages WHERE chat_id = $1", str(chat))]
                 pytest.fail(f"{len(missing)} of {len(requests)} requests unanswered, e.g. {said}, posts {posts}; "
+                            f"in {chat}: sent {seen}, linked {links}; "
                             f"jobs not over: {[j for j in await _jobs(store) if j[1] not in OVER][:5]}")
             # Nothing could send any more: every job is over.
             await _until_async(lambda: _all_over(store), 30)
