@@ -6,7 +6,9 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextvars import ContextVar
+from dataclasses import dataclass
 
 from core import i18n, texts
 from core.access import Access
@@ -18,6 +20,50 @@ from core.requests import Context
 log = logging.getLogger(__name__)
 
 REFUSAL_REPEAT_S = 3600.0  # tell a refused person at most once an hour
+
+
+@dataclass
+class Redelivery:
+    """A request its platform delivers again unless it is taken (a Telegram webhook update not answered 200).
+
+    While nothing of it is settled (no job persisted, nothing sent to anyone), a database out of reach is not
+    the person's problem: the request is given back (`given_back`) for the platform to deliver again, instead
+    of being answered "try again" and lost."""
+
+    settled: bool = False
+    given_back: StorageBusy | None = None
+
+
+_REDELIVERY: ContextVar[Redelivery | None] = ContextVar("pixme_redelivery", default=None)
+
+
+@contextlib.contextmanager
+def redeliverable() -> Iterator[Redelivery]:
+    """Handle a request, in this task and those it starts, as one its platform would deliver again."""
+    redelivery = Redelivery()
+    token = _REDELIVERY.set(redelivery)
+    try:
+        yield redelivery
+    finally:
+        _REDELIVERY.reset(token)
+
+
+def settle() -> None:
+    """The request being handled has had an effect (a job persisted, a message sent): it can no longer be given
+    back for redelivery, or it would have it twice."""
+    redelivery = _REDELIVERY.get()
+    if redelivery is not None:
+        redelivery.settled = True
+
+
+def give_back(exc: BaseException) -> bool:
+    """If the request being handled can still be delivered again and `exc` is the database out of reach,
+    leave it to the platform (True); otherwise it must be answered here (False)."""
+    redelivery = _REDELIVERY.get()
+    if redelivery is None or redelivery.settled or not isinstance(exc, StorageBusy):
+        return False
+    redelivery.given_back = exc
+    return True
 
 
 class Gate:
@@ -44,13 +90,28 @@ class Gate:
         From here on this task speaks the person's language (their /language choice, else their app's)."""
         try:
             i18n.set_language(await self._language_for(ctx))
-            yield await self.admit(ctx)
+            admitted = await self.admit(ctx)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the use case must still be entered (an async with), as one not admitted
+            await self._failed(ctx, exc)
+            yield False
+            return
+        try:
+            yield admitted
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            log.exception("request %s:%s failed", ctx.chat.platform, ctx.message_id)
-            with contextlib.suppress(Exception):
-                await self._replies.say(ctx, failure_message(exc))
+            await self._failed(ctx, exc)
+
+    async def _failed(self, ctx: Context, exc: Exception) -> None:
+        if give_back(exc):
+            log.warning("request %s:%s: %s; left for the platform to deliver again", ctx.chat.platform,
+                        ctx.message_id, exc)
+            return
+        log.error("request %s:%s failed", ctx.chat.platform, ctx.message_id, exc_info=exc)
+        with contextlib.suppress(Exception):
+            await self._replies.say(ctx, failure_message(exc))
 
     async def admit(self, ctx: Context) -> bool:
         """Access control: refused people hear why in private chats (once an hour); groups see silence."""

@@ -225,6 +225,11 @@ class LeaseStore(JobStore, Protocol):
         the line has no more that may start now."""
         ...
 
+    async def queue_positions(self, job_ids: Sequence[int]) -> dict[int, int]:
+        """Where each of `job_ids` still unfinished is: its place among the jobs waiting anywhere (1 = next, in the
+        order claims take them: round, then arrival), or 0 once claimed. Jobs that are over are left out."""
+        ...
+
     async def renew_leases(self, owner: str, job_ids: Sequence[int], lease_s: float) -> set[int]:
         """Extend `owner`'s claims on these jobs; the ids it still holds unfinished (the rest were cancelled
         elsewhere, or their lease ran out and another worker has them)."""
@@ -300,8 +305,21 @@ class Reachability(Protocol):
 class UpdateLog(Protocol):
     """Platform updates already taken (Telegram's update_id): each is handled once, whichever gateway got it."""
 
-    async def record_update(self, update_id: int) -> bool:
-        """Record the update as taken; True only for the first caller, in any process."""
+    async def record_update(self, update_id: int, *, pending: bool = False, stale_before: float = 0.0,
+                            seen_at: float | None = None) -> bool:
+        """Record the update as taken (at `seen_at`, a Unix time; now by default); True only for the first caller,
+        in any process. `pending`: taken to be handled now (`settle_update` says how that ended); a pending record
+        seen before `stale_before` (its gateway died handling it) is taken over."""
+        ...
+
+    async def settle_update(self, update_id: int, *, handled: bool, seen_at: float | None = None) -> None:
+        """A pending update was handled (its record stays: redeliveries are skipped), or was not (the record is
+        forgotten, if it is the one recorded at `seen_at`: the redelivery is handled)."""
+        ...
+
+    async def update_pending(self, update_id: int) -> bool | None:
+        """True while the update is being handled (here or by another gateway), False once it was, None when it
+        is not recorded."""
         ...
 
     async def prune_updates(self, before: float) -> int:

@@ -74,6 +74,12 @@ class QueueNotes:
             with contextlib.suppress(Exception):
                 await messenger.edit_text(job.target, shown.message_id, texts.WORKING)
 
+    async def started(self, job: Job) -> None:
+        """The job started in another process (a worker elsewhere claimed it): its note here says so."""
+        messenger = self.replies.get(job.platform)
+        if messenger is not None:
+            await self.working(messenger, job)
+
     async def clear(self, job: Job) -> None:
         """The job ended (or was cancelled): its note goes."""
         shown = self._notes.pop(job.id, None)

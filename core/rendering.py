@@ -14,7 +14,7 @@ from core.gate import Gate
 from core.jobs import Queue
 from core.parties import parse_party_args
 from core.ports import History, ImageStore, Node
-from core.replies import LINK_WAIT_S, Replies
+from core.replies import Replies
 from core.requests import Context, ImageReply, PhotoRef
 from core.routing import EngineRouter
 from core.styles import STYLES, Style, get_style
@@ -85,12 +85,11 @@ class Rendering:
                 await self._submit_edit(ctx, node, instruction)
 
     async def _replied_node(self, ctx: Context, message_id: str) -> Node | None:
-        """The picture a message shows; if none yet, once more after the sends under way are recorded."""
-        node = await self.history.node_for_message(ctx.chat.platform, ctx.chat.id, message_id)
-        if node is None:  # a picture that has just arrived may beat the record of its message by a moment
-            await self.replies.links_settled(LINK_WAIT_S)
-            node = await self.history.node_for_message(ctx.chat.platform, ctx.chat.id, message_id)
-        return node
+        """The picture a message shows; if none yet, again once the sends under way (here or elsewhere) are
+        recorded."""
+        # A picture that has just arrived may beat the record of its message by a moment.
+        return await self.replies.found(
+            lambda: self.history.node_for_message(ctx.chat.platform, ctx.chat.id, message_id))
 
     async def undo(self, ctx: Context, replied_message_id: str | None) -> None:
         """Re-send the step before the replied-to result, so it can be replied to again."""

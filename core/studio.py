@@ -95,7 +95,7 @@ class Studio:
         # `[likeness]`: each result scored in the image-work pool (None, or `enabled = false`: not scored).
         self.likeness = likeness = likeness if likeness is not None and likeness.enabled else None
         self.breaker = breaker = breaker or CircuitBreaker(clock=clock.now)
-        self.replies = replies = Replies()
+        self.replies = replies = Replies(sent_elsewhere=shared is not None)  # workers elsewhere send pictures too
         # Processes sharing the database keep no per-person state another could change: read it each time.
         self.languages = Languages(store=store, remembers=shared is None)
         self.gate = gate = Gate(access=self.access, store=store, replies=replies,
@@ -131,7 +131,7 @@ class Studio:
         else:
             jobs = SharedJobRunner(shared.store, worker.run, concurrency=limits.concurrency, owner=shared.owner,
                                    works=shared.works, leases=shared.leases, on_cancelled=worker.discard,
-                                   on_crashed=credits_.give_back, clock=clock, observer=observer)
+                                   on_crashed=credits_.give_back, clock=clock, observer=observer, notes=notes)
         self.jobs = jobs
         observer.watch_queue(jobs)  # the line's length, read whenever it is asked for
 

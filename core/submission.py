@@ -8,6 +8,7 @@ import logging
 from core import i18n, texts
 from core.breaker import CircuitBreaker
 from core.credits import Credits
+from core.gate import settle
 from core.intake import IntakeError, check_declared_size
 from core.intake_pool import Intake
 from core.jobs import Queue
@@ -78,9 +79,11 @@ class Submission:
             if job is None:  # the last ones went to another request since admission asked
                 await self.credits.offer(target)
                 return
+            settle()
             self.jobs.enqueue(job)
         else:
             await self.jobs.submit(platform, chat_id, user_id, kind, payload, target, pictures=pictures)
+        settle()  # the job is in the database: a redelivery of this request would ask for it twice
         messenger = self.replies.get(platform)
         if self.breaker.is_open and messenger is not None:
             await messenger.send_text(target, texts.SERVICE_DOWN_SAVED)

@@ -21,7 +21,7 @@ from core.admission import Budget
 from core.breaker import CircuitBreaker
 from core.clock import Clock
 from core.engines.base import Busy, EngineError, EngineResult, ImageEngine, Portrait, RenderOptions
-from core.errors import StorageFull
+from core.errors import StorageBusy, StorageFull
 from core.exports import stamp_async
 from core.jobs import Requeue
 from core.likeness_review import LikenessReview, Member, Verdict
@@ -50,6 +50,7 @@ log = logging.getLogger(__name__)
 WORKING_REFRESH_S = 4.5  # Telegram shows a chat action for 5 seconds
 DELIVERY_RETRY_DELAYS_S = (1.0, 3.0, 10.0)
 MAX_BUSY_ATTEMPTS = 8  # a job that met an outage this often is told to try later
+RECORD_RETRY_S = 0.5  # a delivery's records wait out a database restart this often
 FULL_DISK_RETRY_S = 30.0  # a result that found the disk full is saved again this often, until it fits
 
 PARALLEL_CALLS = 4  # engine calls one job makes at once (a style pack makes up to 10 pictures)
@@ -211,12 +212,15 @@ class Worker:
             await self.store.update_job(job.id, delivering=True)
             message_id = await self._deliver(job, send)
             if message_id is not None:
+                # Sent: from here on every record waits out a database that is away (a restart), since a job
+                # not recorded as delivered would be run again and its picture sent twice.
                 # One picture: every message showing it (photo, file). Several: each message its own picture.
                 pairs = list(zip(results, sent, strict=True)) if len(results) > 1 else [(results[0], m) for m in sent]
-                await self.store.finish_delivery(job.id, pairs, message_id)  # links and the job's end, together
+                # The links and the job's end, together.
+                await self._recorded(job, functools.partial(self.store.finish_delivery, job.id, pairs, message_id))
                 if self.ends is not None:
-                    await self.ends.settle(job, len(results))
-                await self.notes.clear(job)
+                    await self._recorded(job, functools.partial(self.ends.settle, job, len(results)))
+                await self._recorded(job, functools.partial(self.notes.clear, job))
 
         # Shielded: a shutdown that cancels the job must not cut a send off between the platform
         # accepting the picture and our record of it, or the restart would send it a second time.
@@ -224,6 +228,17 @@ class Worker:
         self._deliveries.add(delivery)
         delivery.add_done_callback(self._deliveries.discard)
         await asyncio.shield(delivery)
+
+    async def _recorded(self, job: Job, record: Callable[[], Awaitable[None]]) -> None:
+        """`record()`, again every `RECORD_RETRY_S` for as long as the database is out of reach."""
+        while True:
+            try:
+                await record()
+                return
+            except StorageBusy as exc:
+                log.warning("job %s: sent, but the database is out of reach (%s); recording it once it answers",
+                            job.id, exc)
+                await self.clock.sleep(RECORD_RETRY_S)
 
     async def _saved_results(self, job: Job) -> list[Node]:
         """What the job made and saved before (a restart between saving and delivering), in order."""

@@ -55,6 +55,7 @@ log = logging.getLogger(__name__)
 MIGRATION_LOCK = 0x706978_6D65_0001  # "pixme" 1: one process migrates at a time
 NODES_LOCK = 0x706978_6D65_0002  # shared by node inserts, exclusive for /forget and the retention purge
 REAP_EVERY_S = 0.5  # how often a claiming process frees the jobs whose leases ran out
+LISTEN_RETRY_S = 0.5  # how often a cut LISTEN connection is made again
 JOBS_CHANNEL = "pixme_jobs"  # NOTIFY'd when jobs are added: idle workers claim at once, not at their next poll
 UNFINISHED_SQL = "status IN ('queued', 'running', 'done')"
 # A new job's turn (round) in the fair queue, in its INSERT ($1 platform, $3 user id): after the person's own
@@ -375,6 +376,14 @@ class PostgresStore:
             return [job_from_row(row) for row in rows]
         return []
 
+    async def queue_positions(self, job_ids: Sequence[int]) -> dict[int, int]:
+        rows = await self._pool.fetch(
+            f"WITH waiting AS (SELECT id, row_number() OVER (ORDER BY turn, id) AS place FROM jobs "
+            f"WHERE claimed_by IS NULL AND {UNFINISHED_SQL}) "
+            f"SELECT j.id, COALESCE(w.place, 0) AS place FROM jobs j LEFT JOIN waiting w ON w.id = j.id "
+            f"WHERE j.id = ANY($1::bigint[]) AND j.{UNFINISHED_SQL}", list(job_ids))
+        return {int(r["id"]): int(r["place"]) for r in rows}
+
     async def renew_leases(self, owner: str, job_ids: Sequence[int], lease_s: float) -> set[int]:
         rows = await self._pool.fetch(
             f"UPDATE jobs SET lease_until = $3 WHERE id = ANY($1::bigint[]) AND claimed_by = $2 AND {UNFINISHED_SQL} "
@@ -416,14 +425,49 @@ class PostgresStore:
         await self._pool.execute("SELECT pg_notify($1, '')", JOBS_CHANNEL)
 
     async def listen_jobs(self, wake: Callable[[], None]) -> Callable[[], Awaitable[None]]:
-        conn = await asyncpg.connect(self._url, server_settings={"application_name": "pixme-listen"})
+        """LISTEN on a connection of its own. When the server cuts it (a restart), `wake` is called (what was
+        announced meanwhile was missed: look now) and it is connected again, every `LISTEN_RETRY_S`, until the
+        returned `stop`."""
+        lost = asyncio.Event()
 
         def heard(*_: object) -> None:
             wake()
 
-        await conn.add_listener(JOBS_CHANNEL, heard)
+        def cut(*_: object) -> None:
+            lost.set()
+            wake()
+
+        async def listening() -> asyncpg.Connection:
+            conn = await asyncpg.connect(self._url, server_settings={"application_name": "pixme-listen"})
+            conn.add_termination_listener(cut)
+            await conn.add_listener(JOBS_CHANNEL, heard)
+            return conn
+
+        current = [await listening()]
+
+        async def keep_listening() -> None:
+            while True:
+                await lost.wait()
+                lost.clear()
+                current[0].terminate()
+                while True:
+                    await asyncio.sleep(LISTEN_RETRY_S)
+                    try:
+                        current[0] = await listening()
+                    except Exception as exc:  # the server is not back yet
+                        log.debug("postgres: cannot listen again yet: %s", type(exc).__name__)
+                        continue
+                    log.info("postgres: listening for new jobs again")
+                    wake()  # announced while the connection was away: look now
+                    break
+
+        keeper = asyncio.get_running_loop().create_task(keep_listening(), name="listen-jobs")
 
         async def stop() -> None:
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeper
+            conn = current[0]
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(conn.close(), timeout=5)
             conn.terminate()
@@ -812,11 +856,25 @@ class PostgresStore:
 
     # -- updates taken ---------------------------------------------------------------------------
 
-    async def record_update(self, update_id: int) -> bool:
+    async def record_update(self, update_id: int, *, pending: bool = False, stale_before: float = 0.0,
+                            seen_at: float | None = None) -> bool:
         added = await self._pool.fetchval(
-            "INSERT INTO telegram_updates (update_id, seen_at) VALUES ($1, $2) ON CONFLICT (update_id) DO NOTHING "
-            "RETURNING true", update_id, time.time())
+            "INSERT INTO telegram_updates (update_id, seen_at, pending) VALUES ($1, $2, $3) ON CONFLICT (update_id) "
+            "DO UPDATE SET seen_at = excluded.seen_at, pending = excluded.pending "
+            "WHERE telegram_updates.pending != 0 AND telegram_updates.seen_at < $4 RETURNING true",
+            update_id, time.time() if seen_at is None else seen_at, int(pending), stale_before)
         return bool(added)
+
+    async def settle_update(self, update_id: int, *, handled: bool, seen_at: float | None = None) -> None:
+        if handled:
+            await self._pool.execute("UPDATE telegram_updates SET pending = 0 WHERE update_id = $1", update_id)
+        else:
+            await self._pool.execute("DELETE FROM telegram_updates WHERE update_id = $1 AND pending != 0 "
+                                     "AND ($2::float8 IS NULL OR seen_at = $2)", update_id, seen_at)
+
+    async def update_pending(self, update_id: int) -> bool | None:
+        pending = await self._pool.fetchval("SELECT pending FROM telegram_updates WHERE update_id = $1", update_id)
+        return None if pending is None else bool(pending)
 
     async def prune_updates(self, before: float) -> int:
         status = await self._pool.execute("DELETE FROM telegram_updates WHERE seen_at < $1", before)
@@ -943,10 +1001,23 @@ def storage_error(exc: BaseException) -> BaseException:
             return StorageFull(f"postgres: {exc}")
         if code.startswith(_BUSY_CLASSES) or code in _BUSY_CODES:
             return StorageBusy(f"postgres: {exc}")
-    elif isinstance(exc, asyncpg.InternalClientError | ConnectionError | TimeoutError):
+    elif isinstance(exc, asyncpg.InternalClientError | ConnectionError | TimeoutError) or _closed_under_us(exc):
         # InternalClientError: the server's notice that it cut the connection arrived as a query began.
         return StorageBusy(f"postgres: {type(exc).__name__}: {exc}")
     return exc
+
+
+def _closed_under_us(exc: BaseException) -> bool:
+    """asyncpg's own words for a connection the server closed in the middle of a transaction or statement (not
+    for a mistake in the call, which stays as it is)."""
+    return isinstance(exc, asyncpg.InterfaceError) and ("closed" in str(exc) or "in progress" in str(exc))
+
+
+def _connection_lost(exc: BaseException) -> bool:
+    """The server went away (a restart, a failover): every idle connection of the pool is dead as well."""
+    if isinstance(exc, asyncpg.PostgresError):
+        return (exc.sqlstate or "").startswith(("08", "57P"))
+    return isinstance(exc, asyncpg.InternalClientError | ConnectionError) or _closed_under_us(exc)
 
 
 def _speaking_core_errors(method: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
@@ -954,7 +1025,14 @@ def _speaking_core_errors(method: Callable[..., Awaitable[Any]]) -> Callable[...
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return await method(*args, **kwargs)
-        except (asyncpg.PostgresError, asyncpg.InternalClientError, OSError) as exc:
+        except (asyncpg.PostgresError, asyncpg.InternalClientError, asyncpg.InterfaceError, OSError) as exc:
+            if _connection_lost(exc):
+                # Found dead one at a time, each idle connection would fail one more call after the server is back
+                # (a delivery's record retried ten times): all are replaced at their next use instead.
+                pool = getattr(args[0], "_pool", None) if args else None
+                if isinstance(pool, asyncpg.Pool):
+                    with contextlib.suppress(Exception):
+                        await pool.expire_connections()
             translated = storage_error(exc)
             if translated is exc:
                 raise

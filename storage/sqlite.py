@@ -850,10 +850,26 @@ class SqliteStore:
 
     # -- updates taken ---------------------------------------------------------------------------
 
-    async def record_update(self, update_id: int) -> bool:
-        _, added = await self._write("INSERT INTO telegram_updates (update_id, seen_at) VALUES (?, ?) "
-                                     "ON CONFLICT (update_id) DO NOTHING", (update_id, time.time()))
+    async def record_update(self, update_id: int, *, pending: bool = False, stale_before: float = 0.0,
+                            seen_at: float | None = None) -> bool:
+        _, added = await self._write(
+            "INSERT INTO telegram_updates (update_id, seen_at, pending) VALUES (?, ?, ?) ON CONFLICT (update_id) "
+            "DO UPDATE SET seen_at = excluded.seen_at, pending = excluded.pending "
+            "WHERE telegram_updates.pending AND telegram_updates.seen_at < ?",
+            (update_id, time.time() if seen_at is None else seen_at, int(pending), stale_before))
         return added > 0
+
+    async def settle_update(self, update_id: int, *, handled: bool, seen_at: float | None = None) -> None:
+        if handled:
+            await self._write("UPDATE telegram_updates SET pending = 0 WHERE update_id = ?", (update_id,))
+        else:
+            await self._write("DELETE FROM telegram_updates WHERE update_id = ? AND pending "
+                              "AND (? IS NULL OR seen_at = ?)", (update_id, seen_at, seen_at))
+
+    async def update_pending(self, update_id: int) -> bool | None:
+        async with self._db.execute("SELECT pending FROM telegram_updates WHERE update_id = ?", (update_id,)) as cur:
+            row = await cur.fetchone()
+        return None if row is None else bool(row[0])
 
     async def prune_updates(self, before: float) -> int:
         _, removed = await self._write("DELETE FROM telegram_updates WHERE seen_at < ?", (before,))

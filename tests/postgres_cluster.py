@@ -91,6 +91,15 @@ class PostgresCluster:
         self._started = True
         self.psql(f"CREATE DATABASE {TEMPLATE}")
 
+    def pause(self) -> None:
+        """Stop the server as an operator restarting it would (`pg_ctl stop -m fast`: sessions cut, connections
+        refused); `resume` starts it again on the same port with the same data."""
+        self._run("pg_ctl", "-D", str(self.folder / "data"), "-m", "fast", "-w", "-t", "60", "stop")
+
+    def resume(self) -> None:
+        self._run("pg_ctl", "-D", str(self.folder / "data"), "-l", str(self.folder / "server.log"), "-w", "-t", "60",
+                  "-o", f"-p {self.port}", "start")
+
     def stop(self) -> None:
         if self._started:
             self._run("pg_ctl", "-D", str(self.folder / "data"), "-m", "immediate", "-w", "stop", check=False)

@@ -18,12 +18,13 @@ import sys
 import time
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
+from core.errors import StorageBusy
 from core.metrics import NoObserver
 from core.ports import Job
 from core.requests import ReplyTarget
@@ -342,3 +343,69 @@ async def test_sqlite_refuses_another_role_in_one_line(tmp_path: Path) -> None:
     assert lines == ['pixme: --role worker needs [storage] url = "postgresql://…" (processes share jobs through '
                      'PostgreSQL); with SQLite one process runs everything: pixme run'], lines
     assert not (tmp_path / "data").exists()  # refused before opening anything
+
+
+async def test_a_job_that_meets_the_database_away_goes_on_once_it_answers_not_failed(postgres: Backend) -> None:
+    """A database restart in the middle of a job is not the job's fault: the worker keeps its claim, waits, and
+    finishes the job (delivered once), rather than marking it failed."""
+    ledger = Ledger(total=1)
+    store = await PostgresStore.open(postgres.url)
+    tries: list[int] = []
+    deliver = _work(ledger, store, "w0")
+
+    async def meets_a_restart_once(job: Job) -> None:
+        tries.append(job.id)
+        if len(tries) == 1:
+            raise StorageBusy("postgres: the database system is shutting down")
+        await deliver(job)
+
+    runner = SharedJobRunner(store, meets_a_restart_once, concurrency=1, owner="w0",
+                             leases=replace(FAST, busy_retry_s=0.05))
+    try:
+        job = await store.add_job("telegram", "c", "ada", "style", {}, ReplyTarget("telegram", "c", None))
+        await runner.resume({"telegram"})
+        await asyncio.wait_for(ledger.all_delivered.wait(), 15)
+        await runner.wait_idle(10)
+        row = await store._pool.fetchrow("SELECT status, error, claimed_by FROM jobs WHERE id = $1", job.id)
+    finally:
+        await runner.aclose()
+        await runner.release_held()
+        await store.close()
+    assert tries == [job.id, job.id] and ledger.delivered == Counter({job.id: 1})
+    assert (row["status"], row["error"], row["claimed_by"]) == ("delivered", None, None)
+
+
+async def test_new_jobs_are_heard_of_again_after_the_server_restarts(postgres: Backend) -> None:
+    """The LISTEN connection is cut by a PostgreSQL restart; the worker listens again, so a job announced after
+    the restart is claimed at once, not at its next poll (30 s here)."""
+    assert postgres.cluster is not None
+    ledger = Ledger(total=1)
+    slow_poll = Leases(lease_s=5.0, heartbeat_s=0.5, poll_s=30.0)
+    worker_store = await PostgresStore.open(postgres.url)
+    gateway_store = await PostgresStore.open(postgres.url)
+    worker = SharedJobRunner(worker_store, _work(ledger, worker_store, "w0"), concurrency=1, owner="w0",
+                             leases=slow_poll)
+    gateway = SharedJobRunner(gateway_store, _work(ledger, gateway_store, "gw"), concurrency=1, owner="gw",
+                              works=False)
+    try:
+        await worker.resume({"telegram"})
+        await worker.wait_idle(10)  # it found nothing and waits for an announcement
+        await asyncio.to_thread(postgres.cluster.pause)
+        await asyncio.to_thread(postgres.cluster.resume)
+        listening = "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pixme-listen'"
+        await _until_async(lambda: _fetch_true(gateway_store, listening), 15)
+        job = await gateway.submit("telegram", "c", "ada", "style", {}, ReplyTarget("telegram", "c", None))
+        await asyncio.wait_for(ledger.all_delivered.wait(), 10)
+        assert ledger.delivered == Counter({job.id: 1})
+    finally:
+        await worker.aclose()
+        await worker.release_held()
+        await gateway.aclose()
+        await worker_store.close()
+        await gateway_store.close()
+
+
+async def _fetch_true(store: PostgresStore, query: str) -> bool:
+    with contextlib.suppress(Exception):  # the pool's connections were cut by the restart: try again
+        return bool(await store._pool.fetchval(query))
+    return False

@@ -27,6 +27,7 @@ from core.config import OpsSettings
 from core.engines.models import model_info
 from core.logsafe import configure_logging
 from core.metrics import Metrics
+from tests.backends import Backend
 from tests.standins.gemini_api import FakeGemini
 from tests.standins.telegram_api import Chat, FakeTelegram, User
 from tests.test_telegram_gemini import gemini_settings
@@ -214,6 +215,36 @@ async def test_readyz_fails_once_the_database_is_gone(tmp_path: Path) -> None:
         await run.studio.store.close()
         status, body = await get(f"{base}/readyz")
     assert status == 503 and body.startswith("database:"), body
+
+
+async def test_readyz_fails_while_postgresql_is_down_and_recovers_after(postgres: Backend, tmp_path: Path) -> None:
+    """PostgreSQL stopped (as for a restart): /readyz turns 503 with the reason in one line while /healthz stays
+    200 (alive, just not ready); started again, /readyz is ready once more and a picture asked for is delivered."""
+    cluster = postgres.cluster
+    assert cluster is not None
+    async with FakeTelegram() as tg, running_bot(tg, tmp_path) as run, serving(run, Metrics()) as base:
+        assert await get(f"{base}/readyz") == (200, "ready\n")
+        await asyncio.to_thread(cluster.pause)
+        try:
+            answers: list[tuple[int, str]] = []
+
+            async def not_ready() -> bool:
+                answers.append(await get(f"{base}/readyz"))
+                return answers[-1][0] != 200
+            await until(not_ready, 15)
+            status, body = answers[-1]
+            assert status == 503 and body.startswith("database:") and body.count("\n") == 1, body
+            assert (await get(f"{base}/healthz"))[0] == 200
+        finally:
+            await asyncio.to_thread(cluster.resume)
+        await until(lambda: _ready(base), 30)
+        tg.send_photo(private(ALICE), ALICE, small_selfie(), caption="/zombie")
+        await run.photo_reply(private(ALICE), timeout=30)
+        await run.finished()
+
+
+async def _ready(base: str) -> bool:
+    return await get(f"{base}/readyz") == (200, "ready\n")
 
 
 async def test_a_second_ops_server_on_the_same_port_is_one_clear_line(tmp_path: Path) -> None:

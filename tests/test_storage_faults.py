@@ -16,7 +16,7 @@ from core.errors import StorageBusy, StorageFull
 from core.requests import Chat, Context, Person, PhotoRef
 from core.studio import Studio
 from storage.images import FileImageStore, PostgresImageStore
-from storage.postgres import PostgresStore
+from storage.postgres import PostgresStore, storage_error
 from storage.sqlite import SqliteStore
 from tests.backends import Backend
 from tests.fakes import FakeEngine, FakeMessenger
@@ -116,6 +116,29 @@ async def test_a_table_locked_on_postgres_gets_a_polite_reply_and_the_next_reque
         await store.close()
 
 
+async def test_a_request_whose_language_cannot_be_read_gets_the_polite_reply_and_nothing_escapes(
+        postgres: Backend, selfie: bytes) -> None:
+    """The gate's first step (the person's language, from the database) failing is answered like any later one;
+    it used to break the use case's `async with` (RuntimeError: generator didn't yield)."""
+    store, studio, messenger = await postgres_studio(postgres.url, busy_timeout_ms=200)
+    other = await asyncpg.connect(postgres.url)
+    try:
+        locked = other.transaction()
+        await locked.start()
+        await other.execute("LOCK TABLE preferences IN ACCESS EXCLUSIVE MODE")
+        await studio.style(Context(CHAT, ADA, "1"), "zombie", photo(selfie, "1"))
+        await studio.edit(Context(CHAT, ADA, "2"), "add a crown", "1")
+        assert messenger.texts() == ["Sorry, I'm overloaded for a moment — please try again in a few seconds."] * 2
+        await locked.rollback()
+        await studio.style(Context(CHAT, ADA, "3"), "zombie", photo(selfie, "3"))
+        await studio.jobs.wait_idle(timeout=10)
+        assert messenger.sent[-1].kind == "image" and messenger.sent[-1].target.reply_to == "3"
+    finally:
+        await other.close()
+        await studio.aclose()
+        await store.close()
+
+
 async def test_a_full_disk_on_postgres_gets_a_polite_reply_and_the_bot_recovers(
         postgres: Backend, selfie: bytes) -> None:
     store, studio, messenger = await postgres_studio(postgres.url)
@@ -163,6 +186,15 @@ async def test_a_connection_cut_by_the_server_mid_statement_is_busy_and_the_pool
     finally:
         await admin.close()
         await store.close()
+
+
+def test_a_connection_closed_under_a_transaction_is_busy_but_a_mistake_in_a_call_is_not() -> None:
+    """What asyncpg raised in the scale run when the server restarted while a node was being added (the job was
+    taken for crashed); a call with the wrong arguments, asyncpg's other InterfaceError, stays a bug."""
+    closed = asyncpg.InterfaceError("cannot call Transaction.__aexit__(): the underlying connection is closed")
+    assert isinstance(storage_error(closed), StorageBusy)
+    mistake = asyncpg.InterfaceError("the server expects 3 arguments for this query, 2 were passed")
+    assert storage_error(mistake) is mistake
 
 
 async def test_a_server_out_of_reach_is_busy_and_says_where_without_the_password(postgres: Backend) -> None:

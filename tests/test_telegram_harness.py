@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,9 +28,11 @@ from core.engines.factory import build_engine
 from core.intake_pool import Intake
 from core.metrics import NO_OBSERVER, JobObserver
 from core.requests import Messenger
-from core.studio import Studio
+from core.shared_jobs import Leases
+from core.studio import Shared, Studio
 from core.worker import FULL_DISK_RETRY_S
 from storage.backend import open_storage
+from storage.postgres import PostgresStore
 from tests.backends import storage_settings
 from tests.standins.telegram_api import Chat, FakeTelegram, SentMessage, User
 
@@ -148,12 +151,18 @@ def make_settings(tg: FakeTelegram, data_dir: Path, *, concurrency: int = 8,
 @contextlib.asynccontextmanager
 async def open_studio(settings: Settings, engine: ImageEngine | None, *, clock: Clock,
                       breaker: CircuitBreaker | None, full_disk_retry_s: float,
-                      observer: JobObserver = NO_OBSERVER) -> AsyncIterator[Studio]:
+                      observer: JobObserver = NO_OBSERVER, shared_jobs: bool = False) -> AsyncIterator[Studio]:
     """`bots.cli.open_studio`'s wiring (the storage `[storage]` names: SQLite and image files under `dir`, or the
     test's PostgreSQL database), with the studio's timings a test sets: a failed send is tried again as often,
-    sooner; its own clock and breaker."""
+    sooner; its own clock and breaker. `shared_jobs`: on PostgreSQL, jobs are claimed under leases as `pixme run`
+    claims them (core.shared_jobs), not queued in this process."""
     storage = await open_storage(settings.storage)
     store = storage.store
+    shared = None
+    if shared_jobs and isinstance(store, PostgresStore):
+        s = settings.storage
+        shared = Shared(store, owner=f"test:{os.getpid()}",
+                        leases=Leases(lease_s=s.lease_s, heartbeat_s=s.heartbeat_s, poll_s=s.poll_s))
     engine = engine or build_engine(settings)
     studio = Studio(store=store, images=storage.images, engine=engine,
                     limits=settings.limits, access=settings.access, input_max_px=settings.engine.input_max_px,
@@ -162,7 +171,7 @@ async def open_studio(settings: Settings, engine: ImageEngine | None, *, clock: 
                     sizes=list(settings.gemini.sizes), variants=settings.gemini.variants,
                     delivery_retry_delays=(0.05, 0.1, 0.2), full_disk_retry_s=full_disk_retry_s,
                     breaker=breaker, clock=clock, likeness=settings.likeness,
-                    credits=settings.credits, observer=observer)
+                    credits=settings.credits, observer=observer, shared=shared)
     try:
         yield studio
     finally:
@@ -177,14 +186,14 @@ async def running_bot(tg: FakeTelegram, data_dir: Path, *, engine: ImageEngine |
                       settings: Settings | None = None, clock: Clock = SYSTEM_CLOCK,
                       breaker: CircuitBreaker | None = None, full_disk_retry_s: float = FULL_DISK_RETRY_S,
                       credits: dict[str, Any] | None = None, observer: JobObserver = NO_OBSERVER,
-                      **limits: Any) -> AsyncIterator[Running]:
+                      shared_jobs: bool = False, **limits: Any) -> AsyncIterator[Running]:
     """What `pixme run` does for Telegram: studio on SQLite, the bot started, unfinished jobs resumed.
     `clock` keeps the core's waits (party deadlines among them); `breaker` and `full_disk_retry_s` as the test
     needs them; `observer` (a `core.metrics.Metrics`) counts what happens."""
     settings = with_test_windows(settings or make_settings(tg, data_dir, concurrency=concurrency, admins=admins,
                                                            credits=credits, **limits))
-    async with open_studio(settings, engine, clock=clock, breaker=breaker,
-                           full_disk_retry_s=full_disk_retry_s, observer=observer) as studio:
+    async with open_studio(settings, engine, clock=clock, breaker=breaker, full_disk_retry_s=full_disk_retry_s,
+                           observer=observer, shared_jobs=shared_jobs) as studio:
         bot = TelegramBot(settings.telegram, studio, engine_name=studio.engine.name)
 
         async def handled(update: Update, _context: ContextTypes.DEFAULT_TYPE) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -9,7 +11,9 @@ from pathlib import Path
 import pytest
 
 from core import texts
+from core.engines.base import EngineResult
 from core.logsafe import RedactingFilter, configure_logging
+from tests.backends import Backend
 from tests.fakes import FakeEngine
 from tests.standins.telegram_api import FakeTelegram, User
 from tests.test_telegram_harness import (
@@ -18,6 +22,7 @@ from tests.test_telegram_harness import (
     CAROL,
     is_photo,
     is_text,
+    make_settings,
     private,
     running_bot,
     small_selfie,
@@ -153,6 +158,49 @@ async def test_place_in_line_is_shown_and_updated_as_the_queue_moves(tg: FakeTel
         working = await tg.wait_for_edit(bob_line.message_id, chat_id=BOB.id)
         assert working["text"] == texts.WORKING
         await run.photo_reply(BOB_CHAT)
+        await run.photo_reply(CAROL_CHAT)
+        await run.finished()
+        assert bob_line.deleted and carol_line.deleted, "the place-in-line notes go once the pictures arrive"
+
+
+@dataclasses.dataclass
+class OneAtATime(FakeEngine):
+    """Draws one picture per `turns.release()`: the test, not the machine's speed, decides when the line moves."""
+
+    turns: asyncio.Semaphore = dataclasses.field(default_factory=lambda: asyncio.Semaphore(0))
+
+    async def _answer(self, kind: str, image: bytes, what: str, identity: bytes | None = None) -> EngineResult:
+        await self.turns.acquire()
+        return await super()._answer(kind, image, what, identity)
+
+
+async def test_place_in_line_is_a_real_place_on_both_databases(backend: Backend, tg: FakeTelegram, tmp_path: Path,
+                                                                selfie: bytes) -> None:
+    """On PostgreSQL the place is read from the jobs table, in the order claims take them, so any process can say
+    it: the notes say #1 and #2, move when the line does, and are gone once the pictures arrive."""
+    engine = OneAtATime()
+    settings = make_settings(tg, tmp_path, concurrency=1, queue_note_after_s=0)
+    settings = settings.model_copy(update={"storage": settings.storage.model_copy(
+        update={"poll_s": 0.2, "heartbeat_s": 0.5})})
+    async with running_bot(tg, tmp_path, engine=engine, settings=settings, shared_jobs=True) as run:
+        tg.send_photo(ALICE_CHAT, ALICE, selfie, caption="/zombie")
+        await tg.wait_until(lambda: (ALICE.id, "upload_photo") in tg.chat_actions, 10, "Alice's job")
+        tg.send_photo(BOB_CHAT, BOB, selfie, caption="/zombie")
+        bob_line = await run.text_reply(BOB_CHAT)
+        assert bob_line.text == texts.in_line(1)
+        tg.send_photo(CAROL_CHAT, CAROL, selfie, caption="/zombie")
+        carol_line = await run.text_reply(CAROL_CHAT)
+        assert carol_line.text == texts.in_line(2)
+
+        engine.turns.release()  # Alice's picture; Bob's turn
+        await run.photo_reply(ALICE_CHAT)
+        moved = await tg.wait_for_edit(carol_line.message_id, chat_id=CAROL.id)
+        assert moved["text"] == texts.in_line(1)
+        working = await tg.wait_for_edit(bob_line.message_id, chat_id=BOB.id)
+        assert working["text"] == texts.WORKING
+        engine.turns.release()
+        await run.photo_reply(BOB_CHAT)
+        engine.turns.release()
         await run.photo_reply(CAROL_CHAT)
         await run.finished()
         assert bob_line.deleted and carol_line.deleted, "the place-in-line notes go once the pictures arrive"

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 from telegram import Update
 from telegram.ext import ContextTypes, TypeHandler
@@ -158,7 +159,13 @@ def nginx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nginx]:
     reason = _nginx_missing()
     if reason:
         pytest.skip(reason)
-    folder = tmp_path_factory.mktemp("nginx")
+    with nginx_running(tmp_path_factory.mktemp("nginx")) as found:
+        yield found
+
+
+@contextlib.contextmanager
+def nginx_running(folder: Path) -> Iterator[Nginx]:
+    """nginx (installed: see `_nginx_missing`) with its files in `folder`, until the block ends."""
     found = Nginx(free_port(), (free_port(), free_port()))
     conf = folder / "nginx.conf"
     conf.write_text(NGINX_CONF.format(dir=folder, port=found.port, first=found.upstreams[0],
@@ -334,3 +341,31 @@ async def test_a_burst_through_nginx_is_answered_exactly_once_each(postgres: Bac
     assert taken.all() == sent  # every update handled, none twice
     assert taken.by["first"] and taken.by["second"], "nginx shares the updates out round-robin"
     assert {status for _update, status in tg.webhook_posts} == {200}
+
+
+# -- the database away while an update is handled ------------------------------------------------------------
+
+async def test_an_update_the_database_could_not_take_is_answered_500_and_its_redelivery_is_handled(
+        postgres: Backend, tg: FakeTelegram, tmp_path: Path) -> None:
+    """The update is recorded, then its handling meets a database that cannot answer (another process holds the
+    jobs table past the lock timeout): the person is told nothing, Telegram gets 500, and the same update delivered
+    again is handled, once, as if the first delivery had never happened."""
+    other = await asyncpg.connect(postgres.url)
+    try:
+        async with running_bot(tg, tmp_path, settings=gateway_settings(tg, tmp_path, 0)) as gw:
+            tg.send_photo(private(ALICE), ALICE, small_selfie(), caption="/zombie")
+            update = tg.take_pending()
+            locked = other.transaction()
+            await locked.start()
+            await other.execute("LOCK TABLE jobs IN ACCESS EXCLUSIVE MODE")
+            assert await tg.post_update(gateway_url(gw), update) == 500
+            await locked.rollback()
+            assert not [m for m in tg.bot_messages if m.chat_id == ALICE.id], "nothing said: Telegram sends it again"
+
+            assert await tg.post_update(gateway_url(gw), update) == 200
+            await gw.photo_reply(private(ALICE))
+            assert await tg.post_update(gateway_url(gw), update) == 200  # handled now: a third one is skipped
+            await gw.finished()
+    finally:
+        await other.close()
+    assert [m.method for m in tg.bot_messages if m.chat_id == ALICE.id] == ["sendPhoto"]

@@ -7,6 +7,7 @@ to are Telegram questions answered here; everything else is the studio's.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import time
@@ -48,6 +49,7 @@ from core import i18n, texts
 from core.actions import StyleChoice, parse
 from core.commands import COMMANDS, Commands, Typed
 from core.config import TelegramSettings
+from core.gate import give_back, redeliverable
 from core.i18n import _
 from core.ports import SendSlots, UpdateLog
 from core.requests import Chat, Context, Person, PhotoRef, ReplyTarget
@@ -66,6 +68,14 @@ INLINE_START = "share"  # what /start carries when the empty inline list's butto
 ALLOWED_UPDATES = ["message", "callback_query", "inline_query", "my_chat_member", "pre_checkout_query"]
 UPDATES_KEPT_S = 24 * 3600  # update ids remembered this long (Telegram gives up redelivering far sooner)
 PRUNE_EVERY_S = 3600.0
+PENDING_WAIT_S = 10.0  # a webhook update another gateway is handling is waited for this long, then answered 500
+PENDING_POLL_S = 0.1
+PENDING_STALE_S = 120.0  # a pending record this old is taken over (its gateway died while handling it)
+FORGET_RETRY_S = 0.5
+
+
+class UpdatePending(Exception):
+    """A webhook update is still being handled by another gateway: Telegram is asked to deliver it later."""
 
 
 AnyApplication = Application[Any, Any, Any, Any, Any, Any]
@@ -204,6 +214,7 @@ class TelegramBot:
         self.settings = settings
         self.updates: UpdateLog = studio.store
         self._pruned_at = float("-inf")
+        self._forgetting: set[asyncio.Task[None]] = set()
         self.webhook: WebhookServer | None = None
         if settings.webhook_url:
             self.webhook = WebhookServer(listen=settings.webhook_listen, port=settings.webhook_port,
@@ -294,15 +305,79 @@ class TelegramBot:
     # -- updates ---------------------------------------------------------------------------------
 
     async def take_update(self, data: dict[str, Any]) -> None:
-        """A webhook update: recorded, then queued for the handlers, unless it was taken before (by this gateway
-        or another). Raises ValueError when `data` is not an update, and whatever the database raises."""
+        """A webhook update: recorded as pending, handled, then recorded as handled, unless it was taken before
+        (by this gateway or another; one being handled elsewhere is waited for). Raises ValueError when `data` is
+        not an update, and whatever the database raises: then Telegram is answered 500 and delivers it again,
+        which is also what happens when the database went away before the update had any effect."""
         try:
             update = Update.de_json(data, self.application.bot)
         except (TypeError, KeyError, ValueError) as exc:
             raise ValueError(f"not an update: {type(exc).__name__}") from None
-        if not await self._record(update.update_id):
+        update_id = update.update_id
+        seen_at = await self._take_pending(update_id)
+        if seen_at is None:
             return
-        await self.application.update_queue.put(update)
+        with redeliverable() as redelivery:
+            try:
+                await self.application.process_update(update)
+            except asyncio.CancelledError:  # a shutdown cut it short: its next delivery goes to another gateway
+                if redelivery.settled:
+                    with contextlib.suppress(Exception):
+                        await self.updates.settle_update(update_id, handled=True)
+                else:  # nothing came of it yet: handled in full next time, not waited for as pending
+                    await self._forget_update(update_id, seen_at)
+                raise
+            finally:
+                redelivery.settled = True  # what it started and still runs answers for itself from here on
+        if redelivery.given_back is not None:
+            await self._forget_update(update_id, seen_at)
+            raise redelivery.given_back
+        try:
+            await self.updates.settle_update(update_id, handled=True)
+        except Exception as exc:  # handled all the same: Telegram gets its 200 and will not send it again
+            log.warning("telegram: could not record update %s as handled: %s", update_id, type(exc).__name__)
+
+    async def _take_pending(self, update_id: int) -> float | None:
+        """Record the update as being handled here: the time it was recorded at, or None when it was handled
+        before. One being handled by another gateway is waited for (Telegram sent it twice): if that gateway
+        gives it back, it is taken here."""
+        deadline = time.monotonic() + PENDING_WAIT_S
+        while True:
+            seen_at = time.time()
+            try:
+                first = await self._record(update_id, pending=True, seen_at=seen_at)
+            except Exception:  # the record may have been written before the connection went: not left pending
+                await self._forget_update(update_id, seen_at)
+                raise
+            if first:
+                return seen_at
+            pending = await self.updates.update_pending(update_id)
+            if pending is False:
+                log.info("telegram: update %s was taken before; skipped", update_id)
+                return None
+            if pending and time.monotonic() >= deadline:
+                raise UpdatePending(f"update {update_id} is still being handled elsewhere")
+            await asyncio.sleep(PENDING_POLL_S)
+
+    async def _forget_update(self, update_id: int, seen_at: float) -> None:
+        """Forget the pending record made at `seen_at` (an update given back), so that the redelivery is
+        handled; while the database is out of reach, keep trying in the background (a redelivery waits)."""
+        try:
+            await self.updates.settle_update(update_id, handled=False, seen_at=seen_at)
+        except Exception:
+            task = asyncio.get_running_loop().create_task(self._forget_later(update_id, seen_at))
+            self._forgetting.add(task)
+            task.add_done_callback(self._forgetting.discard)
+
+    async def _forget_later(self, update_id: int, seen_at: float) -> None:
+        deadline = time.monotonic() + PENDING_STALE_S
+        while time.monotonic() < deadline:
+            await asyncio.sleep(FORGET_RETRY_S)
+            try:
+                await self.updates.settle_update(update_id, handled=False, seen_at=seen_at)
+                return
+            except Exception:  # still out of reach; past the deadline the record is stale and taken over anyway
+                continue
 
     async def _first_time(self, update: Update, _context: ContextTypes.DEFAULT_TYPE) -> None:
         """Polling: record each update before handling it, and stop there if it was taken before (a restart
@@ -318,9 +393,11 @@ class TelegramBot:
         if not first:
             raise ApplicationHandlerStop
 
-    async def _record(self, update_id: int) -> bool:
-        first = await self.updates.record_update(update_id)
-        if not first:
+    async def _record(self, update_id: int, *, pending: bool = False, seen_at: float | None = None) -> bool:
+        stale_before = time.time() - PENDING_STALE_S
+        first = await self.updates.record_update(update_id, pending=pending, stale_before=stale_before,
+                                                 seen_at=seen_at)
+        if not first and not pending:
             log.info("telegram: update %s was taken before; skipped", update_id)
         if time.monotonic() - self._pruned_at >= PRUNE_EVERY_S:
             await self._prune_updates()
@@ -349,8 +426,12 @@ class TelegramBot:
             return
         try:
             await self._route(message)
-        except Exception:  # nothing may escape into PTB; the studio already told the person if it could
-            log.exception("telegram: message %s in %s failed", message.message_id, message.chat_id)
+        except Exception as exc:  # nothing may escape into PTB; the studio already told the person if it could
+            if give_back(exc):  # before anything came of it: Telegram delivers it again
+                log.warning("telegram: message %s in %s: %s; left for Telegram to deliver again",
+                            message.message_id, message.chat_id, exc)
+            else:
+                log.exception("telegram: message %s in %s failed", message.message_id, message.chat_id)
 
     async def _route(self, message: Message) -> None:
         bot = self.application.bot

@@ -20,9 +20,16 @@ from telegram.error import NetworkError, TimedOut
 from telegram.request import BaseRequest, RequestData
 
 from bots.telegram.shim import Timeout, timeout_or
+from core.gate import settle
 from core.tls import client_context
 
 log = logging.getLogger(__name__)
+
+# Bot API methods that people see the effect of: once one is called for a request, the request has been answered
+# (a webhook update is no longer given back for Telegram to deliver again, see core.gate.Redelivery).
+_SEEN_PREFIXES = ("send", "edit", "delete", "answer", "copy", "forward", "pin", "unpin", "setChatPhoto",
+                  "setMessageReaction", "refund")
+_UNSEEN = frozenset({"sendChatAction"})
 
 
 class AiohttpRequest(BaseRequest):
@@ -86,6 +93,9 @@ class AiohttpRequest(BaseRequest):
             body = form
         elif fields:
             body = {name: str(value) for name, value in fields.items()}
+        called = url.rsplit("/", 1)[-1]
+        if called.startswith(_SEEN_PREFIXES) and called not in _UNSEEN:
+            settle()
         try:
             # Redirects are not followed: the Bot API never answers with one, and following one would
             # carry the token (in the URL) somewhere else.

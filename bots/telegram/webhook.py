@@ -2,8 +2,9 @@
 
 PTB's own webhook server runs on tornado; this one is aiohttp, which the bot already uses for HTTP. It only
 checks and hands on: the secret header (403 when wrong or missing), the body (400 unless it is an update),
-then `take`, which records the update and queues it, answering 200 at once; the handling happens after the
-answer. When `take` fails (the database is down) the answer is 500, so Telegram delivers the update again.
+then `take`, which records the update and handles it (its request persisted as a job, or answered) before the
+answer is 200. When `take` fails (the database is away before anything came of the update) the answer is 500,
+so Telegram delivers the update again.
 """
 
 from __future__ import annotations

@@ -147,6 +147,11 @@ class FakeGemini:
         self.api_key = api_key or "AIza" + secrets.token_urlsafe(26)
         self.models = list(models)
         self.page_size = page_size  # the most models one list page holds (the client may ask for fewer)
+        self.think_s = 0.0  # how long an unscripted generateContent answer takes (a model at work)
+        # Unscripted answers wait while this is clear (a test holds every drawing at the model); `held` counts them.
+        self.flowing = asyncio.Event()
+        self.flowing.set()
+        self.held = 0
         self.requests: list[RecordedRequest] = []
         self._replies: deque[Reply] = deque()
         self._closing = asyncio.Event()
@@ -375,6 +380,17 @@ class FakeGemini:
                                                        "specified", []), status=400)
         reply = self._replies.popleft() if self._replies else None
         if reply is None:
+            if self.think_s > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._closing.wait(), self.think_s)
+            if not self.flowing.is_set():
+                self.held += 1
+                try:
+                    await asyncio.wait([asyncio.ensure_future(self.flowing.wait()),
+                                        asyncio.ensure_future(self._closing.wait())],
+                                       return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    self.held -= 1
             return web.json_response(_default_answer(body))
         return await self._play(request, reply)
 
