@@ -4,7 +4,7 @@
     python3 manage.py run      # create/reuse .venv, install, start the bot
     python3 manage.py test     # create/reuse .venv, install with test extras, run pytest (everything)
     python3 manage.py test --fast  # the same without the tests marked `slow` (real processes, Chromium,
-                               # the soak, the benchmarks), on every core: for running often
+                               # the soak, the benchmarks), two processes a core: for running often
     python3 manage.py lint     # the same .venv: ruff on everything, mypy on the packages
 
 Anything after the command is passed on (`python3 manage.py run --config my.toml`,
@@ -266,13 +266,14 @@ def main(argv: list[str]) -> int:
 
 
 def pytest_args(rest: list[str]) -> list[str]:
-    """`--fast` becomes `-m "not slow"` (joined to a `-m` given too) and runs on every core (`-n auto`, unless
-    `-n` is given); everything else goes to pytest as given."""
+    """`--fast` becomes `-m "not slow"` (joined to a `-m` given too) and runs two test processes a core that
+    steal each other's work (many tests spend part of their time waiting on a stand-in's reply: a second process
+    per core fills it), unless `-n` is given; everything else goes to pytest as given."""
     if "--fast" not in rest:
         return rest
     args = [arg for arg in rest if arg != "--fast"]
     if not any(arg.startswith(("-n", "--numprocesses")) for arg in args):
-        args = ["-n", "auto", *args]
+        args = ["-n", str(2 * (os.cpu_count() or 1)), "--dist", "worksteal", *args]
     for i, arg in enumerate(args):
         if arg == "-m" and i + 1 < len(args):
             args[i + 1] = f"({args[i + 1]}) and not slow"

@@ -30,7 +30,7 @@ def decoded(data: bytes) -> Image.Image:
 
 def png_bytes(image: Image.Image, **save: object) -> bytes:
     out = io.BytesIO()
-    image.save(out, "PNG", **save)
+    image.save(out, "PNG", **{"compress_level": 1, **save})  # how hard the file is squeezed is not under test
     return out.getvalue()
 
 

@@ -930,7 +930,7 @@ class FakeDiscord:
         person["avatar"] = avatar
         with Image.open(io.BytesIO(data)) as image:  # the CDN serves the size asked for, as PNG
             out = io.BytesIO()
-            image.convert("RGB").save(out, "PNG")
+            image.convert("RGB").save(out, "PNG", compress_level=1)
         self.files[f"avatars/{person['id']}/{avatar}.png"] = (out.getvalue(), "image/png")
 
     @property
