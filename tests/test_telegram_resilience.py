@@ -15,11 +15,12 @@ from core.engines.base import EngineResult
 from core.logsafe import RedactingFilter, configure_logging
 from tests.backends import Backend
 from tests.fakes import FakeEngine
-from tests.standins.telegram_api import FakeTelegram, User
+from tests.standins.telegram_api import FakeTelegram, SentMessage, User
 from tests.test_telegram_harness import (
     ALICE,
     BOB,
     CAROL,
+    Running,
     is_photo,
     is_text,
     make_settings,
@@ -140,17 +141,23 @@ async def test_blocked_bot_marks_the_chat_and_does_not_retry(tg: FakeTelegram, t
 # -- the queue ---------------------------------------------------------------------------------------
 
 
+async def three_in_line(tg: FakeTelegram, run: Running, selfie: bytes) -> tuple[SentMessage, SentMessage]:
+    """Alice's picture under way, then Bob and Carol asking: their notes say #1 and #2."""
+    tg.send_photo(ALICE_CHAT, ALICE, selfie, caption="/zombie")
+    await tg.wait_until(lambda: (ALICE.id, "upload_photo") in tg.chat_actions, 10, "Alice's job")
+    tg.send_photo(BOB_CHAT, BOB, selfie, caption="/zombie")
+    bob_line = await run.text_reply(BOB_CHAT)
+    assert bob_line.text == texts.in_line(1)
+    tg.send_photo(CAROL_CHAT, CAROL, selfie, caption="/zombie")
+    carol_line = await run.text_reply(CAROL_CHAT)
+    assert carol_line.text == texts.in_line(2)
+    return bob_line, carol_line
+
+
 async def test_place_in_line_is_shown_and_updated_as_the_queue_moves(tg: FakeTelegram, tmp_path: Path,
                                                                      selfie: bytes) -> None:
     async with running_bot(tg, tmp_path, engine=FakeEngine(delay=0.6), concurrency=1, queue_note_after_s=0) as run:
-        tg.send_photo(ALICE_CHAT, ALICE, selfie, caption="/zombie")
-        await tg.wait_until(lambda: (ALICE.id, "upload_photo") in tg.chat_actions, 10, "Alice's job")
-        tg.send_photo(BOB_CHAT, BOB, selfie, caption="/zombie")
-        bob_line = await run.text_reply(BOB_CHAT)
-        assert bob_line.text == texts.in_line(1)
-        tg.send_photo(CAROL_CHAT, CAROL, selfie, caption="/zombie")
-        carol_line = await run.text_reply(CAROL_CHAT)
-        assert carol_line.text == texts.in_line(2)
+        bob_line, carol_line = await three_in_line(tg, run, selfie)
 
         await run.photo_reply(ALICE_CHAT)
         moved = await tg.wait_for_edit(carol_line.message_id, chat_id=CAROL.id)
@@ -183,14 +190,7 @@ async def test_place_in_line_is_a_real_place_on_both_databases(backend: Backend,
     settings = settings.model_copy(update={"storage": settings.storage.model_copy(
         update={"poll_s": 0.2, "heartbeat_s": 0.5})})
     async with running_bot(tg, tmp_path, engine=engine, settings=settings, shared_jobs=True) as run:
-        tg.send_photo(ALICE_CHAT, ALICE, selfie, caption="/zombie")
-        await tg.wait_until(lambda: (ALICE.id, "upload_photo") in tg.chat_actions, 10, "Alice's job")
-        tg.send_photo(BOB_CHAT, BOB, selfie, caption="/zombie")
-        bob_line = await run.text_reply(BOB_CHAT)
-        assert bob_line.text == texts.in_line(1)
-        tg.send_photo(CAROL_CHAT, CAROL, selfie, caption="/zombie")
-        carol_line = await run.text_reply(CAROL_CHAT)
-        assert carol_line.text == texts.in_line(2)
+        bob_line, carol_line = await three_in_line(tg, run, selfie)
 
         engine.turns.release()  # Alice's picture; Bob's turn
         await run.photo_reply(ALICE_CHAT)
