@@ -17,7 +17,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -207,7 +206,6 @@ async def processes(url: str, jobs: int, procs: int, engine_s: float, concurrenc
 
 
 async def _main(quick: bool) -> dict[str, Any]:
-    sys.path.insert(0, str(ROOT))
     from tests.postgres_cluster import PostgresCluster, unavailable
 
     reason = unavailable()
@@ -234,8 +232,7 @@ async def _main(quick: bool) -> dict[str, Any]:
 
 
 def run(quick: bool = False) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory():
-        return asyncio.run(_main(quick))
+    return asyncio.run(_main(quick))
 
 
 if __name__ == "__main__":

@@ -227,8 +227,7 @@ async def _run_worker(settings: Settings, stop: asyncio.Event) -> int:
                 await sender.start()
             except Exception as exc:
                 log.error("%s: could not start: %s", name, type(exc).__name__)
-                for each in senders:
-                    await each.stop()
+                await sender.stop()  # those started before it are stopped by `closing`
                 return 1
             closing.push_async_callback(sender.stop)
         await studio.resume()

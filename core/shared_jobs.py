@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
@@ -100,9 +100,7 @@ class SharedJobRunner:
         if self.works:
             self._wakeup.set()
             self._idle.clear()
-        task = asyncio.get_running_loop().create_task(self._announce())
-        self._loops.append(task)
-        task.add_done_callback(self._loops.remove)
+        self._spawn(self._announce())
         if self._notes is not None and not self._closing:
             self._watched[job.id] = job
             self._line_changed.set()
@@ -122,9 +120,7 @@ class SharedJobRunner:
         self._platforms = sorted(platforms or set())
         if not self._loops or all(t.get_name() != "claims" for t in self._loops):
             for name, loop in (("claims", self._claim_loop), ("heartbeat", self._heartbeat_loop)):
-                task = asyncio.get_running_loop().create_task(loop(), name=name)
-                self._loops.append(task)
-                task.add_done_callback(self._loops.remove)
+                self._spawn(loop(), name=name)
         waiting, _ = await self._store.queue_sizes()
         return waiting
 
@@ -181,7 +177,11 @@ class SharedJobRunner:
             except Exception:  # a note is a courtesy: its failure is logged, never raised
                 log.warning("could not update a place-in-line note", exc_info=True)
 
-        task = asyncio.get_running_loop().create_task(guarded())
+        self._spawn(guarded())
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str | None = None) -> None:
+        """A task of this runner's own, kept in `_loops` while it runs (cancelled and awaited at shutdown)."""
+        task = asyncio.get_running_loop().create_task(coro, name=name)
         self._loops.append(task)
         task.add_done_callback(self._loops.remove)
 

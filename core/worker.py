@@ -259,11 +259,11 @@ class Worker:
             nodes = [each.node for each in made if each.node is not None]
             # Fewer pictures than asked (some could not be made) count as what was made; a likeness retry is
             # priced (extra_calls) but is not a picture.
+            extra = sum(each.extra_calls for each in made)
             await self.store.update_job(job.id, status="done", result_node=nodes[0].id,
                                         result_nodes=tuple(n.id for n in nodes) if len(nodes) > 1 else None,
-                                        pictures=len(nodes) if len(nodes) != job.pictures else None)
-            if extra := sum(each.extra_calls for each in made):
-                await self.store.update_job(job.id, extra_calls=extra)
+                                        pictures=len(nodes) if len(nodes) != job.pictures else None,
+                                        extra_calls=extra or None)
             return nodes
         except SourceGone:
             # A /forget while it was being made: a picture of that person must not be stored or sent.

@@ -14,6 +14,7 @@ one writer). Job statements touch one row by id, so a `FOR UPDATE SKIP LOCKED` c
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import functools
 import inspect
@@ -46,7 +47,7 @@ from core.ports import (
 )
 from core.requests import ReplyTarget
 from core.send_slots import SendRule, Slot, plan
-from storage.migrations import Migration, migrations
+from storage.migrations import Migration, latest, migrations
 from storage.rows import JOB_COLUMNS, NODE_COLUMNS, PARTY_COLUMNS, job_from_row, node_from_row, without_pictures
 
 log = logging.getLogger(__name__)
@@ -215,7 +216,7 @@ class PostgresStore:
             return int(await conn.fetchval(f"SELECT COALESCE(MAX(version), 0) FROM {VERSION_TABLE}"))
 
     async def check_version(self) -> None:
-        have, need = await self.schema_version(), max(m.number for m in migrations("postgres"))
+        have, need = await self.schema_version(), latest()
         if have < need:
             raise SchemaBehind(f"postgres: {self.where} is at schema version {have}, this pixme needs {need}: "
                                "run `pixme migrate`")
@@ -344,7 +345,7 @@ class PostgresStore:
         await self._pool.execute(f"UPDATE jobs SET {', '.join(sets)} WHERE id = $1", *args)
 
     async def finish_delivery(self, job_id: int, links: Sequence[tuple[Node, str]], message_id: str) -> None:
-        async with self._pool.acquire() as conn, conn.transaction():
+        async with self._transaction() as conn:
             await conn.executemany(
                 "INSERT INTO node_messages (platform, chat_id, message_id, node_id) VALUES ($1, $2, $3, $4) "
                 "ON CONFLICT (platform, chat_id, message_id) DO UPDATE SET node_id = excluded.node_id",
@@ -535,10 +536,11 @@ class PostgresStore:
 
     async def settle_hold(self, job_id: int, pictures: int) -> bool:
         async with self._transaction() as conn:
+            now = time.time()
             spent = await conn.fetch(
                 "UPDATE credit_holds SET status = 'spent', settled_at = $3 WHERE job_id = $1 AND status = 'held' "
-                "AND unit < $2 RETURNING unit", job_id, pictures, time.time())
-            returned = await _return_hold(conn, job_id, time.time())  # candidates that failed cost nothing
+                "AND unit < $2 RETURNING unit", job_id, pictures, now)
+            returned = await _return_hold(conn, job_id, now)  # candidates that failed cost nothing
         return bool(spent) or returned
 
     async def return_hold(self, job_id: int) -> bool:
@@ -984,11 +986,11 @@ async def _return_hold(conn: asyncpg.Connection, job_id: int, now: float) -> boo
     rows = await conn.fetch(
         "UPDATE credit_holds SET status = 'returned', settled_at = $2 WHERE job_id = $1 AND status = 'held' "
         "RETURNING charge_id", job_id, now)
-    for row in rows:
-        if row["charge_id"] is not None:
-            await conn.execute(
-                "UPDATE payments SET remaining = remaining + 1 WHERE charge_id = $1 AND refunded_at IS NULL",
-                row["charge_id"])
+    units = collections.Counter(row["charge_id"] for row in rows if row["charge_id"] is not None)
+    if units:  # one statement for all of them, however many pictures the job held
+        await conn.executemany(
+            "UPDATE payments SET remaining = remaining + $2 WHERE charge_id = $1 AND refunded_at IS NULL",
+            list(units.items()))
     return bool(rows)
 
 

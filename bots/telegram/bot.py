@@ -11,7 +11,7 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -214,7 +214,7 @@ class TelegramBot:
         self.settings = settings
         self.updates: UpdateLog = studio.store
         self._pruned_at = float("-inf")
-        self._forgetting: set[asyncio.Task[None]] = set()
+        self._background: set[asyncio.Task[None]] = set()  # housekeeping kept off the update's path
         self.webhook: WebhookServer | None = None
         if settings.webhook_url:
             self.webhook = WebhookServer(listen=settings.webhook_listen, port=settings.webhook_port,
@@ -365,9 +365,7 @@ class TelegramBot:
         try:
             await self.updates.settle_update(update_id, handled=False, seen_at=seen_at)
         except Exception:
-            task = asyncio.get_running_loop().create_task(self._forget_later(update_id, seen_at))
-            self._forgetting.add(task)
-            task.add_done_callback(self._forgetting.discard)
+            self._in_background(self._forget_later(update_id, seen_at))
 
     async def _forget_later(self, update_id: int, seen_at: float) -> None:
         deadline = time.monotonic() + PENDING_STALE_S
@@ -400,8 +398,14 @@ class TelegramBot:
         if not first and not pending:
             log.info("telegram: update %s was taken before; skipped", update_id)
         if time.monotonic() - self._pruned_at >= PRUNE_EVERY_S:
-            await self._prune_updates()
+            self._pruned_at = time.monotonic()
+            self._in_background(self._prune_updates())  # Telegram is not kept waiting for it
         return first
+
+    def _in_background(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def _prune_updates(self) -> None:
         self._pruned_at = time.monotonic()

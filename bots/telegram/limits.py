@@ -44,7 +44,6 @@ class SharedRateLimiter(BaseRateLimiter[int]):
         self.settings = settings
         self._slots: SendSlots = slots if slots is not None else LocalSlots()
         self._fallback = LocalSlots()  # while the database cannot be reached: this process alone keeps the limits
-        self.flood_waits = 0  # 429s met (waited out) by this process
 
     async def initialize(self) -> None:
         return None
@@ -88,7 +87,6 @@ class SharedRateLimiter(BaseRateLimiter[int]):
                 return await callback(*args, **kwargs)
             except RetryAfter as exc:
                 seconds = _seconds(exc)
-                self.flood_waits += 1
                 scopes = [rule.scope for rule in rules] or [BOT_SCOPE]
                 log.warning("telegram: 429 on %s; every process waits %.0f s in %s", endpoint, seconds,
                             ", ".join(scopes))

@@ -17,7 +17,6 @@ from importlib.resources.abc import Traversable
 from typing import Literal
 
 Dialect = Literal["sqlite", "postgres"]
-DIALECTS: tuple[Dialect, ...] = ("sqlite", "postgres")
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+?)(?:\.(sqlite|postgres))?\.sql$")
 
 
